@@ -1,0 +1,27 @@
+"""Shared test helpers.
+
+Tests that need a real outside program (swaks, dig, tshark, openssl, smtp-sink, chromium) call
+:func:`require_program`: on a developer machine without it the test is skipped with the reason;
+under CI (``CI=true``) a missing program is a failure, because CI installs them all.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require_program(name: str, package: str | None = None) -> str:
+    """Return the path of ``name``; skip (or fail under CI) when it is not installed."""
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
+    if path:
+        return path
+    reason = (f"{name} is not installed (Debian package {package or name}; "
+              f"`bash .ci/run` installs it)")
+    if IN_CI:
+        pytest.fail(f"CI=true but {reason}")
+    pytest.skip(reason)
