@@ -1,0 +1,335 @@
+"""The world as data: domains, users, hosts and their policies, extra DNS records.
+
+Everything here is a plain mutable dataclass, so a notebook can change a world live
+(``world.host("mail.anotherdomain.org").down = True``) and call :meth:`World.check` to have
+the change validated like a world file.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from difflib import get_close_matches
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from simsmtp.trace import Trace
+from simsmtp.world.clock import IdGenerator, VirtualClock
+from simsmtp.world.faults import FaultBook
+
+if TYPE_CHECKING:
+    from simsmtp.net.network import Network
+
+#: Host roles and the well-known ports they listen on (names in the world; the network maps
+#: them to real ephemeral ports). "outbound" is the delivery agent, "client" only connects.
+ROLE_PORTS: dict[str, tuple[int, ...]] = {
+    "client": (),
+    "mx": (25,),              # RFC 5321 §4.5.4 (port 25 inbound relay)
+    "outbound": (),
+    "pop3": (110,),           # RFC 1939 §3 (STLS: RFC 2595 §4)
+    "submission": (587, 465),  # RFC 6409 §3.1 (587), RFC 8314 §3.3 (465, implicit TLS)
+}
+ROLES = tuple(sorted(ROLE_PORTS))
+
+#: How the outbound agent uses STARTTLS (RFC 3207): never, when offered, or insist on it.
+OUTBOUND_TLS = ("none", "opportunistic", "required")
+
+#: The name of the world's DNS server (RFC 2606 reserves .test for this kind of use).
+NAMESERVER = "ns.simsmtp.test"
+
+DEFAULT_TTL = 3600
+
+
+@dataclass
+class Policy:
+    """How a host behaves. Every field has the default a world file may omit.
+
+    Attributes:
+        size_limit: largest message in bytes, announced as ``SIZE`` (RFC 1870); 0 = none.
+        starttls: offer STARTTLS (RFC 3207) / STLS (RFC 2595).
+        tls_required_inbound: refuse MAIL before STARTTLS (530 5.7.0, RFC 3207 §4); never
+            for an "mx" host, which must accept plaintext mail.
+        auth_plaintext: allow AUTH PLAIN/LOGIN before TLS (RFC 4954 §4 says do not).
+        relay_networks: CIDR networks allowed to relay without AUTH (Postfix mynetworks).
+        outbound_tls: the outbound agent's STARTTLS use: "none", "opportunistic", "required".
+        max_recipients: RCPTs accepted per message; at least 100 (RFC 5321 §4.5.3.1.8).
+        persona: whose reply texts to imitate ("postfix").
+        idle_timeout: seconds of silence before the server hangs up (RFC 5321 §4.5.3.2.7:
+            at least 5 minutes).
+        smtputf8: offer SMTPUTF8 (RFC 6531).
+        pop3_plaintext: allow POP3 USER/PASS before STLS.
+    """
+
+    size_limit: int = 52428800
+    starttls: bool = True
+    tls_required_inbound: bool = False
+    auth_plaintext: bool = False
+    relay_networks: list[str] = field(default_factory=list)
+    outbound_tls: str = "opportunistic"
+    max_recipients: int = 1000
+    persona: str = "postfix"
+    idle_timeout: float = 300.0
+    smtputf8: bool = False
+    pop3_plaintext: bool = False
+
+    def may_relay(self, address: str) -> bool:
+        """Whether a client at ``address`` is in :attr:`relay_networks`."""
+        ip = ipaddress.ip_address(address)
+        return any(ip in ipaddress.ip_network(net, strict=False) for net in self.relay_networks)
+
+
+@dataclass
+class User:
+    """A mailbox owner. The password never shows in ``repr``."""
+
+    address: str
+    name: str = ""
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def local_part(self) -> str:
+        return self.address.rpartition("@")[0]
+
+    @property
+    def domain(self) -> str:
+        return self.address.rpartition("@")[2]
+
+    def check_password(self, password: str) -> bool:
+        """Compare in constant time; a user without a password can never log in."""
+        return self.password is not None and hmac.compare_digest(
+            self.password.encode(), password.encode())
+
+
+@dataclass(frozen=True)
+class MXRecord:
+    """One MX record (RFC 1035 §3.3.9): a lower preference is tried first."""
+
+    preference: int
+    exchange: str
+
+    def __str__(self) -> str:
+        return f"MX {self.preference} {self.exchange}"
+
+
+@dataclass
+class Domain:
+    """A mail domain: its MX records and its users (keyed by local part)."""
+
+    name: str
+    mx: list[MXRecord] = field(default_factory=list)
+    null_mx: bool = False
+    users: dict[str, User] = field(default_factory=dict)
+
+    def mx_records(self) -> list[MXRecord]:
+        """The MX records as published: ``MX 0 .`` for a null MX (RFC 7505 §3)."""
+        return [MXRecord(0, ".")] if self.null_mx else list(self.mx)
+
+
+@dataclass
+class Host:
+    """A machine of the world. ``down = True`` makes it refuse connections."""
+
+    name: str
+    domain: str
+    roles: list[str] = field(default_factory=list)
+    policy: Policy = field(default_factory=Policy)
+    down: bool = False
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+    def ports(self) -> list[int]:
+        """The well-known ports this host listens on (25, 587, 465, 110)."""
+        return [p for role in self.roles for p in ROLE_PORTS.get(role, ())]
+
+
+@dataclass(frozen=True)
+class Record:
+    """One DNS record in zone-file presentation form (RFC 1035 §5.1), name without the dot."""
+
+    name: str
+    rtype: str
+    value: str
+    ttl: int = DEFAULT_TTL
+
+    def __str__(self) -> str:
+        return f"{self.name}. {self.ttl} IN {self.rtype} {self.value}"
+
+
+def _bare(name: str) -> str:
+    return name.lower().rstrip(".")
+
+
+def _reverse_zone(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    if ip.version == 4:
+        return f"{str(ip).split('.')[0]}.in-addr.arpa"
+    return "ip6.arpa"
+
+
+@dataclass(eq=False)
+class World:
+    """A whole world: domains, hosts, DNS records, fault rules, clock, ids and trace.
+
+    Build one with :meth:`load`, :meth:`from_toml` or :meth:`seed_world`; boot it with
+    :meth:`start`.
+    """
+
+    name: str
+    seed: int
+    epoch: datetime
+    domains: dict[str, Domain] = field(default_factory=dict)
+    hosts: dict[str, Host] = field(default_factory=dict)
+    records: list[Record] = field(default_factory=list)
+    faults: FaultBook = field(default_factory=FaultBook)
+    source: str = "<world>"
+    nameserver: str = NAMESERVER
+    clock: VirtualClock = field(init=False, repr=False)
+    ids: IdGenerator = field(init=False, repr=False)
+    trace: Trace = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.clock = VirtualClock(self.epoch)
+        self.ids = IdGenerator(self.seed, self.clock)
+        self.trace = Trace(clock=lambda: self.clock.elapsed)
+        if self.faults.trace is None:
+            self.faults.trace = self.trace
+
+    # -- building ---------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: str | Path) -> World:
+        """Load a world file (raises :class:`~simsmtp.world.loader.WorldFileError`)."""
+        from simsmtp.world.loader import load_world
+        return load_world(path)
+
+    @classmethod
+    def from_toml(cls, text: str, source: str = "<string>") -> World:
+        """Build a world from TOML text; ``source`` names it in error messages."""
+        from simsmtp.world.loader import parse_world
+        return parse_world(text, source)
+
+    @classmethod
+    def seed_world(cls, seed: int | None = None) -> World:
+        """The seed world "Alice writes to Bob" (``seed`` overrides the file's seed)."""
+        from simsmtp.world.loader import seed_world
+        return seed_world(seed)
+
+    def check(self) -> None:
+        """Validate the world as it is now (after live edits), like a world file."""
+        from simsmtp.world.loader import validate_world
+        validate_world(self)
+
+    def start(self, **kw: Any) -> Network:
+        """Boot the world on loopback and return the running network (a context manager)."""
+        from simsmtp.net.network import Network
+        return Network(self, **kw)
+
+    # -- looking things up ------------------------------------------------------------------
+
+    def user(self, address: str) -> User | None:
+        """The user with this address: domain case-insensitive, local part exactly as given."""
+        local, at, domain = address.strip().strip("<>").rpartition("@")
+        if not at:
+            return None
+        found = self.domains.get(_bare(domain))
+        return None if found is None else found.users.get(local)
+
+    def users(self) -> list[User]:
+        """Every user of every domain."""
+        return [u for d in self.domains.values() for u in d.users.values()]
+
+    def host(self, name: str) -> Host:
+        """The host called ``name`` (case-insensitive); ``KeyError`` says what exists."""
+        try:
+            return self.hosts[_bare(name)]
+        except KeyError:
+            close = get_close_matches(_bare(name), self.hosts, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise KeyError(f"no host {name!r} in world {self.name!r}{hint}") from None
+
+    def hosts_with_role(self, role: str) -> list[Host]:
+        """The hosts that have ``role``, in the order of the world file."""
+        return [h for h in self.hosts.values() if role in h.roles]
+
+    def local_domains(self, host: Host | str) -> list[str]:
+        """The domains whose mail ``host`` keeps: its own domain and those whose MX names it."""
+        h = self.host(host) if isinstance(host, str) else host
+        found = {d.name for d in self.domains.values()
+                 if d.name == h.domain or any(_bare(r.exchange) == h.name for r in d.mx)}
+        return sorted(found)
+
+    # -- DNS ----------------------------------------------------------------------------------
+
+    def dns_records(self, addresses: Mapping[str, str]) -> list[Record]:
+        """Every record of every zone, given the addresses the network assigned.
+
+        Args:
+            addresses: host name -> IP for the hosts that have one, including
+                :attr:`nameserver`.
+
+        Returns:
+            per zone: SOA, NS, MX (or ``0 .`` for a null MX), A/AAAA of the names in it and
+            the extra records in it; then the reverse zones with their PTR records
+            (RFC 1035 §3.5); then whatever lies outside every zone.
+        """
+        ns = _bare(self.nameserver)
+        addrs = {_bare(name): ipaddress.ip_address(ip) for name, ip in addresses.items()}
+        zones = list(self.domains)  # in the order of the world file
+        ns_zone = ns.partition(".")[2] or ns
+        if not any(ns == z or ns.endswith("." + z) for z in zones):
+            zones.append(ns_zone)
+        serial = int(self.epoch.strftime("%Y%m%d")) * 100 + 1  # RFC 1912 §2.2 date serial
+        # Zone cuts: a name belongs to the longest zone it ends with.
+        by_length = sorted(zones, key=len, reverse=True)
+
+        def zone_of(name: str) -> str | None:
+            return next((z for z in by_length if name == z or name.endswith("." + z)), None)
+
+        def soa_ns(zone: str) -> list[Record]:
+            # SOA fields: refresh 3600, retry 900, expire 604800, negative TTL 300 (RFC 2308).
+            return [Record(zone, "SOA", f"{ns}. hostmaster.{zone}. {serial} 3600 900 604800 300"),
+                    Record(zone, "NS", f"{ns}.")]
+
+        out: list[Record] = []
+        for zone in zones:
+            out += soa_ns(zone)
+            domain = self.domains.get(zone)
+            if domain is not None:
+                out += [Record(zone, "MX", f"{r.preference} {_bare(r.exchange)}.")
+                        for r in domain.mx_records()]
+            out += [Record(n, "A" if ip.version == 4 else "AAAA", str(ip))
+                    for n, ip in sorted(addrs.items()) if zone_of(n) == zone]
+            out += [r for r in self.records if zone_of(r.name) == zone]
+        reverse = sorted({_reverse_zone(ip) for ip in addrs.values()})
+        for zone in reverse:
+            out += soa_ns(zone)
+            in_zone = [(ip, n) for n, ip in addrs.items() if _reverse_zone(ip) == zone]
+            out += [Record(ip.reverse_pointer, "PTR", f"{n}.")
+                    for ip, n in sorted(in_zone, key=lambda item: (int(item[0]), item[1]))]
+        out += [Record(n, "A" if ip.version == 4 else "AAAA", str(ip))
+                for n, ip in sorted(addrs.items()) if zone_of(n) is None]
+        out += [r for r in self.records if zone_of(r.name) is None]
+        return out
+
+    def __repr__(self) -> str:
+        return (f"World({self.name!r}, seed={self.seed}, domains={sorted(self.domains)}, "
+                f"hosts={list(self.hosts)}, faults={len(self.faults)})")
+
+    def summary(self) -> str:
+        """A few lines describing the world, for a notebook."""
+        lines = [f"World {self.name!r} (seed {self.seed}, epoch {self.epoch.isoformat()}, "
+                 f"from {self.source})"]
+        for d in self.domains.values():
+            mx = "null MX" if d.null_mx else (", ".join(
+                f"{r.exchange} ({r.preference})" for r in d.mx) or "implicit MX")
+            users = ", ".join(d.users) or "no users"
+            lines.append(f"  domain {d.name}: {mx}; users: {users}")
+        for h in self.hosts.values():
+            state = " [DOWN]" if h.down else ""
+            lines.append(f"  host {h.name} ({h.domain}): {', '.join(h.roles)}{state}")
+        if len(self.faults):
+            lines += [f"  fault {rule}" for rule in self.faults]
+        return "\n".join(lines)
