@@ -1,0 +1,1 @@
+"""The network layer: sockets, threads and event loops live only here."""

@@ -1,0 +1,899 @@
+"""Run any sans-IO connection on a real socket: listeners (servers) and client channels.
+
+The protocol cores of :mod:`simsmtp.protocol` never touch a socket. They follow one small
+interface (after h11), :class:`SansIOConnection`: ``receive_data(bytes)`` (``b""`` is EOF),
+``next_event()`` (an event or the core's ``NEED_DATA`` sentinel), ``data_to_send()`` and
+``closed``. This module is the other half: an :class:`asyncio.Protocol` per accepted
+connection that feeds the core what the socket reads and writes what the core wants sent.
+It is a plain Protocol, not streams, because speed matters (a world is measured against
+aiosmtpd).
+
+Per accepted connection the :class:`Listener`:
+
+* builds ``conn = factory(peer=(ip, port), local=(ip, port))`` and flushes its greeting;
+* on every read: ``conn.receive_data(data)``, then ``next_event()`` until ``NEED_DATA``,
+  handing each event to ``on_event(info, event)``; all the output of one read goes out in
+  ONE ``transport.write`` (so pipelined replies leave in one segment, RFC 2920 §3.2);
+* honours ``event.delay`` (seconds) by writing that event's output later (fault rules and
+  the soft error limit use it), with ``call_later``, never ``sleep``;
+* closes the socket once ``conn.closed`` (after flushing); EOF and a vanished client feed
+  ``receive_data(b"")`` exactly once, so a transaction cut off mid-DATA is never stored
+  (RFC 5321 §4.1.1.4: "If the connection is closed prematurely the server MUST cancel any
+  pending transaction");
+* runs an idle timer (RFC 5321 §4.5.3.2.7: at least 5 minutes), caps connections in total
+  and per client address, and says goodbye to every open connection on :meth:`Listener.close`.
+
+Every read and write goes to the capture :class:`~simsmtp.net.tap.Tap` with the exact
+bytes (ciphertext under TLS); connects, closes, refusals and timeouts go to the trace.
+
+For the outbound side, :func:`open_connection` drives a sans-IO *client* core the same way
+and returns a :class:`ClientChannel` with ``send(event)`` and ``await next_event()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, cast
+
+from ..trace import Trace
+from .loop import EventLoopThread
+from .tap import Address, Tap, next_conn_id
+
+__all__ = [
+    "ClientChannel",
+    "ConnectionFactory",
+    "ConnectionInfo",
+    "Listener",
+    "SansIOClient",
+    "SansIOConnection",
+    "ServerProtocol",
+    "create_listener",
+    "open_connection",
+    "serve",
+]
+
+#: RFC 5321 §4.5.3.2.7: a server SHOULD wait at least 5 minutes for the next command.
+DEFAULT_IDLE_TIMEOUT = 300.0
+#: Postfix default_process_limit (100): simultaneous sessions of one service.
+DEFAULT_MAX_CONNECTIONS = 100
+#: Postfix smtpd_client_connection_count_limit (50): simultaneous sessions per client IP.
+DEFAULT_MAX_PER_CLIENT = 50
+#: How long close() waits for a connection to finish flushing before aborting it.
+DEFAULT_CLOSE_TIMEOUT = 5.0
+#: A core that closed returns NEED_DATA once it has reported its last events; past this
+#: many events after the close, a broken core is cut off instead of looping for ever.
+MAX_EVENTS_AFTER_CLOSE = 100
+
+
+class SansIOConnection(Protocol):
+    """What a listener needs from a protocol core (server role)."""
+
+    def receive_data(self, data: bytes) -> None:
+        """Buffer bytes from the peer; ``b""`` means EOF."""
+
+    def next_event(self) -> object:
+        """The next event, or the core's ``NEED_DATA`` sentinel."""
+
+    def data_to_send(self) -> bytes:
+        """Drain the bytes the core wants on the wire."""
+
+    @property
+    def closed(self) -> bool:
+        """True once the core is done (221, 421, QUIT, failed TLS …)."""
+
+
+class SansIOClient(SansIOConnection, Protocol):
+    """A client core: a connection that also accepts events to send."""
+
+    def send(self, event: Any) -> None:
+        """Queue the bytes of ``event`` in ``data_to_send()``."""
+
+
+class ConnectionFactory(Protocol):
+    """Builds the core of one accepted connection."""
+
+    def __call__(self, *, peer: Address, local: Address) -> SansIOConnection: ...
+
+
+@dataclass(frozen=True)
+class ConnectionInfo:
+    """Who is talking to whom, for ``on_event`` and the widgets.
+
+    Attributes:
+        id: connection id (the tap's and the trace's ``conn``).
+        service: what the listener speaks (``"smtp"``, ``"pop3"`` …).
+        host_name: the world host that owns the listener (or the client, outbound).
+        peer: the other end's (ip, port).
+        local: our end's (ip, port).
+        opened_at: wall-clock time of the connect (``time.time()``).
+    """
+
+    id: int
+    service: str
+    host_name: str
+    peer: Address
+    local: Address
+    opened_at: float
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+_UNSET: Any = _Unset()
+
+
+def resolve_need_data(conn: object, need_data: object = _UNSET) -> object:
+    """The ``NEED_DATA`` sentinel of ``conn``'s core.
+
+    ``need_data`` when given; otherwise a ``NEED_DATA`` attribute of the connection, or of
+    the module that defines its class (h11 style).
+
+    Raises:
+        TypeError: none of these exists.
+    """
+    if need_data is not _UNSET:
+        return need_data
+    for source in (conn, sys.modules.get(type(conn).__module__)):
+        value = getattr(source, "NEED_DATA", _UNSET)
+        if value is not _UNSET:
+            return value
+    raise TypeError(f"cannot find NEED_DATA for {type(conn).__name__}: pass need_data=")
+
+
+def _hostport(address: Address) -> str:
+    return f"{address[0]}:{address[1]}"
+
+
+def _sockaddr(transport: asyncio.BaseTransport, key: str) -> Address:
+    value = transport.get_extra_info(key)
+    if not value:
+        return ("", 0)
+    return (str(value[0]), int(value[1]))
+
+
+class Listener:
+    """A listening socket that runs one sans-IO core per accepted connection.
+
+    Build it with :func:`serve` (from any thread) or :func:`create_listener` (inside the
+    loop); the arguments are the same.
+
+    Args:
+        host: the address to bind (a world host's 127.0.0.x).
+        port: the port; 0 (the default) lets the kernel choose, see :attr:`address`.
+        factory: ``factory(peer=(ip, port), local=(ip, port))`` builds a core.
+        name: the world host's name (in :class:`ConnectionInfo` and the trace).
+        service: what it speaks (``"smtp"``, ``"submission"``, ``"smtps"``, ``"pop3"``).
+        trace: where ``tcp.connect``, ``tcp.close``, ``tcp.refused``, ``tcp.timeout`` and
+            ``net.error`` events go.
+        tap: the capture tap (every read and write, exact bytes).
+        idle_timeout: seconds without activity before ``on_timeout`` and a close (RFC 5321
+            §4.5.3.2.7 asks for at least 300); ``None`` disables the timer.
+        idle_reset: what restarts the timer: ``"event"`` (default: a read that completed at
+            least one event, so bytes trickled one at a time never extend a session,
+            catalogue test 64, as aiosmtpd does) or ``"data"`` (any read).
+        on_timeout: ``on_timeout(conn)`` makes the core queue its timeout reply
+            (``421 4.4.2 <host> Error: timeout exceeded``); then flush and close.
+        max_connections: simultaneous connections; ``None`` is unlimited.
+        max_per_client: simultaneous connections from one client IP; ``None`` is unlimited.
+        on_refused: ``on_refused(peer) -> bytes`` written to a connection over a cap before
+            it is closed (``421 4.7.0 <host> Error: too many connections from <ip>``);
+            without it the connection is closed silently.
+        on_event: ``on_event(info, event)`` for every event the core returns.
+        need_data: the core's ``NEED_DATA`` sentinel (found on the core if not given).
+        backlog: the listen backlog.
+        close_timeout: how long :meth:`close` waits for each connection to flush.
+    """
+
+    def __init__(self, host: str, port: int = 0, *, factory: ConnectionFactory,
+                 name: str = "", service: str = "", trace: Trace | None = None,
+                 tap: Tap | None = None, idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+                 idle_reset: Literal["event", "data"] = "event",
+                 on_timeout: Callable[[Any], None] | None = None,
+                 max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
+                 max_per_client: int | None = DEFAULT_MAX_PER_CLIENT,
+                 on_refused: Callable[[Address], bytes] | None = None,
+                 on_event: Callable[[ConnectionInfo, object], None] | None = None,
+                 need_data: object = _UNSET, backlog: int = 100,
+                 close_timeout: float = DEFAULT_CLOSE_TIMEOUT) -> None:
+        if idle_reset not in ("event", "data"):
+            raise ValueError(f"idle_reset must be 'event' or 'data', not {idle_reset!r}")
+        self.host = host
+        self.port = port
+        self.factory = factory
+        self.name = name
+        self.service = service
+        self.trace = trace
+        self.tap = tap
+        self.idle_timeout = idle_timeout
+        self.idle_reset = idle_reset
+        self.on_timeout = on_timeout
+        self.max_connections = max_connections
+        self.max_per_client = max_per_client
+        self.on_refused = on_refused
+        self.on_event = on_event
+        self.need_data = need_data
+        self.backlog = backlog
+        self.close_timeout = close_timeout
+        self._server: asyncio.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._protocols: dict[ServerProtocol, None] = {}  # ordered set
+        self._per_client: dict[str, int] = {}
+        self._closing = False
+        self._closed: asyncio.Future[None] | None = None
+
+    async def start(self) -> Listener:
+        """Bind and start accepting (inside the loop); returns self."""
+        if self._server is not None:
+            raise RuntimeError("listener already started")
+        self._loop = asyncio.get_running_loop()
+        self._server = await self._loop.create_server(
+            lambda: ServerProtocol(self), self.host, self.port, backlog=self.backlog)
+        self.port = self.address[1]
+        return self
+
+    # -- what the world sees -------------------------------------------------------------
+    @property
+    def address(self) -> Address:
+        """The bound (ip, port)."""
+        if self._server is None or not self._server.sockets:
+            return (self.host, self.port)
+        return _sockaddr_of(self._server.sockets[0].getsockname())
+
+    @property
+    def connections(self) -> int:
+        """How many connections are open now."""
+        return len(self._protocols)
+
+    def connection_infos(self) -> list[ConnectionInfo]:
+        """The :class:`ConnectionInfo` of every open connection, oldest first."""
+        return [p.info for p in list(self._protocols) if p.info is not None]
+
+    @property
+    def closing(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closing
+
+    # -- shutdown ----------------------------------------------------------------------
+    async def close(self, goodbye: Callable[[Any], None] | None = None) -> None:
+        """Stop accepting, say goodbye to every open connection, close them, free the port.
+
+        Args:
+            goodbye: ``goodbye(conn)`` makes each core queue its farewell (``421 4.3.2 <host>
+                Service shutting down``, RFC 5321 §3.8); it is flushed before the close.
+        """
+        loop = asyncio.get_running_loop()
+        if self._closing:
+            if self._closed is not None:
+                await asyncio.shield(self._closed)
+            return
+        self._closing = True
+        self._closed = loop.create_future()
+        try:
+            if self._server is not None:
+                self._server.close()
+            protocols = list(self._protocols)
+            for protocol in protocols:
+                protocol.shutdown(goodbye)
+            waiters = [p.lost for p in protocols if p.lost is not None]
+            if waiters:
+                _done, pending = await asyncio.wait(waiters, timeout=self.close_timeout)
+                if pending:
+                    for protocol in protocols:
+                        protocol.abort()
+                    await asyncio.wait(pending, timeout=self.close_timeout)
+            if self._server is not None:
+                await self._server.wait_closed()
+        finally:
+            self._closed.set_result(None)
+
+    def stop(self, goodbye: Callable[[Any], None] | None = None,
+             timeout: float | None = None) -> None:
+        """:meth:`close` from another thread, blocking until done."""
+        if self._loop is None:
+            self._closing = True
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            raise RuntimeError("Listener.stop() inside its own loop would deadlock; "
+                               "use `await listener.close()`")
+        future = asyncio.run_coroutine_threadsafe(self.close(goodbye), self._loop)
+        future.result(timeout)
+
+    # -- bookkeeping used by ServerProtocol ----------------------------------------------
+    def _over_cap(self, ip: str) -> str | None:
+        if self.max_connections is not None and len(self._protocols) >= self.max_connections:
+            return "max_connections"
+        if self.max_per_client is not None and self._per_client.get(ip, 0) >= \
+                self.max_per_client:
+            return "max_per_client"
+        return None
+
+    def _register(self, protocol: ServerProtocol, ip: str) -> None:
+        self._protocols[protocol] = None
+        self._per_client[ip] = self._per_client.get(ip, 0) + 1
+
+    def _unregister(self, protocol: ServerProtocol, ip: str) -> None:
+        if self._protocols.pop(protocol, _UNSET) is _UNSET:
+            return
+        left = self._per_client.get(ip, 1) - 1
+        if left > 0:
+            self._per_client[ip] = left
+        else:
+            self._per_client.pop(ip, None)
+
+    def _record(self, kind: str, **data: Any) -> None:
+        if self.trace is not None:
+            self.trace.record(kind, host=self.name, service=self.service, **data)
+
+    def __repr__(self) -> str:
+        ip, port = self.address
+        return (f"<Listener {self.name or '-'} {self.service or '-'} {ip}:{port} "
+                f"connections={self.connections}>")
+
+
+def _sockaddr_of(value: Any) -> Address:
+    return (str(value[0]), int(value[1]))
+
+
+class ServerProtocol(asyncio.Protocol):
+    """The asyncio side of one accepted connection (built by :class:`Listener`)."""
+
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+        self.conn: SansIOConnection | None = None
+        self.info: ConnectionInfo | None = None
+        #: Resolved when the connection is gone (for Listener.close).
+        self.lost: asyncio.Future[None] | None = None
+        self._transport: asyncio.Transport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._need_data: object = _UNSET
+        self._timer: asyncio.TimerHandle | None = None
+        self._delay: asyncio.TimerHandle | None = None
+        self._delayed_output = b""
+        self._paused: set[str] = set()
+        self._eof_fed = False
+        self._closed_by: str | None = None
+        self._registered = False
+        self._gone = False
+        self._failed = False
+        self._ip = ""
+
+    # -- asyncio callbacks ---------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        listener = self.listener
+        self._transport = cast(asyncio.Transport, transport)
+        self._loop = asyncio.get_running_loop()
+        self.lost = self._loop.create_future()
+        peer = _sockaddr(transport, "peername")
+        local = _sockaddr(transport, "sockname")
+        self._ip = peer[0]
+        conn_id = next_conn_id(listener.tap)
+        self.info = ConnectionInfo(conn_id, listener.service, listener.name, peer, local,
+                                   time.time())
+        if listener.tap is not None:
+            listener.tap.open(conn_id, "tcp", client=peer, server=local,
+                              service=listener.service, host=listener.name)
+        listener._record("tcp.connect", conn=conn_id, peer=_hostport(peer),
+                         local=_hostport(local))
+        refusal = "shutting_down" if listener.closing else listener._over_cap(peer[0])
+        if refusal is not None:
+            listener._record("tcp.refused", conn=conn_id, peer=_hostport(peer),
+                             reason=refusal)
+            if refusal != "shutting_down" and listener.on_refused is not None:
+                try:
+                    self._write(listener.on_refused(peer))
+                except Exception as exc:
+                    self._error("on_refused", exc)
+            self._close_transport("server")
+            return
+        listener._register(self, peer[0])
+        self._registered = True
+        try:
+            self.conn = listener.factory(peer=peer, local=local)
+            self._need_data = resolve_need_data(self.conn, listener.need_data)
+        except Exception as exc:
+            self._fail("factory", exc)
+            return
+        self._arm_timer()
+        self._pump()
+
+    def data_received(self, data: bytes) -> None:
+        if self.info is not None and self.listener.tap is not None:
+            self.listener.tap.data(self.info.id, "c2s", data)
+        conn = self.conn
+        if conn is None or self._closed_by is not None:
+            return  # refused, failed or closing: the bytes are captured, not processed
+        if self.listener.idle_reset == "data":
+            self._arm_timer()
+        try:
+            conn.receive_data(data)
+        except Exception as exc:
+            self._fail("receive_data", exc)
+            return
+        if self._delay is None:
+            self._pump()
+
+    def eof_received(self) -> bool | None:
+        conn = self.conn
+        self._closed_by = self._closed_by or "client"
+        if conn is None or conn.closed:
+            return None
+        self._feed_eof()
+        if self._delay is not None:
+            return True  # keep the socket to write the delayed replies; _pump closes it
+        self._pump()
+        return None  # the transport flushes and closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._gone = True
+        self._closed_by = self._closed_by or "client"
+        was_delaying = self._delay is not None
+        self._cancel_timers()
+        conn = self.conn
+        if conn is not None:
+            # The client vanished: the core must see EOF once, so it drops what is pending,
+            # and what it still had buffered becomes events (output has nowhere to go).
+            fresh_eof = not conn.closed and not self._eof_fed
+            if fresh_eof:
+                self._feed_eof()
+            if fresh_eof or was_delaying:
+                self._pump()
+        closed_by = self._closed_by
+        info = self.info
+        if info is not None:
+            if self.listener.tap is not None:
+                self.listener.tap.close(info.id, by=closed_by)
+            self.listener._record("tcp.close", conn=info.id, by=closed_by,
+                                  error=str(exc) if exc else None)
+        if self._registered:
+            self.listener._unregister(self, self._ip)
+            self._registered = False
+        if self.lost is not None and not self.lost.done():
+            self.lost.set_result(None)
+
+    def pause_writing(self) -> None:
+        # Back-pressure: the socket's send buffer is past its high-water mark (64 KiB by
+        # default), so stop reading until the peer catches up: the core then produces no
+        # more output either.
+        self._pause("writing")
+
+    def resume_writing(self) -> None:
+        self._resume("writing")
+
+    # -- the pump ------------------------------------------------------------------------
+    def _pump(self, prefix: bytes = b"", *, honour_delay: bool = True) -> None:
+        """Drain events until NEED_DATA and write all their output in one write.
+
+        Events that follow the core's close (its ``ConnectionClosed``) are drained too: a
+        core returns NEED_DATA for ever once it has reported everything.
+        """
+        conn = self.conn
+        assert conn is not None and self.info is not None
+        out = [prefix] if prefix else []
+        got_event = False
+        after_close = 0
+        # After a failure the core still sees EOF and drains, but a callback that raised
+        # is not called again (one bug, one net.error).
+        on_event = None if self._failed else self.listener.on_event
+        while True:
+            try:
+                event = conn.next_event()
+            except Exception as exc:
+                self._write(b"".join(out))
+                self._fail("next_event", exc)
+                return
+            if event is self._need_data:
+                break
+            got_event = True
+            if on_event is not None:
+                try:
+                    on_event(self.info, event)
+                except Exception as exc:
+                    self._write(b"".join(out))
+                    self._fail("on_event", exc)
+                    return
+            chunk = conn.data_to_send()
+            delay = getattr(event, "delay", None)
+            if honour_delay and delay and not self._gone:
+                # Write what came before now, this event's output after `delay` seconds,
+                # and process nothing more (nor read) until then: order is kept.
+                self._write(b"".join(out))
+                self._delayed_output = chunk
+                self._delay = self._loop_().call_later(float(delay), self._after_delay)
+                self._pause("delay")
+                if self.listener.idle_reset == "event":
+                    self._arm_timer()
+                return
+            if chunk:
+                out.append(chunk)
+            if conn.closed:
+                after_close += 1
+                if after_close > MAX_EVENTS_AFTER_CLOSE:
+                    self._error("next_event", RuntimeError(
+                        f"the core returned {after_close} events after it closed"))
+                    break
+        if got_event and self.listener.idle_reset == "event":
+            self._arm_timer()
+        tail = conn.data_to_send()
+        if tail:
+            out.append(tail)
+        self._write(b"".join(out))
+        if conn.closed or self._eof_fed:
+            self._close_transport("server" if conn.closed else "client")
+
+    def _after_delay(self) -> None:
+        self._delay = None
+        chunk, self._delayed_output = self._delayed_output, b""
+        self._resume("delay")
+        if self.conn is None or self._gone:
+            return
+        self._pump(prefix=chunk)
+
+    def _feed_eof(self) -> None:
+        if self._eof_fed or self.conn is None:
+            return
+        self._eof_fed = True
+        try:
+            self.conn.receive_data(b"")
+        except Exception as exc:
+            self._fail("receive_data(EOF)", exc)
+
+    # -- timers, shutdown ----------------------------------------------------------------
+    def _arm_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        timeout = self.listener.idle_timeout
+        if timeout is not None and not self._gone and self._closed_by is None:
+            self._timer = self._loop_().call_later(timeout, self._on_idle)
+
+    def _on_idle(self) -> None:
+        self._timer = None
+        if self.info is not None:
+            self.listener._record("tcp.timeout", conn=self.info.id,
+                                  after=self.listener.idle_timeout)
+        self._finish(self.listener.on_timeout, "on_timeout")
+
+    def shutdown(self, goodbye: Callable[[Any], None] | None) -> None:
+        """Give the core its goodbye (Listener.close), flush, close."""
+        self._finish(goodbye, "goodbye")
+
+    def _finish(self, farewell: Callable[[Any], None] | None, where: str) -> None:
+        """Flush any delayed output, let ``farewell`` queue the last words, flush, close."""
+        if self._gone or self._closed_by == "server":
+            return
+        pending = self._delayed_output
+        self._cancel_timers()
+        self._delayed_output = b""
+        conn = self.conn
+        if conn is not None and farewell is not None:
+            try:
+                farewell(conn)
+            except Exception as exc:
+                self._error(where, exc)
+        if conn is not None:
+            # The farewell's events (the core's ConnectionClosed) still reach on_event.
+            self._pump(prefix=pending, honour_delay=False)
+        else:
+            self._write(pending)
+        self._close_transport("server")
+
+    def abort(self) -> None:
+        """Drop the connection now (a peer that does not read our last words)."""
+        if self._transport is not None and not self._gone:
+            self._closed_by = self._closed_by or "server"
+            self._transport.abort()
+
+    def _cancel_timers(self) -> None:
+        for handle in (self._timer, self._delay):
+            if handle is not None:
+                handle.cancel()
+        self._timer = self._delay = None
+
+    # -- output and errors ---------------------------------------------------------------
+    def _write(self, data: bytes) -> None:
+        transport = self._transport
+        if not data or transport is None or self._gone or transport.is_closing():
+            return
+        if self.info is not None and self.listener.tap is not None:
+            self.listener.tap.data(self.info.id, "s2c", data)
+        transport.write(data)
+
+    def _close_transport(self, by: str) -> None:
+        self._closed_by = self._closed_by or by
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()  # flushes what was written, then closes
+
+    def _pause(self, reason: str) -> None:
+        if not self._paused and self._transport is not None:
+            self._transport.pause_reading()
+        self._paused.add(reason)
+
+    def _resume(self, reason: str) -> None:
+        self._paused.discard(reason)
+        if not self._paused and self._transport is not None and not self._gone:
+            self._transport.resume_reading()
+
+    def _loop_(self) -> asyncio.AbstractEventLoop:
+        assert self._loop is not None
+        return self._loop
+
+    def _error(self, where: str, exc: BaseException) -> None:
+        """Record an exception raised by a core or a callback (it is a bug there)."""
+        conn_id = self.info.id if self.info is not None else None
+        self.listener._record("net.error", conn=conn_id, where=where, error=repr(exc),
+                              traceback="".join(traceback.format_exception(exc)))
+        if self._loop is not None:
+            self._loop.call_exception_handler({
+                "message": f"simsmtp listener {self.listener.name}/{self.listener.service}: "
+                           f"{where} raised",
+                "exception": exc, "protocol": self})
+
+    def _fail(self, where: str, exc: BaseException) -> None:
+        self._failed = True
+        self._error(where, exc)
+        self._cancel_timers()
+        self._close_transport("server")
+
+
+async def create_listener(host: str, port: int = 0, *, factory: ConnectionFactory,
+                          **options: Any) -> Listener:
+    """Start a :class:`Listener` from inside the event loop (same arguments)."""
+    return await Listener(host, port, factory=factory, **options).start()
+
+
+def serve(loop: EventLoopThread | asyncio.AbstractEventLoop, host: str, port: int = 0, *,
+          factory: ConnectionFactory, **options: Any) -> Listener:
+    """Start a :class:`Listener` on ``loop`` from another thread and return it once bound.
+
+    Args:
+        loop: an :class:`EventLoopThread`, or an asyncio loop that runs in another thread
+            (or does not run yet). Inside the loop itself use :func:`create_listener`.
+        host: the address to bind.
+        port: 0 (the default) for an ephemeral port.
+        factory: ``factory(peer=, local=)`` builds the core of each connection.
+        **options: the keyword arguments of :class:`Listener`.
+
+    Example:
+        >>> listener = serve(loop_thread, "127.0.0.2", factory=make_core,  # doctest: +SKIP
+        ...                  name="mx.example.org", service="smtp")
+        >>> listener.address  # doctest: +SKIP
+        ('127.0.0.2', 40233)
+    """
+    coro = create_listener(host, port, factory=factory, **options)
+    if isinstance(loop, EventLoopThread):
+        return loop.run(coro)
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        coro.close()
+        raise RuntimeError("serve() inside its own loop would deadlock; "
+                           "use `await create_listener(...)`")
+    if loop.is_running():
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+    return loop.run_until_complete(coro)
+
+
+class ClientChannel(asyncio.Protocol):
+    """A sans-IO *client* core driven over one TCP connection (see :func:`open_connection`).
+
+    Use it from the loop's thread: ``channel.send(event)`` queues and writes,
+    ``await channel.next_event()`` returns the next event, waiting for bytes when the core
+    needs data, ``await channel.close()`` closes.
+    """
+
+    def __init__(self, conn: SansIOClient, *, need_data: object = _UNSET,
+                 tap: Tap | None = None, trace: Trace | None = None, name: str = "",
+                 service: str = "smtp", default_timeout: float | None = None) -> None:
+        self.conn = conn
+        self.need_data = resolve_need_data(conn, need_data)
+        self.tap = tap
+        self.trace = trace
+        self.name = name
+        self.service = service
+        self.default_timeout = default_timeout
+        self.info: ConnectionInfo | None = None
+        self._id = next_conn_id(tap)
+        self._transport: asyncio.Transport | None = None
+        self._readable = asyncio.Event()
+        self._lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._eof = False
+        self._gone = False
+        self._closed_by: str | None = None
+        self._error: BaseException | None = None
+
+    # -- asyncio callbacks ---------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+        local = _sockaddr(transport, "sockname")
+        peer = _sockaddr(transport, "peername")
+        self.info = ConnectionInfo(self._id, self.service, self.name, peer, local,
+                                   time.time())
+        if self.tap is not None:
+            self.tap.open(self._id, "tcp", client=local, server=peer, service=self.service,
+                          host=self.name)
+        self._record("tcp.connect", peer=_hostport(peer), local=_hostport(local),
+                     role="client")
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        if self.tap is not None:
+            self.tap.data(self._id, "s2c", data)
+        try:
+            self.conn.receive_data(data)
+        except Exception as exc:
+            self._error = exc
+        self._flush()
+        self._readable.set()
+
+    def eof_received(self) -> bool | None:
+        self._closed_by = self._closed_by or "server"
+        if not self.conn.closed:
+            self._feed_eof()
+        self._readable.set()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._gone = True
+        self._closed_by = self._closed_by or "server"
+        if not self.conn.closed:
+            self._feed_eof()
+        if self.tap is not None:
+            self.tap.close(self._id, by=self._closed_by)
+        self._record("tcp.close", by=self._closed_by, error=str(exc) if exc else None,
+                     role="client")
+        self._readable.set()
+        if not self._lost.done():
+            self._lost.set_result(None)
+
+    # -- the driver ----------------------------------------------------------------------
+    def send(self, event: Any) -> None:
+        """Give ``event`` to the core and write the bytes it queued (one write).
+
+        Raises:
+            ConnectionError: the connection is already closed.
+        """
+        if self._gone or self._transport is None or self._transport.is_closing():
+            raise ConnectionError("cannot send: the connection is closed")
+        self.conn.send(event)
+        self._flush()
+
+    async def next_event(self, timeout: float | None = _UNSET) -> object:
+        """The core's next event, reading from the socket while it needs data.
+
+        Args:
+            timeout: seconds to wait for bytes (default: the channel's timeout).
+
+        Raises:
+            TimeoutError: no event within ``timeout``.
+            ConnectionError: the server closed and the core has nothing more to say.
+        """
+        if timeout is _UNSET:
+            timeout = self.default_timeout
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            if self._error is not None:
+                error, self._error = self._error, None
+                raise error
+            event = self.conn.next_event()
+            self._flush()
+            if event is not self.need_data:
+                return event
+            if self._eof or self._gone:
+                raise ConnectionError("the server closed the connection")
+            self._readable.clear()
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"no event within {timeout} s")
+            try:
+                await asyncio.wait_for(self._readable.wait(), remaining)
+            except TimeoutError:
+                raise TimeoutError(f"no event within {timeout} s") from None
+
+    async def close(self, timeout: float = DEFAULT_CLOSE_TIMEOUT) -> None:
+        """Flush, close the socket and wait until it is gone (abort after ``timeout``)."""
+        if self._transport is None:
+            return
+        if not self._gone:
+            self._closed_by = self._closed_by or "client"
+            self._flush()
+            self._transport.close()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._lost), timeout)
+        except TimeoutError:
+            self._transport.abort()
+
+    # -- state ---------------------------------------------------------------------------
+    @property
+    def id(self) -> int:
+        """The connection id (tap and trace)."""
+        return self._id
+
+    @property
+    def closed(self) -> bool:
+        """True once the socket is gone."""
+        return self._gone
+
+    @property
+    def local(self) -> Address:
+        """Our (ip, port)."""
+        return self.info.local if self.info else ("", 0)
+
+    @property
+    def peer(self) -> Address:
+        """The server's (ip, port)."""
+        return self.info.peer if self.info else ("", 0)
+
+    def _flush(self) -> None:
+        data = self.conn.data_to_send()
+        transport = self._transport
+        if not data or transport is None or self._gone or transport.is_closing():
+            return
+        if self.tap is not None:
+            self.tap.data(self._id, "c2s", data)
+        transport.write(data)
+
+    def _feed_eof(self) -> None:
+        if self._eof:
+            return
+        self._eof = True
+        try:
+            self.conn.receive_data(b"")
+        except Exception as exc:
+            self._error = exc
+
+    def _record(self, kind: str, **data: Any) -> None:
+        if self.trace is not None:
+            self.trace.record(kind, host=self.name, service=self.service, conn=self._id,
+                              **data)
+
+
+async def open_connection(host: str, port: int, conn: SansIOClient, *,
+                          tap: Tap | None = None, name: str = "", service: str = "smtp",
+                          timeout: float | None = 30.0, trace: Trace | None = None,
+                          local_host: str | None = None,
+                          need_data: object = _UNSET) -> ClientChannel:
+    """Connect to ``host:port`` and drive the client core ``conn`` over the socket.
+
+    Args:
+        host: the server's address.
+        port: the server's port.
+        conn: a sans-IO client core (``send``, ``receive_data``, ``next_event``,
+            ``data_to_send``, ``closed``).
+        tap: the capture tap.
+        name: the world host that connects (for the tap and the trace).
+        service: what is spoken (``"smtp"`` …).
+        timeout: seconds for the connect, and the default of
+            :meth:`ClientChannel.next_event`.
+        trace: where ``tcp.connect`` and ``tcp.close`` go.
+        local_host: bind this source address first (a world host's own 127.0.0.x), so the
+            server sees the right client IP.
+        need_data: the core's ``NEED_DATA`` sentinel (found on the core if not given).
+
+    Raises:
+        TimeoutError: the connect took longer than ``timeout``.
+        OSError: the connect failed (refused, unreachable).
+    """
+    loop = asyncio.get_running_loop()
+    channel = ClientChannel(conn, need_data=need_data, tap=tap, trace=trace, name=name,
+                            service=service, default_timeout=timeout)
+    local_addr = (local_host, 0) if local_host else None
+    await asyncio.wait_for(
+        loop.create_connection(lambda: channel, host, port, local_addr=local_addr), timeout)
+    return channel
