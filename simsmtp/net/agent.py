@@ -1,0 +1,1041 @@
+"""The outbound delivery agent of a world's MTA (mail.example.com's "smtp" + "qmgr").
+
+It takes messages from the durable :class:`~simsmtp.net.queue.Queue` and delivers them
+the way Postfix does, and says why at every step in the world's trace:
+
+* **Routing (RFC 5321 §5.1, RFC 7505).** Per recipient domain: an MX lookup; MX hosts in
+  preference order, equal preferences shuffled with the world's seeded rng; no MX but an
+  address: the domain is its own MX (implicit MX); a null MX (``MX 0 .``) or NXDOMAIN:
+  bounce at once; a temporary DNS failure: defer. MX hosts that do not resolve are skipped;
+  when none resolves the mail bounces (catalogue 74d: no fallback to the domain's A record).
+* **Trying servers in order (RFC 5321 §5.1; Postfix ``smtp_trouble.c``).** The next MX is
+  tried after a refused connection, a timeout, a 4xx or 5xx greeting (Postfix
+  ``smtp_skip_5xx_greeting = yes``) and after 4xx replies to MAIL, RCPT or DATA. Once the
+  last server gave a 4xx the recipients are deferred. A 5xx to MAIL or DATA bounces every
+  recipient of the transaction, a 5xx to RCPT bounces that recipient (never tried
+  elsewhere), 250 after DATA delivers. ``452`` (or ``552``, RFC 5321 §4.5.3.1.10) to RCPT
+  means too many recipients: the rest go in a further transaction to the same server.
+* **One transaction per server** with all the domain's recipients (MAIL, RCPT x N, DATA;
+  RFC 5321 §4.5.4.1 "one copy per server"), pipelined when the server offers PIPELINING
+  (RFC 2920).
+* **STARTTLS (RFC 3207) by policy.** ``"none"``: never. ``"opportunistic"``: used when
+  offered (with the given context, verifying or not), plaintext when not offered or refused;
+  a failed handshake is traced and the same server is retried once in plaintext (what
+  Postfix's "may" level does; a learner sees how a downgrade looks). ``"required"``: no
+  STARTTLS or a failed handshake defers the mail with a clear reason.
+* **SIZE (RFC 1870 §6.2).** A message larger than the server's advertised SIZE is not
+  transmitted; it bounces with 5.3.4.
+* **Retries on the virtual clock (RFC 5321 §4.5.4.1).** Deferred recipients wait for the
+  :class:`~simsmtp.world.routing.RetrySchedule`; :meth:`DeliveryAgent.fast_forward` runs
+  every retry of a time window in order. After the maximal lifetime the mail bounces
+  (status 4.4.7, delivery time expired, with the last error).
+* **Bounces (RFC 3464, RFC 5321 §6.1).** One DSN per message attempt listing every recipient
+  that failed in that attempt, handed to ``bounce_sink(sender, dsn)``; never for the null
+  sender (a bounce is never bounced, RFC 5321 §4.5.5). When the retry schedule sets
+  ``delay_warning`` (Postfix ``delay_warning_time``, off by default) one "delayed" notice is
+  sent per message.
+* **Durability.** Every outcome is fsynced into the queue before the agent goes on; after a
+  250 the outcome is written before QUIT is even sent, so a restart never delivers a
+  recipient twice (except for the window documented in :mod:`simsmtp.net.queue`). A failure
+  is recorded, then its DSN handed over, then "notified" recorded: a crash in between sends
+  the DSN on the next run (a duplicate DSN is better than a lost one).
+
+The agent drives the sans-IO client core (:class:`simsmtp.protocol.client.ClientConnection`)
+through a channel made by ``connect(ip, port, mx_name, conn)``: in a running world that is
+:func:`simsmtp.net.listener.open_connection`; tests pass a scripted fake. The core normalises
+every stray CR or LF and dot-stuffs, so the agent never emits a bare CR or LF.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import random
+import ssl
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from simsmtp.net.queue import (
+    Queue,
+    QueuedMessage,
+    RecipientResult,
+    RecipientState,
+    RecipientStatus,
+)
+from simsmtp.protocol import events as smtp
+from simsmtp.protocol.client import ClientConfig, ClientConnection
+from simsmtp.protocol.errors import LocalProtocolError
+from simsmtp.protocol.grammar import GrammarError, format_path, message_size
+from simsmtp.protocol.replies import Reply
+from simsmtp.trace import Trace
+from simsmtp.world.bounce import RecipientFailure, compose_bounce
+from simsmtp.world.clock import IdGenerator, VirtualClock
+from simsmtp.world.model import MXRecord
+from simsmtp.world.routing import RetrySchedule, Route, plan_route
+
+TLSPolicy = Literal["none", "opportunistic", "required"]
+TLS_POLICIES = ("none", "opportunistic", "required")
+
+#: The reason a "required" policy gives when the server does not offer STARTTLS.
+TLS_NOT_OFFERED = "TLS is required by policy but the server did not offer STARTTLS"
+
+
+class Channel(Protocol):
+    """What the agent needs from a connection (``simsmtp.net.listener.ClientChannel``)."""
+
+    def send(self, event: Any) -> None: ...
+
+    async def next_event(self, timeout: float | None = ...) -> object: ...
+
+    async def close(self) -> None: ...
+
+
+#: ``connect(ip, port, mx_name, conn) -> channel``; raises OSError / TimeoutError on failure.
+Connect = Callable[[str, int, str, Any], Awaitable[Channel]]
+#: ``resolver_lookup(name, rtype)`` with rtype "MX" or "A"; returns an object with ``status``
+#: ("ok", "nodata", "nxdomain", "tempfail") and ``records`` (MX: (pref, exchange) pairs) or
+#: ``addresses`` (A); sync (run in a worker thread) or async.
+Lookup = Callable[[str, str], Any]
+
+
+@dataclass(frozen=True)
+class SMTPTimeouts:
+    """Client timeouts in seconds of real time (RFC 5321 §4.5.3.2 gives the minimums).
+
+    The RFC's values (greeting 5 min, MAIL/RCPT 5 min, DATA 2 min, end of data 10 min) are
+    the defaults; a world usually passes shorter ones so a dead server does not stall a
+    notebook. Use :meth:`scaled` to keep the proportions.
+    """
+
+    connect: float = 30.0      # not in the RFC; Postfix smtp_connect_timeout is 30 s
+    greeting: float = 300.0    # RFC 5321 §4.5.3.2.1 initial 220: 5 minutes
+    command: float = 300.0     # RFC 5321 §4.5.3.2.2/.3 MAIL, RCPT: 5 minutes
+    data_init: float = 120.0   # RFC 5321 §4.5.3.2.4 DATA initiation: 2 minutes
+    data_end: float = 600.0    # RFC 5321 §4.5.3.2.6 DATA termination: 10 minutes
+
+    def scaled(self, factor: float) -> SMTPTimeouts:
+        """All timeouts multiplied by ``factor``."""
+        return SMTPTimeouts(self.connect * factor, self.greeting * factor,
+                            self.command * factor, self.data_init * factor,
+                            self.data_end * factor)
+
+
+@dataclass
+class RunReport:
+    """What one :meth:`DeliveryAgent.run_once` (or a fast-forward) did.
+
+    Lists hold ``(queue_id, recipient)`` pairs; ``dsns`` (bounces) and ``warnings`` (delay
+    warnings) hold ``(queue_id, sender)``; ``errors`` holds ``(queue_id, error)``.
+    """
+
+    delivered: list[tuple[str, str]] = field(default_factory=list)
+    deferred: list[tuple[str, str]] = field(default_factory=list)
+    bounced: list[tuple[str, str]] = field(default_factory=list)
+    dsns: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    runs: int = 0
+
+    def merge(self, other: RunReport) -> None:
+        """Add another report's entries to this one."""
+        self.delivered += other.delivered
+        self.deferred += other.deferred
+        self.bounced += other.bounced
+        self.dsns += other.dsns
+        self.warnings += other.warnings
+        self.removed += other.removed
+        self.errors += other.errors
+        self.runs += other.runs
+
+
+@dataclass
+class _Outcome:
+    """The decision for one recipient in the current attempt."""
+
+    status: Literal["delivered", "failed", "soft"]
+    reply: str  # one line: the remote reply or our reason
+    status_code: str
+    diagnostic: str  # RFC 3464 Diagnostic-Code ("smtp; 550 5.1.1 ..." / "X-Postfix; ...")
+    remote_mta: str = ""
+    recorded: bool = False
+
+
+def _one_line(reply: Reply) -> str:
+    return f"{reply.code} {' '.join(line for line in reply.lines if line)}".rstrip()
+
+
+def _reply_outcome(status: Literal["delivered", "failed", "soft"], reply: Reply,
+                   mx: str, context: str = "") -> _Outcome:
+    text = _one_line(reply)
+    code = reply.enhanced or f"{reply.code // 100}.0.0"  # RFC 3463 §3.1: class only
+    said = f"{text} (in reply to {context})" if context else text
+    return _Outcome(status, said, code, f"smtp; {text}", mx)
+
+
+def _local_outcome(status: Literal["failed", "soft"], status_code: str,
+                   reason: str, mx: str = "") -> _Outcome:
+    return _Outcome(status, reason, status_code, f"X-Postfix; {reason}", mx)
+
+
+def _domain_of(address: str) -> str:
+    return address.rpartition("@")[2].lower().rstrip(".") if "@" in address else ""
+
+
+def _extensions(reply: Reply) -> dict[str, str]:
+    """EHLO keywords and parameters (RFC 5321 §4.1.1.1): lines after the first."""
+    found: dict[str, str] = {}
+    for line in reply.lines[1:]:
+        keyword, _, param = line.strip().partition(" ")
+        if keyword:
+            found[keyword.upper()] = param.strip()
+    return found
+
+
+class _SessionLost(Exception):
+    """The connection broke, timed out or the server said 421 (all soft, RFC 5321 §3.8)."""
+
+
+class _TLSFailed(Exception):
+    """The STARTTLS handshake failed."""
+
+
+class DeliveryAgent:
+    """Delivers queued mail to the world's MX hosts (see the module docstring).
+
+    Args:
+        queue: the durable queue to deliver from.
+        hostname: our host name (EHLO name, Reporting-MTA of bounces).
+        resolver_lookup: DNS: ``lookup(name, "MX" | "A")`` (see :data:`Lookup`).
+        connect: opens a channel: ``connect(ip, port, mx_name, conn)`` (see :data:`Connect`).
+        tls_policy: ``"none"``, ``"opportunistic"`` or ``"required"`` (RFC 3207).
+        client_tls_context: the context for STARTTLS (verifying or not: it decides).
+        clock: the world's virtual clock (retry times, DSN dates).
+        ids: the world's id generator (DSN Message-IDs, the MX shuffling stream).
+        retry: the retry schedule (Postfix defaults if omitted).
+        bounce_sink: ``sink(sender, dsn_bytes)`` puts a bounce into the sender's mailbox.
+        trace: the world's trace.
+        port_of: maps an MX host name (or, failing that, its IP) to the real port of its
+            well-known port 25; returns None / raises KeyError when nothing listens there.
+        self_names: this host's names (MX loop detection, RFC 5321 §5.1).
+        rng: the stream that shuffles equal MX preferences (default ``ids.rng("mx")``).
+        timeouts: client timeouts in real seconds.
+        client_factory: builds the sans-IO client for ``(mx_name, use_tls)`` (default:
+            :class:`simsmtp.protocol.client.ClientConnection`).
+    """
+
+    def __init__(self, queue: Queue, *, hostname: str, resolver_lookup: Lookup,
+                 connect: Connect, tls_policy: TLSPolicy | str = "opportunistic",
+                 client_tls_context: ssl.SSLContext | None = None,
+                 clock: VirtualClock, ids: IdGenerator, retry: RetrySchedule | None = None,
+                 bounce_sink: Callable[[str, bytes], Any], trace: Trace | None = None,
+                 port_of: Callable[[str], int | None] | None = None,
+                 self_names: Iterable[str] = (), rng: random.Random | None = None,
+                 timeouts: SMTPTimeouts | None = None,
+                 client_factory: Callable[[str, bool], Any] | None = None) -> None:
+        if tls_policy not in TLS_POLICIES:
+            raise ValueError(f"tls_policy must be one of {', '.join(TLS_POLICIES)}, "
+                             f"not {tls_policy!r}")
+        self.queue = queue
+        self.hostname = hostname
+        self.resolver_lookup = resolver_lookup
+        self.connect = connect
+        self.tls_policy: str = tls_policy
+        self.client_tls_context = client_tls_context
+        self.clock = clock
+        self.ids = ids
+        self.retry = retry or RetrySchedule()
+        self.bounce_sink = bounce_sink
+        self.trace = trace
+        self.port_of = port_of or (lambda _name: 25)
+        self.self_names = {hostname.lower(), *(n.lower().rstrip(".") for n in self_names)}
+        self.rng = rng or ids.rng("mx")
+        self.timeouts = timeouts or SMTPTimeouts()
+        self.client_factory = client_factory or self._default_client
+        self._lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
+        self._kick_task: asyncio.Task[RunReport] | None = None
+        self._kick_again = False
+        #: RFC 3464 Diagnostic-Code of failures whose DSN is not written yet
+        self._diagnostics: dict[tuple[str, str], str] = {}
+
+    # ------------------------------------------------------------------ public API
+    async def run_once(self, now: float | None = None) -> RunReport:
+        """Deliver every message due at virtual time ``now`` (default: the clock's now).
+
+        Also hands over DSNs a crash left unsent and removes finished messages.
+        """
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock_loop is not loop:
+            self._lock, self._lock_loop = asyncio.Lock(), loop
+        async with self._lock:  # one queue run at a time (kick, fast_forward, a notebook)
+            when = self.clock.now() if now is None else now
+            report = RunReport(runs=1)
+            for queued in self.queue.messages():
+                if queued.unnotified:  # failures recorded before a crash, DSN not sent
+                    await self._bounce(queued, queued.unnotified, when, report)
+                self._maybe_remove(queued, report)
+            for queued in self.queue.due(when):
+                try:
+                    await self._deliver_message(queued, when, report)
+                except Exception as exc:  # keep the other messages moving; say what broke
+                    report.errors.append((queued.queue_id, f"{type(exc).__name__}: {exc}"))
+                    self._record("delivery.error", queue_id=queued.queue_id,
+                                 error=f"{type(exc).__name__}: {exc}")
+            return report
+
+    def advance(self, seconds: float) -> float:
+        """Move the virtual clock forward (call :meth:`run_once` afterwards)."""
+        return self.clock.advance(seconds)
+
+    async def fast_forward(self, seconds: float, step: float | None = None) -> RunReport:
+        """Run every retry that falls in the next ``seconds`` of virtual time, in order.
+
+        The clock jumps from one due time to the next (or, with ``step``, in steps of that
+        many seconds, like Postfix's ``queue_run_delay``) and ends ``seconds`` later.
+        A notebook fast-forwards hours of greylisting in a second.
+        """
+        if seconds < 0:
+            raise ValueError("time only moves forward")
+        if step is not None and step <= 0:
+            raise ValueError("step must be > 0")
+        end = self.clock.now() + seconds
+        report = await self.run_once()
+        reruns = 0
+        while True:
+            due = self.queue.next_due()
+            if due is None or due > end:
+                break
+            now = self.clock.now()
+            if due <= now:
+                # due right now after a run (a message arrived meanwhile): run once more,
+                # but never spin on something a run does not move
+                reruns += 1
+                if reruns > 1:
+                    break
+            else:
+                reruns = 0
+                target = due if step is None else now + step * -((now - due) // step)
+                self.clock.advance_to(min(target, end))
+            report.merge(await self.run_once())
+        self.clock.advance_to(end)
+        return report
+
+    def kick(self) -> asyncio.Task[RunReport]:
+        """Schedule a queue run on the running loop (e.g. after a new message arrived).
+
+        Call it on the loop's thread. Kicks during a run make one more run after it, so a
+        message queued while the agent is busy is not left waiting for the next retry.
+        """
+        self._kick_again = True
+        if self._kick_task is None or self._kick_task.done():
+            self._kick_task = asyncio.get_running_loop().create_task(self._kicked())
+        return self._kick_task
+
+    async def _kicked(self) -> RunReport:
+        report = RunReport()
+        while self._kick_again:
+            self._kick_again = False
+            report.merge(await self.run_once())
+        return report
+
+    # ------------------------------------------------------------------ tracing
+    def _record(self, kind: str, **data: Any) -> None:
+        if self.trace is not None:
+            self.trace.record(kind, self.hostname, **data)
+
+    # ------------------------------------------------------------------ one message
+    async def _deliver_message(self, queued: QueuedMessage, now: float,
+                               report: RunReport) -> None:
+        due = queued.due_recipients(now)
+        by_domain: dict[str, list[str]] = {}
+        for state in due:
+            by_domain.setdefault(_domain_of(state.address), []).append(state.address)
+        failed_now: list[str] = []
+        utf8 = "SMTPUTF8" in queued.params
+        for domain, rcpts in by_domain.items():
+            bad: dict[str, _Outcome] = {}
+            for rcpt in rcpts:
+                try:  # RFC 5321 §4.1.2 path syntax; never route a malformed address
+                    format_path(rcpt, utf8=utf8)
+                except GrammarError as exc:
+                    bad[rcpt] = _local_outcome("failed", "5.1.3",
+                                               f"bad recipient address syntax: {exc}")
+            rcpts = [r for r in rcpts if r not in bad]
+            if bad:
+                failed_now += self._record_outcomes(queued, bad, now, report)
+            if not rcpts:
+                continue
+            if not domain:
+                outcomes = {r: _local_outcome("failed", "5.1.3",
+                                              f"bad address syntax: {r!r} has no domain")
+                            for r in rcpts}
+            else:
+                outcomes = await self._deliver_domain(queued, domain, rcpts, now)
+            failed_now += self._record_outcomes(queued, outcomes, now, report)
+        if failed_now:
+            await self._bounce(queued, [queued.recipient(r) for r in failed_now], now, report)
+        await self._maybe_warn(queued, now, report)
+        self._maybe_remove(queued, report)
+
+    def _record_outcomes(self, queued: QueuedMessage, outcomes: Mapping[str, _Outcome],
+                         now: float, report: RunReport) -> list[str]:
+        """Persist the outcomes not yet written; returns the recipients that failed."""
+        results: list[RecipientResult] = []
+        failed: list[str] = []
+        qid = queued.queue_id
+        for rcpt, outcome in outcomes.items():
+            if outcome.status == "delivered":
+                report.delivered.append((qid, rcpt))
+                if not outcome.recorded:  # normally written already, right after the 250
+                    results.append(RecipientResult(rcpt, RecipientStatus.DELIVERED,
+                                                   outcome.reply, outcome.status_code,
+                                                   outcome.remote_mta, now))
+                continue
+            state = queued.recipient(rcpt)
+            if outcome.status == "soft":
+                next_at = self.retry.next_attempt(queued.arrival, now, state.attempts + 1)
+                if next_at is not None:
+                    results.append(RecipientResult(
+                        rcpt, RecipientStatus.DEFERRED, outcome.reply, outcome.status_code,
+                        outcome.remote_mta, now, next_at))
+                    report.deferred.append((qid, rcpt))
+                    self._record("delivery.deferred", queue_id=qid, recipient=rcpt,
+                                 reason=outcome.reply, status=outcome.status_code,
+                                 next_attempt=next_at, next_attempt_at=_iso(next_at),
+                                 retry_in=next_at - now, attempts=state.attempts + 1)
+                    continue
+                # too old: give up (RFC 5321 §4.5.4.1); X.4.7 = delivery time expired
+                age = (now - queued.arrival) / 86400
+                reason = (f"delivery time expired: the message is {age:.1f} day(s) old, older "
+                          f"than the maximal lifetime of "
+                          f"{self.retry.maximal_lifetime / 86400:g} day(s); last error: "
+                          f"{outcome.reply}")
+                self._record("delivery.expired", queue_id=qid, recipient=rcpt, reason=reason)
+                outcome = _Outcome("failed", reason, "4.4.7", outcome.diagnostic,
+                                   outcome.remote_mta)
+            failed.append(rcpt)
+            self._diagnostics[(qid, rcpt)] = outcome.diagnostic
+            results.append(RecipientResult(rcpt, RecipientStatus.FAILED, outcome.reply,
+                                           outcome.status_code, outcome.remote_mta, now))
+            report.bounced.append((qid, rcpt))
+            self._record("delivery.bounce", queue_id=qid, recipient=rcpt,
+                         status=outcome.status_code, reason=outcome.reply,
+                         diagnostic=outcome.diagnostic, mx=outcome.remote_mta)
+        if results:
+            self.queue.record_results(qid, results)
+        return failed
+
+    async def _bounce(self, queued: QueuedMessage, failed: list[RecipientState], now: float,
+                      report: RunReport) -> None:
+        """Compose one DSN for these failed recipients, hand it over, record it."""
+        rcpts = [state.address for state in failed]
+        if queued.sender:
+            failures = []
+            for state in failed:
+                diagnostic = self._diagnostics.pop((queued.queue_id, state.address), None)
+                if diagnostic is None:
+                    diagnostic = (f"smtp; {state.reply}" if state.reply[:3].isdigit()
+                                  else f"X-Postfix; {state.reply or 'delivery failed'}")
+                status = state.status_code if _is_status(state.status_code) else "5.0.0"
+                failures.append(RecipientFailure(state.address, status, diagnostic,
+                                                 state.remote_mta or None))
+            dsn = compose_bounce(
+                queued.message, sender=queued.sender, failures=failures,
+                reporting_mta=self.hostname,
+                arrival=datetime.fromtimestamp(queued.arrival, UTC),
+                now=datetime.fromtimestamp(now, UTC),
+                message_id=self.ids.message_id(self.hostname), queue_id=queued.queue_id)
+            if dsn is not None:
+                result = self.bounce_sink(queued.sender, dsn)
+                if inspect.isawaitable(result):
+                    await result
+                report.dsns.append((queued.queue_id, queued.sender))
+                self._record("delivery.dsn", queue_id=queued.queue_id, sender=queued.sender,
+                             recipients=rcpts, size=len(dsn))
+        else:
+            self._record("delivery.dsn_suppressed", queue_id=queued.queue_id, recipients=rcpts,
+                         reason="the sender is the null sender <>: a bounce is never "
+                                "bounced (RFC 5321 §4.5.5)")
+        self.queue.mark_notified(queued.queue_id, rcpts)
+
+    async def _maybe_warn(self, queued: QueuedMessage, now: float, report: RunReport) -> None:
+        """Send the one delay warning (RFC 3464 action "delayed"; Postfix
+        ``delay_warning_time``, off unless the retry schedule sets ``delay_warning``)."""
+        waiting = [r for r in queued.recipients if r.status is RecipientStatus.DEFERRED]
+        if not waiting or not self.retry.warn_due(queued.arrival, now, queued.warned):
+            return
+        if queued.sender:
+            failures = [RecipientFailure(
+                r.address, r.status_code if _is_status(r.status_code) else "4.0.0",
+                f"smtp; {r.reply}" if r.reply[:3].isdigit() else f"X-Postfix; {r.reply}",
+                r.remote_mta or None, action="delayed") for r in waiting]
+            until = queued.arrival + self.retry.maximal_lifetime
+            dsn = compose_bounce(
+                queued.message, sender=queued.sender, failures=failures,
+                reporting_mta=self.hostname,
+                arrival=datetime.fromtimestamp(queued.arrival, UTC),
+                now=datetime.fromtimestamp(now, UTC),
+                message_id=self.ids.message_id(self.hostname), queue_id=queued.queue_id,
+                will_retry_until=datetime.fromtimestamp(until, UTC))
+            if dsn is not None:
+                result = self.bounce_sink(queued.sender, dsn)
+                if inspect.isawaitable(result):
+                    await result
+                report.warnings.append((queued.queue_id, queued.sender))
+                self._record("delivery.delay_warning", queue_id=queued.queue_id,
+                             sender=queued.sender,
+                             recipients=[r.address for r in waiting], size=len(dsn))
+        self.queue.mark_warned(queued.queue_id)
+
+    def _maybe_remove(self, queued: QueuedMessage, report: RunReport) -> None:
+        if queued.queue_id in self.queue and queued.complete:
+            self.queue.remove(queued.queue_id)
+            report.removed.append(queued.queue_id)
+
+    # ------------------------------------------------------------------ DNS and routing
+    async def _lookup(self, name: str, rtype: str) -> tuple[str, list[Any], str]:
+        """(status, records, error) of a lookup, traced as ``dns.lookup``."""
+        try:
+            if inspect.iscoroutinefunction(self.resolver_lookup):
+                result = await self.resolver_lookup(name, rtype)
+            else:
+                # a blocking resolver on the loop that also runs the DNS server would wait
+                # for itself: run it in a worker thread
+                result = await asyncio.to_thread(self.resolver_lookup, name, rtype)
+                if inspect.isawaitable(result):
+                    result = await result
+        except Exception as exc:  # a broken resolver is a temporary DNS failure
+            result = None
+            status, records, error = "tempfail", [], f"{type(exc).__name__}: {exc}"
+        if result is not None:
+            status = str(result.status)
+            raw = getattr(result, "records", None)
+            if raw is None:
+                raw = getattr(result, "addresses", [])
+            records = list(raw)
+            error = str(getattr(result, "error", "") or "")
+        shown = ([f"{p} {x}" for p, x in records] if rtype == "MX"
+                 else [str(r) for r in records])
+        self._record("dns.lookup", qname=name, qtype=rtype, status=status, records=shown,
+                     error=error)
+        return status, records, error
+
+    async def route(self, domain: str) -> Route:
+        """Where mail for ``domain`` goes now (MX lookup + :func:`plan_route`)."""
+        status, records, _ = await self._lookup(domain, "MX")
+        if status == "nxdomain":
+            route = Route.nxdomain(domain)
+        elif status == "tempfail":
+            route = Route.dns_tempfail(domain)
+        elif status == "ok" and records:
+            mx = [MXRecord(int(p), str(x)) for p, x in records]
+            route = plan_route(domain, mx, domain_has_address=False,
+                               self_names=self.self_names, rng=self.rng)
+        else:  # NODATA: implicit MX if the domain has an address (RFC 5321 §5.1)
+            a_status, addresses, _ = await self._lookup(domain, "A")
+            if a_status == "tempfail":
+                route = Route.dns_tempfail(domain)
+            else:
+                route = plan_route(domain, None, domain_has_address=bool(addresses),
+                                   self_names=self.self_names, rng=self.rng)
+        self._record("delivery.route", domain=domain, route=route.kind,
+                     targets=[f"{t.preference} {t.exchange}" for t in route.targets],
+                     status=route.status, reason=route.reason)
+        return route
+
+    # ------------------------------------------------------------------ one domain
+    async def _deliver_domain(self, queued: QueuedMessage, domain: str, rcpts: list[str],
+                              now: float) -> dict[str, _Outcome]:
+        route = await self.route(domain)
+        if route.kind == "bounce":
+            return {r: _local_outcome("failed", route.status or "5.4.4", route.reason)
+                    for r in rcpts}
+        if route.kind == "defer":
+            return {r: _local_outcome("soft", route.status or "4.4.3", route.reason)
+                    for r in rcpts}
+        outcomes: dict[str, _Outcome] = {}
+        remaining = list(rcpts)
+        last_soft: _Outcome | None = None
+        dns_permanent: list[str] = []
+        reached = False
+        for target in route.targets:
+            if not remaining:
+                break
+            name = target.exchange.rstrip(".")
+            a_status, addresses, error = await self._lookup(name, "A")
+            if a_status != "ok" or not addresses:
+                reason = (f"Host or domain name not found. Name service error for "
+                          f"name={name} type=A: {error or 'Host not found'}")
+                if a_status == "tempfail":
+                    last_soft = _local_outcome("soft", "4.4.3", reason)
+                else:
+                    dns_permanent.append(reason)
+                self._record("delivery.skip", mx=name, reason=reason)
+                continue
+            for ip in addresses:
+                if not remaining:
+                    break
+                reached = True
+                got = await self._try_server(queued, name, str(ip), remaining, now)
+                for rcpt, outcome in got.items():
+                    if outcome.status == "soft":
+                        last_soft = outcome
+                    else:
+                        outcomes[rcpt] = outcome
+                remaining = [r for r in remaining if r not in outcomes]
+        if remaining:
+            if not reached and last_soft is None and dns_permanent:
+                # RFC 5321 §5.1: MX records exist but none is usable: an error (74d)
+                final = _local_outcome("failed", "5.4.4", dns_permanent[-1])
+            else:
+                final = last_soft or _local_outcome(
+                    "soft", "4.4.1", f"no mail server for {domain} could be reached")
+            for rcpt in remaining:
+                outcomes[rcpt] = final
+        return {r: outcomes[r] for r in rcpts}
+
+    def _port(self, name: str, ip: str) -> int | None:
+        for key in (name, ip):
+            try:
+                port = self.port_of(key)
+            except KeyError:
+                continue
+            if port:
+                return int(port)
+        return None
+
+    async def _try_server(self, queued: QueuedMessage, mx: str, ip: str,
+                          rcpts: list[str], now: float) -> dict[str, _Outcome]:
+        """Deliver ``rcpts`` to one server: returns an outcome per recipient.
+
+        "soft" outcomes mean "try the next server, or defer after the last one".
+        """
+        use_tls = self.tls_policy != "none" and self.client_tls_context is not None
+        if self.tls_policy == "required" and self.client_tls_context is None:
+            reason = "TLS is required by policy but no client TLS context is configured"
+            self._record("tls.required_failed", mx=mx, ip=ip, reason=reason)
+            return {r: _local_outcome("soft", "4.7.4", reason, mx) for r in rcpts}
+        outcomes, retry_plain = await self._session(queued, mx, ip, rcpts, use_tls, now)
+        if retry_plain:
+            undecided = [r for r in rcpts
+                         if r not in outcomes or outcomes[r].status == "soft"]
+            again, _ = await self._session(queued, mx, ip, undecided, False, now)
+            outcomes.update(again)
+        return outcomes
+
+    async def _session(self, queued: QueuedMessage, mx: str, ip: str, rcpts: list[str],
+                       use_tls: bool, now: float) -> tuple[dict[str, _Outcome], bool]:
+        """One SMTP connection. Returns (outcomes, retry in plaintext)."""
+        outcomes: dict[str, _Outcome] = {}
+        port = self._port(mx, ip)
+        self._record("delivery.attempt", queue_id=queued.queue_id, mx=mx, ip=ip,
+                     port=port, well_known_port=25, recipients=list(rcpts),
+                     tls=self.tls_policy if use_tls else "none")
+
+        def soft_all(outcome: _Outcome) -> dict[str, _Outcome]:
+            for r in rcpts:
+                outcomes.setdefault(r, outcome)
+            return outcomes
+
+        if port is None:
+            reason = f"connect to {mx}[{ip}]:25: Connection refused (nothing listens there)"
+            self._record("delivery.connect_failed", mx=mx, ip=ip, port=25, reason=reason)
+            return soft_all(_local_outcome("soft", "4.4.1", reason, mx)), False
+        conn = self.client_factory(mx, use_tls)
+        try:
+            channel = await asyncio.wait_for(self.connect(ip, port, mx, conn),
+                                             self.timeouts.connect)
+        except (OSError, TimeoutError) as exc:
+            what = ("Connection timed out" if isinstance(exc, TimeoutError)
+                    else (exc.strerror or str(exc) or type(exc).__name__))
+            reason = f"connect to {mx}[{ip}]:25: {what}"
+            self._record("delivery.connect_failed", mx=mx, ip=ip, port=port, reason=reason)
+            return soft_all(_local_outcome("soft", "4.4.1", reason, mx)), False
+        session = _Session(self, channel, conn, queued, mx, ip, rcpts, outcomes, now)
+        retry_plain = False
+        try:
+            retry_plain = await session.run(use_tls)
+        except _SessionLost as exc:
+            soft_all(_local_outcome("soft", "4.4.2", str(exc), mx))
+        finally:
+            with contextlib.suppress(Exception):  # the connection is gone anyway
+                await channel.close()
+        if retry_plain:
+            return outcomes, True
+        return soft_all(_local_outcome(
+            "soft", "4.4.2", f"the session with {mx}[{ip}] ended undecided", mx)), False
+
+    def _default_client(self, mx: str, use_tls: bool) -> Any:
+        return ClientConnection(ClientConfig(
+            hostname=self.hostname,
+            tls_context=self.client_tls_context if use_tls else None,
+            server_hostname=mx))
+
+    def _persist_delivered(self, queued: QueuedMessage, delivered: Mapping[str, _Outcome],
+                           when: float) -> None:
+        """Write 250 outcomes durably NOW (before QUIT, before anything else)."""
+        self.queue.record_results(queued.queue_id, [
+            RecipientResult(r, RecipientStatus.DELIVERED, o.reply, o.status_code,
+                            o.remote_mta, when) for r, o in delivered.items()])
+        for r, o in delivered.items():
+            o.recorded = True
+            self._record("delivery.ok", queue_id=queued.queue_id, recipient=r,
+                         reply=o.reply, mx=o.remote_mta, status=o.status_code)
+
+
+def _iso(when: float) -> str:
+    return datetime.fromtimestamp(when, UTC).isoformat()
+
+
+def _is_status(code: str) -> bool:
+    parts = code.split(".")
+    return len(parts) == 3 and parts[0] in ("2", "4", "5") and all(p.isdigit() for p in parts)
+
+
+class _Session:
+    """One SMTP client session against one server (greeting to QUIT)."""
+
+    def __init__(self, agent: DeliveryAgent, channel: Channel, conn: Any,
+                 queued: QueuedMessage,
+                 mx: str, ip: str, rcpts: list[str], outcomes: dict[str, _Outcome],
+                 now: float) -> None:
+        self.agent = agent
+        self.channel = channel
+        self.conn = conn  # the sans-IO client the channel drives (None in some fakes)
+        self.queued = queued
+        self.mx = mx
+        self.ip = ip
+        self.rcpts = rcpts
+        self.outcomes = outcomes
+        self.extensions: dict[str, str] = {}
+        self.tls = False
+        self.timeouts = agent.timeouts
+        self.when = now
+        self.ev = smtp
+        self.need_rset = False  # a MAIL was accepted and its transaction not finished
+
+    def _soft(self, reason: str, code: str = "4.4.2") -> _Outcome:
+        return _local_outcome("soft", code, reason, self.mx)
+
+    def _settle(self, rcpts: Iterable[str], outcome: _Outcome) -> None:
+        for r in rcpts:
+            self.outcomes.setdefault(r, outcome)
+
+    # -- event plumbing ----------------------------------------------------------------
+    async def _event(self, timeout: float) -> object:
+        try:
+            event = await self.channel.next_event(timeout)
+        except TimeoutError:
+            raise _SessionLost(f"conversation with {self.mx}[{self.ip}] timed out "
+                               f"(no reply within {timeout:g} s)") from None
+        except (ConnectionError, OSError, EOFError) as exc:
+            raise _SessionLost(f"lost connection with {self.mx}[{self.ip}]: {exc}") from None
+        except Exception as exc:  # RemoteProtocolError, TLSFailure from the core
+            raise _SessionLost(f"protocol error from {self.mx}[{self.ip}]: {exc}") from None
+        if isinstance(event, self.ev.ConnectionClosed):
+            raise _SessionLost(f"lost connection with {self.mx}[{self.ip}]"
+                               f" ({getattr(event, 'reason', '')})".rstrip(" ()"))
+        if isinstance(event, self.ev.PlaintextDiscarded):
+            self.agent._record("tls.plaintext_discarded", mx=self.mx,
+                               data=bytes(getattr(event, "data", b"")))
+        return event
+
+    async def _reply(self, timeout: float) -> Reply:
+        """The next reply (skipping events that are not replies)."""
+        while True:
+            event = await self._event(timeout)
+            if isinstance(event, self.ev.ReplyReceived | self.ev.ConnectionOpened):
+                reply: Reply = event.reply
+                if reply.code == 421:  # RFC 5321 §3.8: the server is going away
+                    raise _SessionLost(f"host {self.mx}[{self.ip}] said: {_one_line(reply)}")
+                return reply
+            if isinstance(event, self.ev.TLSFailed):
+                raise _TLSFailed(str(getattr(event, "reason", "handshake failed")))
+
+    def _send(self, command: Any) -> None:
+        try:
+            self.channel.send(command)
+        except (ConnectionError, OSError) as exc:
+            raise _SessionLost(f"lost connection with {self.mx}[{self.ip}]: {exc}") from None
+
+    async def _command(self, command: Any, timeout: float) -> Reply:
+        self._send(command)
+        return await self._reply(timeout)
+
+    async def _quit(self) -> None:
+        try:
+            self.channel.send(self.ev.Quit())
+            await self.channel.next_event(2.0)
+        except Exception:  # QUIT is a courtesy (RFC 5321 §4.1.1.10); the mail is decided
+            pass
+
+    # -- the session -------------------------------------------------------------------
+    async def run(self, use_tls: bool) -> bool:
+        """Run the session; returns True when it should be retried in plaintext."""
+        greeting = await self._reply(self.timeouts.greeting)
+        if not greeting.is_positive:
+            # 4xx or 5xx greeting: skip to the next MX (Postfix smtp_skip_5xx_greeting)
+            reason = f"host {self.mx}[{self.ip}] refused to talk to me: {_one_line(greeting)}"
+            self.agent._record("delivery.skip", mx=self.mx, ip=self.ip, reason=reason)
+            self._settle(self.rcpts, _reply_outcome("soft", greeting, self.mx, "the greeting"))
+            await self._quit()
+            return False
+        if not await self._hello():
+            return False
+        if use_tls or self.agent.tls_policy == "required":
+            decided = await self._starttls(use_tls)
+            if decided is not None:
+                return decided
+        size_limit = self.extensions.get("SIZE", "")
+        size = message_size(self.queued.message)  # RFC 1870 §4: CRLF octets, no stuffing
+        if size_limit.isdigit() and int(size_limit) and size > int(size_limit):
+            # RFC 1870 §6.2: do not transmit a message the server said it cannot take
+            reason = (f"message size {size} exceeds size limit {int(size_limit)} of server "
+                      f"{self.mx}[{self.ip}]")
+            self.agent._record("delivery.size_refused", mx=self.mx, size=size,
+                               limit=int(size_limit))
+            self._settle(self.rcpts, _local_outcome("failed", "5.3.4", reason, self.mx))
+            await self._quit()
+            return False
+        todo = list(self.rcpts)
+        while todo:
+            leftover = await self._transaction(todo)
+            if not leftover or len(leftover) == len(todo):
+                # nothing accepted in a round: leave the rest as soft for the next server
+                self._settle(leftover, self._soft(
+                    f"host {self.mx}[{self.ip}] accepted no more recipients", "4.5.3"))
+                break
+            todo = leftover
+        await self._quit()
+        return False
+
+    async def _hello(self) -> bool:
+        reply = await self._command(self.ev.Ehlo(self.agent.hostname), self.timeouts.command)
+        if reply.is_permanent:  # RFC 5321 §3.2: fall back to HELO
+            reply = await self._command(self.ev.Helo(self.agent.hostname),
+                                        self.timeouts.command)
+            self.extensions = {}
+        else:
+            self.extensions = _extensions(reply)
+        if not reply.is_positive:
+            self.agent._record("delivery.skip", mx=self.mx, ip=self.ip,
+                               reason=f"EHLO/HELO refused: {_one_line(reply)}")
+            self._settle(self.rcpts, _reply_outcome("soft", reply, self.mx, "EHLO/HELO"))
+            await self._quit()
+            return False
+        return True
+
+    async def _starttls(self, use_tls: bool) -> bool | None:
+        """Apply the TLS policy. None: go on; True/False: the session is over."""
+        policy = self.agent.tls_policy
+        offered = "STARTTLS" in self.extensions
+        if not offered or not use_tls:
+            if policy == "required":
+                self.agent._record("tls.required_failed", mx=self.mx, ip=self.ip,
+                                   reason=TLS_NOT_OFFERED)
+                self._settle(self.rcpts, self._soft(TLS_NOT_OFFERED, "4.7.4"))
+                await self._quit()
+                return False
+            if not offered:
+                self.agent._record("tls.fallback", mx=self.mx, ip=self.ip,
+                                   reason="the server did not offer STARTTLS: the message "
+                                          "goes in plaintext (opportunistic TLS)")
+            return None
+        try:
+            reply = await self._command(self.ev.StartTLS(), self.timeouts.command)
+            if reply.code != 220:  # RFC 3207 §4: 220 Ready to start TLS
+                reason = f"STARTTLS refused by {self.mx}[{self.ip}]: {_one_line(reply)}"
+                if policy == "required":
+                    self.agent._record("tls.required_failed", mx=self.mx, ip=self.ip,
+                                       reason=reason)
+                    self._settle(self.rcpts, _reply_outcome("soft", reply, self.mx,
+                                                            "STARTTLS"))
+                    await self._quit()
+                    return False
+                self.agent._record("tls.fallback", mx=self.mx, ip=self.ip,
+                                   reason=reason + "; continuing in plaintext")
+                return None
+            while True:
+                event = await self._event(self.timeouts.command)
+                if isinstance(event, self.ev.TLSStarted):
+                    break
+                if isinstance(event, self.ev.TLSFailed):
+                    raise _TLSFailed(str(getattr(event, "reason", "handshake failed")))
+        except (_TLSFailed, _SessionLost) as exc:
+            reason = f"TLS handshake with {self.mx}[{self.ip}] failed: {exc}"
+            if policy == "required":
+                self.agent._record("tls.required_failed", mx=self.mx, ip=self.ip,
+                                   reason=reason)
+                self._settle(self.rcpts, self._soft(reason, "4.7.5"))
+                return False
+            self.agent._record("tls.fallback", mx=self.mx, ip=self.ip,
+                               reason=reason + "; reconnecting to send in plaintext")
+            return True
+        self.tls = True
+        self.agent._record("tls.started", mx=self.mx, ip=self.ip,
+                           version=getattr(event, "version", None),
+                           cipher=getattr(event, "cipher", None))
+        # RFC 3207 §4.2: forget everything learnt before TLS and say EHLO again
+        if not await self._hello():
+            return False
+        return None
+
+    def _mail_params(self) -> dict[str, str | None]:
+        params: dict[str, str | None] = {}
+        exts = self.extensions
+        if "SIZE" in exts:
+            params["SIZE"] = str(message_size(self.queued.message))  # RFC 1870 §6
+        body = self.queued.params.get("BODY")
+        if body and "8BITMIME" in exts:
+            params["BODY"] = body  # RFC 6152
+        if "SMTPUTF8" in self.queued.params and "SMTPUTF8" in exts:
+            params["SMTPUTF8"] = None  # RFC 6531 §3.4
+        if "DSN" in exts:  # RFC 3461 §4
+            for key in ("RET", "ENVID"):
+                if self.queued.params.get(key):
+                    params[key] = self.queued.params[key]
+        return params
+
+    def _rcpt_params(self, rcpt: str) -> dict[str, str | None]:
+        if "DSN" not in self.extensions:
+            return {}
+        given = self.queued.recipient(rcpt).params
+        return {k: v for k, v in given.items() if k in ("NOTIFY", "ORCPT")}
+
+    async def _transaction(self, rcpts: list[str]) -> list[str]:
+        """MAIL, RCPT x N, DATA, message. Returns recipients to retry in a new
+        transaction on this server (452/552 too many recipients)."""
+        ev = self.ev
+        pipelining = "PIPELINING" in self.extensions  # RFC 2920
+        mail_params = self._mail_params()
+        utf8 = "SMTPUTF8" in mail_params
+        # Check addresses first (catalogue 79b: CR/LF or ">" in an address must never reach
+        # the wire); the core would refuse them too, but mid-batch.
+        try:
+            format_path(self.queued.sender, allow_null=True, utf8=utf8)
+        except GrammarError as exc:
+            self._settle(rcpts, _local_outcome("failed", "5.1.7",
+                                               f"bad sender address syntax: {exc}"))
+            return []
+        good: list[str] = []
+        for rcpt in rcpts:
+            try:
+                format_path(rcpt, allow_postmaster=True, utf8=utf8)
+            except GrammarError as exc:
+                self.outcomes[rcpt] = _local_outcome(
+                    "failed", "5.1.3", f"bad recipient address syntax: {exc}")
+            else:
+                good.append(rcpt)
+        if not good:
+            return []
+        accepted: list[str] = []
+        leftover: list[str] = []
+        if self.need_rset:  # RFC 5321 §4.1.1.5: abandon the unfinished transaction
+            reply = await self._command(ev.Rset(), self.timeouts.command)
+            if not reply.is_positive:
+                raise _SessionLost(f"RSET refused by {self.mx}[{self.ip}]: "
+                                   f"{_one_line(reply)}")
+            self.need_rset = False
+        cmds: list[tuple[str, Any]] = [("MAIL", ev.MailFrom(self.queued.sender, mail_params))]
+        cmds += [(r, ev.RcptTo(r, self._rcpt_params(r))) for r in good]
+        cmds.append(("DATA", ev.Data()))
+        replies: list[tuple[str, Reply]] = []
+        try:
+            if pipelining:
+                # queue the group in the core, flush it with the last send: one write
+                for i, (_, cmd) in enumerate(cmds):
+                    if self.conn is not None and i < len(cmds) - 1:
+                        self.conn.send(cmd)
+                    else:
+                        self._send(cmd)
+                for key, _ in cmds:
+                    replies.append((key, await self._reply(
+                        self.timeouts.data_init if key == "DATA" else self.timeouts.command)))
+            else:
+                for key, cmd in cmds:
+                    if key == "DATA" and not any(
+                            k not in ("MAIL", "DATA") and r.is_positive for k, r in replies):
+                        break  # no recipient accepted: no DATA
+                    replies.append((key, await self._command(
+                        cmd, self.timeouts.data_init if key == "DATA" else
+                        self.timeouts.command)))
+                    if key == "MAIL" and not replies[-1][1].is_positive:
+                        break
+        except LocalProtocolError as exc:  # the core refused: a bug somewhere; hang up
+            raise _SessionLost(f"the client refused to go on with {self.mx}[{self.ip}]: "
+                               f"{exc}") from None
+        data_reply: Reply | None = None
+        for key, reply in replies:
+            if key == "MAIL" and reply.is_positive:
+                self.need_rset = True
+            if key == "MAIL":
+                if reply.is_permanent:  # a 5xx to MAIL bounces every recipient
+                    self._settle(rcpts, _reply_outcome("failed", reply, self.mx,
+                                                       "MAIL FROM"))
+                elif reply.is_transient:
+                    self._settle(rcpts, _reply_outcome("soft", reply, self.mx, "MAIL FROM"))
+                if not reply.is_positive:
+                    await self._reset_if(pipelining and _positive_data(replies))
+                    return []
+            elif key == "DATA":
+                data_reply = reply
+            elif reply.is_positive:
+                accepted.append(key)
+            elif reply.code in (452, 552):
+                # RFC 5321 §4.5.3.1.10: too many recipients: try the rest again
+                leftover.append(key)
+            elif reply.is_permanent:  # 5xx: bounce this recipient, never tried elsewhere
+                self.outcomes[key] = _reply_outcome("failed", reply, self.mx,
+                                                    f"RCPT TO:<{key}>")
+            else:  # 4xx: next server, or defer after the last one
+                self.outcomes[key] = _reply_outcome("soft", reply, self.mx,
+                                                    f"RCPT TO:<{key}>")
+        if not accepted:
+            if data_reply is not None and data_reply.code == 354:
+                # RFC 2920 §3.1: DATA was accepted although no RCPT was: end it empty
+                await self._content(b"")
+            return leftover
+        if data_reply is None:
+            raise _SessionLost(f"no reply to DATA from {self.mx}[{self.ip}]")
+        if data_reply.code != 354:
+            status: Literal["failed", "soft"] = ("failed" if data_reply.is_permanent
+                                                  else "soft")
+            self._settle(accepted, _reply_outcome(status, data_reply, self.mx, "DATA"))
+            return leftover
+        try:
+            final = await self._content(self.queued.message)
+        except _SessionLost as exc:
+            # RFC 5321 §3.8 / §4.5.3.2.6: as if 451; the server may have the message
+            # already (a duplicate is possible and acceptable)
+            self._settle(accepted, self._soft(f"{exc} after end of data", "4.4.2"))
+            raise
+        if final.is_positive:
+            delivered = {r: _reply_outcome("delivered", final, self.mx) for r in accepted}
+            self.outcomes.update(delivered)
+            self.agent._persist_delivered(self.queued, delivered, self.when)
+        else:
+            status = "failed" if final.is_permanent else "soft"
+            self._settle(accepted, _reply_outcome(status, final, self.mx, "end of DATA"))
+        return leftover
+
+    async def _content(self, content: bytes) -> Reply:
+        try:
+            self._send(self.ev.Message(content))
+        except LocalProtocolError as exc:  # the core refused (it is mid-DATA): hang up
+            raise _SessionLost(f"could not send the message to {self.mx}[{self.ip}]: "
+                               f"{exc}") from None
+        reply = await self._reply(self.timeouts.data_end)
+        self.need_rset = False  # the reply to the end of data ends the transaction
+        return reply
+
+    async def _reset_if(self, needed: bool) -> None:
+        if needed:  # pipelined DATA got 354 after a failed MAIL: close the data phase
+            await self._content(b"")
+
+
+def _positive_data(replies: list[tuple[str, Reply]]) -> bool:
+    return any(key == "DATA" and reply.code == 354 for key, reply in replies)
