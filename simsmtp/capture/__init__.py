@@ -1,0 +1,1 @@
+"""Pure analysis of captured bytes: transcripts, hexdumps, TLS records, DNS views, pcap."""
