@@ -335,6 +335,11 @@ class DeliveryAgent:
             self._kick_task = asyncio.get_running_loop().create_task(self._kicked())
         return self._kick_task
 
+    @property
+    def busy(self) -> bool:
+        """True while a kicked queue run is going on (or about to)."""
+        return self._kick_task is not None and not self._kick_task.done()
+
     async def _kicked(self) -> RunReport:
         report = RunReport()
         while self._kick_again:

@@ -1,0 +1,655 @@
+"""A running world: every host's servers on loopback, the DNS server, the CA and the agents.
+
+``with world.start() as net:`` boots the whole world on a background event-loop thread in
+about a tenth of a second: each host gets its own ``127.0.0.x`` address (``127.0.0.1`` where
+only that exists) and ephemeral ports for its well-known ones (25, 587, 465, 110; 53 for
+the DNS server). No root, no fixed ports: many worlds run side by side. Leaving the block
+(or interpreter exit, or a kernel restart) stops everything: sockets, threads, files.
+
+What runs, by host role (:data:`simsmtp.world.model.ROLE_PORTS`):
+
+* ``mx``: SMTP on 25 (:class:`~simsmtp.net.services.InboundHandler`), STARTTLS offered;
+* ``submission``: 587 (STARTTLS, then AUTH required) and 465 (implicit TLS, RFC 8314);
+* ``pop3``: POP3 on 110 with STLS (RFC 2595);
+* ``outbound``: a :class:`~simsmtp.net.agent.DeliveryAgent` with a durable queue.
+
+Everything goes into the world's trace (``world.trace``) and every byte into the capture
+tap (``net.tap``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from simsmtp.protocol.replies import Reply
+
+from .addresses import allocate_addresses
+from .loop import EventLoopThread
+from .tap import Tap
+
+if TYPE_CHECKING:
+    import dns.resolver
+
+    from simsmtp.protocol.session import Envelope, Session
+    from simsmtp.world.model import Host, World
+
+    from .agent import DeliveryAgent
+    from .ca import CertificateAuthority
+    from .dns import DNSServer
+    from .listener import Listener
+    from .queue import Queue
+    from .services import WorldHandler
+
+#: Well-known port -> the service name the listener, the trace and the capture use.
+SERVICES = {25: "smtp", 587: "submission", 465: "smtps", 110: "pop3"}
+#: The DNS server's well-known port (RFC 1035 §4.2).
+DNS_PORT = 53
+
+
+@dataclass
+class HostInfo:
+    """Where a host of a running world can be reached.
+
+    Attributes:
+        name: the host name.
+        ip: its loopback address.
+        ports: well-known port -> the real (ephemeral) port it listens on.
+    """
+
+    name: str
+    ip: str
+    ports: dict[int, int] = field(default_factory=dict)
+
+
+class Network:
+    """A booted world (see the module docstring). Usually made by ``world.start()``.
+
+    Args:
+        world: the world to boot.
+        storage: ``"maildir"`` (files, ``fsync``ed before every 250) or ``"memory"``.
+        directory: where mailboxes, queues, certificates and the key log live; a temporary
+            directory (removed at stop) when omitted.
+        capture: keep every byte that crosses the world's sockets (``net.tap``).
+        keylog: write an SSLKEYLOGFILE for every TLS session (default
+            ``<directory>/tls/keylog.txt``; ``False`` for none).
+        base_address: the first loopback address to hand out.
+    """
+
+    def __init__(self, world: World, *, storage: str = "maildir",
+                 directory: str | Path | None = None, capture: bool = True,
+                 keylog: str | Path | bool | None = None,
+                 base_address: str = "127.0.0.2") -> None:
+        if storage not in ("maildir", "memory"):
+            raise ValueError(f"storage must be 'maildir' or 'memory', not {storage!r}")
+        self.world = world
+        self.storage = storage
+        self._own_directory = directory is None
+        self.directory = Path(directory) if directory is not None else None
+        self.tap = Tap(enabled=capture)
+        self._keylog = keylog
+        self._base_address = base_address
+        self.hosts: dict[str, HostInfo] = {}
+        self.loop: EventLoopThread | None = None
+        self.dns: DNSServer | None = None
+        self.ca: CertificateAuthority | None = None
+        self.store: Any = None
+        self.queues: dict[str, Queue] = {}
+        self.agents: dict[str, DeliveryAgent] = {}
+        self._listeners: dict[tuple[str, int], Listener] = {}
+        self._by_ip: dict[str, str] = {}
+        self._tls_conns: set[int] = set()
+        self._started = False
+        self._lock = threading.Lock()
+
+    # ---------------------------------------------------------------- lifecycle
+    def __enter__(self) -> Network:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> Network:
+        """Boot every server of the world; returns self once all are listening."""
+        if self._started:
+            return self
+        from .ca import CertificateAuthority
+        from .store import MaildirStore, MemoryStore
+
+        world = self.world
+        if self.directory is None:
+            self.directory = Path(tempfile.mkdtemp(prefix="simsmtp-"))
+        self.directory.mkdir(parents=True, exist_ok=True)
+        names = [*world.hosts, world.nameserver]
+        for name, ip in zip(names, allocate_addresses(len(names), base=self._base_address),
+                            strict=True):
+            self.hosts[name] = HostInfo(name, ip)
+            self._by_ip.setdefault(ip, name)
+        keylog: Path | None = None
+        if self._keylog is None or self._keylog is True:
+            keylog = self.directory / "tls" / "keylog.txt"
+        elif self._keylog:
+            keylog = Path(self._keylog)  # type: ignore[arg-type]
+        self.ca = CertificateAuthority(self.directory / "tls", keylog=keylog)
+        for host in world.hosts.values():
+            if host.ports():  # its name and its address, so clients given the IP verify too
+                self.ca.issue([host.name, self.hosts[host.name].ip])
+        self._key_rng = world.ids.rng("maildir")
+        self.store = (MaildirStore(self.directory / "mail", key_factory=self._mail_key)
+                      if self.storage == "maildir"
+                      else MemoryStore(hostname="simsmtp", key_factory=self._mail_key))
+        self.loop = EventLoopThread(name=f"simsmtp {world.name}").start()
+        self._started = True
+        try:
+            self.loop.run(self._boot(), timeout=30)
+        except BaseException:
+            self.stop()
+            raise
+        world.trace.record("world.started", hosts={n: h.ip for n, h in self.hosts.items()},
+                           dns=f"{self.dns_address[0]}:{self.dns_address[1]}")
+        return self
+
+    async def _boot(self) -> None:
+        from .dns import DNSServer
+
+        world = self.world
+        ns = self.hosts[world.nameserver]
+        self.dns = DNSServer(self._records, host=ns.ip, trace=world.trace,
+                             on_query=self._tap_dns, name=world.nameserver)
+        await self.dns.start()
+        ns.ports[DNS_PORT] = self.dns.address[1]
+        for host in world.hosts.values():
+            if host.has_role("outbound"):
+                self._make_agent(host)
+            if not host.down:
+                await self._open_host(host)
+
+    def stop(self) -> None:
+        """Stop everything: say 421 to every client, close every socket, end the thread."""
+        with self._lock:
+            if not self._started:
+                return
+            self._started = False
+        loop = self.loop
+        if loop is not None and loop.running:
+            with contextlib.suppress(Exception):
+                loop.run(self._shutdown(), timeout=15)
+            loop.stop()
+        self.world.trace.record("world.stopped")
+        if self._own_directory and self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    async def _shutdown(self) -> None:
+        for key in list(self._listeners):
+            await self._close_listener(key)
+        if self.dns is not None:
+            await self.dns.close()
+
+    @property
+    def running(self) -> bool:
+        """True between start and stop."""
+        return self._started
+
+    # ---------------------------------------------------------------- hosts up and down
+    async def _open_host(self, host: Host) -> None:
+        for port in host.ports():
+            key = (host.name, port)
+            if key not in self._listeners:
+                self._listeners[key] = await self._listen(host, port)
+                self.hosts[host.name].ports[port] = self._listeners[key].address[1]
+
+    async def _close_listener(self, key: tuple[str, int]) -> None:
+        listener = self._listeners.pop(key)
+        await listener.close(goodbye=_goodbye)
+
+    def take_down(self, name: str) -> None:
+        """Make a host refuse connections (its listeners close), e.g. a primary MX down."""
+        host = self.world.host(name)
+        host.down = True
+
+        async def close() -> None:
+            for key in [k for k in self._listeners if k[0] == host.name]:
+                await self._close_listener(key)
+
+        self._run(close())
+        self.world.trace.record("host.down", host=host.name)
+
+    def bring_up(self, name: str) -> None:
+        """Bring a host taken down back (same ports if they are still free)."""
+        host = self.world.host(name)
+        host.down = False
+        self._run(self._open_host(host))
+        self.world.trace.record("host.up", host=host.name)
+
+    # ---------------------------------------------------------------- services
+    async def _listen(self, host: Host, port: int) -> Listener:
+        from .listener import create_listener
+
+        service = SERVICES[port]
+        info = self.hosts[host.name]
+        old_port = info.ports.get(port, 0)  # a host brought back up keeps its ports
+        factory = (self._pop3_factory(host) if service == "pop3"
+                   else self._smtp_factory(host, service))
+        hostname = host.name
+
+        def refused(peer: tuple[str, int]) -> bytes:
+            return (f"421 4.7.0 {hostname} Error: too many connections from {peer[0]}\r\n"
+                    .encode())
+
+        options: dict[str, Any] = dict(
+            factory=factory, name=host.name, service=service, trace=self.world.trace,
+            tap=self.tap, idle_timeout=host.policy.idle_timeout, on_timeout=_timeout,
+            on_event=self._on_event, on_refused=refused if service != "pop3" else None)
+        try:
+            return await create_listener(info.ip, old_port, **options)
+        except OSError:
+            return await create_listener(info.ip, 0, **options)
+
+    def _smtp_config(self, host: Host, service: str) -> Any:
+        from simsmtp.protocol.server import ServerConfig
+
+        policy = host.policy
+        assert self.ca is not None
+        tls = self.ca.server_context(host.name) if policy.starttls or service == "smtps" \
+            else None
+        submission = service in ("submission", "smtps")
+        return ServerConfig(
+            hostname=host.name,
+            size_limit=policy.size_limit,
+            tls_context=tls,
+            implicit_tls=service == "smtps",
+            # RFC 3207 §4: a public MX must not require TLS; submission does, unless the
+            # world allows plaintext AUTH for teaching.
+            require_tls=(service == "submission" and tls is not None
+                         and not policy.auth_plaintext) or
+                        (service == "smtp" and policy.tls_required_inbound),
+            auth_enabled=submission,
+            auth_plaintext=policy.auth_plaintext,
+            auth_required=submission,
+            smtputf8=policy.smtputf8,
+            max_recipients=policy.max_recipients,
+            queue_ids=self.world.ids.queue_id,
+        )
+
+    def _smtp_factory(self, host: Host, service: str) -> Callable[..., Any]:
+        from simsmtp.protocol.server import ServerConnection
+        from simsmtp.protocol.session import Session
+
+        from .services import InboundHandler, ServiceConnection, SubmissionHandler
+
+        config = self._smtp_config(host, service)
+        handler_class = InboundHandler if service == "smtp" else SubmissionHandler
+
+        def factory(*, peer: tuple[str, int], local: tuple[str, int]) -> ServiceConnection:
+            handler = handler_class(self, host, service)
+            core = ServerConnection(handler, config, Session(peer=peer, local=local))
+            return ServiceConnection(core, handler)
+
+        return factory
+
+    def _pop3_factory(self, host: Host) -> Callable[..., Any]:
+        from simsmtp.protocol.pop3 import POP3Config, POP3ServerConnection
+
+        from .services import ServiceConnection, pop3_authenticator
+
+        assert self.ca is not None
+        config = POP3Config(
+            hostname=host.name, greeting=f"{host.name} POP3 server ready",
+            allow_plaintext_auth=host.policy.pop3_plaintext,
+            tls_context=self.ca.server_context(host.name) if host.policy.starttls else None)
+        authenticate = pop3_authenticator(self, host)
+
+        def factory(*, peer: tuple[str, int], local: tuple[str, int]) -> ServiceConnection:
+            return ServiceConnection(POP3ServerConnection(authenticate, config), None)
+
+        return factory
+
+    def _make_agent(self, host: Host) -> None:
+        from .agent import DeliveryAgent
+        from .dns import alookup_a, alookup_mx, make_async_resolver
+        from .listener import open_connection
+        from .queue import Queue
+
+        assert self.directory is not None and self.ca is not None
+        world = self.world
+        queue = Queue(self.directory / "queue" / host.name, trace=world.trace, host=host.name)
+        self.queues[host.name] = queue
+        resolver_box: list[Any] = []
+
+        async def lookup(name: str, rtype: str) -> Any:
+            if not resolver_box:
+                assert self.dns is not None
+                resolver_box.append(make_async_resolver(*self.dns.address))
+            if rtype == "MX":
+                return await alookup_mx(resolver_box[0], name)
+            return await alookup_a(resolver_box[0], name)
+
+        own_ip = self.hosts[host.name].ip
+
+        async def connect(ip: str, port: int, mx_name: str, conn: Any) -> Any:
+            # The receiving listener taps the connection; tapping it here too would
+            # record every byte twice.
+            return await open_connection(ip, port, conn, tap=None, name=host.name,
+                                         service="smtp", trace=world.trace,
+                                         local_host=own_ip if own_ip != "127.0.0.1" else None,
+                                         timeout=10.0)
+
+        policy = host.policy.outbound_tls
+        context = self.ca.client_context(verify=policy == "required")
+        self.agents[host.name] = DeliveryAgent(
+            queue, hostname=host.name, resolver_lookup=lookup, connect=connect,
+            tls_policy=policy, client_tls_context=context, clock=world.clock, ids=world.ids,
+            bounce_sink=lambda sender, dsn: self._bounce(host, sender, dsn),
+            trace=world.trace, port_of=self._port_25, self_names={host.name})
+
+    # ---------------------------------------------------------------- what handlers call
+    def local_domains(self, host_name: str) -> list[str]:
+        """The domains whose mail ``host_name`` keeps (live: follows MX edits)."""
+        return self.world.local_domains(host_name)
+
+    def queue_of(self, host_name: str) -> Queue | None:
+        """The outbound queue of ``host_name`` (None unless it has the outbound role)."""
+        return self.queues.get(host_name)
+
+    def name_of(self, ip: str) -> str | None:
+        """The world host that owns ``ip`` (what a PTR lookup would say)."""
+        return self._by_ip.get(ip)
+
+    def accept(self, handler: WorldHandler, session: Session, envelope: Envelope,
+               local: list[str], remote: list[str]) -> Reply | None:
+        """Store a message a server accepted: remote recipients into the outbound queue,
+        local ones into their mailboxes, all ``fsync``ed before the ``250`` (RFC 5321 §6.1).
+
+        Returns None (the ``250``) or the ``451 4.3.0`` of a storage failure; either all of
+        it is stored or none of it.
+        """
+        from .queue import QueueError
+        from .store import StorageError
+
+        host = handler.host
+        trace = self.world.trace
+        queue = self.queue_of(host.name)
+        qid = envelope.queue_id or self.world.ids.queue_id()
+        if remote and queue is None:  # RCPT should have refused; never lose it silently
+            return Reply(451, "4.3.0 Error: no outbound queue on this host")
+        queued = False
+        try:
+            if remote:
+                assert queue is not None
+                received = handler.received(session, envelope,
+                                            remote[0] if len(remote) == 1 else None)
+                queue.enqueue(envelope.mail_from or "", remote, received + envelope.content,
+                              queue_id=qid, arrival=self.world.clock.now(),
+                              params=dict(envelope.mail_params))
+                queued = True
+            if local:
+                received = handler.received(session, envelope,
+                                            local[0] if len(local) == 1 else None)
+                self.store.deliver_many(local, received + envelope.content)
+        except (StorageError, QueueError, OSError) as exc:
+            if queued:
+                assert queue is not None
+                with contextlib.suppress(Exception):
+                    queue.remove(qid, force=True)
+            return handler.storage_error(exc)
+        for rcpt in local:
+            trace.record("delivery.stored", host=host.name, queue_id=qid, recipient=rcpt,
+                         sender=envelope.mail_from)
+        if remote:
+            trace.record("queue.accepted", host=host.name, queue_id=qid,
+                         recipients=list(remote), sender=envelope.mail_from)
+            self.agents[host.name].kick()
+        return None
+
+    def _bounce(self, host: Host, sender: str, dsn: bytes) -> None:
+        """Where the agent's bounces go: the sender's mailbox here, or back out by SMTP."""
+        domain = sender.rpartition("@")[2].lower()
+        if domain in self.local_domains(host.name):
+            self.store.deliver(sender, dsn)
+            self.world.trace.record("delivery.stored", host=host.name, recipient=sender,
+                                    sender="", bounce=True)
+            return
+        queue = self.queues[host.name]
+        qid = self.world.ids.queue_id()
+        queue.enqueue("", [sender], dsn, queue_id=qid, arrival=self.world.clock.now())
+
+    def _port_25(self, name_or_ip: str) -> int | None:
+        info = self.hosts.get(name_or_ip.lower().rstrip("."))
+        if info is None:
+            owner = self._by_ip.get(name_or_ip)
+            info = self.hosts.get(owner) if owner else None
+        return None if info is None else info.ports.get(25)
+
+    def _mail_key(self) -> str:
+        """Reproducible Maildir keys (so POP3 UIDLs and notebooks repeat run after run)."""
+        return f"{int(self.world.clock.now())}.{self._key_rng.getrandbits(48):012x}.simsmtp"
+
+    # ---------------------------------------------------------------- trace and capture
+    def _records(self) -> list[Any]:
+        return self.world.dns_records({n: h.ip for n, h in self.hosts.items()})
+
+    def _tap_dns(self, query: bytes, response: bytes, client: tuple[str, int],
+                 transport: str) -> None:
+        assert self.dns is not None
+        server = self.dns.address
+        self.tap.datagram(client, server, query, "c2s", service="dns",
+                          host=self.world.nameserver)
+        if response:
+            self.tap.datagram(client, server, response, "s2c", service="dns",
+                              host=self.world.nameserver)
+
+    def _on_event(self, info: Any, event: Any) -> None:
+        record_event(self.world.trace, info, event, self._tls_conns)
+
+    # ---------------------------------------------------------------- using the world
+    def _run(self, coro: Any, timeout: float | None = 60) -> Any:
+        if self.loop is None or not self._started:
+            raise RuntimeError("the world is not running: use `with world.start() as net:`")
+        return self.loop.run(coro, timeout=timeout)
+
+    @property
+    def dns_address(self) -> tuple[str, int]:
+        """(ip, port) of the world's DNS server."""
+        assert self.dns is not None
+        return self.dns.address
+
+    @property
+    def ca_file(self) -> Path:
+        """The world CA's certificate (PEM): give it to clients that verify."""
+        assert self.ca is not None
+        return self.ca.ca_file
+
+    @property
+    def keylog_file(self) -> Path | None:
+        """The SSLKEYLOGFILE of the world's TLS sessions, if kept."""
+        return None if self.ca is None else self.ca.keylog
+
+    def address(self, host: str, port: int = 25) -> tuple[str, int]:
+        """(ip, real port) where ``host`` serves its well-known ``port``."""
+        info = self.hosts[self.world.host(host).name]
+        if port not in info.ports:
+            served = ", ".join(str(p) for p in sorted(info.ports)) or "nothing"
+            raise KeyError(f"{host} does not serve port {port} (it serves {served})")
+        return info.ip, info.ports[port]
+
+    def resolver(self) -> dns.resolver.Resolver:
+        """A dnspython resolver that asks the world's DNS server (never the Internet)."""
+        from .dns import make_resolver
+
+        return make_resolver(*self.dns_address)
+
+    def dig(self, name: str, rtype: str = "MX", *, tcp: bool = False) -> str:
+        """Ask the world's DNS server like ``dig @server -p port rtype name`` and render it."""
+        import time
+
+        import dns.message
+        import dns.query
+
+        from simsmtp.capture.dnsview import render_dig
+
+        ip, port = self.dns_address
+        query = dns.message.make_query(name, rtype)
+        start = time.perf_counter()
+        response = (dns.query.tcp if tcp else dns.query.udp)(query, ip, port=port, timeout=5)
+        elapsed = (time.perf_counter() - start) * 1000
+        return render_dig(query, response, server=ip, port=port, elapsed_ms=elapsed,
+                          transport="TCP" if tcp else "UDP")
+
+    def deliver(self, timeout: float = 30.0) -> None:
+        """Let every outbound agent deliver what is due now, and wait until it is done."""
+        async def run() -> None:
+            for agent in self.agents.values():
+                await agent.run_once()
+
+        self._run(run(), timeout=timeout)
+
+    def fast_forward(self, seconds: float) -> None:
+        """Move the virtual clock ``seconds`` ahead, running every retry that falls due."""
+        async def run() -> None:
+            if not self.agents:
+                self.world.clock.advance(seconds)
+                return
+            start = self.world.clock.now()
+            for agent in self.agents.values():
+                # every agent shares the world clock: run each over the same window
+                self.world.clock.advance_to(start)
+                await agent.fast_forward(seconds)
+            self.world.clock.advance_to(start + seconds)
+
+        self._run(run(), timeout=120)
+
+    def mailbox(self, address: str, folder: str | None = None) -> list[Any]:
+        """The messages in ``address``'s mailbox (``email.message.EmailMessage``)."""
+        return self.store.messages(address, folder)
+
+    def describe(self) -> dict[str, Any]:
+        """Everything a learner or a tool needs to reach the world (``up --json``)."""
+        return {
+            "dns": {"ip": self.dns_address[0], "port": self.dns_address[1]},
+            "hosts": {name: {"ip": h.ip, "ports": {str(p): r for p, r in sorted(h.ports.items())}}
+                      for name, h in self.hosts.items() if name != self.world.nameserver},
+            "ca_file": str(self.ca_file),
+            "users": {u.address: u.password for u in self.world.users()},
+        }
+
+    def wait(self, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+        """Wait (polling the world) until ``predicate()`` is true; False on timeout."""
+        import time
+
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if predicate():
+                return True
+            time.sleep(0.01)
+        return predicate()
+
+    def idle(self) -> bool:
+        """True when no agent is running and nothing is due now."""
+        now = self.world.clock.now()
+        return all(not a.busy for a in self.agents.values()) and all(
+            q.next_due() is None or q.next_due() > now  # type: ignore[operator]
+            for q in self.queues.values())
+
+    def __repr__(self) -> str:
+        state = "running" if self._started else "stopped"
+        return f"<Network {self.world.name!r} {state} hosts={list(self.hosts)}>"
+
+
+def _timeout(conn: Any) -> None:
+    """The idle timer ran out: SMTP says ``421 4.4.2``, POP3 ``-ERR`` (then close)."""
+    core = getattr(conn, "core", conn)
+    if hasattr(core, "send_timeout"):
+        core.send_timeout()
+    else:
+        from simsmtp.protocol.pop3 import Disconnect
+
+        core.send(Disconnect("Disconnected for inactivity."))
+
+
+def _goodbye(conn: Any) -> None:
+    """The world stops: SMTP says ``421 4.3.2 ... shutting down`` (RFC 5321 §3.8)."""
+    core = getattr(conn, "core", conn)
+    with contextlib.suppress(Exception):
+        if hasattr(core, "send_shutdown"):
+            core.send_shutdown()
+        else:
+            from simsmtp.protocol.pop3 import Disconnect
+
+            core.send(Disconnect("Server shutting down."))
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
+def record_event(trace: Any, info: Any, event: Any, tls_conns: set[int]) -> None:
+    """Turn a protocol event of a server connection into trace events.
+
+    SMTP: ``smtp.command`` / ``smtp.reply`` (each with the states before and after),
+    ``smtp.message``, ``tls.handshake``, ``tls.failed``, ``smtp.discarded``,
+    ``smtp.closed``; POP3 the same with ``pop3.``. AUTH lines arrive masked from the core.
+    """
+    name = type(event).__name__
+    proto = "pop3" if info.service == "pop3" else "smtp"
+    base = {"conn": info.id, "service": info.service, "peer": f"{info.peer[0]}:{info.peer[1]}",
+            "tls": info.id in tls_conns}
+    before = getattr(getattr(event, "state_before", None), "name", None)
+    after = getattr(getattr(event, "state_after", None), "name", None)
+    states = {"state_before": before, "state_after": after}
+    host = info.host_name
+    if name == "ConnectionOpened":
+        reply = getattr(event, "reply", None) or getattr(event, "response", "")
+        trace.record(f"{proto}.reply", host, **base, text=str(reply), **states)
+    elif name in ("CommandReceived", "AuthStep", "BdatChunkReceived"):
+        if proto == "smtp":
+            trace.record("smtp.command", host, **base, line=_text(event.line), **states)
+            trace.record("smtp.reply", host, **base, text=str(event.reply),
+                         code=event.reply.code, **states)
+        else:
+            arg = getattr(event, "argument", "") or ""
+            line = f"{event.command} {arg}".rstrip()
+            trace.record("pop3.command", host, **base, line=line, **states)
+            trace.record("pop3.reply", host, **base,
+                         text=getattr(event, "response_first_line", ""), **states)
+    elif name == "MessageReceived":
+        env = event.envelope
+        trace.record("smtp.message", host, **base, sender=env.mail_from,
+                     recipients=list(env.rcpt_tos), size=len(env.content),
+                     queue_id=env.queue_id, accepted=event.reply.is_positive,
+                     content=env.content, via=event.via, **states)
+        trace.record("smtp.reply", host, **base, text=str(event.reply),
+                     code=event.reply.code, **states)
+    elif name == "ReplySent":
+        trace.record(f"{proto}.reply", host, **base, text=str(event.reply),
+                     code=event.reply.code, reason=event.reason, **states)
+    elif name == "TLSStarted":
+        tls_conns.add(info.id)
+        trace.record("tls.handshake", host, **base, version=event.version,
+                     cipher=event.cipher, **states)
+    elif name == "TLSFailed":
+        trace.record("tls.failed", host, **base, reason=event.reason, **states)
+    elif name == "PlaintextDiscarded":
+        size = len(getattr(event, "data", b"")) or getattr(event, "octets", 0)
+        trace.record(f"{proto}.discarded", host, **base, octets=size, **states)
+    elif name == "ConnectionClosed":
+        tls_conns.discard(info.id)
+        trace.record(f"{proto}.closed", host, **base, reason=event.reason, **states)
+
+
+@contextlib.contextmanager
+def running(world: World, **kw: Any) -> Iterator[Network]:
+    """``with running(world) as net:`` (the same as ``with world.start() as net:``)."""
+    net = Network(world, **kw)
+    try:
+        yield net.start()
+    finally:
+        net.stop()
+
+
+__all__ = ["SERVICES", "HostInfo", "Network", "record_event", "running"]

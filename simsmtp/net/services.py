@@ -1,0 +1,272 @@
+"""The world's mail services: the policy handlers behind each listening port.
+
+* :class:`InboundHandler` (port 25, role ``mx``): accepts mail for the host's domains,
+  ``550 5.1.1`` for unknown users, ``454 4.7.1 Relay access denied`` for foreign domains from
+  unauthenticated clients outside ``relay_networks``; prepends a ``Received:`` header and
+  stores into the recipients' Maildirs (``fsync``ed) before the ``250`` (RFC 5321 §6.1).
+* :class:`SubmissionHandler` (587 STARTTLS then AUTH, 465 implicit TLS; role
+  ``submission``): authenticated users may send anywhere; remote recipients go to the durable
+  outbound queue, local ones straight to their mailboxes.
+* POP3 (110, role ``pop3``): :func:`pop3_authenticator` opens a user's Maildir.
+
+Every hook first asks the world's fault rules (:class:`~simsmtp.world.faults.FaultBook`),
+so a notebook can make any host greylist, stall or hang up on purpose. The protocol cores
+decide syntax and sequence; these handlers only decide acceptance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from email.utils import formatdate
+from typing import TYPE_CHECKING, Any
+
+from simsmtp.protocol.events import NEED_DATA
+from simsmtp.protocol.handler import Handler
+from simsmtp.protocol.persona import Persona
+from simsmtp.protocol.replies import Reply
+from simsmtp.protocol.session import Envelope, Session
+
+from .store import StorageError
+
+if TYPE_CHECKING:
+    from simsmtp.net.network import Network
+    from simsmtp.world.model import Host
+
+#: RFC 3848 §2 / RFC 5321 §4.4: the "with" protocol of a Received: header.
+def _with_protocol(session: Session) -> str:
+    proto = "ESMTP" if session.esmtp else "SMTP"
+    if session.tls:
+        proto += "S"
+    if session.authenticated:
+        proto += "A"
+    return proto
+
+
+class FaultInjected(Exception):
+    """Raised inside a hook when a fault rule says: drop the connection."""
+
+
+class WorldHandler(Handler):
+    """What every service of a host shares: fault rules and the world's persona.
+
+    Args:
+        network: the running network.
+        host: the world host this service runs on.
+        service: ``"smtp"``, ``"submission"`` or ``"smtps"``.
+    """
+
+    def __init__(self, network: Network, host: Host, service: str) -> None:
+        self.network = network
+        self.world = network.world
+        self.host = host
+        self.service = service
+        self.persona = Persona(host.name, "Postfix")
+        #: Set by a fault rule: drop the connection (the adapter closes the socket).
+        self.drop = False
+        #: Set by a fault rule: delay the next reply by this many seconds.
+        self.delay = 0.0
+
+    # -- fault rules --------------------------------------------------------------------
+    def fault(self, command: str, argument: str = "") -> Reply | None:
+        """Ask the world's fault rules about ``command``; a reply to give instead, or None."""
+        rule = self.world.faults.check(self.host.name, command, argument)
+        if rule is None:
+            return None
+        if rule.delay:
+            self.delay = max(self.delay, rule.delay)
+        if rule.drop:
+            self.drop = True
+        return rule.reply
+
+    # -- hooks --------------------------------------------------------------------------
+    def handle_CONNECT(self, session: Session) -> Reply | None:
+        return self.fault("CONNECT")
+
+    def handle_EHLO(self, session: Session, hostname: str) -> Reply | None:
+        return self.fault("EHLO", hostname)
+
+    def handle_HELO(self, session: Session, hostname: str) -> Reply | None:
+        return self.fault("HELO", hostname)
+
+    def handle_MAIL(self, session: Session, envelope: Envelope, address: str,
+                    params: Mapping[str, str | None]) -> Reply | None:
+        return self.fault("MAIL", address)
+
+    def handle_QUIT(self, session: Session) -> Reply | None:
+        return self.fault("QUIT")
+
+    def handle_AUTH(self, session: Session, mechanism: str, username: str,
+                    password: str) -> bool:
+        """Check a world user's password (user name: the address, or the local part)."""
+        if self.fault("AUTH", username) is not None:
+            return False
+        user = self.world.user(self.qualify(username))
+        return user is not None and user.check_password(password)
+
+    # -- helpers --------------------------------------------------------------------------
+    def qualify(self, name: str) -> str:
+        """``alice`` -> ``alice@example.com`` (the host's domain); addresses unchanged."""
+        return name if "@" in name else f"{name}@{self.host.domain}"
+
+    def is_local(self, address: str) -> bool:
+        """Whether this host keeps mail for the domain of ``address``."""
+        domain = address.rpartition("@")[2].lower()
+        return domain in self.network.local_domains(self.host.name)
+
+    def local_rcpt(self, address: str) -> Reply | None:
+        """None if the user exists here, else Postfix's ``550 5.1.1 ... User unknown``."""
+        if self.world.user(address) is not None:
+            return None
+        return self.persona.reply("user_unknown", addr=address)
+
+    def received(self, session: Session, envelope: Envelope, recipient: str | None) -> bytes:
+        """The ``Received:`` header this host prepends (RFC 5321 §4.4, RFC 3848)."""
+        ip = session.peer[0] if session.peer else "unknown"
+        ptr = self.network.name_of(ip) or "unknown"
+        helo = session.helo_name or ptr
+        lines = [f"Received: from {helo} ({ptr} [{ip}])"]
+        if session.tls:
+            lines.append(f"\t(using {session.tls.get('version')} with cipher "
+                         f"{session.tls.get('cipher')})")
+        if session.authenticated:
+            lines.append(f"\t(Authenticated sender: {session.authenticated_user})")
+        by = f"\tby {self.host.name} (Postfix) with {_with_protocol(session)} " \
+             f"id {envelope.queue_id}"
+        if recipient:
+            lines.append(by)
+            lines.append(f"\tfor <{recipient}>; {self.date()}")
+        else:
+            lines.append(f"{by};")
+            lines.append(f"\t{self.date()}")
+        return ("\r\n".join(lines) + "\r\n").encode("utf-8", "surrogateescape")
+
+    def date(self) -> str:
+        """The world clock as an RFC 5322 date."""
+        return formatdate(self.world.clock.now(), usegmt=True)
+
+    def storage_error(self, exc: Exception) -> Reply:
+        """RFC 5321 §6.1: never 250 for a message not safely stored."""
+        self.world.trace.record("store.error", host=self.host.name, error=str(exc))
+        return Reply(451, "4.3.0 Error: queue file write error")
+
+
+class InboundHandler(WorldHandler):
+    """Port 25 of an ``mx`` host: mail for its domains, relaying only for trusted clients."""
+
+    def may_relay(self, session: Session) -> bool:
+        """Postfix ``permit_mynetworks, permit_sasl_authenticated``."""
+        if session.authenticated:
+            return True
+        return bool(session.peer) and self.host.policy.may_relay(session.peer[0]) \
+            and self.network.queue_of(self.host.name) is not None
+
+    def handle_RCPT(self, session: Session, envelope: Envelope, address: str,
+                    params: Mapping[str, str | None]) -> Reply | None:
+        fault = self.fault("RCPT", address)
+        if fault is not None:
+            return fault
+        if self.is_local(address):
+            return self.local_rcpt(address)
+        if self.may_relay(session):
+            return None
+        # Postfix >= 2.10 default: defer_unauth_destination (454 4.7.1).
+        return self.persona.reply("relay_denied", addr=address)
+
+    def handle_DATA(self, session: Session, envelope: Envelope) -> Reply | None:
+        fault = self.fault("MESSAGE", envelope.mail_from or "")
+        if fault is not None:
+            return fault
+        local = [r for r in envelope.rcpt_tos if self.is_local(r)]
+        remote = [r for r in envelope.rcpt_tos if not self.is_local(r)]
+        return self.network.accept(self, session, envelope, local, remote)
+
+
+class SubmissionHandler(WorldHandler):
+    """Ports 587 and 465 of a ``submission`` host: authenticated users send anywhere."""
+
+    def handle_RCPT(self, session: Session, envelope: Envelope, address: str,
+                    params: Mapping[str, str | None]) -> Reply | None:
+        fault = self.fault("RCPT", address)
+        if fault is not None:
+            return fault
+        if self.is_local(address):
+            return self.local_rcpt(address)
+        if session.authenticated:
+            return None
+        return self.persona.reply("relay_denied", addr=address)
+
+    def handle_DATA(self, session: Session, envelope: Envelope) -> Reply | None:
+        fault = self.fault("MESSAGE", envelope.mail_from or "")
+        if fault is not None:
+            return fault
+        envelope.content = self.complete_headers(envelope)
+        local = [r for r in envelope.rcpt_tos if self.is_local(r)]
+        remote = [r for r in envelope.rcpt_tos if not self.is_local(r)]
+        return self.network.accept(self, session, envelope, local, remote)
+
+    def complete_headers(self, envelope: Envelope) -> bytes:
+        """Add ``Date:`` and ``Message-ID:`` when the client left them out (RFC 6409 §8.1-8.3)."""
+        head = envelope.content.partition(b"\r\n\r\n")[0].lower()
+        lines = [b"\r\n" + line for line in head.split(b"\r\n")]
+        extra = b""
+        if not any(line.startswith(b"\r\ndate:") for line in lines):
+            extra += f"Date: {self.date()}\r\n".encode()
+        if not any(line.startswith(b"\r\nmessage-id:") for line in lines):
+            mid = self.world.ids.message_id(self.host.domain, envelope.queue_id)
+            extra += f"Message-ID: {mid}\r\n".encode()
+        return extra + envelope.content
+
+
+class ServiceConnection:
+    """A protocol core plus what a fault rule may do to it (delay a reply, hang up).
+
+    The listener drives this like the core itself (same interface); a fault's drop makes
+    :attr:`closed` true and discards what the core wanted to send, so the client sees the
+    connection cut without an answer.
+    """
+
+    def __init__(self, core: Any, handler: WorldHandler | None) -> None:
+        self.core = core
+        self.handler = handler
+        self.NEED_DATA = NEED_DATA
+
+    def receive_data(self, data: bytes) -> None:
+        self.core.receive_data(data)
+
+    def next_event(self) -> object:
+        event = self.core.next_event()
+        handler = self.handler
+        if handler is not None and handler.delay and dataclasses.is_dataclass(event) \
+                and hasattr(event, "delay"):
+            event = dataclasses.replace(event, delay=max(event.delay, handler.delay))  # type: ignore[type-var]
+            handler.delay = 0.0
+        return event
+
+    def data_to_send(self) -> bytes:
+        data = self.core.data_to_send()
+        if self.handler is not None and self.handler.drop:
+            return b""
+        return data
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.core.closed or (self.handler is not None and self.handler.drop))
+
+    def send(self, *args: Any) -> None:
+        self.core.send(*args)
+
+
+def pop3_authenticator(network: Network, host: Host) -> Callable[[str, str], Any]:
+    """The POP3 login check: a world user of this host's domains and their Maildir."""
+
+    def authenticate(user: str, password: str) -> Any:
+        address = user if "@" in user else f"{user}@{host.domain}"
+        found = network.world.user(address)
+        if found is None or not found.check_password(password):
+            return None
+        if address.rpartition("@")[2].lower() not in network.local_domains(host.name):
+            return None
+        return network.store.mailbox(found.address)
+
+    return authenticate
