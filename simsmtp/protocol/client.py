@@ -1,0 +1,587 @@
+"""The sans-IO SMTP client (RFC 5321 with PIPELINING, SIZE, DSN, CHUNKING, STARTTLS, AUTH).
+
+``send(command)`` checks the command against :data:`CLIENT_TRANSITIONS` and the grammar,
+then queues its bytes (:meth:`ClientConnection.data_to_send`); replies fed with
+:meth:`~ClientConnection.receive_data` come out of :meth:`~ClientConnection.next_event` as
+:class:`ReplyReceived`, matched first-in-first-out to the commands they answer.
+
+States: the client moves along the table as soon as it sends (``client.state``, so that a
+pipelined ``MAIL, RCPT, DATA`` can be sent in one go) and falls back when a reply says
+otherwise. The ``state_before``/``state_after`` of a :class:`ReplyReceived` are the states
+confirmed by the replies so far.
+
+Hygiene (catalogue 42, 79): addresses and parameters are checked against the grammar
+(no CR, LF, NUL or ``>`` can slip into a command line); message content is sent with every
+line ending as CRLF, dot-stuffed, and terminated by ``<CRLF>.<CRLF>``; a message larger
+than the server's SIZE is refused before anything is sent; plaintext received after the
+220 to STARTTLS is discarded, never parsed as a reply (CVE-2021-38371).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ssl
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import LocalProtocolError, RemoteProtocolError, TLSFailure
+from .events import (
+    NEED_DATA,
+    Auth,
+    Bdat,
+    Command,
+    ConnectionClosed,
+    ConnectionEvent,
+    ConnectionOpened,
+    Data,
+    Ehlo,
+    Etrn,
+    Helo,
+    Help,
+    MailFrom,
+    Message,
+    Noop,
+    PlaintextDiscarded,
+    Quit,
+    RawLine,
+    RcptTo,
+    ReplyReceived,
+    Rset,
+    StartTLS,
+    TLSFailed,
+    TLSStarted,
+    Vrfy,
+)
+from .grammar import (
+    MAX_COMMAND_LINE,
+    MAX_REPLY_LINE,
+    MAX_REPLY_LINES,
+    GrammarError,
+    dot_stuff,
+    format_params,
+    format_path,
+    message_size,
+    parse_reply_line,
+)
+from .replies import Reply
+from .sasl import ClientMechanism, client_mechanism, encode
+from .session import CLIENT_TRANSITIONS, ClientState, allowed_verbs, next_state
+from .tls import TLSLayer
+
+C = ClientState
+
+#: Commands after which the client waits for the reply before sending more, even with
+#: PIPELINING (RFC 2920 §3.1; STARTTLS: RFC 3207 §4; AUTH: RFC 4954 §4).
+GROUP_END = frozenset({"EHLO", "HELO", "DATA", "VRFY", "EXPN", "TURN", "ETRN", "HELP",
+                       "QUIT", "NOOP", "STARTTLS", "AUTH", "<auth-response>"})
+
+#: The extension a MAIL/RCPT parameter needs (RFC 5321 §4.1.1.11: only advertised ones).
+PARAM_EXTENSION = {"SIZE": "SIZE", "BODY": "8BITMIME", "RET": "DSN", "ENVID": "DSN",
+                   "NOTIFY": "DSN", "ORCPT": "DSN", "SMTPUTF8": "SMTPUTF8", "AUTH": "AUTH"}
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """How a client behaves.
+
+    Attributes:
+        hostname: our name for EHLO/HELO when the command gives none.
+        tls_context: client context for STARTTLS / implicit TLS (verification is whatever
+            this context says).
+        server_hostname: the name to send as SNI and to verify the certificate against.
+        implicit_tls: handshake first, then the greeting (port 465, RFC 8314).
+    """
+
+    hostname: str = "localhost"
+    tls_context: ssl.SSLContext | None = None
+    server_hostname: str | None = None
+    implicit_tls: bool = False
+
+
+@dataclass(frozen=True)
+class _Pending:
+    command: Command
+    key: str
+    group_end: bool
+
+
+def _check_arg(text: str, what: str, *, allow_space: bool = False,
+               required: bool = True) -> str:
+    """Refuse text that could break out of its command line."""
+    if required and not text:
+        raise LocalProtocolError(f"{what} must not be empty")
+    bad = "\r\n\0" if allow_space else "\r\n\0 \t"
+    if any(ch in text for ch in bad) or any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise LocalProtocolError(f"{what} contains a control character or a space: {text!r}")
+    return text
+
+
+class ClientConnection:
+    """One SMTP client connection, without I/O.
+
+    Args:
+        config: the client configuration.
+
+    Attributes:
+        extensions: EHLO keywords of the server and their parameters (``{"SIZE":
+            "52428800", "PIPELINING": ""}``); emptied by HELO and by STARTTLS.
+        authenticated: True after a 235.
+        error: the :class:`RemoteProtocolError` that closed the connection, if any.
+    """
+
+    def __init__(self, config: ClientConfig | None = None) -> None:
+        self.config = config or ClientConfig()
+        self.extensions: dict[str, str] = {}
+        self.authenticated = False
+        self.error: RemoteProtocolError | None = None
+        self._confirmed = C.CONNECTING
+        self._pending: deque[_Pending] = deque()
+        self._in = bytearray()
+        self._cipher = bytearray()
+        self._out = bytearray()
+        self._events: deque[ConnectionEvent] = deque()
+        self._tls: TLSLayer | None = None
+        self._eof = False
+        self._closed_reported = False
+        self._reply_code: int | None = None
+        self._reply_lines: list[str] = []
+        self._sasl: ClientMechanism | None = None
+        self._utf8 = False
+        self._bdat_size = 0
+        if self.config.implicit_tls:
+            self._confirmed = C.TLS_HANDSHAKE
+            self._start_tls()
+
+    # --- public API ----------------------------------------------------------------------
+
+    @property
+    def state(self) -> ClientState:
+        """The state once every command sent so far has succeeded."""
+        state = self._confirmed
+        for pending in self._pending:
+            tr = CLIENT_TRANSITIONS.get((state, pending.key))
+            if tr is not None:
+                state = tr.ok
+        return state
+
+    @property
+    def confirmed_state(self) -> ClientState:
+        """The state the replies received so far have confirmed."""
+        return self._confirmed
+
+    @property
+    def pending(self) -> tuple[Command, ...]:
+        """Commands sent and not yet answered, oldest first."""
+        return tuple(p.command for p in self._pending)
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is over."""
+        return self._confirmed is C.CLOSED
+
+    @property
+    def tls_active(self) -> bool:
+        """True once a TLS handshake has completed."""
+        return self._tls is not None and self._tls.handshake_complete
+
+    def receive_data(self, data: bytes) -> None:
+        """Buffer bytes from the wire; ``b""`` means EOF.
+
+        Raises:
+            LocalProtocolError: data after EOF.
+        """
+        if not data:
+            self._eof = True
+            return
+        if self._eof:
+            raise LocalProtocolError("receive_data() called with data after EOF")
+        if self._confirmed is C.CLOSED:
+            return
+        if self._tls is not None:
+            self._cipher += data
+        else:
+            self._in += data
+
+    def next_event(self) -> Any:
+        """The next event, or :data:`NEED_DATA`."""
+        while True:
+            if self._events:
+                return self._events.popleft()
+            event = self._step()
+            if event is not None:
+                return event
+            if not self._events:
+                return NEED_DATA
+
+    def data_to_send(self) -> bytes:
+        """The bytes to write to the wire now."""
+        if self._tls is not None:
+            self._out += self._tls.data_to_send()
+        out = bytes(self._out)
+        self._out.clear()
+        return out
+
+    def send(self, command: Command) -> None:
+        """Validate ``command`` against the state and the grammar, and queue its bytes.
+
+        Raises:
+            LocalProtocolError: not allowed in this state, a reply must come first
+                (no PIPELINING, or the previous command ends a pipelined group), or an
+                argument that would break the command line.
+        """
+        if self._confirmed is C.CLOSED:
+            raise LocalProtocolError("the connection is closed")
+        if isinstance(command, RawLine):
+            self._send_raw(command)
+            return
+        state = self.state
+        key = self._key(command)
+        if self._pending:
+            last = self._pending[-1]
+            if "PIPELINING" not in self.extensions:
+                raise LocalProtocolError(
+                    f"cannot send {key} while the reply to {last.key} is awaited: the server "
+                    "did not advertise PIPELINING (RFC 2920)")
+            ender = next((p for p in self._pending if p.group_end), None)
+            if ender is not None:
+                raise LocalProtocolError(
+                    f"cannot send {key} before the reply to {ender.key}: {ender.key} must be "
+                    "the last command of a pipelined group (RFC 2920 §3.1)")
+        if (state, key) not in CLIENT_TRANSITIONS:
+            allowed = ", ".join(allowed_verbs("client", state)) or "nothing"
+            raise LocalProtocolError(f"{key} not allowed in state {state.name}; "
+                                     f"allowed: {allowed}")
+        wire, recorded = self._format(command, key)
+        self._write(wire)
+        self._pending.append(_Pending(recorded, key, key in GROUP_END))
+
+    # --- formatting ----------------------------------------------------------------------
+
+    @staticmethod
+    def _key(command: Command) -> str:
+        if isinstance(command, Bdat):
+            return "BDAT LAST" if command.last else "BDAT"
+        if not command.verb:
+            raise LocalProtocolError(f"{command!r} is not a command the client can send")
+        return command.verb
+
+    def _line(self, text: str) -> bytes:
+        data = text.encode("utf-8") + b"\r\n"
+        if len(data) > MAX_COMMAND_LINE:  # RFC 5321 §4.5.3.1.4
+            raise LocalProtocolError(f"command line of {len(data)} octets exceeds "
+                                     f"{MAX_COMMAND_LINE}")
+        return data
+
+    def _size_limit(self) -> int | None:
+        value = self.extensions.get("SIZE")
+        if value is None or not value.isdigit() or int(value) == 0:
+            return None  # RFC 1870 §4: SIZE 0 / no number = no fixed limit
+        return int(value)
+
+    def _check_params(self, params: dict[str, str | None]) -> None:
+        for name in params:
+            ext = PARAM_EXTENSION.get(name.upper())
+            if ext is None or ext not in self.extensions:
+                raise LocalProtocolError(
+                    f"parameter {name} needs the {ext or 'matching'} extension, which the "
+                    "server did not advertise (RFC 5321 §4.1.1.11)")
+
+    def _format(self, command: Command, key: str) -> tuple[bytes, Command]:
+        """The wire bytes of ``command`` and the command to record (no secrets)."""
+        try:
+            return self._format_checked(command, key)
+        except GrammarError as exc:
+            raise LocalProtocolError(f"cannot send {key}: {exc}") from None
+
+    def _format_checked(self, command: Command, key: str) -> tuple[bytes, Command]:
+        if isinstance(command, (Ehlo, Helo)):
+            host = _check_arg(command.hostname or self.config.hostname, "hostname")
+            return self._line(f"{command.verb} {host}"), type(command)(host)
+        if isinstance(command, MailFrom):
+            params = dict(command.params)
+            self._check_params(params)
+            utf8 = "SMTPUTF8" in params
+            path = format_path(command.address, allow_null=True, utf8=utf8)
+            limit = self._size_limit()
+            declared = params.get("SIZE")
+            if limit and declared is not None and declared.isdigit() and int(declared) > limit:
+                raise LocalProtocolError(f"SIZE={declared} exceeds the server's limit of {limit} "
+                                         "octets (RFC 1870 §6)")
+            self._utf8, self._bdat_size = utf8, 0
+            return self._line(f"MAIL FROM:{path}{format_params(params, utf8=utf8)}"), command
+        if isinstance(command, RcptTo):
+            params = dict(command.params)
+            self._check_params(params)
+            path = format_path(command.address, allow_postmaster=True, utf8=self._utf8)
+            return self._line(f"RCPT TO:{path}{format_params(params)}"), command
+        if isinstance(command, Message):
+            limit = self._size_limit()
+            size = message_size(command.content)
+            if limit and size > limit:  # RFC 1870 §6: do not send what will be refused
+                raise LocalProtocolError(f"message of {size} octets exceeds the server's "
+                                         f"SIZE limit of {limit} octets")
+            return dot_stuff(command.content), command
+        if isinstance(command, Bdat):
+            if "CHUNKING" not in self.extensions:
+                raise LocalProtocolError("BDAT needs CHUNKING, which the server did not "
+                                         "advertise (RFC 3030)")
+            chunk = command.chunk
+            stray = chunk.replace(b"\r\n", b"")
+            if b"\r" in stray or b"\n" in stray:  # RFC 5321 §2.3.8
+                raise LocalProtocolError("BDAT chunk holds a bare CR or LF; split chunks at "
+                                         "line ends and use CRLF (RFC 5321 §2.3.8)")
+            limit = self._size_limit()
+            if limit and self._bdat_size + len(chunk) > limit:
+                raise LocalProtocolError(f"message exceeds the server's SIZE limit of "
+                                         f"{limit} octets")
+            self._bdat_size += len(chunk)
+            head = f"BDAT {len(chunk)}" + (" LAST" if command.last else "")
+            return self._line(head) + chunk, command
+        if isinstance(command, Auth):
+            return self._format_auth(command)
+        if isinstance(command, StartTLS):
+            if self.config.tls_context is None:
+                raise LocalProtocolError("STARTTLS needs ClientConfig.tls_context")
+            if self.tls_active:
+                raise LocalProtocolError("TLS is already active (RFC 3207 §4.2)")
+            return self._line("STARTTLS"), command
+        if isinstance(command, (Vrfy, Etrn)):
+            arg = _check_arg(command.arg, f"{command.verb} argument", allow_space=True)
+            return self._line(f"{command.verb} {arg}"), command
+        if isinstance(command, (Help, Noop)):
+            arg = _check_arg(command.arg, f"{command.verb} argument", allow_space=True,
+                             required=False)
+            return self._line(f"{command.verb} {arg}".rstrip(" ")), command
+        if isinstance(command, (Data, Rset, Quit)):
+            return self._line(command.verb), command
+        raise LocalProtocolError(f"cannot send {command!r}")
+
+    def _format_auth(self, command: Auth) -> tuple[bytes, Command]:
+        name = command.mechanism.upper()
+        offered = self.extensions.get("AUTH", "").upper().split()
+        if name not in offered:
+            raise LocalProtocolError(f"the server does not offer AUTH {name} "
+                                     f"(offered: {', '.join(offered) or 'no AUTH'})")
+        if self.authenticated:
+            raise LocalProtocolError("already authenticated (RFC 4954 §4)")
+        mech = client_mechanism(name, command.username, command.password)
+        if mech is None:
+            raise LocalProtocolError(f"mechanism {name} is not implemented here")
+        _check_arg(command.username, "user name", allow_space=True)
+        self._sasl = mech
+        initial = mech.initial_response()
+        line = f"AUTH {name}"
+        if initial is not None:
+            with_initial = f"{line} {encode(initial)}"
+            # RFC 4954 §4: no initial response when it would make the line too long
+            if len(with_initial) + 2 <= MAX_COMMAND_LINE:
+                line = with_initial
+        return self._line(line), Auth(name, command.username)
+
+    def _send_raw(self, command: RawLine) -> None:
+        line = command.line
+        if b"\r" in line or b"\n" in line:
+            raise LocalProtocolError("a raw line must not contain CR or LF (CRLF is added)")
+        state = self.state
+        if state is C.MESSAGE:  # content lines typed by hand; "." ends the message
+            if line == b".":
+                self._pending.append(_Pending(command, "<end-of-data>", False))
+            self._write(line + b"\r\n")
+            return
+        if state is C.AUTH:
+            self._pending.append(_Pending(RawLine(b"***"), "<auth-response>", True))
+            self._write(line + b"\r\n")
+            return
+        words = line.split(b" ")
+        verb = words[0].decode("ascii", "replace").upper()
+        key = verb
+        if verb == "BDAT":
+            key = "BDAT LAST" if b"LAST" in line.upper() else "BDAT"
+        if verb == "STARTTLS" and self.config.tls_context is None:
+            raise LocalProtocolError("STARTTLS needs ClientConfig.tls_context")
+        recorded = RawLine(b"AUTH " + words[1] + b" ***") if verb == "AUTH" and len(
+            words) > 2 else command
+        self._pending.append(_Pending(recorded, key, key in GROUP_END))
+        self._write(line + b"\r\n")
+
+    # --- output and TLS ------------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        if self._tls is not None and self._tls.handshake_complete:
+            try:
+                self._tls.send(data)
+            except (TLSFailure, ssl.SSLError):
+                return
+            self._out += self._tls.data_to_send()
+        else:
+            self._out += data
+
+    def _start_tls(self) -> None:
+        assert self.config.tls_context is not None, "implicit_tls needs a tls_context"
+        self._tls = TLSLayer(self.config.tls_context, server_side=False,
+                             server_hostname=self.config.server_hostname)
+        self._tls.start()
+        self._out += self._tls.data_to_send()
+
+    def _close(self) -> None:
+        self._confirmed = C.CLOSED
+        self._in.clear()
+        self._sasl = None
+        if self._tls is not None and self._tls.handshake_complete:
+            self._tls.close()
+            self._out += self._tls.data_to_send()
+
+    # --- input ---------------------------------------------------------------------------
+
+    def _step(self) -> ConnectionEvent | None:
+        if self._tls is not None and self._cipher and self._confirmed is not C.CLOSED:
+            event = self._feed_tls()
+            if event is not None:
+                return event
+        if self._confirmed is C.CLOSED:
+            self._in.clear()
+            if self._eof and not self._closed_reported:
+                self._closed_reported = True
+                return ConnectionClosed(reason="connection closed", state_before=C.CLOSED,
+                                        state_after=C.CLOSED)
+            return None
+        if self._confirmed is not C.TLS_HANDSHAKE:
+            try:
+                reply = self._read_reply()
+            except GrammarError as exc:
+                return self._protocol_error(str(exc))
+            if reply is not None:
+                return self._on_reply(reply)
+        if self._eof:
+            before = self._confirmed
+            reason = "server closed the connection"
+            if self._pending:
+                reason += f" with {len(self._pending)} command(s) unanswered"
+            self._close()
+            self._closed_reported = True
+            return ConnectionClosed(reason=reason, state_before=before, state_after=C.CLOSED)
+        return None
+
+    def _feed_tls(self) -> ConnectionEvent | None:
+        assert self._tls is not None
+        data = bytes(self._cipher)
+        self._cipher.clear()
+        before = self._confirmed
+        try:
+            plaintext = self._tls.receive(data)
+        except TLSFailure as exc:
+            self._out += self._tls.data_to_send()
+            self._confirmed = C.CLOSED
+            self._sasl = None
+            if before is C.TLS_HANDSHAKE:
+                return TLSFailed(reason=str(exc), state_before=before, state_after=C.CLOSED)
+            self.error = RemoteProtocolError(str(exc))
+            return ConnectionClosed(reason=str(exc), state_before=before,
+                                    state_after=C.CLOSED)
+        self._out += self._tls.data_to_send()
+        if self._tls.closed:
+            self._eof = True
+        self._in += plaintext
+        if before is C.TLS_HANDSHAKE and self._tls.handshake_complete:
+            pseudo = "<implicit-handshake>" if self.config.implicit_tls else "<handshake>"
+            self._confirmed = CLIENT_TRANSITIONS[(C.TLS_HANDSHAKE, pseudo)].ok
+            self.extensions = {}  # RFC 3207 §4.2: EHLO again, trust only what comes now
+            summary = self._tls.summary()
+            return TLSStarted(version=summary["version"], cipher=summary["cipher"],
+                              peer=summary["peer"], state_before=before,
+                              state_after=self._confirmed)
+        return None
+
+    def _read_reply(self) -> Reply | None:
+        while True:
+            i = self._in.find(b"\r\n")
+            if i < 0:
+                if len(self._in) > MAX_REPLY_LINE:  # RFC 5321 §4.5.3.1.5
+                    raise GrammarError(f"reply line longer than {MAX_REPLY_LINE} octets")
+                return None
+            line = bytes(self._in[:i])
+            del self._in[:i + 2]
+            code, last, text = parse_reply_line(line)
+            if self._reply_code is not None and code != self._reply_code:
+                raise GrammarError(f"multi-line reply changed its code from "
+                                   f"{self._reply_code} to {code}")
+            self._reply_code = code
+            self._reply_lines.append(text)
+            if len(self._reply_lines) > MAX_REPLY_LINES:
+                raise GrammarError("reply has too many lines")
+            if last:
+                reply = Reply(code, tuple(self._reply_lines))
+                self._reply_code, self._reply_lines = None, []
+                return reply
+
+    def _protocol_error(self, message: str) -> ConnectionEvent:
+        before = self._confirmed
+        self.error = RemoteProtocolError(message)
+        self._close()
+        return ConnectionClosed(reason=f"protocol error: {message}", state_before=before,
+                                state_after=C.CLOSED)
+
+    def _on_reply(self, reply: Reply) -> ConnectionEvent:
+        before = self._confirmed
+        if before is C.CONNECTING:  # RFC 5321 §4.3.1: the greeting
+            tr = CLIENT_TRANSITIONS[(C.CONNECTING, "<greeting>")]
+            self._confirmed = next_state(tr, reply.code)
+            if self._confirmed is C.CLOSED:
+                self._close()
+            return ConnectionOpened(reply=reply, state_before=before,
+                                    state_after=self._confirmed)
+        if not self._pending:
+            if reply.code == 421:  # RFC 5321 §3.8: the server may say 421 at any time
+                self._close()
+                return ReplyReceived(command=None, reply=reply, state_before=before,
+                                     state_after=C.CLOSED)
+            return self._protocol_error(f"unsolicited reply {str(reply)[:80]!r}")
+        pending = self._pending.popleft()
+        found = CLIENT_TRANSITIONS.get((before, pending.key))
+        if found is not None:
+            after = next_state(found, reply.code)
+        else:  # a reply to a command the table did not expect here: stay, unless closing
+            after = C.CLOSED if reply.code in (221, 421) else before
+        self._confirmed = after
+        key = pending.key
+        if key in ("EHLO", "HELO") and reply.is_positive:
+            self.extensions = {}
+            if key == "EHLO":
+                for line in reply.lines[1:]:
+                    keyword, _, param = line.partition(" ")
+                    self.extensions[keyword.upper()] = param
+        elif key in ("AUTH", "<auth-response>"):
+            self._auth_reply(reply, pending)
+        elif key == "STARTTLS" and after is C.TLS_HANDSHAKE:
+            if self._in:  # CVE-2021-38371: nothing received in plaintext counts any more
+                self._events.append(PlaintextDiscarded(data=bytes(self._in),
+                                                       state_before=after, state_after=after))
+                self._in.clear()
+            self._reply_code, self._reply_lines = None, []
+            self._start_tls()
+        if after is C.CLOSED:
+            self._close()
+        return ReplyReceived(command=pending.command, reply=reply, state_before=before,
+                             state_after=after)
+
+    def _auth_reply(self, reply: Reply, pending: _Pending) -> None:
+        if reply.code == 235:
+            self.authenticated = True
+            self._sasl = None
+            return
+        if reply.code != 334:
+            self._sasl = None
+            return
+        if self._sasl is None:
+            return  # a raw AUTH typed by hand: the learner answers the 334 themselves
+        try:
+            challenge = base64.b64decode(reply.lines[0].strip(), validate=True)
+        except (binascii.Error, ValueError):
+            response = "*"  # RFC 4954 §4: cancel on a challenge we cannot read
+        else:
+            response = encode(self._sasl.respond(challenge))
+        # RFC 4954 §4: a response line may be longer than a command line
+        self._write(response.encode("ascii") + b"\r\n")
+        self._pending.append(_Pending(pending.command, "<auth-response>", True))

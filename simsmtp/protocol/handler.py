@@ -1,0 +1,72 @@
+"""Server policy: a handler with ``handle_<VERB>`` hooks (as aiosmtpd's handlers).
+
+The core decides syntax and sequence; the handler only decides acceptance. Each hook returns
+a :class:`~simsmtp.protocol.replies.Reply` to use instead of the default, or ``None`` for the
+default (Postfix persona) reply. A hook that raises is answered ``451 4.3.0`` (never ``250``)
+and the exception is kept in ``ServerConnection.handler_errors``.
+
+Subclass :class:`Handler` and override what you need; the defaults accept everything that
+is syntactically valid, authenticate nobody, and keep nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from .replies import Reply
+from .session import Envelope, Session
+
+
+class Handler:
+    """The default, permissive policy."""
+
+    def handle_CONNECT(self, session: Session) -> Reply | None:
+        """The greeting: None for ``220 <host> ESMTP Postfix``; a ``554`` refuses service
+        (the server then answers only QUIT, RFC 5321 §3.1); a ``421`` closes at once."""
+        return None
+
+    def handle_EHLO(self, session: Session, hostname: str) -> Reply | None:
+        """EHLO: None for the default extension list; an error reply refuses it."""
+        return None
+
+    def handle_HELO(self, session: Session, hostname: str) -> Reply | None:
+        """HELO: None for ``250 <host>``; an error reply refuses it."""
+        return None
+
+    def handle_MAIL(self, session: Session, envelope: Envelope, address: str,
+                    params: Mapping[str, str | None]) -> Reply | None:
+        """MAIL FROM (address "" is the null sender): None for ``250 2.1.0 Ok``."""
+        return None
+
+    def handle_RCPT(self, session: Session, envelope: Envelope, address: str,
+                    params: Mapping[str, str | None]) -> Reply | None:
+        """RCPT TO: None for ``250 2.1.5 Ok``; e.g. ``550 5.1.1`` (unknown user) or
+        ``454 4.7.1`` (relay denied). ``<Postmaster>`` never reaches the handler."""
+        return None
+
+    def handle_VRFY(self, session: Session, arg: str) -> Reply | None:
+        """VRFY: None for ``252 2.0.0 <arg>`` (cannot verify, will try)."""
+        return None
+
+    def handle_ETRN(self, session: Session, arg: str) -> Reply | None:
+        """ETRN: None for ``250 Queuing started``."""
+        return None
+
+    def handle_AUTH(self, session: Session, mechanism: str, username: str,
+                    password: str) -> bool:
+        """Check credentials; True authenticates. The default trusts nobody."""
+        return False
+
+    def handle_DATA(self, session: Session, envelope: Envelope) -> Reply | None:
+        """The complete message (end of DATA or BDAT LAST): store it here, then return None
+        for ``250 2.0.0 Ok: queued as <envelope.queue_id>``, or e.g. ``451 4.3.0`` when the
+        disk failed (RFC 5321 §6.1: never 250 for a message not safely stored)."""
+        return None
+
+    def handle_RSET(self, session: Session) -> Reply | None:
+        """RSET: None for ``250 2.0.0 Ok``."""
+        return None
+
+    def handle_QUIT(self, session: Session) -> Reply | None:
+        """QUIT: None for ``221 2.0.0 Bye``."""
+        return None

@@ -1,0 +1,162 @@
+"""Reply texts of the server persona: ONE table, so the core never hard-codes a text.
+
+The default persona is Postfix's (the seed transcript learners compare with is a Postfix
+one). Each entry is ``key: (code, template)``; templates use ``{host}``, ``{software}`` and
+the fields the core passes (``{addr}``, ``{id}``, ...). A template with ``\\n`` is a
+multi-line reply. A world may override entries (``ServerConfig.replies``) to play another
+MTA: keep the codes, change the words.
+
+Documented choices where Postfix and the brief differ or Postfix says nothing:
+
+* ``HELP``: Postfix answers ``502 5.5.2 Error: command not recognized``; we answer ``214``
+  with a short list of commands (RFC 5321 §4.1.1.8), which is friendlier for learners.
+* ``AUTH`` without TLS when plaintext AUTH is off: ``538 5.7.11`` (RFC 4954 §6); Postfix
+  says ``504 5.5.4 Encryption required ...`` for the same case.
+* The path limits (RFC 5321 §4.5.3.1.1-3), which Postfix does not check: ``553`` for a
+  local part over 64 or a domain over 255 octets, ``501 Path too long`` (the wording of
+  RFC 5321 §4.5.3.1.9) for a path over 256; enhanced code ``5.1.7`` for the sender and
+  ``5.1.3`` for a recipient.
+* End of data over the size limit: ``552 5.3.4 Error: too much mail data`` (RFC 5321
+  §4.5.3.1.9 wording).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from .grammar import MAX_REPLY_LINE
+from .replies import Reply
+
+#: The Postfix persona. Comments cite where each code comes from.
+POSTFIX: Mapping[str, tuple[int, str]] = MappingProxyType({
+    # Greeting and session (RFC 5321 §4.2.2, §4.3.1, §3.8)
+    "greeting": (220, "{host} ESMTP {software}"),
+    "helo": (250, "{host}"),  # RFC 5321 §4.1.1.1
+    "quit": (221, "2.0.0 Bye"),  # RFC 5321 §4.1.1.10
+    "ok": (250, "2.0.0 Ok"),  # RSET, NOOP: RFC 5321 §4.1.1.5, §4.1.1.9
+    "help": (214, "2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT\n"
+                  "2.0.0 VRFY ETRN HELP STARTTLS AUTH\n"
+                  "2.0.0 See RFC 5321 for what each one does"),  # RFC 5321 §4.1.1.8
+    "no_service": (503, "5.5.1 Error: no SMTP service here, send QUIT"),  # RFC 5321 §3.1
+    "timeout": (421, "4.4.2 {host} Error: timeout exceeded"),  # RFC 5321 §4.5.3.2.7
+    "shutdown": (421, "4.3.2 {host} Service shutting down"),  # RFC 5321 §3.8
+    "too_many_errors": (421, "4.7.0 {host} Error: too many errors"),  # Postfix hard limit
+    "too_many_auth_failures": (421, "4.7.0 {host} Error: too many failed authentication "
+                                    "attempts"),  # RFC 4954 §4 (server MAY close)
+    "handler_error": (451, "4.3.0 Error: internal error"),  # RFC 3463 4.3.0
+    # Transaction (RFC 5321 §4.1.1.2-§4.1.1.4, §4.2.5)
+    "mail_ok": (250, "2.1.0 Ok"),
+    "rcpt_ok": (250, "2.1.5 Ok"),
+    "data_go": (354, "End data with <CR><LF>.<CR><LF>"),
+    "queued": (250, "2.0.0 Ok: queued as {id}"),
+    "bdat_ok": (250, "2.0.0 Ok: {size} bytes"),  # RFC 3030 §2: 250 per chunk
+    "user_unknown": (550, "5.1.1 <{addr}>: Recipient address rejected: User unknown in "
+                          "virtual mailbox table"),  # for handlers (RFC 5321 §4.2.2 550)
+    "relay_denied": (454, "4.7.1 <{addr}>: Relay access denied"),  # Postfix defer_unauth
+    "too_many_rcpts": (452, "4.5.3 Error: too many recipients"),  # RFC 5321 §4.5.3.1.10
+    "etrn_ok": (250, "Queuing started"),  # RFC 1985 §5
+    "etrn_refused": (458, "Unable to queue messages for node {arg}"),  # RFC 1985 §5
+    "vrfy_default": (252, "2.0.0 {arg}"),  # RFC 5321 §3.5.3: cannot verify, will try
+    # Sequence (RFC 5321 §4.1.4, 503 bad sequence)
+    "need_helo": (503, "5.5.1 Error: send HELO/EHLO first"),
+    "need_mail": (503, "5.5.1 Error: need MAIL command"),
+    "need_rcpt": (503, "5.5.1 Error: need RCPT command"),
+    "no_valid_rcpt": (554, "5.5.1 Error: no valid recipients"),  # RFC 5321 §3.3
+    "nested_mail": (503, "5.5.1 Error: nested MAIL command"),
+    "in_transaction": (503, "5.5.1 Error: MAIL transaction in progress"),
+    "data_after_bdat": (503, "5.5.1 Error: DATA after BDAT"),  # RFC 3030 §2
+    "bad_sequence": (503, "5.5.1 Error: {verb} not allowed here; allowed: {allowed}"),
+    # Syntax (RFC 5321 §4.2.2 500/501/502, §4.5.3.1.9)
+    "unknown": (502, "5.5.2 Error: command not recognized"),
+    "empty": (500, "5.5.2 Error: bad syntax"),
+    "command_too_long": (500, "5.5.2 Error: command too long"),  # RFC 5321 §4.5.3.1.4
+    "bare_lf": (500, "5.5.2 Error: bare <LF> received"),  # RFC 5321 §2.3.8
+    "bare_cr": (500, "5.5.2 Error: bare <CR> received"),  # RFC 5321 §2.3.8
+    "nul": (500, "5.5.2 Error: NUL character received"),  # RFC 5321 §4.1.1 (US-ASCII)
+    "non_ascii": (500, "5.5.2 Error: non-ASCII character received"),  # RFC 5321 §2.4
+    "bad_utf8": (500, "5.5.2 Error: invalid UTF-8 received"),  # RFC 6531 §3.3
+    "syntax": (501, "5.5.4 Syntax: {usage}"),  # RFC 5321 §4.2.2 501
+    "mail_syntax": (501, "5.5.4 Syntax: MAIL FROM:<address>"),
+    "rcpt_syntax": (501, "5.5.4 Syntax: RCPT TO:<address>"),
+    "bad_sender": (501, "5.1.7 Bad sender address syntax"),
+    "bad_recipient": (501, "5.1.3 Bad recipient address syntax"),
+    "local_part_too_long": (553, "{dsn} Error: local part longer than 64 octets"),
+    "domain_too_long": (553, "{dsn} Error: domain longer than 255 octets"),
+    "path_too_long": (501, "{dsn} Error: path too long"),  # RFC 5321 §4.5.3.1.9
+    "utf8_address": (553, "5.6.7 Error: non-ASCII address needs SMTPUTF8"),  # RFC 6531 §3.5
+    "bad_params": (501, "5.5.4 Error: bad parameter syntax"),  # RFC 5321 §4.1.2
+    "unsupported_option": (555, "5.5.4 Unsupported option: {option}"),  # RFC 5321 §4.1.1.11
+    "bad_size": (501, "5.5.4 Bad message size syntax"),  # RFC 1870 §6
+    "bad_param_value": (501, "5.5.4 Bad {param} parameter syntax"),  # RFC 3461, RFC 6152
+    # Size (RFC 1870 §6, RFC 5321 §4.5.3.1.9)
+    "size_declared": (552, "5.3.4 Message size exceeds fixed limit"),
+    "data_too_big": (552, "5.3.4 Error: too much mail data"),
+    "chunk_too_big": (552, "5.3.4 Chunk exceeds message size limit"),  # RFC 3030 §2
+    "line_too_long": (500, "5.5.2 Error: line too long"),  # RFC 5321 §4.5.3.1.6
+    # STARTTLS (RFC 3207 §4)
+    "starttls_ready": (220, "2.0.0 Ready to start TLS"),
+    "tls_unavailable": (454, "4.7.0 TLS not available due to local problem"),
+    "tls_active": (554, "5.5.1 Error: TLS already active"),
+    "tls_required": (530, "5.7.0 Must issue a STARTTLS command first"),
+    # AUTH (RFC 4954 §4, §6)
+    "auth_required": (530, "5.7.0 Authentication required"),
+    "encryption_required": (538, "5.7.11 Encryption required for requested authentication "
+                                 "mechanism"),
+    "auth_ok": (235, "2.7.0 Authentication successful"),
+    "auth_failed": (535, "5.7.8 Error: authentication failed: authentication failure"),
+    "auth_bad_base64": (501, "5.5.2 Error: cannot decode base64"),
+    "auth_bad_response": (501, "5.5.2 Error: malformed SASL response"),
+    "auth_unknown_mech": (504, "5.5.4 Unrecognized authentication type"),
+    "auth_already": (503, "5.5.1 Error: already authenticated"),
+    "auth_aborted": (501, "5.7.0 Authentication aborted"),
+    "auth_not_enabled": (503, "5.5.1 Error: authentication not enabled"),
+    "auth_line_too_long": (500, "5.5.6 Authentication Exchange line is too long"),
+    "auth_challenge": (334, "{challenge}"),
+})
+
+#: Reply text octets that fit in one reply line: 512 minus "NNN-" and CRLF
+#: (RFC 5321 §4.5.3.1.5).
+MAX_REPLY_TEXT = MAX_REPLY_LINE - 6
+
+
+def clip(text: str, limit: int = 200) -> str:
+    """Shorten peer-supplied text echoed in a reply (keeps reply lines within limits)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass(frozen=True)
+class Persona:
+    """Builds replies from a text table.
+
+    Args:
+        hostname: our host name (``{host}``).
+        software: the name in the greeting (``{software}``).
+        overrides: entries replacing those of :data:`POSTFIX`.
+    """
+
+    hostname: str
+    software: str = "Postfix"
+    overrides: Mapping[str, tuple[int, str]] = field(default_factory=dict)
+
+    def reply(self, key: str, **fields: Any) -> Reply:
+        """The reply ``key`` with its template filled in; every line fits in 512 octets.
+
+        Raises:
+            KeyError: no such entry.
+        """
+        code, template = self.overrides.get(key) or POSTFIX[key]
+        text = template.format(host=self.hostname, software=self.software, **fields)
+        lines = []
+        for line in text.split("\n"):
+            raw = line.encode("utf-8", "surrogateescape")
+            if len(raw) > MAX_REPLY_TEXT:
+                line = raw[:MAX_REPLY_TEXT].decode("utf-8", "ignore")
+            lines.append(line)
+        return Reply(code, tuple(lines))
+
+    def code(self, key: str) -> int:
+        """The code of entry ``key``."""
+        return (self.overrides.get(key) or POSTFIX[key])[0]

@@ -1,0 +1,1166 @@
+"""The sans-IO SMTP server (RFC 5321 with PIPELINING, SIZE, 8BITMIME, DSN, CHUNKING,
+STARTTLS, AUTH, ENHANCEDSTATUSCODES and optional SMTPUTF8).
+
+Bytes go in with :meth:`ServerConnection.receive_data` (``b""`` is EOF); one event at a time
+comes out of :meth:`~ServerConnection.next_event` (or :data:`NEED_DATA`); the bytes to put on
+the wire come out of :meth:`~ServerConnection.data_to_send`. Nothing the peer sends makes
+these raise: every peer error becomes a reply.
+
+Line-ending policies (RFC 5321 §2.3.8, §4.1.1.4; catalogue tests 20-30):
+
+* Only CRLF ends a command line. A command line holding a bare LF or bare CR is answered
+  ``500 5.5.2 Error: bare <LF> received`` (or ``<CR>``) and never executed (Postfix
+  ``smtpd_forbid_bare_newline = reject``). So ``NOOP\\n`` gets no reply until a CRLF comes.
+* Only ``<CRLF>.<CRLF>`` ends DATA (and ``.<CRLF>`` as the very first line after the 354,
+  an empty message). ``<LF>.<LF>``, ``<LF>.<CRLF>``, ``<CR>.<CRLF>``, ``<CRLF>.<LF>``,
+  ``<CRLF>.<CR><CR><LF>``, ``<CRLF><NUL>.<CRLF>`` ... are plain content.
+* Content: each stray bare CR or bare LF is replaced by a space (Postfix
+  ``cleanup_replace_stray_cr_lf``), so what is stored and relayed never holds a bare CR or LF
+  and a smuggled end-of-data cannot reach the next hop. A leading dot is removed from a
+  line that has more after it (RFC 5321 §4.5.2). NUL bytes are kept as they are.
+* BDAT chunks are read as exactly *n* octets, no dot handling; the same stray CR/LF policy
+  is applied to the assembled message. The 1000-octet text line limit is enforced for DATA
+  only.
+
+Memory stays bounded by the limits: an overlong command line is discarded as it arrives
+(one ``500`` when it finally ends); DATA and BDAT content stops being kept once past
+``size_limit`` or once a line is over 1000 octets, and the error is given at the end.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import ssl
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from .errors import LocalProtocolError, TLSFailure
+from .events import (
+    NEED_DATA,
+    Auth,
+    AuthStep,
+    Bdat,
+    BdatChunkReceived,
+    Command,
+    CommandReceived,
+    ConnectionClosed,
+    ConnectionEvent,
+    ConnectionOpened,
+    Data,
+    Ehlo,
+    Etrn,
+    Helo,
+    Help,
+    MailFrom,
+    MessageReceived,
+    Noop,
+    PlaintextDiscarded,
+    Quit,
+    RcptTo,
+    ReplySent,
+    Rset,
+    StartTLS,
+    TLSFailed,
+    TLSStarted,
+    Vrfy,
+)
+from .grammar import (
+    MAX_COMMAND_LINE,
+    MAX_ENVID,
+    MAX_ORCPT,
+    MAX_SASL_LINE,
+    MAX_TEXT_LINE,
+    MIN_RECIPIENTS,
+    GrammarError,
+    is_domain,
+    parse_params,
+    parse_path,
+    replace_stray_cr_lf,
+    split_path,
+    xtext_decode,
+)
+from .handler import Handler
+from .persona import Persona, clip
+from .replies import Reply
+from .sasl import (
+    SUPPORTED_MECHANISMS,
+    Challenge,
+    Credentials,
+    SASLError,
+    ServerMechanism,
+    decode_response,
+    encode,
+    server_mechanism,
+)
+from .session import (
+    SERVER_TRANSITIONS,
+    Envelope,
+    ServerState,
+    Session,
+    Transition,
+    command_verbs,
+    next_state,
+)
+from .tls import TLSLayer
+
+S = ServerState
+
+
+def queue_id_generator(seed: int = 0) -> Callable[[], str]:
+    """A reproducible source of Postfix-like queue ids (10 upper-case hex digits)."""
+    rng = random.Random(seed)
+
+    def next_id() -> str:
+        return f"{rng.getrandbits(40):010X}"
+
+    return next_id
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How a server behaves; the defaults are the Postfix persona of the seed world.
+
+    Attributes:
+        hostname: our name in the greeting and EHLO reply.
+        software: the name in the greeting.
+        size_limit: largest message in octets, advertised as SIZE (RFC 1870); 0 = none.
+        tls_context: server context; STARTTLS is offered only when set (RFC 3207).
+        implicit_tls: TLS handshake first, then the greeting inside TLS (port 465, RFC 8314).
+        require_tls: ``530`` to everything but NOOP/EHLO/STARTTLS/QUIT/RSET before TLS.
+        auth_mechanisms: SASL mechanisms offered (subset of PLAIN, LOGIN).
+        auth_enabled: offer AUTH (RFC 4954).
+        auth_plaintext: allow AUTH without TLS (for teaching; RFC 4954 §4 says not to).
+        auth_required: ``530`` to MAIL/RCPT/DATA/BDAT/VRFY/ETRN/HELP before AUTH.
+        smtputf8: offer SMTPUTF8 (RFC 6531).
+        max_recipients: recipients per transaction, at least 100 (RFC 5321 §4.5.3.1.8).
+        hard_error_limit: errors before ``421 ... too many errors`` (Postfix 20).
+        soft_error_limit: errors from which every reply carries a delay hint (Postfix 10).
+        error_sleep_time: that delay hint in seconds (Postfix ``smtpd_error_sleep_time``).
+        auth_failure_limit: failed AUTH attempts before ``421`` and close.
+        junk_command_limit: NOOP/VRFY/ETRN/RSET allowed before each counts as an error.
+        queue_ids: gives the queue id of each transaction.
+        replies: persona overrides, ``key -> (code, template)`` (see persona.py).
+    """
+
+    hostname: str = "mail.anotherdomain.org"
+    software: str = "Postfix"
+    size_limit: int = 52428800
+    tls_context: ssl.SSLContext | None = None
+    implicit_tls: bool = False
+    require_tls: bool = False
+    auth_mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN")
+    auth_enabled: bool = False
+    auth_plaintext: bool = False
+    auth_required: bool = False
+    smtputf8: bool = False
+    max_recipients: int = 1000
+    hard_error_limit: int = 20
+    soft_error_limit: int = 10
+    error_sleep_time: float = 1.0
+    auth_failure_limit: int = 3
+    junk_command_limit: int = 100
+    queue_ids: Callable[[], str] = field(default_factory=queue_id_generator)
+    replies: Mapping[str, tuple[int, str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.max_recipients < MIN_RECIPIENTS:  # RFC 5321 §4.5.3.1.8
+            raise ValueError(f"max_recipients must be >= {MIN_RECIPIENTS} "
+                             "(RFC 5321 §4.5.3.1.8)")
+        if self.hard_error_limit < 2:  # RFC 5321 §3.8: never close on the first error
+            raise ValueError("hard_error_limit must be >= 2 (RFC 5321 §3.8)")
+        if self.size_limit < 0:
+            raise ValueError("size_limit must be >= 0 (0 = no limit)")
+        if self.implicit_tls and self.tls_context is None:
+            raise ValueError("implicit_tls needs a tls_context")
+        unknown = set(self.auth_mechanisms) - set(SUPPORTED_MECHANISMS)
+        if unknown:
+            raise ValueError(f"unsupported SASL mechanisms: {sorted(unknown)}")
+
+
+class _Mode(Enum):
+    """What the next input bytes are."""
+
+    COMMAND = "command lines"
+    DATA = "message content (DATA)"
+    CHUNK = "BDAT chunk octets"
+    AUTH = "SASL response lines"
+    HANDSHAKE = "TLS handshake"
+    CLOSED = "nothing (closed)"
+
+
+class _TooLong:
+    """A line over the limit; ``head`` keeps its first octets for the event."""
+
+    def __init__(self, head: bytes) -> None:
+        self.head = head
+
+
+@dataclass
+class _Chunk:
+    """A BDAT chunk being read."""
+
+    remaining: int
+    size: int
+    last: bool
+    line: bytes
+    state_before: ServerState
+    store: bool
+    reply: Reply | None = None  # an error to give once the octets are consumed
+    transition: Transition | None = None
+
+
+#: Verbs allowed before STARTTLS when TLS is required (RFC 3207 §4; aiosmtpd, + RSET).
+ALLOWED_BEFORE_TLS = frozenset({"NOOP", "EHLO", "STARTTLS", "QUIT", "RSET"})
+#: Verbs refused with 530 before AUTH when authentication is required (RFC 4954 §6).
+NEED_AUTH = frozenset({"MAIL", "RCPT", "DATA", "BDAT", "VRFY", "ETRN", "HELP"})
+#: Postfix "junk" commands (smtpd_junk_command_limit).
+JUNK_COMMANDS = frozenset({"NOOP", "VRFY", "ETRN", "RSET"})
+
+_FROM = re.compile(r"FROM:\s*", re.IGNORECASE)
+_TO = re.compile(r"TO:\s*", re.IGNORECASE)
+_BDAT_ARG = re.compile(r"([0-9]{1,20})(?: +(LAST))?", re.IGNORECASE)  # RFC 3030 §2
+_NOTIFY = frozenset({"SUCCESS", "FAILURE", "DELAY"})  # RFC 3461 §4.1
+_ORCPT = re.compile(r"[A-Za-z0-9-]+;.+")  # RFC 3461 §4.2: addr-type ";" xtext
+
+
+class ServerConnection:
+    """One SMTP server connection, without I/O.
+
+    Args:
+        handler: the acceptance policy (:class:`~simsmtp.protocol.handler.Handler`).
+        config: the server configuration.
+        session: the per-connection data (peer and local addresses); made if omitted.
+
+    The greeting is ready in :meth:`data_to_send` right after construction (after the TLS
+    handshake with ``implicit_tls``) and :class:`ConnectionOpened` is the first event.
+    """
+
+    def __init__(self, handler: Handler | None = None, config: ServerConfig | None = None,
+                 session: Session | None = None) -> None:
+        self.config = config or ServerConfig()
+        self.handler = handler if handler is not None else Handler()
+        self.session = session if session is not None else Session()
+        self.session.host_name = self.config.hostname
+        self.persona = Persona(self.config.hostname, self.config.software,
+                               self.config.replies)
+        #: The current mail transaction.
+        self.envelope = Envelope()
+        #: Exceptions raised by handler hooks (each was answered 451 4.3.0).
+        self.handler_errors: list[BaseException] = []
+        self._state = S.CONNECTED
+        self._mode = _Mode.COMMAND
+        self._in = bytearray()  # plaintext input not yet processed
+        self._cipher = bytearray()  # TLS records not yet fed to the TLS layer
+        self._out = bytearray()
+        self._events: deque[ConnectionEvent] = deque()
+        self._tls: TLSLayer | None = None
+        self._eof = False
+        self._closed_reported = False
+        self._refused = False  # 554 greeting: only QUIT is served (RFC 5321 §3.1)
+        self._greeted = False
+        self._discarding = False  # inside an overlong line
+        self._long_head = b""
+        # DATA reader
+        self._data_lines: list[bytes] = []
+        self._data_size = 0
+        self._data_error: str | None = None
+        self._skip_line = False
+        # BDAT reader
+        self._chunk: _Chunk | None = None
+        self._bdat_parts: list[bytes] = []
+        self._bdat_size = 0
+        # AUTH exchange
+        self._mech: ServerMechanism | None = None
+        if self.config.implicit_tls:
+            assert self.config.tls_context is not None
+            self._state = S.TLS_HANDSHAKE
+            self._mode = _Mode.HANDSHAKE
+            self._tls = TLSLayer(self.config.tls_context, server_side=True)
+        else:
+            self._events.append(self._greet())
+
+    # --- public API ----------------------------------------------------------------------
+
+    @property
+    def state(self) -> ServerState:
+        """The current :class:`ServerState`."""
+        return self._state
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is over: flush :meth:`data_to_send`, then close."""
+        return self._state is S.CLOSED
+
+    @property
+    def tls_active(self) -> bool:
+        """True once a TLS handshake has completed on this connection."""
+        return self._tls is not None and self._tls.handshake_complete
+
+    def receive_data(self, data: bytes) -> None:
+        """Buffer bytes from the wire (ciphertext once TLS is on); ``b""`` means EOF.
+
+        Raises:
+            LocalProtocolError: data after EOF (the caller's mistake).
+        """
+        if not data:
+            self._eof = True
+            return
+        if self._eof:
+            raise LocalProtocolError("receive_data() called with data after EOF")
+        if self._state is S.CLOSED:
+            return  # nothing after 221/421 is ever read
+        if self._tls is not None:
+            self._cipher += data
+        else:
+            self._in += data
+
+    def next_event(self) -> Any:
+        """The next event, or :data:`NEED_DATA` when more input is needed."""
+        while True:
+            if self._events:
+                return self._events.popleft()
+            event = self._step()
+            if event is not None:
+                return event
+            if not self._events:
+                return NEED_DATA
+
+    def data_to_send(self) -> bytes:
+        """The bytes to write to the wire now (TLS records once TLS is on)."""
+        self._pull_tls()
+        out = bytes(self._out)
+        self._out.clear()
+        return out
+
+    def send(self, reply: Reply) -> None:
+        """Send an unsolicited reply (e.g. ``421 4.4.2`` timeout, ``421 4.3.2`` shutdown);
+        a ``421`` or ``221`` closes the connection. A :class:`ReplySent` event follows.
+        During a TLS handshake nothing is written (the peer expects TLS records): the
+        connection is only closed.
+
+        Raises:
+            LocalProtocolError: the connection is already closed.
+        """
+        if self._state is S.CLOSED:
+            raise LocalProtocolError("cannot send a reply: the connection is closed")
+        before = self._state
+        if before is not S.TLS_HANDSHAKE:  # mid-handshake no SMTP reply can be understood
+            self._write(reply.to_bytes())
+        if reply.code in (221, 421):  # RFC 5321 §3.8
+            self._close()
+        self._events.append(ReplySent(reply=reply, reason="sent by the network layer",
+                                      state_before=before, state_after=self._state))
+
+    def send_timeout(self) -> None:
+        """Send ``421 4.4.2 <host> Error: timeout exceeded`` and close (RFC 5321 §4.5.3.2.7)."""
+        self.send(self.persona.reply("timeout"))
+
+    def send_shutdown(self) -> None:
+        """Send ``421 4.3.2 <host> Service shutting down`` and close (RFC 5321 §3.8)."""
+        self.send(self.persona.reply("shutdown"))
+
+    def extensions(self) -> tuple[str, ...]:
+        """The EHLO extension lines this connection would advertise now, in order."""
+        cfg = self.config
+        exts = ["PIPELINING",  # RFC 2920
+                f"SIZE {cfg.size_limit}" if cfg.size_limit else "SIZE",  # RFC 1870
+                "VRFY", "ETRN"]  # RFC 5321 §3.5.2, RFC 1985
+        if cfg.tls_context is not None and not self.tls_active:
+            exts.append("STARTTLS")  # RFC 3207 §4.2: never after TLS is up
+        if cfg.auth_enabled and (self.tls_active or cfg.auth_plaintext):
+            exts.append("AUTH " + " ".join(cfg.auth_mechanisms))  # RFC 4954 §3
+        exts += ["ENHANCEDSTATUSCODES", "8BITMIME", "DSN"]  # RFC 2034, 6152, 3461
+        if cfg.smtputf8:
+            exts.append("SMTPUTF8")  # RFC 6531
+        exts.append("CHUNKING")  # RFC 3030
+        return tuple(exts)
+
+    # --- output --------------------------------------------------------------------------
+
+    def _pull_tls(self) -> None:
+        if self._tls is not None:
+            self._out += self._tls.data_to_send()
+
+    def _write(self, data: bytes) -> None:
+        if self._tls is not None and self._tls.handshake_complete:
+            try:
+                self._tls.send(data)
+            except (TLSFailure, ssl.SSLError):
+                return  # the TLS session is gone; nothing can be sent any more
+            self._pull_tls()
+        else:
+            self._out += data
+
+    def _send_reply(self, reply: Reply) -> float:
+        """Write a reply, count it if it is an error, and return the delay hint."""
+        self._write(reply.to_bytes())
+        if reply.code >= 400 and reply.code != 421:
+            self.session.error_count += 1
+        delay = (self.config.error_sleep_time
+                 if self.session.error_count >= self.config.soft_error_limit else 0.0)
+        self.session.delay = delay
+        return delay
+
+    def _close(self) -> None:
+        self._state = S.CLOSED
+        self._mode = _Mode.CLOSED
+        self.envelope = Envelope()
+        self._in.clear()
+        self._cipher.clear()
+        if self._tls is not None and self._tls.handshake_complete:
+            self._tls.close()  # close_notify after the last reply
+            self._pull_tls()
+
+    def _finish(self, event: ConnectionEvent) -> ConnectionEvent:
+        """Queue the 421 of an error limit reached by ``event``'s reply, if any."""
+        if self._state is S.CLOSED:
+            return event
+        key = reason = ""
+        if self.session.auth_failures >= self.config.auth_failure_limit:
+            key, reason = "too_many_auth_failures", "auth failure limit"
+        elif self.session.error_count >= self.config.hard_error_limit:
+            key, reason = "too_many_errors", "hard error limit"
+        if key:
+            before = self._state
+            reply = self.persona.reply(key)
+            delay = self._send_reply(reply)
+            self._close()
+            self._events.append(ReplySent(reply=reply, reason=reason, state_before=before,
+                                          state_after=S.CLOSED, delay=delay))
+        return event
+
+    def _call(self, hook: Callable[..., Any], *args: Any) -> Reply | None:
+        """Call a handler hook; an exception or a non-Reply becomes 451 4.3.0."""
+        try:
+            result = hook(*args)
+        except Exception as exc:  # the handler's bug must not become a 250
+            self.handler_errors.append(exc)
+            return self.persona.reply("handler_error")
+        if result is not None and not isinstance(result, Reply):
+            self.handler_errors.append(TypeError(f"{hook.__name__} returned {result!r}"))
+            return self.persona.reply("handler_error")
+        return result
+
+    # --- the input pump ------------------------------------------------------------------
+
+    def _step(self) -> ConnectionEvent | None:
+        if self._tls is not None and self._cipher and self._state is not S.CLOSED:
+            event = self._feed_tls()
+            if event is not None:
+                return event
+        if self._state is S.CLOSED:
+            self._in.clear()
+            if self._eof and not self._closed_reported:
+                self._closed_reported = True
+                return ConnectionClosed(reason="connection closed", state_before=S.CLOSED,
+                                        state_after=S.CLOSED)
+            return None
+        event = self._process_input()
+        if event is not None or self._events:
+            return event
+        if self._eof:
+            return self._on_eof()
+        return None
+
+    def _feed_tls(self) -> ConnectionEvent | None:
+        assert self._tls is not None
+        data = bytes(self._cipher)
+        self._cipher.clear()
+        before = self._state
+        try:
+            plaintext = self._tls.receive(data)
+        except TLSFailure as exc:
+            self._pull_tls()  # the alert, if any
+            self._state, self._mode = S.CLOSED, _Mode.CLOSED
+            self._in.clear()
+            if before is S.TLS_HANDSHAKE:
+                return TLSFailed(reason=str(exc), state_before=before, state_after=S.CLOSED)
+            return ConnectionClosed(reason=str(exc), state_before=before,
+                                    state_after=S.CLOSED)
+        self._pull_tls()
+        if self._tls.closed:
+            self._eof = True  # close_notify: the peer is done
+        if before is S.TLS_HANDSHAKE and self._tls.handshake_complete:
+            self._in += plaintext
+            return self._tls_started()
+        self._in += plaintext
+        return None
+
+    def _tls_started(self) -> ConnectionEvent:
+        """RFC 3207 §4.2: forget everything not obtained from the TLS negotiation."""
+        assert self._tls is not None
+        self.session.helo_name = None
+        self.session.esmtp = False
+        self.session.authenticated_user = None
+        self.session.auth_mechanism = None
+        self.session.extensions = ()
+        self.session.tls = self._tls.summary()
+        self.envelope = Envelope()
+        self._state, self._mode = S.CONNECTED, _Mode.COMMAND
+        summary = self.session.tls
+        event = TLSStarted(version=summary["version"], cipher=summary["cipher"],
+                           peer=summary["peer"], state_before=S.TLS_HANDSHAKE,
+                           state_after=S.CONNECTED)
+        if not self._greeted:
+            self._events.append(self._greet())  # implicit TLS: greet inside TLS
+        return event
+
+    def _greet(self) -> ConnectionEvent:
+        self._greeted = True
+        before = self._state
+        reply = self._call(self.handler.handle_CONNECT, self.session)
+        reply = reply or self.persona.reply("greeting")
+        self._write(reply.to_bytes())
+        if reply.code in (421, 221):  # RFC 5321 §3.1: 421 and close
+            self._close()
+        elif reply.code != 220:
+            self._refused = True  # RFC 5321 §3.1: 554, then only QUIT
+        return ConnectionOpened(reply=reply, state_before=before, state_after=self._state)
+
+    def _on_eof(self) -> ConnectionEvent:
+        before = self._state
+        reason = "client closed the connection"
+        if before in (S.MAIL, S.RCPT, S.DATA, S.BDAT) or self._mode is _Mode.CHUNK:
+            # RFC 5321 §4.1.1.10: cancel any pending transaction
+            reason += "; the unfinished mail transaction was discarded"
+        if self._in or self._discarding:
+            reason += "; an unfinished line was dropped"
+        self._close()
+        self._closed_reported = True
+        return ConnectionClosed(reason=reason, state_before=before, state_after=S.CLOSED)
+
+    def _process_input(self) -> ConnectionEvent | None:
+        while True:
+            mode = self._mode
+            if mode is _Mode.COMMAND:
+                line = self._read_line(MAX_COMMAND_LINE)
+                if line is None:
+                    return None
+                event = self._command(line)
+            elif mode is _Mode.AUTH:
+                line = self._read_line(MAX_SASL_LINE)
+                if line is None:
+                    return None
+                event = self._auth_line(line)
+            elif mode is _Mode.DATA:
+                return self._read_data()
+            elif mode is _Mode.CHUNK:
+                event = self._read_chunk()
+                if event is None:
+                    return None
+            else:
+                return None
+            if event is not None:
+                return event
+
+    def _read_line(self, limit: int) -> bytes | _TooLong | None:
+        """One CRLF-terminated line of at most ``limit`` octets with its CRLF."""
+        buf = self._in
+        if not self._discarding:
+            i = buf.find(b"\r\n", 0, limit)
+            if i >= 0:
+                line = bytes(buf[:i])
+                del buf[:i + 2]
+                return line
+            if len(buf) < limit:
+                return None
+            self._long_head = bytes(buf[:limit])  # RFC 5321 §4.5.3.1.4: too long
+            self._discarding = True
+        i = buf.find(b"\r\n")
+        if i < 0:  # discard as it comes; keep a CR that may start the CRLF
+            del buf[:len(buf) - (1 if buf.endswith(b"\r") else 0)]
+            return None
+        del buf[:i + 2]
+        self._discarding = False
+        return _TooLong(self._long_head)
+
+    # --- commands ------------------------------------------------------------------------
+
+    def _line_problem(self, line: bytes) -> str | None:
+        if not line.strip(b" "):
+            return "empty"
+        if b"\n" in line:
+            return "bare_lf"
+        if b"\r" in line:
+            return "bare_cr"
+        if b"\0" in line:
+            return "nul"
+        if not line.isascii():
+            if not self.config.smtputf8:
+                return "non_ascii"
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return "bad_utf8"
+        return None
+
+    def _reject(self, line: bytes, key: str, command: Command | None = None,
+                **fields: Any) -> ConnectionEvent:
+        """Answer with persona ``key`` and stay in the current state."""
+        reply = self.persona.reply(key, **fields)
+        before = self._state
+        delay = self._send_reply(reply)
+        return self._finish(CommandReceived(command=command, line=line, reply=reply,
+                                            state_before=before, state_after=self._state,
+                                            delay=delay))
+
+    def _done(self, line: bytes, command: Command | None, reply: Reply,
+              transition: Transition) -> ConnectionEvent:
+        """Answer and move along ``transition`` by the reply code."""
+        before = self._state
+        delay = self._send_reply(reply)
+        self._state = next_state(transition, reply.code)
+        if self._state is S.CLOSED:
+            self._close()
+        return self._finish(CommandReceived(command=command, line=line, reply=reply,
+                                            state_before=before, state_after=self._state,
+                                            delay=delay))
+
+    def _sequence_key(self, verb: str) -> str:
+        """The persona key of the 503 for ``verb`` not allowed in this state."""
+        state = self._state
+        if state is S.CONNECTED and verb in ("MAIL", "RCPT", "DATA", "BDAT", "ETRN", "AUTH"):
+            return "need_helo"
+        if verb == "MAIL":
+            return "nested_mail"
+        if verb == "RCPT" and state is S.GREETED:
+            return "need_mail"
+        if verb == "DATA" and state is S.BDAT:
+            return "data_after_bdat"
+        if verb in ("DATA", "BDAT") and state in (S.GREETED, S.MAIL):
+            if state is S.MAIL and self.envelope.rcpt_attempts:
+                return "no_valid_rcpt"
+            return "need_rcpt"
+        if verb in ("AUTH", "ETRN", "STARTTLS") and state in (S.MAIL, S.RCPT, S.BDAT):
+            return "in_transaction"
+        return "bad_sequence"
+
+    def _gate(self, verb: str, key: str) -> tuple[str, dict[str, Any]] | None:
+        """Checks every command passes before its own: TLS, AUTH, then the table."""
+        if self.config.require_tls and not self.tls_active and verb not in ALLOWED_BEFORE_TLS:
+            return "tls_required", {}  # RFC 3207 §4
+        if (self.config.auth_required and not self.session.authenticated
+                and verb in NEED_AUTH):
+            return "auth_required", {}  # RFC 4954 §6
+        if (self._state, key) not in SERVER_TRANSITIONS:
+            seq = self._sequence_key(verb)
+            allowed = ", ".join(command_verbs("server", self._state))
+            return seq, {"verb": verb, "allowed": allowed}
+        return None
+
+    def _command(self, raw: bytes | _TooLong) -> ConnectionEvent | None:
+        if isinstance(raw, _TooLong):
+            return self._reject(raw.head, "command_too_long")
+        line = raw
+        problem = self._line_problem(line)
+        if problem:
+            return self._reject(line, problem)
+        text = line.decode("utf-8")
+        verb, _, arg = text.strip(" ").partition(" ")
+        verb, arg = verb.upper(), arg.strip(" ")
+        method = _COMMANDS.get(verb)
+        if method is None or (verb == "AUTH" and self.session.helo_name is not None
+                              and not self.session.esmtp):
+            return self._reject(line, "unknown")  # AUTH after HELO: an ESMTP-only verb
+        if self._refused and verb != "QUIT":
+            return self._reject(line, "no_service")
+        key, bdat = verb, None
+        if verb == "BDAT":
+            m = _BDAT_ARG.fullmatch(arg)
+            if m is None:
+                return self._reject(line, "syntax", usage="BDAT count [LAST]")
+            bdat = (int(m.group(1)), m.group(2) is not None)
+            key = "BDAT LAST" if bdat[1] else "BDAT"
+        gate = self._gate(verb, key)
+        if gate is not None:
+            if bdat is not None:  # RFC 3030 §2: read and discard the chunk, then reply
+                reply = self.persona.reply(gate[0], **gate[1])
+                return self._start_chunk(bdat[0], bdat[1], line, store=False, reply=reply)
+            return self._reject(line, gate[0], **gate[1])
+        transition = SERVER_TRANSITIONS[(self._state, key)]
+        return method(self, arg, line, transition)
+
+    def _junk(self) -> None:
+        self.session.junk_commands += 1
+        if self.session.junk_commands > self.config.junk_command_limit:
+            self.session.error_count += 1  # Postfix smtpd_junk_command_limit
+
+    def _cmd_ehlo(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+        return self._hello(arg, line, tr, esmtp=True)
+
+    def _cmd_helo(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+        return self._hello(arg, line, tr, esmtp=False)
+
+    def _hello(self, arg: str, line: bytes, tr: Transition, *, esmtp: bool) -> ConnectionEvent:
+        verb = "EHLO" if esmtp else "HELO"
+        if not arg:  # RFC 5321 §4.1.1.1: the argument is required
+            return self._reject(line, "syntax", usage=f"{verb} hostname")
+        command: Command = Ehlo(arg) if esmtp else Helo(arg)
+        hook = self.handler.handle_EHLO if esmtp else self.handler.handle_HELO
+        custom = self._call(hook, self.session, arg)
+        if custom is not None and not custom.is_positive:
+            return self._done(line, command, custom, tr)
+        self.envelope = Envelope()  # RFC 5321 §4.1.4: as if RSET
+        self._reset_bdat()
+        self.session.helo_name = arg
+        self.session.esmtp = esmtp
+        if esmtp:
+            self.session.extensions = self.extensions()
+            reply = custom or Reply(250, (self.config.hostname, *self.session.extensions))
+        else:
+            self.session.extensions = ()
+            reply = custom or self.persona.reply("helo")
+        return self._done(line, command, reply, tr)
+
+    def _path_error(self, line: bytes, exc: GrammarError, sender: bool) -> ConnectionEvent:
+        dsn = "5.1.7" if sender else "5.1.3"  # RFC 3463: bad sender / destination syntax
+        key = {"local_part": "local_part_too_long", "domain": "domain_too_long",
+               "path": "path_too_long", "utf8": "utf8_address"}.get(exc.kind)
+        if key is None:
+            key = "bad_sender" if sender else "bad_recipient"
+        return self._reject(line, key, dsn=dsn)
+
+    def _mail_params(self, params: dict[str, str | None]) -> tuple[str, dict[str, Any]] | None:
+        """Check MAIL parameters; the persona key and fields of the error, or None."""
+        cfg = self.config
+        for name, value in params.items():
+            if name == "SIZE":  # RFC 1870 §6: size-value = 1*20DIGIT
+                if value is None or not re.fullmatch(r"[0-9]{1,20}", value):
+                    return "bad_size", {}
+            elif name == "BODY":  # RFC 6152 §2, RFC 1652
+                if value is None or value.upper() not in ("7BIT", "8BITMIME"):
+                    return "bad_param_value", {"param": name}
+            elif name == "RET":  # RFC 3461 §4.3
+                if value is None or value.upper() not in ("FULL", "HDRS"):
+                    return "bad_param_value", {"param": name}
+            elif name == "ENVID":  # RFC 3461 §4.4
+                if value is None or len(value) > MAX_ENVID or not _xtext_ok(value):
+                    return "bad_param_value", {"param": name}
+            elif name == "SMTPUTF8" and cfg.smtputf8:  # RFC 6531 §3.4
+                if value is not None:
+                    return "bad_param_value", {"param": name}
+            elif name == "AUTH" and cfg.auth_enabled:  # RFC 4954 §5
+                if value is None or (value != "<>" and not _xtext_ok(value)):
+                    return "bad_param_value", {"param": name}
+            else:  # RFC 5321 §4.1.1.11
+                option = name if value is None else f"{name}={value}"
+                return "unsupported_option", {"option": clip(option, 100)}
+        return None
+
+    def _cmd_mail(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+        m = _FROM.match(arg)
+        if m is None:
+            return self._reject(line, "mail_syntax")
+        try:
+            path, ptext = split_path(arg[m.end():])
+        except GrammarError:
+            return self._reject(line, "mail_syntax")
+        try:
+            params = parse_params(ptext, utf8=self.config.smtputf8)
+        except GrammarError:
+            return self._reject(line, "bad_params")
+        problem = self._mail_params(params)
+        if problem:
+            return self._reject(line, problem[0], **problem[1])
+        utf8 = self.config.smtputf8 and "SMTPUTF8" in params
+        try:
+            mailbox = parse_path(path, allow_null=True, utf8=utf8)
+        except GrammarError as exc:
+            return self._path_error(line, exc, sender=True)
+        command = MailFrom(mailbox.address, params)
+        size = int(params["SIZE"] or 0) if "SIZE" in params else None
+        if size is not None and self.config.size_limit and size > self.config.size_limit:
+            return self._done(line, command, self.persona.reply("size_declared"), tr)
+        envelope = Envelope(
+            mail_from=mailbox.address, mail_params=dict(params), smtputf8=utf8,
+            declared_size=size, body=_upper(params.get("BODY")), ret=_upper(params.get("RET")),
+            envid=xtext_decode(params["ENVID"] or "") if "ENVID" in params else None)
+        custom = self._call(self.handler.handle_MAIL, self.session, envelope,
+                            mailbox.address, command.params)
+        if custom is not None and not custom.is_positive:
+            return self._done(line, command, custom, tr)
+        envelope.queue_id = self.config.queue_ids()  # Postfix assigns the id at MAIL
+        self.envelope = envelope
+        return self._done(line, command, custom or self.persona.reply("mail_ok"), tr)
+
+    def _rcpt_params(self, params: dict[str, str | None]) -> tuple[str, dict[str, Any]] | None:
+        for name, value in params.items():
+            if name == "NOTIFY":  # RFC 3461 §4.1
+                items = (value or "").upper().split(",")
+                if not (items == ["NEVER"] or (items != [""] and set(items) <= _NOTIFY
+                                               and len(set(items)) == len(items))):
+                    return "bad_param_value", {"param": name}
+            elif name == "ORCPT":  # RFC 3461 §4.2
+                if (value is None or len(value) > MAX_ORCPT or not _ORCPT.fullmatch(value)
+                        or not _xtext_ok(value.partition(";")[2])):
+                    return "bad_param_value", {"param": name}
+            else:  # RFC 5321 §4.1.1.11
+                option = name if value is None else f"{name}={value}"
+                return "unsupported_option", {"option": clip(option, 100)}
+        return None
+
+    def _cmd_rcpt(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+        self.envelope.rcpt_attempts += 1
+        m = _TO.match(arg)
+        if m is None:
+            return self._reject(line, "rcpt_syntax")
+        try:
+            path, ptext = split_path(arg[m.end():])
+        except GrammarError:
+            return self._reject(line, "rcpt_syntax")
+        try:
+            params = parse_params(ptext, utf8=self.config.smtputf8)
+        except GrammarError:
+            return self._reject(line, "bad_params")
+        problem = self._rcpt_params(params)
+        if problem:
+            return self._reject(line, problem[0], **problem[1])
+        try:
+            mailbox = parse_path(path, allow_postmaster=True, utf8=self.envelope.smtputf8)
+        except GrammarError as exc:
+            return self._path_error(line, exc, sender=False)
+        command = RcptTo(mailbox.address, params)
+        if len(self.envelope.rcpt_tos) >= self.config.max_recipients:
+            # RFC 5321 §4.5.3.1.10: 452, the recipients already accepted stay
+            return self._done(line, command, self.persona.reply("too_many_rcpts"), tr)
+        custom = None
+        if not (mailbox.is_postmaster and not mailbox.domain):
+            # RFC 5321 §4.5.1: <Postmaster> is always accepted, whatever the policy
+            custom = self._call(self.handler.handle_RCPT, self.session, self.envelope,
+                                mailbox.address, command.params)
+        if custom is not None and not custom.is_positive:
+            return self._done(line, command, custom, tr)
+        self.envelope.rcpt_tos.append(mailbox.address)
+        self.envelope.rcpt_params.append(dict(params))
+        return self._done(line, command, custom or self.persona.reply("rcpt_ok"), tr)
+
+    def _cmd_data(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+        if arg:  # RFC 5321 §4.1.1.4: DATA takes no argument
+            return self._reject(line, "syntax", usage="DATA")
+        self._mode = _Mode.DATA
+        self._data_lines, self._data_size, self._data_error = [], 0, None
+        self._skip_line = False
+        return self._done(line, Data(), self.persona.reply("data_go"), tr)
+
+    def _cmd_rset(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+        if arg:  # RFC 5321 §4.1.1.5
+            return self._reject(line, "syntax", usage="RSET")
+        self._junk()
+        custom = self._call(self.handler.handle_RSET, self.session)
+        if custom is not None and not custom.is_positive:
+            return self._done(line, Rset(), custom, tr)
+        self.envelope = Envelope()
+        self._reset_bdat()
+        return self._done(line, Rset(), custom or self.persona.reply("ok"), tr)
+
+    def _cmd_noop(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+        self._junk()  # RFC 5321 §4.1.1.9: an argument is allowed and ignored
+        return self._done(line, Noop(arg), self.persona.reply("ok"), tr)
+
+    def _cmd_quit(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+        if arg:  # RFC 5321 §4.1.1.10
+            return self._reject(line, "syntax", usage="QUIT")
+        custom = self._call(self.handler.handle_QUIT, self.session)
+        reply = custom if custom is not None and custom.code == 221 else None
+        return self._done(line, Quit(), reply or self.persona.reply("quit"), tr)
+
+    def _cmd_vrfy(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+        if not arg:  # RFC 5321 §4.1.1.6
+            return self._reject(line, "syntax", usage="VRFY address")
+        self._junk()
+        custom = self._call(self.handler.handle_VRFY, self.session, arg)
+        reply = custom or self.persona.reply("vrfy_default", arg=clip(arg))
+        return self._done(line, Vrfy(arg), reply, tr)
+
+    def _cmd_etrn(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+        node = arg[1:] if arg[:1] in ("@", "#") else arg  # RFC 1985 §4
+        if not node or (arg[:1] != "#" and not is_domain(node)):
+            return self._reject(line, "syntax", usage="ETRN domain")
+        self._junk()
+        custom = self._call(self.handler.handle_ETRN, self.session, arg)
+        return self._done(line, Etrn(arg), custom or self.persona.reply("etrn_ok"), tr)
+
+    def _cmd_help(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+        return self._done(line, Help(arg), self.persona.reply("help"), tr)
+
+    def _cmd_starttls(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+        if arg:  # RFC 3207 §4: no parameters
+            return self._reject(line, "syntax", usage="STARTTLS")
+        if self.tls_active:  # RFC 3207 §4.2
+            return self._reject(line, "tls_active")
+        if self.config.tls_context is None:
+            return self._reject(line, "tls_unavailable")
+        event = self._done(line, StartTLS(), self.persona.reply("starttls_ready"), tr)
+        self._mode = _Mode.HANDSHAKE
+        if self._in or self._discarding:
+            # CVE-2011-0411: what came behind STARTTLS before TLS is never executed
+            self._events.append(PlaintextDiscarded(data=bytes(self._in),
+                                                   state_before=self._state,
+                                                   state_after=self._state))
+            self._in.clear()
+            self._discarding = False
+        self._tls = TLSLayer(self.config.tls_context, server_side=True)
+        return event
+
+    # --- AUTH (RFC 4954) -----------------------------------------------------------------
+
+    def _cmd_auth(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+        parts = arg.split(" ") if arg else []
+        mech_name = parts[0].upper() if parts else ""
+        masked = b"AUTH " + mech_name.encode("ascii", "replace") + (
+            b" ***" if len(parts) > 1 else b"")
+        command = Auth(mech_name)
+        if not parts or len(parts) > 2:
+            return self._reject(masked, "syntax", command, usage="AUTH mechanism [response]")
+        if not self.config.auth_enabled:
+            return self._reject(masked, "auth_not_enabled", command)
+        if self.session.authenticated:  # RFC 4954 §4
+            return self._reject(masked, "auth_already", command)
+        if not self.tls_active and not self.config.auth_plaintext:  # RFC 4954 §4, §6
+            return self._reject(masked, "encryption_required", command)
+        mech = server_mechanism(mech_name) if mech_name in self.config.auth_mechanisms else None
+        if mech is None:
+            return self._reject(masked, "auth_unknown_mech", command)
+        try:
+            initial = decode_response(parts[1]) if len(parts) > 1 else None
+            step = mech.start(initial)
+        except SASLError as exc:
+            return self._done(masked, command, self.persona.reply(exc.reason), tr)
+        return self._auth_outcome(step, mech, masked, command, tr, first=True)
+
+    def _auth_outcome(self, step: Challenge | Credentials, mech: ServerMechanism,
+                      line: bytes, command: Command | None, tr: Transition, *,
+                      first: bool) -> ConnectionEvent:
+        if isinstance(step, Challenge):
+            self._mech = mech
+            self._mode = _Mode.AUTH
+            reply = self.persona.reply("auth_challenge", challenge=encode(step.data)
+                                       if step.data else "")
+        else:
+            self._mech = None
+            self._mode = _Mode.COMMAND
+            ok = False
+            if not step.authzid or step.authzid == step.username:  # no proxy authorisation
+                try:
+                    ok = bool(self.handler.handle_AUTH(self.session, mech.name, step.username,
+                                                       step.password))
+                except Exception as exc:
+                    self.handler_errors.append(exc)
+            if ok:
+                self.session.authenticated_user = step.username
+                self.session.auth_mechanism = mech.name
+                reply = self.persona.reply("auth_ok")
+            else:
+                self.session.auth_failures += 1
+                reply = self.persona.reply("auth_failed")
+        if first:
+            return self._done(line, command, reply, tr)
+        return self._auth_event(line, reply, tr)
+
+    def _auth_event(self, line: bytes, reply: Reply, tr: Transition) -> ConnectionEvent:
+        before = self._state
+        delay = self._send_reply(reply)
+        self._state = next_state(tr, reply.code)
+        if self._state is S.CLOSED:
+            self._close()
+        name = self._mech.name if self._mech else ""
+        return self._finish(AuthStep(mechanism=name, line=line, reply=reply,
+                                     state_before=before, state_after=self._state,
+                                     delay=delay))
+
+    def _auth_line(self, raw: bytes | _TooLong) -> ConnectionEvent:
+        tr = SERVER_TRANSITIONS[(S.AUTH, "<auth-response>")]
+        mech = self._mech
+        assert mech is not None
+        masked = b"***"
+        if isinstance(raw, _TooLong):  # RFC 4954 §4: 500 5.5.6
+            self._mode, self._mech = _Mode.COMMAND, None
+            return self._auth_event(masked, self.persona.reply("auth_line_too_long"), tr)
+        try:
+            step = mech.step(decode_response(raw.decode("ascii")))
+        except (SASLError, UnicodeDecodeError) as exc:
+            self._mode, self._mech = _Mode.COMMAND, None
+            key = exc.reason if isinstance(exc, SASLError) else "auth_bad_base64"
+            return self._auth_event(masked, self.persona.reply(key), tr)
+        return self._auth_outcome(step, mech, masked, None, tr, first=False)
+
+    # --- DATA (RFC 5321 §4.1.1.4) --------------------------------------------------------
+
+    def _read_data(self) -> ConnectionEvent | None:
+        buf = self._in
+        limit = self.config.size_limit
+        pos = 0
+        while True:
+            i = buf.find(b"\r\n", pos)
+            if i < 0:
+                break
+            if self._skip_line:  # the end of an overlong line already refused
+                self._skip_line = False
+                pos = i + 2
+                continue
+            line = bytes(buf[pos:i])
+            pos = i + 2
+            if line == b".":  # <CRLF>.<CRLF>: the only end of data
+                del buf[:pos]
+                return self._end_of_data()
+            if line[:1] == b".":  # RFC 5321 §4.5.2: remove the transparency dot
+                line = line[1:]
+            if self._data_error is not None:
+                continue  # discard: the error is held until the end of data
+            if len(line) + 2 > MAX_TEXT_LINE:  # RFC 5321 §4.5.3.1.6
+                self._data_error, self._data_lines = "line_too_long", []
+                continue
+            self._data_size += len(line) + 2
+            if limit and self._data_size > limit:  # RFC 1870 §6, RFC 5321 §4.5.3.1.9
+                self._data_error, self._data_lines = "data_too_big", []
+                continue
+            self._data_lines.append(line)
+        del buf[:pos]
+        if self._skip_line:
+            del buf[:len(buf) - (1 if buf.endswith(b"\r") else 0)]
+        elif len(buf) > MAX_TEXT_LINE:  # a line this long can only be too long
+            if self._data_error is None:
+                self._data_error, self._data_lines = "line_too_long", []
+            del buf[:len(buf) - (1 if buf.endswith(b"\r") else 0)]
+            self._skip_line = True
+        return None
+
+    def _end_of_data(self) -> ConnectionEvent:
+        tr = SERVER_TRANSITIONS[(S.DATA, "<end-of-data>")]
+        error = self._data_error
+        lines = self._data_lines
+        self._data_lines, self._data_size, self._data_error = [], 0, None
+        self._mode = _Mode.COMMAND
+        content = b"\r\n".join(lines) + b"\r\n" if lines else b""
+        return self._deliver(content, error, tr, "DATA")
+
+    def _deliver(self, content: bytes, error: str | None, tr: Transition,
+                 via: str) -> ConnectionEvent:
+        """End of a message (DATA or BDAT LAST): the handler stores it or we refuse it."""
+        before = self._state
+        envelope = self.envelope
+        if error is not None:
+            reply = self.persona.reply(error)
+        else:
+            envelope.content = replace_stray_cr_lf(content)
+            envelope.mark_received()
+            custom = self._call(self.handler.handle_DATA, self.session, envelope)
+            reply = custom or self.persona.reply("queued", id=envelope.queue_id)
+            if reply.is_positive:
+                self.session.messages += 1
+                self.session.junk_commands = 0  # Postfix resets it after a delivery
+            else:
+                envelope.content = b""
+        self.envelope = Envelope()
+        self._reset_bdat()
+        delay = self._send_reply(reply)
+        self._state = next_state(tr, reply.code)
+        if self._state is S.CLOSED:
+            self._close()
+        return self._finish(MessageReceived(envelope=envelope, reply=reply, via=via,
+                                            state_before=before, state_after=self._state,
+                                            delay=delay))
+
+    # --- BDAT (RFC 3030) -----------------------------------------------------------------
+
+    def _reset_bdat(self) -> None:
+        self._bdat_parts, self._bdat_size = [], 0
+
+    def _cmd_bdat(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent | None:
+        m = _BDAT_ARG.fullmatch(arg)
+        assert m is not None  # checked in _command
+        size, last = int(m.group(1)), m.group(2) is not None
+        limit = self.config.size_limit
+        if limit and self._bdat_size + size > limit:
+            # RFC 3030 §2: accept and discard the chunk, then 552; the transaction ends
+            reply = self.persona.reply("chunk_too_big")
+            return self._start_chunk(size, last, line, store=False, reply=reply, transition=tr)
+        return self._start_chunk(size, last, line, store=True, transition=tr)
+
+    def _start_chunk(self, size: int, last: bool, line: bytes, *, store: bool,
+                     reply: Reply | None = None,
+                     transition: Transition | None = None) -> ConnectionEvent | None:
+        self._chunk = _Chunk(size, size, last, line, self._state, store, reply, transition)
+        self._mode = _Mode.CHUNK
+        return self._read_chunk()
+
+    def _read_chunk(self) -> ConnectionEvent | None:
+        chunk = self._chunk
+        assert chunk is not None
+        take = min(chunk.remaining, len(self._in))
+        if take:
+            if chunk.store:
+                self._bdat_parts.append(bytes(self._in[:take]))
+            del self._in[:take]
+            chunk.remaining -= take
+        if chunk.remaining:
+            return None
+        self._chunk = None
+        self._mode = _Mode.COMMAND
+        command = Bdat(b"", chunk.last)
+        if chunk.reply is not None:  # refused, octets consumed
+            if chunk.transition is None:  # refused by the sequence/TLS/AUTH checks
+                return self._refuse_chunk(chunk, command)
+            self.envelope = Envelope()
+            self._reset_bdat()
+            return self._done(chunk.line, command, chunk.reply, chunk.transition)
+        assert chunk.transition is not None
+        self._bdat_size += chunk.size
+        self.envelope.chunks += 1
+        if chunk.last:
+            content = b"".join(self._bdat_parts)
+            return self._deliver(content, None, chunk.transition, "BDAT")
+        before = self._state
+        reply = self.persona.reply("bdat_ok", size=chunk.size)
+        delay = self._send_reply(reply)
+        self._state = next_state(chunk.transition, reply.code)
+        data = self._bdat_parts[-1] if self._bdat_parts and chunk.size else b""
+        return self._finish(BdatChunkReceived(command=Bdat(data, False), line=chunk.line,
+                                              size=chunk.size, reply=reply,
+                                              state_before=before, state_after=self._state,
+                                              delay=delay))
+
+    def _refuse_chunk(self, chunk: _Chunk, command: Command) -> ConnectionEvent:
+        assert chunk.reply is not None
+        before = self._state
+        delay = self._send_reply(chunk.reply)
+        return self._finish(CommandReceived(command=command, line=chunk.line,
+                                            reply=chunk.reply, state_before=before,
+                                            state_after=self._state, delay=delay))
+
+
+def _upper(value: str | None) -> str | None:
+    return value.upper() if value is not None else None
+
+
+def _xtext_ok(value: str) -> bool:
+    try:
+        xtext_decode(value)
+    except GrammarError:
+        return False
+    return True
+
+
+_Method = Callable[[ServerConnection, str, bytes, Transition], "ConnectionEvent | None"]
+
+#: Verb -> the method that runs it once the sequence checks have passed.
+_COMMANDS: dict[str, _Method] = {
+    "EHLO": ServerConnection._cmd_ehlo,
+    "HELO": ServerConnection._cmd_helo,
+    "MAIL": ServerConnection._cmd_mail,
+    "RCPT": ServerConnection._cmd_rcpt,
+    "DATA": ServerConnection._cmd_data,
+    "BDAT": ServerConnection._cmd_bdat,
+    "RSET": ServerConnection._cmd_rset,
+    "NOOP": ServerConnection._cmd_noop,
+    "QUIT": ServerConnection._cmd_quit,
+    "VRFY": ServerConnection._cmd_vrfy,
+    "ETRN": ServerConnection._cmd_etrn,
+    "HELP": ServerConnection._cmd_help,
+    "STARTTLS": ServerConnection._cmd_starttls,
+    "AUTH": ServerConnection._cmd_auth,
+}
