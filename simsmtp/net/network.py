@@ -135,7 +135,7 @@ class Network:
         if self._keylog is None or self._keylog is True:
             keylog = self.directory / "tls" / "keylog.txt"
         elif self._keylog:
-            keylog = Path(self._keylog)  # type: ignore[arg-type]
+            keylog = Path(self._keylog)
         self.ca = CertificateAuthority(self.directory / "tls", keylog=keylog)
         for host in world.hosts.values():
             if host.ports():  # its name and its address, so clients given the IP verify too
@@ -169,6 +169,9 @@ class Network:
                 self._make_agent(host)
             if not host.down:
                 await self._open_host(host)
+        for name, agent in self.agents.items():
+            if len(self.queues[name]):  # a queue left by an earlier run resumes at once
+                agent.kick()
 
     def stop(self) -> None:
         """Stop everything: say 421 to every client, close every socket, end the thread."""
@@ -526,7 +529,8 @@ class Network:
 
     def mailbox(self, address: str, folder: str | None = None) -> list[Any]:
         """The messages in ``address``'s mailbox (``email.message.EmailMessage``)."""
-        return self.store.messages(address, folder)
+        messages: list[Any] = self.store.messages(address, folder)
+        return messages
 
     def describe(self) -> dict[str, Any]:
         """Everything a learner or a tool needs to reach the world (``up --json``)."""

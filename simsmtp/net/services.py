@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
 from simsmtp.protocol.events import NEED_DATA
@@ -26,8 +25,6 @@ from simsmtp.protocol.handler import Handler
 from simsmtp.protocol.persona import Persona
 from simsmtp.protocol.replies import Reply
 from simsmtp.protocol.session import Envelope, Session
-
-from .store import StorageError
 
 if TYPE_CHECKING:
     from simsmtp.net.network import Network
@@ -143,7 +140,7 @@ class WorldHandler(Handler):
 
     def date(self) -> str:
         """The world clock as an RFC 5322 date."""
-        return formatdate(self.world.clock.now(), usegmt=True)
+        return self.world.clock.rfc5322()
 
     def storage_error(self, exc: Exception) -> Reply:
         """RFC 5321 §6.1: never 250 for a message not safely stored."""
@@ -158,8 +155,9 @@ class InboundHandler(WorldHandler):
         """Postfix ``permit_mynetworks, permit_sasl_authenticated``."""
         if session.authenticated:
             return True
-        return bool(session.peer) and self.host.policy.may_relay(session.peer[0]) \
-            and self.network.queue_of(self.host.name) is not None
+        if session.peer is None or self.network.queue_of(self.host.name) is None:
+            return False
+        return self.host.policy.may_relay(session.peer[0])
 
     def handle_RCPT(self, session: Session, envelope: Envelope, address: str,
                     params: Mapping[str, str | None]) -> Reply | None:
@@ -244,7 +242,7 @@ class ServiceConnection:
         return event
 
     def data_to_send(self) -> bytes:
-        data = self.core.data_to_send()
+        data: bytes = self.core.data_to_send()
         if self.handler is not None and self.handler.drop:
             return b""
         return data

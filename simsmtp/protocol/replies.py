@@ -3,6 +3,7 @@ plain-words explanations a learner can ask for with ``reply.explain()``."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -196,10 +197,8 @@ class Reply:
         first, second = self.code // 100, (self.code // 10) % 10
         parts = [f"{self.code}: {CODE_CLASS.get(first, 'Unknown class')} "
                  f"(second digit {second}: {CODE_SUBJECT.get(second, 'unknown')})."]
-        try:
+        with contextlib.suppress(ValueError, KeyError):
             parts.append(f"Meaning of {self.code}: {_CODE_MEANING[ReplyCode(self.code)]}.")
-        except (ValueError, KeyError):
-            pass
         enhanced = self.enhanced
         if enhanced:
             cls, subject, detail = enhanced.split(".")

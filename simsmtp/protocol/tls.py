@@ -8,6 +8,7 @@ come out of :meth:`TLSLayer.data_to_send`. No socket is involved.
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from typing import Any
 
@@ -97,10 +98,8 @@ class TLSLayer:
         if self.closed:
             return
         self.closed = True
-        try:
+        with contextlib.suppress(ssl.SSLError, ValueError):
             self._obj.unwrap()
-        except (ssl.SSLError, ValueError):
-            pass
 
     # What a learner (and the trace) wants to know about the session.
     @property
