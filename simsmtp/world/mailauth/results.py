@@ -1,0 +1,191 @@
+"""All three checks on one message, and the Authentication-Results header (RFC 8601).
+
+:func:`evaluate` is what a receiving MX calls after DATA: SPF for the envelope, DKIM for
+each signature, DMARC for the From: domain. The :class:`AuthVerdict` it returns renders the
+``Authentication-Results:`` value, says what to do (``disposition``) and tells the story
+step by step (``steps``) for a notebook.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from simsmtp.trace import Trace
+from simsmtp.world.mailauth.dkim import DKIMResult, verify_all
+from simsmtp.world.mailauth.dmarc import DMARCResult, check_dmarc
+from simsmtp.world.mailauth.lookup import (
+    AddressLookup,
+    MXLookup,
+    TxtLookup,
+    no_addresses,
+)
+from simsmtp.world.mailauth.spf import SPFResult, check_spf
+
+__all__ = ["AuthVerdict", "evaluate", "strip_authentication_results"]
+
+#: RFC 2045 §5.1 tspecials plus space and controls: a value holding one must be quoted
+#: (RFC 8601 §2.2 ``value``).
+_NEEDS_QUOTES = re.compile(r'[()<>@,;:\\"/\[\]?=\s\x00-\x1f\x7f]')
+
+
+def _value(text: str) -> str:
+    """An RFC 8601 §2.2 value: a token as is, anything else as a quoted-string."""
+    if text and not _NEEDS_QUOTES.search(text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _pvalue(text: str) -> str:
+    """A property value: RFC 8601 §2.2 allows ``[local-part] "@" domain`` unquoted."""
+    if re.fullmatch(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]*@[A-Za-z0-9.-]+", text):
+        return text
+    return _value(text)
+
+
+@dataclass(frozen=True)
+class AuthVerdict:
+    """SPF, DKIM and DMARC for one message.
+
+    Attributes:
+        spf: the SPF result (MAIL FROM identity, or HELO for a null sender).
+        dkim: one result per DKIM-Signature, top first (a single ``none`` if unsigned).
+        dmarc: the DMARC result and disposition.
+        steps: the checks in plain words, in the order they ran.
+    """
+
+    spf: SPFResult
+    dkim: tuple[DKIMResult, ...]
+    dmarc: DMARCResult
+    steps: list[str] = field(default_factory=list)
+
+    @property
+    def disposition(self) -> str:
+        """What the From: domain asks for this message: none, quarantine or reject."""
+        return self.dmarc.disposition
+
+    def summary(self) -> str:
+        """The results in one line, e.g. ``spf=pass dkim=pass dmarc=pass``."""
+        dkim = " ".join(f"dkim={r.result}" for r in self.dkim)
+        return f"spf={self.spf.result} {dkim} dmarc={self.dmarc.result}"
+
+    def authentication_results(self, authserv_id: str, *, comments: bool = False) -> str:
+        """The ``Authentication-Results:`` field value (RFC 8601 §2.2), one line, e.g.
+        ``mail.anotherdomain.org; spf=pass smtp.mailfrom=example.com; dkim=pass
+        header.d=example.com header.s=mail; dmarc=pass header.from=example.com``.
+
+        Args:
+            authserv_id: who did the checks: the receiving host's name (RFC 8601 §2.5).
+            comments: add ``(p=reject dis=reject)`` after the DMARC result, as OpenDMARC
+                and large mailbox providers do.
+        """
+        return "; ".join([authserv_id, *self._resinfo(comments)])
+
+    def header_field(self, authserv_id: str, *, comments: bool = False) -> bytes:
+        """The whole header field, folded one result per line, ending in CRLF
+        (RFC 5322 §2.2.3 folding)."""
+        parts = [authserv_id, *self._resinfo(comments)]
+        text = "Authentication-Results: " + ";\r\n\t".join(parts) + "\r\n"
+        return text.encode("utf-8", "replace")  # RFC 6532 §3.2: UTF-8 in header fields
+
+    def stamp(self, message: bytes, authserv_id: str, *, comments: bool = False) -> bytes:
+        """``message`` with our Authentication-Results on top, after removing any that
+        claim to be ours already (a forgery: RFC 8601 §5)."""
+        cleaned = strip_authentication_results(message, authserv_id)
+        return self.header_field(authserv_id, comments=comments) + cleaned
+
+    def _resinfo(self, comments: bool) -> list[str]:
+        spf = self.spf
+        spf_part = f"spf={spf.result}"
+        if spf.identity == "helo":
+            helo = spf.sender.rpartition("@")[2] or spf.domain
+            if helo:
+                spf_part += f" smtp.helo={_pvalue(helo)}"
+        elif spf.domain:  # RFC 8601 §2.7.2 smtp.mailfrom (the domain, as DMARC uses it)
+            spf_part += f" smtp.mailfrom={_pvalue(spf.domain)}"
+        out = [spf_part]
+        for r in self.dkim:  # RFC 8601 §2.7.1 header.d, header.s
+            part = f"dkim={r.result}"
+            if r.reason:
+                part += f" reason={_value(r.reason)}"
+            if r.domain:
+                part += f" header.d={_pvalue(r.domain)}"
+            if r.selector:
+                part += f" header.s={_pvalue(r.selector)}"
+            out.append(part)
+        dmarc = self.dmarc
+        part = f"dmarc={dmarc.result}"
+        if comments and dmarc.policy is not None:
+            part += f" (p={dmarc.policy} dis={dmarc.disposition})"
+        if dmarc.from_domain:  # RFC 7489 §11.2 header.from
+            part += f" header.from={_pvalue(dmarc.from_domain)}"
+        out.append(part)
+        return out
+
+
+def strip_authentication_results(message: bytes, authserv_id: str) -> bytes:
+    """Remove the Authentication-Results fields whose authserv-id is ``authserv_id``
+    (RFC 8601 §5: a border MTA must not pass on results claiming to be its own). Other
+    bytes are kept exactly, so DKIM signatures still verify."""
+    end = message.find(b"\r\n\r\n")
+    head, body = (message, b"") if end < 0 else (message[:end + 2], message[end + 2:])
+    fields: list[bytes] = []
+    for line in head.splitlines(keepends=True):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += line
+        else:
+            fields.append(line)
+    wanted = authserv_id.lower()
+    kept = []
+    for f in fields:
+        name, colon, value = f.partition(b":")
+        if colon and name.strip().lower() == b"authentication-results":
+            text = re.sub(r"\([^)]*\)", " ", value.decode("utf-8", "replace"))
+            ident = text.split(";", 1)[0].split()
+            if ident and ident[0].lower() == wanted:
+                continue
+        kept.append(f)
+    return b"".join(kept) + body
+
+
+def evaluate(message: bytes, *, client_ip: str, helo: str, mail_from: str,
+             dns_txt: TxtLookup, dns_a: AddressLookup, dns_mx: MXLookup,
+             dns_aaaa: AddressLookup = no_addresses, receiver: str = "",
+             roll: float | None = None, trace: Trace | None = None,
+             host: str = "") -> AuthVerdict:
+    """Run SPF (RFC 7208), DKIM (RFC 6376) and DMARC (RFC 7489) on a received message.
+
+    Args:
+        message: the message as received (after DATA, before we add any header).
+        client_ip: the SMTP client's address.
+        helo: the name it gave in HELO/EHLO.
+        mail_from: the reverse-path of MAIL FROM (``""`` or ``"<>"`` for a bounce).
+        dns_txt: TXT lookup; ``dns_a``, ``dns_mx``, ``dns_aaaa`` likewise (see
+            :mod:`.lookup`; :func:`.lookup.dns_functions` builds them from a resolver).
+        receiver: our host name (SPF's ``%{r}`` macro).
+        roll: a number in [0, 100) for DMARC's pct= sampling (default from the message).
+        trace: if given, ``auth.spf``, ``auth.dkim`` (one per signature) and
+            ``auth.dmarc`` events are recorded, with the records read and the verdicts.
+        host: the host name for the trace events.
+    """
+    spf = check_spf(client_ip, mail_from, helo, dns_txt=dns_txt, dns_a=dns_a, dns_mx=dns_mx,
+                    dns_aaaa=dns_aaaa, receiver=receiver)
+    dkim = tuple(verify_all(message, dns_txt))
+    dmarc = check_dmarc(message, spf=spf, dkim=dkim, dns_txt=dns_txt, roll=roll)
+    verdict = AuthVerdict(spf, dkim, dmarc,
+                          [spf.explanation, *(r.explanation for r in dkim), dmarc.explanation])
+    if trace is not None:
+        trace.record("auth.spf", host, result=spf.result, identity=spf.identity,
+                     domain=spf.domain, client_ip=spf.client_ip, record=spf.record,
+                     records=dict(spf.records), mechanism=spf.mechanism,
+                     problem=spf.problem, explanation=spf.explanation)
+        for r in dkim:
+            trace.record("auth.dkim", host, result=r.result, domain=r.domain,
+                         selector=r.selector, reason=r.reason, key_name=r.key_name,
+                         key_record=r.key_record, explanation=r.explanation)
+        trace.record("auth.dmarc", host, result=dmarc.result, from_domain=dmarc.from_domain,
+                     policy_domain=dmarc.policy_domain,
+                     record=dmarc.record.text if dmarc.record else None,
+                     policy=dmarc.policy, disposition=dmarc.disposition,
+                     explanation=dmarc.explanation)
+    return verdict
