@@ -23,6 +23,7 @@ import contextlib
 import shutil
 import tempfile
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,11 +42,13 @@ if TYPE_CHECKING:
     from simsmtp.world.model import Host, World
 
     from .agent import DeliveryAgent
+    from .attacker import Eavesdropper, OnPathAttacker
     from .ca import CertificateAuthority
     from .dns import DNSServer
     from .listener import Listener
     from .queue import Queue
     from .services import WorldHandler
+    from .stepper import SMTPStepper, Step
 
 #: Well-known port -> the service name the listener, the trace and the capture use.
 SERVICES = {25: "smtp", 587: "submission", 465: "smtps", 110: "pop3"}
@@ -105,6 +108,10 @@ class Network:
         self._listeners: dict[tuple[str, int], Listener] = {}
         self._by_ip: dict[str, str] = {}
         self._tls_conns: set[int] = set()
+        #: host name -> the port its port 25 has for the outbound agents (an on-path
+        #: attacker, simsmtp.net.attacker); the attackers on the path, closed at stop.
+        self.redirects: dict[str, int] = {}
+        self.attackers: list[Any] = []
         self._started = False
         self._lock = threading.Lock()
 
@@ -125,8 +132,13 @@ class Network:
         world = self.world
         if self.directory is None:
             self.directory = Path(tempfile.mkdtemp(prefix="simsmtp-"))
+            # Also at interpreter exit (a kernel restart) when the world was never stopped.
+            weakref.finalize(self, shutil.rmtree, str(self.directory), True)
         self.directory.mkdir(parents=True, exist_ok=True)
-        names = [*world.hosts, world.nameserver]
+        # Hosts that only connect (role "client", e.g. a spoofer) come after the name
+        # server, so adding one to a world does not move the addresses of the others.
+        clients = [n for n, h in world.hosts.items() if h.roles and set(h.roles) == {"client"}]
+        names = [*(n for n in world.hosts if n not in clients), world.nameserver, *clients]
         for name, ip in zip(names, allocate_addresses(len(names), base=self._base_address),
                             strict=True):
             self.hosts[name] = HostInfo(name, ip)
@@ -189,6 +201,9 @@ class Network:
             shutil.rmtree(self.directory, ignore_errors=True)
 
     async def _shutdown(self) -> None:
+        for attacker in list(self.attackers):
+            with contextlib.suppress(Exception):
+                await attacker.aclose()
         for key in list(self._listeners):
             await self._close_listener(key)
         if self.dns is not None:
@@ -248,7 +263,8 @@ class Network:
         options: dict[str, Any] = dict(
             factory=factory, name=host.name, service=service, trace=self.world.trace,
             tap=self.tap, idle_timeout=host.policy.idle_timeout, on_timeout=_timeout,
-            on_event=self._on_event, on_refused=refused if service != "pop3" else None)
+            on_event=self._on_event, on_refused=refused if service != "pop3" else None,
+            **_limits(host.policy, _LISTENER_LIMITS))
         try:
             return await create_listener(info.ip, old_port, **options)
         except OSError:
@@ -278,6 +294,7 @@ class Network:
             smtputf8=policy.smtputf8,
             max_recipients=policy.max_recipients,
             queue_ids=self.world.ids.queue_id,
+            **_limits(policy, _SERVER_LIMITS),
         )
 
     def _smtp_factory(self, host: Host, service: str) -> Callable[..., Any]:
@@ -365,9 +382,13 @@ class Network:
         return self._by_ip.get(ip)
 
     def accept(self, handler: WorldHandler, session: Session, envelope: Envelope,
-               local: list[str], remote: list[str]) -> Reply | None:
+               local: list[str], remote: list[str],
+               folder: str | None = None, content: bytes | None = None) -> Reply | None:
         """Store a message a server accepted: remote recipients into the outbound queue,
-        local ones into their mailboxes, all ``fsync``ed before the ``250`` (RFC 5321 §6.1).
+        local ones into their mailboxes (into ``folder``, e.g. ``"Junk"``, when given), all
+        ``fsync``ed before the ``250`` (RFC 5321 §6.1). ``content`` replaces the message
+        as received (e.g. DKIM-signed or with Authentication-Results on top), leaving
+        ``envelope.content`` (what the trace shows crossed the wire) untouched.
 
         Returns None (the ``250``) or the ``451 4.3.0`` of a storage failure; either all of
         it is stored or none of it.
@@ -382,19 +403,25 @@ class Network:
         if remote and queue is None:  # RCPT should have refused; never lose it silently
             return Reply(451, "4.3.0 Error: no outbound queue on this host")
         queued = False
+        data = envelope.content if content is None else content
         try:
             if remote:
                 assert queue is not None
                 received = handler.received(session, envelope,
                                             remote[0] if len(remote) == 1 else None)
-                queue.enqueue(envelope.mail_from or "", remote, received + envelope.content,
+                queue.enqueue(envelope.mail_from or "", remote, received + data,
                               queue_id=qid, arrival=self.world.clock.now(),
                               params=dict(envelope.mail_params))
                 queued = True
             if local:
                 received = handler.received(session, envelope,
                                             local[0] if len(local) == 1 else None)
-                self.store.deliver_many(local, received + envelope.content)
+                if folder is None:
+                    self.store.deliver_many(local, received + data)
+                else:
+                    from .authpolicy import deliver_to_folder
+
+                    deliver_to_folder(self.store, local, received + data, folder)
         except (StorageError, QueueError, OSError) as exc:
             if queued:
                 assert queue is not None
@@ -403,7 +430,7 @@ class Network:
             return handler.storage_error(exc)
         for rcpt in local:
             trace.record("delivery.stored", host=host.name, queue_id=qid, recipient=rcpt,
-                         sender=envelope.mail_from)
+                         sender=envelope.mail_from, **({"folder": folder} if folder else {}))
         if remote:
             trace.record("queue.accepted", host=host.name, queue_id=qid,
                          recipients=list(remote), sender=envelope.mail_from)
@@ -427,6 +454,8 @@ class Network:
         if info is None:
             owner = self._by_ip.get(name_or_ip)
             info = self.hosts.get(owner) if owner else None
+        if info is not None and info.name in self.redirects:  # an attacker on the path
+            return self.redirects[info.name]
         return None if info is None else info.ports.get(25)
 
     def _mail_key(self) -> str:
@@ -440,6 +469,8 @@ class Network:
     def _tap_dns(self, query: bytes, response: bytes, client: tuple[str, int],
                  transport: str) -> None:
         assert self.dns is not None
+        if transport == "in-process":  # the MX's own lookups (authpolicy): no socket
+            return
         server = self.dns.address
         self.tap.datagram(client, server, query, "c2s", service="dns",
                           host=self.world.nameserver)
@@ -453,6 +484,7 @@ class Network:
     # ---------------------------------------------------------------- using the world
     def _run(self, coro: Any, timeout: float | None = 60) -> Any:
         if self.loop is None or not self._started:
+            coro.close()
             raise RuntimeError("the world is not running: use `with world.start() as net:`")
         return self.loop.run(coro, timeout=timeout)
 
@@ -487,8 +519,20 @@ class Network:
 
         return make_resolver(*self.dns_address)
 
-    def dig(self, name: str, rtype: str = "MX", *, tcp: bool = False) -> str:
-        """Ask the world's DNS server like ``dig @server -p port rtype name`` and render it."""
+    def dig(self, name: str, rtype: str = "MX", *, tcp: bool = False,
+            elapsed_ms: float | None = None, query_id: int | None = None,
+            show_port: int | None = None) -> str:
+        """Ask the world's DNS server like ``dig @server -p port rtype name`` and render it.
+
+        Args:
+            name: the name to look up.
+            rtype: the record type.
+            tcp: ask over TCP (``dig +tcp``) instead of UDP.
+            elapsed_ms: the "Query time" to print instead of the measured one, and
+                ``query_id`` the message id to use (RFC 1035 §4.1.1) instead of a random
+                one, and ``show_port`` the port to print (53, the world's well-known DNS
+                port) instead of the real ephemeral one: all three for reproducible text.
+        """
         import time
 
         import dns.message
@@ -498,11 +542,14 @@ class Network:
 
         ip, port = self.dns_address
         query = dns.message.make_query(name, rtype)
+        if query_id is not None:
+            query.id = query_id
         start = time.perf_counter()
         response = (dns.query.tcp if tcp else dns.query.udp)(query, ip, port=port, timeout=5)
-        elapsed = (time.perf_counter() - start) * 1000
-        return render_dig(query, response, server=ip, port=port, elapsed_ms=elapsed,
-                          transport="TCP" if tcp else "UDP")
+        elapsed = (time.perf_counter() - start) * 1000 if elapsed_ms is None else elapsed_ms
+        return render_dig(query, response, server=ip,
+                          port=port if show_port is None else show_port,
+                          elapsed_ms=elapsed, transport="TCP" if tcp else "UDP")
 
     def deliver(self, timeout: float = 30.0) -> None:
         """Let every outbound agent deliver what is due now, and wait until it is done."""
@@ -563,6 +610,73 @@ class Network:
     def __repr__(self) -> str:
         state = "running" if self._started else "stopped"
         return f"<Network {self.world.name!r} {state} hosts={list(self.hosts)}>"
+
+    # ---------------------------------------------------------------- stepping by hand
+    def session(self, host: str = "mail.anotherdomain.org", port: int = 25,
+                **kw: Any) -> SMTPStepper:
+        """A steppable SMTP client for ``host``'s well-known ``port`` (not yet connected:
+        call ``connect()`` for the greeting). ``kw`` go to
+        :class:`~simsmtp.net.stepper.SMTPStepper`."""
+        from .stepper import SMTPStepper
+
+        return SMTPStepper(self, host, port, **kw)
+
+    def submit(self, message: bytes, *, sender: str, recipients: str | list[str], user: str,
+               password: str, host: str | None = None, port: int = 587) -> list[Step]:
+        """Submit ``message`` as Alice's mail client does: EHLO, STARTTLS, EHLO, AUTH PLAIN,
+        MAIL, RCPT..., DATA, QUIT on 587; TLS from the start on 465 (RFC 8314). See
+        :func:`simsmtp.net.stepper.submit`."""
+        from .stepper import submit
+
+        return submit(self, message, sender=sender, recipients=recipients, user=user,
+                      password=password, host=host, port=port)
+
+    # ---------------------------------------------------------------- attacks on the path
+    def eavesdropper(self, between: tuple[str, str] = ("mail.example.com",
+                                                       "mail.anotherdomain.org"),
+                     **kw: Any) -> Eavesdropper:
+        """A passive eavesdropper on the path between two hosts; its ``report()`` is live.
+        ``kw`` go to :class:`~simsmtp.net.attacker.Eavesdropper`."""
+        from .attacker import Eavesdropper
+
+        return Eavesdropper(self, between, **kw)
+
+    def strip_starttls(self, target: str = "mail.anotherdomain.org",
+                       **kw: Any) -> OnPathAttacker:
+        """Put a STARTTLS-stripping attacker on the path to ``target``'s port 25 (started;
+        ``.stop()`` removes it). ``kw`` go to :class:`~simsmtp.net.attacker.OnPathAttacker`.
+        """
+        from .attacker import OnPathAttacker
+
+        return OnPathAttacker(self, target, **kw).start()
+
+
+#: Denial-of-service limits a host's policy may set (Postfix names in comments); absent
+#: ones keep the defaults of :class:`~simsmtp.net.listener.Listener` and
+#: :class:`~simsmtp.protocol.server.ServerConfig`.
+_LISTENER_LIMITS = (
+    "min_data_rate",    # smtpd_min_data_rate (default 500 octets/s)
+    "max_connections",  # default_process_limit (100)
+    "max_per_client",   # smtpd_client_connection_count_limit (50)
+)
+_SERVER_LIMITS = (
+    "hard_error_limit",    # smtpd_hard_error_limit (20)
+    "soft_error_limit",    # smtpd_soft_error_limit (10)
+    "error_sleep_time",    # smtpd_error_sleep_time (1 s)
+    "junk_command_limit",  # smtpd_junk_command_limit (100)
+    "auth_failure_limit",  # failed AUTH attempts before 421 (3)
+)
+
+
+def _limits(policy: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """The limits of ``names`` that ``policy`` sets (the others keep their defaults)."""
+    from .listener import DEFAULT_MIN_DATA_RATE
+
+    found = {name: getattr(policy, name) for name in names
+             if getattr(policy, name, None) is not None}
+    if "min_data_rate" in names:
+        found.setdefault("min_data_rate", DEFAULT_MIN_DATA_RATE)
+    return found
 
 
 def _timeout(conn: Any) -> None:
