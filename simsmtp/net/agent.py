@@ -881,9 +881,14 @@ class _Session:
                                reason=reason + "; reconnecting to send in plaintext")
             return True
         self.tls = True
+        context = self.agent.client_tls_context
         self.agent._record("tls.started", mx=self.mx, ip=self.ip,
                            version=getattr(event, "version", None),
-                           cipher=getattr(event, "cipher", None))
+                           cipher=getattr(event, "cipher", None),
+                           # RFC 7435 §1: opportunistic TLS encrypts without authenticating
+                           # the peer; say which one this session is
+                           verified=getattr(context, "verify_mode", None)
+                           == ssl.CERT_REQUIRED)
         # RFC 3207 §4.2: forget everything learnt before TLS and say EHLO again
         if not await self._hello():
             return False

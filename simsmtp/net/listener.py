@@ -21,7 +21,11 @@ Per accepted connection the :class:`Listener`:
   (RFC 5321 §4.1.1.4: "If the connection is closed prematurely the server MUST cancel any
   pending transaction");
 * runs an idle timer (RFC 5321 §4.5.3.2.7: at least 5 minutes), caps connections in total
-  and per client address, and says goodbye to every open connection on :meth:`Listener.close`.
+  and per client address, and says goodbye to every open connection on :meth:`Listener.close`;
+* while the core reads message content (``conn.receiving_content``), enforces a minimum
+  data rate instead (Postfix ``smtpd_min_data_rate``): each read of *n* octets moves the
+  deadline *n / rate* seconds later, never more than ``idle_timeout`` ahead, so a slow-drip
+  DATA is cut off while a big message sent at a sane rate is never timed out.
 
 Every read and write goes to the capture :class:`~simsmtp.net.tap.Tap` with the exact
 bytes (ciphertext under TLS); connects, closes, refusals and timeouts go to the trace.
@@ -63,8 +67,14 @@ DEFAULT_IDLE_TIMEOUT = 300.0
 DEFAULT_MAX_CONNECTIONS = 100
 #: Postfix smtpd_client_connection_count_limit (50): simultaneous sessions per client IP.
 DEFAULT_MAX_PER_CLIENT = 50
+#: Postfix smtpd_min_data_rate (500 bytes/s): the slowest DATA/BDAT a world waits for.
+DEFAULT_MIN_DATA_RATE = 500.0
 #: How long close() waits for a connection to finish flushing before aborting it.
 DEFAULT_CLOSE_TIMEOUT = 5.0
+#: Octets one read may take: a listener's shared read buffer (asyncio's own default).
+READ_BUFFER = 256 * 1024
+#: A client channel's read buffer (replies are short; a whole pipelined batch fits).
+CLIENT_READ_BUFFER = 64 * 1024
 #: A core that closed returns NEED_DATA once it has reported its last events; past this
 #: many events after the close, a broken core is cut off instead of looping for ever.
 MAX_EVENTS_AFTER_CLOSE = 100
@@ -180,6 +190,11 @@ class Listener:
             catalogue test 64, as aiosmtpd does) or ``"data"`` (any read).
         on_timeout: ``on_timeout(conn)`` makes the core queue its timeout reply
             (``421 4.4.2 <host> Error: timeout exceeded``); then flush and close.
+        min_data_rate: octets per second a client must keep up while the core says
+            ``receiving_content`` (DATA, BDAT chunks): a read of *n* octets extends the
+            deadline by *n / rate* seconds, capped at ``idle_timeout`` from now; reads do
+            not reset the timer then (Postfix ``smtpd_min_data_rate``). ``None`` (the
+            default): content is timed like everything else by ``idle_reset``.
         max_connections: simultaneous connections; ``None`` is unlimited.
         max_per_client: simultaneous connections from one client IP; ``None`` is unlimited.
         on_refused: ``on_refused(peer) -> bytes`` written to a connection over a cap before
@@ -196,6 +211,7 @@ class Listener:
                  tap: Tap | None = None, idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
                  idle_reset: Literal["event", "data"] = "event",
                  on_timeout: Callable[[Any], None] | None = None,
+                 min_data_rate: float | None = None,
                  max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
                  max_per_client: int | None = DEFAULT_MAX_PER_CLIENT,
                  on_refused: Callable[[Address], bytes] | None = None,
@@ -204,6 +220,8 @@ class Listener:
                  close_timeout: float = DEFAULT_CLOSE_TIMEOUT) -> None:
         if idle_reset not in ("event", "data"):
             raise ValueError(f"idle_reset must be 'event' or 'data', not {idle_reset!r}")
+        if min_data_rate is not None and not min_data_rate > 0:
+            raise ValueError(f"min_data_rate must be > 0 octets/s, not {min_data_rate!r}")
         self.host = host
         self.port = port
         self.factory = factory
@@ -214,6 +232,7 @@ class Listener:
         self.idle_timeout = idle_timeout
         self.idle_reset = idle_reset
         self.on_timeout = on_timeout
+        self.min_data_rate = min_data_rate
         self.max_connections = max_connections
         self.max_per_client = max_per_client
         self.on_refused = on_refused
@@ -227,6 +246,7 @@ class Listener:
         self._per_client: dict[str, int] = {}
         self._closing = False
         self._closed: asyncio.Future[None] | None = None
+        self._read_buffer: memoryview | None = None  # shared by its connections (one loop)
 
     async def start(self) -> Listener:
         """Bind and start accepting (inside the loop); returns self."""
@@ -335,6 +355,14 @@ class Listener:
         if self.trace is not None:
             self.trace.record(kind, host=self.name, service=self.service, **data)
 
+    def _read_view(self) -> memoryview:
+        """The read buffer every connection of this listener reads into (one at a time:
+        they all run on the listener's loop and copy each read out before returning)."""
+        view = self._read_buffer
+        if view is None:
+            view = self._read_buffer = memoryview(bytearray(READ_BUFFER))
+        return view
+
     def __repr__(self) -> str:
         ip, port = self.address
         return (f"<Listener {self.name or '-'} {self.service or '-'} {ip}:{port} "
@@ -345,8 +373,14 @@ def _sockaddr_of(value: Any) -> Address:
     return (str(value[0]), int(value[1]))
 
 
-class ServerProtocol(asyncio.Protocol):
-    """The asyncio side of one accepted connection (built by :class:`Listener`)."""
+class ServerProtocol(asyncio.BufferedProtocol):
+    """The asyncio side of one accepted connection (built by :class:`Listener`).
+
+    A :class:`asyncio.BufferedProtocol`: the transport reads into the listener's one
+    preallocated buffer (``recv_into``) instead of allocating 256 KiB for every read, which
+    costs an ``mmap``, an ``mremap`` and fresh zeroed pages per read; each read is copied
+    out at once (:meth:`buffer_updated`), so the buffer is free for the next one.
+    """
 
     def __init__(self, listener: Listener) -> None:
         self.listener = listener
@@ -358,6 +392,7 @@ class ServerProtocol(asyncio.Protocol):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._need_data: object = _UNSET
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0  # loop time when the idle timer fires
         self._delay: asyncio.TimerHandle | None = None
         self._delayed_output = b""
         self._paused: set[str] = set()
@@ -407,13 +442,22 @@ class ServerProtocol(asyncio.Protocol):
         self._arm_timer()
         self._pump()
 
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.listener._read_view()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self.listener._read_view()[:nbytes].tobytes())
+
     def data_received(self, data: bytes) -> None:
         if self.info is not None and self.listener.tap is not None:
             self.listener.tap.data(self.info.id, "c2s", data)
         conn = self.conn
         if conn is None or self._closed_by is not None:
             return  # refused, failed or closing: the bytes are captured, not processed
-        if self.listener.idle_reset == "data":
+        rate = self.listener.min_data_rate
+        if rate and getattr(conn, "receiving_content", False):
+            self._extend_deadline(len(data) / rate)  # Postfix smtpd_min_data_rate
+        elif self.listener.idle_reset == "data":
             self._arm_timer()
         try:
             conn.receive_data(data)
@@ -550,15 +594,40 @@ class ServerProtocol(asyncio.Protocol):
 
     # -- timers, shutdown ----------------------------------------------------------------
     def _arm_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        # Lazy re-arming: activity only moves ``_deadline``; the one timer handle stays
+        # scheduled and, when it fires early, re-arms itself for the deadline (_on_idle).
+        # A cancel and a new heap entry per command cost more than the command itself.
         timeout = self.listener.idle_timeout
-        if timeout is not None and not self._gone and self._closed_by is None:
-            self._timer = self._loop_().call_later(timeout, self._on_idle)
+        if timeout is None or self._gone or self._closed_by is not None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            return
+        loop = self._loop_()
+        self._deadline = loop.time() + timeout
+        timer = self._timer
+        if timer is not None and timer.when() <= self._deadline:
+            return  # it fires first, then waits for the rest (see _on_idle)
+        if timer is not None:
+            timer.cancel()
+        self._timer = loop.call_at(self._deadline, self._on_idle)
+
+    def _extend_deadline(self, seconds: float) -> None:
+        """Move a running idle timer ``seconds`` later, at most ``idle_timeout`` from now."""
+        timeout = self.listener.idle_timeout
+        if timeout is None or self._timer is None:
+            return
+        loop = self._loop_()
+        deadline = min(loop.time() + timeout, self._deadline + seconds)
+        if deadline > self._deadline:
+            self._deadline = deadline  # the timer handle re-arms itself (_on_idle)
 
     def _on_idle(self) -> None:
         self._timer = None
+        loop = self._loop_()
+        if loop.time() < self._deadline and not self._gone and self._closed_by is None:
+            self._timer = loop.call_at(self._deadline, self._on_idle)  # moved meanwhile
+            return
         if self.info is not None:
             self.listener._record("tcp.timeout", conn=self.info.id,
                                   after=self.listener.idle_timeout)
@@ -689,8 +758,11 @@ def serve(loop: EventLoopThread | asyncio.AbstractEventLoop, host: str, port: in
     return loop.run_until_complete(coro)
 
 
-class ClientChannel(asyncio.Protocol):
+class ClientChannel(asyncio.BufferedProtocol):
     """A sans-IO *client* core driven over one TCP connection (see :func:`open_connection`).
+
+    Reads go into a buffer of its own (:class:`asyncio.BufferedProtocol`, see
+    :class:`ServerProtocol`).
 
     Use it from the loop's thread: ``channel.send(event)`` queues and writes,
     ``await channel.next_event()`` returns the next event, waiting for bytes when the core
@@ -710,14 +782,21 @@ class ClientChannel(asyncio.Protocol):
         self.info: ConnectionInfo | None = None
         self._id = next_conn_id(tap)
         self._transport: asyncio.Transport | None = None
-        self._readable = asyncio.Event()
+        self._waiter: asyncio.Future[Any] | None = None
         self._lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._eof = False
         self._gone = False
         self._closed_by: str | None = None
         self._error: BaseException | None = None
+        self._read_buffer = memoryview(bytearray(CLIENT_READ_BUFFER))
 
     # -- asyncio callbacks ---------------------------------------------------------------
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self._read_buffer[:nbytes].tobytes())
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
         local = _sockaddr(transport, "sockname")
@@ -739,13 +818,13 @@ class ClientChannel(asyncio.Protocol):
         except Exception as exc:
             self._error = exc
         self._flush()
-        self._readable.set()
+        _resolve(self._waiter, True)
 
     def eof_received(self) -> bool | None:
         self._closed_by = self._closed_by or "server"
         if not self.conn.closed:
             self._feed_eof()
-        self._readable.set()
+        _resolve(self._waiter, True)
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -757,7 +836,7 @@ class ClientChannel(asyncio.Protocol):
             self.tap.close(self._id, by=self._closed_by)
         self._record("tcp.close", by=self._closed_by, error=str(exc) if exc else None,
                      role="client")
-        self._readable.set()
+        _resolve(self._waiter, True)
         if not self._lost.done():
             self._lost.set_result(None)
 
@@ -797,14 +876,29 @@ class ClientChannel(asyncio.Protocol):
                 return event
             if self._eof or self._gone:
                 raise ConnectionError("the server closed the connection")
-            self._readable.clear()
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
                 raise TimeoutError(f"no event within {timeout} s")
-            try:
-                await asyncio.wait_for(self._readable.wait(), remaining)
-            except TimeoutError:
-                raise TimeoutError(f"no event within {timeout} s") from None
+            if not await self._wait_readable(loop, deadline):
+                raise TimeoutError(f"no event within {timeout} s")
+
+    async def _wait_readable(self, loop: asyncio.AbstractEventLoop,
+                             deadline: float | None) -> bool:
+        """Wait until the socket delivers something (or closes); False at ``deadline``.
+
+        A bare future and one timer handle: ``asyncio.wait_for`` on an ``Event`` would
+        make a task per wait, which costs more than the reply it waits for.
+        """
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiter = waiter
+        timer = None if deadline is None else loop.call_at(
+            deadline, _resolve, waiter, False)
+        try:
+            return await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
 
     async def close(self, timeout: float = DEFAULT_CLOSE_TIMEOUT) -> None:
         """Flush, close the socket and wait until it is gone (abort after ``timeout``)."""
@@ -862,6 +956,13 @@ class ClientChannel(asyncio.Protocol):
         if self.trace is not None:
             self.trace.record(kind, host=self.name, service=self.service, conn=self._id,
                               **data)
+
+
+def _resolve(waiter: asyncio.Future[Any] | None, value: bool) -> None:
+    """Wake a :meth:`ClientChannel.next_event` waiting for bytes (True) or its timeout
+    (False); a waiter already woken keeps its first value."""
+    if waiter is not None and not waiter.done():
+        waiter.set_result(value)
 
 
 async def open_connection(host: str, port: int, conn: SansIOClient, *,

@@ -114,6 +114,8 @@ class Network:
         self.attackers: list[Any] = []
         self._started = False
         self._lock = threading.Lock()
+        #: How many times a world booted on this directory before (0: a fresh one).
+        self.generation = 0
 
     # ---------------------------------------------------------------- lifecycle
     def __enter__(self) -> Network:
@@ -135,6 +137,7 @@ class Network:
             # Also at interpreter exit (a kernel restart) when the world was never stopped.
             weakref.finalize(self, shutil.rmtree, str(self.directory), True)
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._continue_from_disk()
         # Hosts that only connect (role "client", e.g. a spoofer) come after the name
         # server, so adding one to a world does not move the addresses of the others.
         clients = [n for n, h in world.hosts.items() if h.roles and set(h.roles) == {"client"}]
@@ -181,8 +184,46 @@ class Network:
                 self._make_agent(host)
             if not host.down:
                 await self._open_host(host)
+        self._resume_queues()
+
+    def _continue_from_disk(self) -> None:
+        """A world booted again on the directory of an earlier run carries on from it.
+
+        Each boot on a directory is a new *generation*: its ids come from streams seeded by
+        (seed, generation), so a restarted world never reuses the queue ids or Maildir keys
+        of the mail an earlier run left on disk, yet stays reproducible run after run.
+        """
+        import json
+
+        from simsmtp.world.clock import IdGenerator
+
+        assert self.directory is not None
+        state_file = self.directory / "world-state.json"
+        generation = 0
+        if state_file.exists():
+            try:
+                generation = int(json.loads(state_file.read_text())["generation"]) + 1
+            except (ValueError, KeyError, TypeError, OSError):
+                generation = 1
+        state_file.write_text(json.dumps({"generation": generation, "seed": self.world.seed}))
+        self.generation = generation
+        if generation:
+            world = self.world
+            world.ids = IdGenerator(world.seed * 1_000_003 + generation, world.clock)
+
+    def _resume_queues(self) -> None:
+        """Mail an earlier run left in the queue is retried at once (``postqueue -f``).
+
+        The restarted world's virtual clock starts at its epoch again; it moves on to the
+        latest retry time found in the queues, so every message waiting there is due.
+        """
+        for queue in self.queues.values():
+            self.world.ids.reserve(m.queue_id for m in queue)
+        dues = [due for queue in self.queues.values() if (due := queue.next_due()) is not None]
+        if dues and max(dues) > self.world.clock.now():
+            self.world.clock.advance_to(max(dues))
         for name, agent in self.agents.items():
-            if len(self.queues[name]):  # a queue left by an earlier run resumes at once
+            if len(self.queues[name]):
                 agent.kick()
 
     def stop(self) -> None:
@@ -669,14 +710,8 @@ _SERVER_LIMITS = (
 
 
 def _limits(policy: Any, names: tuple[str, ...]) -> dict[str, Any]:
-    """The limits of ``names`` that ``policy`` sets (the others keep their defaults)."""
-    from .listener import DEFAULT_MIN_DATA_RATE
-
-    found = {name: getattr(policy, name) for name in names
-             if getattr(policy, name, None) is not None}
-    if "min_data_rate" in names:
-        found.setdefault("min_data_rate", DEFAULT_MIN_DATA_RATE)
-    return found
+    """The values of the limits ``names`` from a host's policy (see ``Policy``)."""
+    return {name: getattr(policy, name) for name in names}
 
 
 def _timeout(conn: Any) -> None:

@@ -112,10 +112,19 @@ class WorldHandler(Handler):
         return domain in self.network.local_domains(self.host.name)
 
     def local_rcpt(self, address: str) -> Reply | None:
-        """None if the user exists here, else Postfix's ``550 5.1.1 ... User unknown``."""
+        """None if the user exists here (or it is postmaster), else Postfix's
+        ``550 5.1.1 ... User unknown``."""
         if self.world.user(address) is not None:
             return None
+        if address.rpartition("@")[0].lower() == "postmaster":
+            return None  # RFC 5321 §4.5.1: postmaster@ every local domain is accepted
         return self.persona.reply("user_unknown", addr=address)
+
+    def final_recipients(self, envelope: Envelope) -> list[str]:
+        """The envelope's recipients as mailbox addresses: the domainless ``<Postmaster>``
+        (RFC 5321 §4.5.1) is this host's ``postmaster@<domain>``."""
+        return [r if "@" in r else f"postmaster@{self.host.domain}"
+                for r in envelope.rcpt_tos]
 
     def received(self, session: Session, envelope: Envelope, recipient: str | None) -> bytes:
         """The ``Received:`` header this host prepends (RFC 5321 §4.4, RFC 3848)."""
@@ -175,9 +184,18 @@ class InboundHandler(WorldHandler):
         fault = self.fault("MESSAGE", envelope.mail_from or "")
         if fault is not None:
             return fault
-        local = [r for r in envelope.rcpt_tos if self.is_local(r)]
-        remote = [r for r in envelope.rcpt_tos if not self.is_local(r)]
-        return self.network.accept(self, session, envelope, local, remote)
+        # SPF, DKIM, DMARC (RFC 7208, 6376, 7489): stamp Authentication-Results (RFC 8601),
+        # then 550 5.7.1 for p=reject, the Junk folder for p=quarantine.
+        from .authpolicy import check_inbound
+
+        decision = check_inbound(self, session, envelope)
+        if decision.reply is not None:
+            return decision.reply
+        rcpts = self.final_recipients(envelope)
+        local = [r for r in rcpts if self.is_local(r)]
+        remote = [r for r in rcpts if not self.is_local(r)]
+        return self.network.accept(self, session, envelope, local, remote,
+                                   folder=decision.folder, content=decision.content)
 
 
 class SubmissionHandler(WorldHandler):
@@ -199,9 +217,13 @@ class SubmissionHandler(WorldHandler):
         if fault is not None:
             return fault
         envelope.content = self.complete_headers(envelope)
-        local = [r for r in envelope.rcpt_tos if self.is_local(r)]
-        remote = [r for r in envelope.rcpt_tos if not self.is_local(r)]
-        return self.network.accept(self, session, envelope, local, remote)
+        from .authpolicy import sign_submission
+
+        signed = sign_submission(self, envelope)  # DKIM (RFC 6376 §5)
+        rcpts = self.final_recipients(envelope)
+        local = [r for r in rcpts if self.is_local(r)]
+        remote = [r for r in rcpts if not self.is_local(r)]
+        return self.network.accept(self, session, envelope, local, remote, content=signed)
 
     def complete_headers(self, envelope: Envelope) -> bytes:
         """Add ``Date:`` and ``Message-ID:`` when the client left them out (RFC 6409 §8.1-8.3)."""
@@ -250,6 +272,11 @@ class ServiceConnection:
     @property
     def closed(self) -> bool:
         return bool(self.core.closed or (self.handler is not None and self.handler.drop))
+
+    @property
+    def receiving_content(self) -> bool:
+        """The core reads message content now (the listener's minimum data rate applies)."""
+        return bool(getattr(self.core, "receiving_content", False))
 
     def send(self, *args: Any) -> None:
         self.core.send(*args)

@@ -71,6 +71,8 @@ __all__ = [
 KeyFactory = Callable[[], str]
 
 _COUNTER = itertools.count(1)  # next() on a count is atomic under the GIL
+#: Keys tried per delivery before giving up (a key already in new/, cur/ or tmp/ is skipped).
+MAX_KEY_ATTEMPTS = 100
 _FORBIDDEN = frozenset("/\\\x00")
 
 
@@ -329,15 +331,25 @@ class MaildirStore(MessageStore):
         renamed = False
         try:
             box = self._ensure(domain, local, folder)
-            key = self._key_factory()
-            if not key or ":" in key or any(c in _FORBIDDEN for c in key) \
-                    or key.startswith("."):
-                raise ValueError(f"bad Maildir key {key!r}")
-            new = box / "new" / key
-            if new.exists() or any((box / "cur").glob(f"{key}:*")):
-                raise FileExistsError(errno.EEXIST, "key already used", str(new))
-            fd = os.open(box / "tmp" / key, os.O_WRONLY | os.O_CREAT | os.O_EXCL
-                         | getattr(os, "O_CLOEXEC", 0), 0o600)
+            for _attempt in range(MAX_KEY_ATTEMPTS):
+                key = self._key_factory()
+                if not key or ":" in key or any(c in _FORBIDDEN for c in key) \
+                        or key.startswith("."):
+                    raise ValueError(f"bad Maildir key {key!r}")
+                new = box / "new" / key
+                if new.exists() or any((box / "cur").glob(f"{key}:*")):
+                    # A reproducible key factory restarted over the same directory (or a
+                    # crash's leftover in tmp/ below) repeats a key: take the next one.
+                    continue
+                try:
+                    fd = os.open(box / "tmp" / key, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                                 | getattr(os, "O_CLOEXEC", 0), 0o600)
+                except FileExistsError:
+                    continue
+                break
+            else:
+                raise FileExistsError(errno.EEXIST, f"{MAX_KEY_ATTEMPTS} keys already used",
+                                      str(box / "new"))
             tmp = box / "tmp" / key  # ours from here on: removed if anything fails
             with os.fdopen(fd, "wb") as f:
                 if fault is not None:

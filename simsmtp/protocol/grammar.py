@@ -404,10 +404,21 @@ _STRAY = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 _LINE_START_DOT = re.compile(rb"(?m)^\.")
 
 
+def _only_crlf(content: bytes) -> bool:
+    """True when every CR and every LF of ``content`` is part of a CRLF pair.
+
+    Three scans in C instead of a regular expression: the common case (a well-formed
+    message) then costs no substitution at all. Each CRLF holds exactly one CR and one LF
+    and two CRLFs never overlap, so the counts are equal exactly when nothing is stray.
+    """
+    pairs = content.count(b"\r\n")
+    return content.count(b"\r") == pairs and content.count(b"\n") == pairs
+
+
 def normalize_line_endings(content: bytes) -> bytes:
     """Turn every bare CR and bare LF into CRLF (a client never emits a bare CR or LF:
     RFC 5321 §2.3.8), and make sure non-empty content ends with CRLF."""
-    out = _ANY_EOL.sub(b"\r\n", content)
+    out = content if _only_crlf(content) else _ANY_EOL.sub(b"\r\n", content)
     if out and not out.endswith(b"\r\n"):
         out += b"\r\n"
     return out
@@ -420,13 +431,17 @@ def replace_stray_cr_lf(content: bytes) -> bytes:
     holds a bare CR or LF, so it cannot carry a smuggled end-of-data to the next hop
     (RFC 5322 §2.3: CR and LF only together as CRLF; catalogue test 30).
     """
+    if _only_crlf(content):
+        return content
     return _STRAY.sub(b" ", content)
 
 
 def dot_stuff(content: bytes) -> bytes:
     """The DATA wire form: normalised line endings, a dot doubled at the start of a line
     (RFC 5321 §4.5.2), then the end-of-data ``.<CRLF>``."""
-    text = _LINE_START_DOT.sub(b"..", normalize_line_endings(content))
+    text = normalize_line_endings(content)
+    if text[:1] == b"." or b"\n." in text:
+        text = _LINE_START_DOT.sub(b"..", text)
     return text + b".\r\n"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -110,6 +111,10 @@ class IdGenerator:
             if qid not in self._issued:
                 self._issued.add(qid)
                 return qid
+
+    def reserve(self, ids: Iterable[str]) -> None:
+        """Never hand out these queue ids (those of messages already in a queue on disk)."""
+        self._issued.update(ids)
 
     def message_id(self, domain: str, queue_id: str | None = None) -> str:
         """A Postfix-style Message-ID ``<YYYYMMDDhhmmss.QUEUEID@domain>`` (RFC 5322 §3.6.4).

@@ -12,6 +12,11 @@ host. Keys not listed here are errors (with a "did you mean" suggestion)::
     mx = [{ preference = 10, host = "mail.example.com" }]   # [] or omitted: implicit MX
     null_mx = false                    # true: publish "MX 0 ." (RFC 7505), mx must be []
     users.alice = { name = "Alice", password = "wonderland" }   # both optional
+    spf = "v=spf1 mx -all"             # TXT at the domain (RFC 7208)
+    dkim_selector = "mail"             # a key made from the seed, published at
+                                       # mail._domainkey.example.com; mail is signed with it
+    dkim_bits = 1024                   # optional: the key size (1024 default, 2048 ...)
+    dmarc = "v=DMARC1; p=reject"       # TXT at _dmarc.example.com (RFC 7489)
 
     [hosts."mail.example.com"]
     domain = "example.com"             # must be one of the domains above
@@ -19,6 +24,7 @@ host. Keys not listed here are errors (with a "did you mean" suggestion)::
     down = false                       # true: the host refuses connections
     [hosts."mail.example.com".policy]  # every key optional, see simsmtp.world.model.Policy
     outbound_tls = "opportunistic"
+    mailauth = "enforce"               # an mx's SPF/DKIM/DMARC: "enforce", "report", "off"
 
     [[records]]                        # extra DNS records
     name = "example.com"
@@ -54,6 +60,7 @@ from typing import Any, NoReturn
 from simsmtp.world.faults import COMMANDS, FaultBook, FaultRule, parse_reply
 from simsmtp.world.model import (
     DEFAULT_TTL,
+    MAILAUTH_MODES,
     OUTBOUND_TLS,
     ROLES,
     Domain,
@@ -266,6 +273,16 @@ def _policy(r: _Reader, value: Any, path: KeyPath) -> Policy:
         "idle_timeout": lambda v, p: r.number(v, p, 0, strict=True, why=" (seconds)"),
         "smtputf8": r.boolean,
         "pop3_plaintext": r.boolean,
+        "mailauth": lambda v, p: r.choice(v, p, MAILAUTH_MODES),
+        # Denial-of-service limits, Postfix's names and defaults (see Policy).
+        "min_data_rate": lambda v, p: r.number(v, p, 0, strict=True, why=" (octets/s)"),
+        "max_connections": lambda v, p: r.integer(v, p, 1),
+        "max_per_client": lambda v, p: r.integer(v, p, 1),
+        "hard_error_limit": lambda v, p: r.integer(v, p, 2, why=" (RFC 5321 §3.8)"),
+        "soft_error_limit": lambda v, p: r.integer(v, p, 1),
+        "error_sleep_time": lambda v, p: r.number(v, p, 0, why=" (seconds)"),
+        "junk_command_limit": lambda v, p: r.integer(v, p, 1),
+        "auth_failure_limit": lambda v, p: r.integer(v, p, 1),
     }
     table = r.table(value, path, checks)
     return Policy(**{key: checks[key](v, (*path, key)) for key, v in table.items()})
@@ -284,8 +301,9 @@ def _networks(r: _Reader, value: Any, path: KeyPath) -> list[str]:
 
 
 def _domain(r: _Reader, name: str, value: Any, path: KeyPath) -> Domain:
-    table = r.table(value, path, ("mx", "null_mx", "users"))
+    table = r.table(value, path, ("mx", "null_mx", "users", *_AUTH_KEYS))
     domain = Domain(name, null_mx=r.boolean(table.get("null_mx", False), (*path, "null_mx")))
+    _domain_auth(r, domain, table, path)
     mx_what = "a list of MX tables like [{ preference = 10, host = \"mail.example.com\" }]"
     for i, item in enumerate(r.list(table.get("mx", []), (*path, "mx"), mx_what)):
         p = (*path, "mx", i)
@@ -312,6 +330,128 @@ def _domain(r: _Reader, name: str, value: Any, path: KeyPath) -> Domain:
             r.string(user_t.get("name", local), (*p, "name")),
             None if password is None else r.string(password, (*p, "password")))
     return domain
+
+
+# -- email authentication: spf, dkim_selector, dkim_bits, dmarc --------------------------------
+
+_AUTH_KEYS = ("spf", "dkim_selector", "dkim_bits", "dmarc")
+
+_SPF_EXAMPLE = 'an SPF record like "v=spf1 mx -all" (RFC 7208 §4.5)'
+_DMARC_EXAMPLE = 'a DMARC record like "v=DMARC1; p=reject" (RFC 7489 §6.3)'
+_SELECTOR_EXAMPLE = 'a selector like "mail" (DNS labels, RFC 6376 §3.1)'
+_ON_PURPOSE = "; to publish a broken record on purpose, use [[records]]"
+#: The mechanisms of RFC 7208 §5 and their arguments: a domain-spec (macros allowed,
+#: §7), a dual CIDR length (§5.6), an address.
+_DOMAIN_SPEC = r"[^\s/]+"
+_SPF_MECHANISM = re.compile(
+    r"[+?~-]?(?:all"
+    rf"|include:{_DOMAIN_SPEC}|exists:{_DOMAIN_SPEC}|ptr(?::{_DOMAIN_SPEC})?"
+    rf"|(?:a|mx)(?::{_DOMAIN_SPEC})?(?:/\d{{1,2}})?(?://\d{{1,3}})?"
+    r"|ip4:(?P<ip4>[0-9.]+(?:/\d{1,2})?)|ip6:(?P<ip6>[0-9A-Fa-f:.]+(?:/\d{1,3})?))",
+    re.IGNORECASE)
+_SPF_MODIFIER = re.compile(r"(?P<name>[A-Za-z][A-Za-z0-9._-]*)=\S*")
+
+
+def spf_problem(text: str) -> str | None:
+    """What is wrong with an SPF record's syntax (RFC 7208 §4.5, §5, §6), or None.
+
+    >>> spf_problem("v=spf1 mx -all") is None
+    True
+    >>> spf_problem("v=spf1 mx -al")
+    'unknown mechanism "-al" (RFC 7208 §5)'
+    """
+    terms = text.split(" ")
+    if terms[0].lower() != "v=spf1":  # RFC 7208 §4.5: exactly "v=spf1" then a space
+        return 'the record must start with "v=spf1" (RFC 7208 §4.5)'
+    seen: set[str] = set()
+    for term in terms[1:]:
+        if not term:
+            continue  # several spaces are allowed (RFC 7208 §12: 1*SP)
+        if _SPF_MECHANISM.fullmatch(term):
+            m = _SPF_MECHANISM.fullmatch(term)
+            assert m is not None
+            address = m.group("ip4") or m.group("ip6")
+            if address:
+                try:
+                    ipaddress.ip_network(address, strict=False)
+                except ValueError:
+                    return f'"{term}" has a bad address (RFC 7208 §5.6)'
+            continue
+        modifier = _SPF_MODIFIER.fullmatch(term)
+        if modifier is None:
+            return f'unknown mechanism "{term}" (RFC 7208 §5)'
+        name = modifier.group("name").lower()
+        if name in ("redirect", "exp"):
+            if name in seen:  # RFC 7208 §6: each at most once
+                return f'"{name}=" appears twice (RFC 7208 §6)'
+            if term.endswith("="):
+                return f'"{term}" needs a domain (RFC 7208 §6)'
+            seen.add(name)
+    return None
+
+
+def dmarc_problem(text: str) -> str | None:
+    """What is wrong with a DMARC record (RFC 7489 §6.3, §6.4), or None.
+
+    >>> dmarc_problem("v=DMARC1; p=reject") is None
+    True
+    >>> dmarc_problem("v=DMARC1; p=block")
+    'p=block is not none, quarantine or reject (RFC 7489 §6.3)'
+    """
+    from simsmtp.world.mailauth.dmarc import parse_record
+
+    record = parse_record(text)
+    if record is None:  # RFC 7489 §6.4: the first tag must be v=DMARC1
+        return 'the record must start with "v=DMARC1" (RFC 7489 §6.4)'
+    if record.problems:
+        return "; ".join(record.problems) + " (RFC 7489 §6.3)"
+    return None
+
+
+def _selector_ok(text: str) -> bool:
+    """A DKIM selector: one or more DNS labels (RFC 6376 §3.1, RFC 1035 §2.3.1); the whole
+    key name must stay within 253 characters (RFC 1035 §2.3.4)."""
+    return bool(_OWNER.fullmatch(text)) and not text.startswith("*") and len(text) <= 200
+
+
+def _domain_auth(r: _Reader, domain: Domain, table: dict[str, Any], path: KeyPath) -> None:
+    """Read the email-authentication keys of a domain table into ``domain``."""
+    if "spf" in table:
+        domain.spf = r.string(table["spf"], (*path, "spf"), _SPF_EXAMPLE).strip()
+    if "dmarc" in table:
+        domain.dmarc = r.string(table["dmarc"], (*path, "dmarc"), _DMARC_EXAMPLE).strip()
+    if "dkim_selector" in table:
+        domain.dkim_selector = r.string(table["dkim_selector"], (*path, "dkim_selector"),
+                                        _SELECTOR_EXAMPLE).lower().rstrip(".")
+    if "dkim_bits" in table:
+        # RFC 8301 §3.2: at least 1024 bits; 4096 is the largest sensible (and slow).
+        domain.dkim_bits = r.integer(table["dkim_bits"], (*path, "dkim_bits"), 1024, 4096,
+                                     why=" (RFC 8301 §3.2)")
+    _check_domain_auth(r, domain, path)
+
+
+def _check_domain_auth(r: _Reader, domain: Domain, path: KeyPath) -> None:
+    """The email-authentication values of ``domain`` are well formed."""
+    if domain.spf is not None:
+        problem = (spf_problem(domain.spf) if isinstance(domain.spf, str)
+                   else "not a string")
+        if problem is not None:
+            r.fail((*path, "spf"), _SPF_EXAMPLE + _ON_PURPOSE,
+                   f"{show(domain.spf)} ({problem})")
+    if domain.dmarc is not None:
+        problem = (dmarc_problem(domain.dmarc) if isinstance(domain.dmarc, str)
+                   else "not a string")
+        if problem is not None:
+            r.fail((*path, "dmarc"), _DMARC_EXAMPLE + _ON_PURPOSE,
+                   f"{show(domain.dmarc)} ({problem})")
+    if domain.dkim_selector is not None and (not isinstance(domain.dkim_selector, str)
+                                             or not _selector_ok(domain.dkim_selector)):
+        r.fail((*path, "dkim_selector"), _SELECTOR_EXAMPLE, show(domain.dkim_selector))
+    bits = domain.dkim_bits
+    if not isinstance(bits, int) or isinstance(bits, bool) or not 1024 <= bits <= 4096 \
+            or bits % 2:  # RFC 8301 §3.2: at least 1024 bits
+        r.fail((*path, "dkim_bits"), "an even integer from 1024 to 4096 (RFC 8301 §3.2)",
+               show(bits))
 
 
 def _host(r: _Reader, name: str, value: Any, path: KeyPath) -> Host:
@@ -493,6 +633,7 @@ def validate_world(world: World) -> None:
                        show(user.address))
         # MX hosts that are not hosts of this world are allowed on purpose: they get no
         # address, so delivery fails to resolve them ("MX points nowhere", a lesson).
+        _check_domain_auth(r, domain, path)
     for name, host in world.hosts.items():
         path = ("hosts", name)
         if host.domain not in world.domains:
@@ -532,15 +673,43 @@ def validate_world(world: World) -> None:
         if policy.outbound_tls not in OUTBOUND_TLS:
             r.fail((*path, "policy", "outbound_tls"), _one_of(OUTBOUND_TLS),
                    show(policy.outbound_tls))
+        if policy.mailauth not in MAILAUTH_MODES:
+            r.fail((*path, "policy", "mailauth"), _one_of(MAILAUTH_MODES),
+                   show(policy.mailauth))
     for i, record in enumerate(world.records):
         if record.rtype == "MX" and record.name in world.domains:
             r.fail(("records", i, "type"), f"MX records of {record.name} in "
                    f"{format_key(('domains', record.name, 'mx'))}", show(record.rtype))
+        _check_auth_record(r, world, i, record)
     for i, rule in enumerate(world.faults):
         if not any(ch in rule.host for ch in "*?[") and rule.host not in world.hosts:
             r.fail(("faults", i, "host"), "one of the world's hosts: "
                    + (", ".join(world.hosts) or "(none declared)") + ', or a pattern like "*"',
                    show(rule.host) + _suggest(rule.host, world.hosts))
+
+
+def _check_auth_record(r: _Reader, world: World, i: int, record: Record) -> None:
+    """A [[records]] TXT must not publish a second SPF, DMARC or DKIM key record where a
+    domain's friendly key already does (two SPF records are a permerror, RFC 7208 §4.5;
+    two DMARC records mean no policy, RFC 7489 §6.6.3)."""
+    if record.rtype != "TXT":
+        return
+    text = record.value.replace('" "', "").strip('"').lower()
+    for domain in world.domains.values():
+        clash = None
+        if domain.spf is not None and record.name == domain.name \
+                and text.startswith("v=spf1"):
+            clash = "spf"
+        elif domain.dmarc is not None and record.name == f"_dmarc.{domain.name}" \
+                and text.startswith("v=dmarc1"):
+            clash = "dmarc"
+        elif domain.dkim_selector and record.name == domain.dkim_name():
+            clash = "dkim_selector"
+        if clash is not None:
+            r.fail(("records", i, "name"),
+                   f"a name where {format_key(('domains', domain.name, clash))} does not "
+                   "already publish a record (publish it once: with the domain's key or "
+                   "in [[records]])", show(record.name))
 
 
 def parse_world(text: str, source: str = "<string>", *, seed: int | None = None) -> World:

@@ -7,6 +7,7 @@ the change validated like a world file.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ from simsmtp.world.faults import FaultBook
 
 if TYPE_CHECKING:
     from simsmtp.net.network import Network
+    from simsmtp.world.mailauth.dkim import DKIMKey
 
 #: Host roles and the well-known ports they listen on (names in the world; the network maps
 #: them to real ephemeral ports). "outbound" is the delivery agent, "client" only connects.
@@ -42,6 +44,15 @@ NAMESERVER = "ns.simsmtp.test"
 
 DEFAULT_TTL = 3600
 
+#: What a receiving MX does with SPF/DKIM/DMARC (RFC 7489 §6.7 lets a receiver's local
+#: policy override the domain's): act on the DMARC disposition, only add the
+#: Authentication-Results header, or skip the checks.
+MAILAUTH_MODES = ("enforce", "report", "off")
+
+#: Default DKIM key size. RFC 8301 §3.2 allows 1024 bits (2048 advised); a seeded 2048-bit
+#: key costs 0.5-1.2 s of pure-Python prime search, a seeded 1024-bit key about 0.05-0.1 s.
+DEFAULT_DKIM_BITS = 1024
+
 
 @dataclass
 class Policy:
@@ -61,6 +72,22 @@ class Policy:
             at least 5 minutes).
         smtputf8: offer SMTPUTF8 (RFC 6531).
         pop3_plaintext: allow POP3 USER/PASS before STLS.
+        mailauth: what an "mx" host does with SPF, DKIM and DMARC: "enforce" (add
+            Authentication-Results and act on the DMARC disposition: 550 or Junk),
+            "report" (add the header only) or "off".
+        min_data_rate: octets per second a client must keep up while sending a message
+            (Postfix ``smtpd_min_data_rate``).
+        max_connections: simultaneous connections to one service (Postfix
+            ``default_process_limit``).
+        max_per_client: simultaneous connections from one client address (Postfix
+            ``smtpd_client_connection_count_limit``).
+        hard_error_limit: errors before ``421 4.7.0 ... too many errors`` (Postfix
+            ``smtpd_hard_error_limit``; RFC 5321 §3.8 forbids closing on the first one).
+        soft_error_limit: errors after which every reply is delayed by
+            ``error_sleep_time`` seconds (Postfix ``smtpd_soft_error_limit``).
+        error_sleep_time: that delay in seconds.
+        junk_command_limit: NOOP/VRFY/ETRN/RSET allowed before each counts as an error.
+        auth_failure_limit: failed AUTH attempts before ``421`` and close.
     """
 
     size_limit: int = 52428800
@@ -74,6 +101,15 @@ class Policy:
     idle_timeout: float = 300.0
     smtputf8: bool = False
     pop3_plaintext: bool = False
+    mailauth: str = "enforce"
+    min_data_rate: float = 500.0
+    max_connections: int = 100
+    max_per_client: int = 50
+    hard_error_limit: int = 20
+    soft_error_limit: int = 10
+    error_sleep_time: float = 1.0
+    junk_command_limit: int = 100
+    auth_failure_limit: int = 3
 
     def may_relay(self, address: str) -> bool:
         """Whether a client at ``address`` is in :attr:`relay_networks`."""
@@ -116,16 +152,37 @@ class MXRecord:
 
 @dataclass
 class Domain:
-    """A mail domain: its MX records and its users (keyed by local part)."""
+    """A mail domain: its MX records, its users (keyed by local part) and what it publishes
+    for email authentication.
+
+    Attributes:
+        spf: the SPF record published as TXT at the domain (RFC 7208 §3), e.g.
+            ``"v=spf1 mx -all"``; None for none.
+        dmarc: the DMARC record published as TXT at ``_dmarc.<domain>`` (RFC 7489 §6.1),
+            e.g. ``"v=DMARC1; p=reject"``; None for none.
+        dkim_selector: the selector of the domain's DKIM key (RFC 6376 §3.1): the world
+            makes the key from its seed and publishes it at
+            ``<selector>._domainkey.<domain>``; the submission server signs with it.
+        dkim_bits: the key's size (RFC 8301 §3.2: at least 1024).
+    """
 
     name: str
     mx: list[MXRecord] = field(default_factory=list)
     null_mx: bool = False
     users: dict[str, User] = field(default_factory=dict)
+    spf: str | None = None
+    dmarc: str | None = None
+    dkim_selector: str | None = None
+    dkim_bits: int = DEFAULT_DKIM_BITS
 
     def mx_records(self) -> list[MXRecord]:
         """The MX records as published: ``MX 0 .`` for a null MX (RFC 7505 §3)."""
         return [MXRecord(0, ".")] if self.null_mx else list(self.mx)
+
+    def dkim_name(self) -> str | None:
+        """Where the DKIM key is published: ``<selector>._domainkey.<domain>``
+        (RFC 6376 §3.6.2.1), or None without a selector."""
+        return None if not self.dkim_selector else f"{self.dkim_selector}._domainkey.{self.name}"
 
 
 @dataclass
@@ -161,6 +218,21 @@ class Record:
 
 def _bare(name: str) -> str:
     return name.lower().rstrip(".")
+
+
+@functools.lru_cache(maxsize=64)
+def _dkim_key(bits: int, seed: str) -> DKIMKey:
+    """A seeded DKIM key, made once per process (worlds booted again reuse it)."""
+    from simsmtp.world.mailauth.dkim import generate_key
+
+    return generate_key(bits, seed=seed)
+
+
+@functools.lru_cache(maxsize=64)
+def _dkim_key_record(bits: int, seed: str) -> str:
+    """The key record of :func:`_dkim_key` (kept: DNS asks for it on every query, and
+    reading the key back costs milliseconds)."""
+    return _dkim_key(bits, seed).txt_record()
 
 
 def _reverse_zone(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
@@ -261,6 +333,42 @@ class World:
                  if d.name == h.domain or any(_bare(r.exchange) == h.name for r in d.mx)}
         return sorted(found)
 
+    # -- email authentication ----------------------------------------------------------------
+
+    def dkim_key(self, domain: str) -> DKIMKey | None:
+        """The DKIM key of ``domain`` (None when it has no ``dkim_selector``).
+
+        The key is made from the world's seed, the domain and the selector, so a world
+        signs the same way run after run (a notebook validated with nbval); it is made on
+        first use and kept for the rest of the process. Such keys are for the simulator
+        only: anyone who knows the seed can sign.
+        """
+        found = self.domains.get(_bare(domain))
+        if found is None or not found.dkim_selector:
+            return None
+        return _dkim_key(found.dkim_bits, self._dkim_seed(found))
+
+    def _dkim_seed(self, domain: Domain) -> str:
+        return f"simsmtp world {self.seed} {domain.name} {domain.dkim_selector}"
+
+    def auth_records(self, domain: Domain) -> list[Record]:
+        """The email-authentication TXT records ``domain`` publishes: SPF at the domain
+        (RFC 7208 §3), the DKIM key at ``<selector>._domainkey`` (RFC 6376 §3.6.2.1) and
+        DMARC at ``_dmarc`` (RFC 7489 §6.1)."""
+        from simsmtp.world.mailauth.lookup import txt_presentation
+
+        out: list[Record] = []
+        if domain.spf is not None:
+            out.append(Record(domain.name, "TXT", txt_presentation(domain.spf)))
+        name = domain.dkim_name()
+        if name is not None:
+            seed = self._dkim_seed(domain)
+            out.append(Record(name, "TXT",
+                              txt_presentation(_dkim_key_record(domain.dkim_bits, seed))))
+        if domain.dmarc is not None:
+            out.append(Record(f"_dmarc.{domain.name}", "TXT", txt_presentation(domain.dmarc)))
+        return out
+
     # -- DNS ----------------------------------------------------------------------------------
 
     def dns_records(self, addresses: Mapping[str, str]) -> list[Record]:
@@ -300,6 +408,7 @@ class World:
             if domain is not None:
                 out += [Record(zone, "MX", f"{r.preference} {_bare(r.exchange)}.")
                         for r in domain.mx_records()]
+                out += self.auth_records(domain)
             out += [Record(n, "A" if ip.version == 4 else "AAAA", str(ip))
                     for n, ip in sorted(addrs.items()) if zone_of(n) == zone]
             out += [r for r in self.records if zone_of(r.name) == zone]

@@ -45,7 +45,7 @@ def test_seed_world_matches_its_description() -> None:
     assert world.seed == 1
     assert world.epoch == datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
     assert world.source.endswith("seed.toml")
-    assert list(world.domains) == ["example.com", "anotherdomain.org"]
+    assert list(world.domains) == ["example.com", "anotherdomain.org", "evil.example"]
     assert world.domains["example.com"].mx == [MXRecord(10, "mail.example.com")]
     assert world.domains["anotherdomain.org"].mx == [MXRecord(10, "mail.anotherdomain.org")]
     assert not any(d.null_mx for d in world.domains.values())
@@ -85,13 +85,14 @@ def test_lookups() -> None:
     assert world.user("Bob@anotherdomain.org") is None  # the local part is case-sensitive
     assert world.user("nobody") is None and world.user("x@nowhere.example") is None
     assert [u.address for u in world.users()] == ["alice@example.com",
-                                                  "bob@anotherdomain.org"]
+                                                  "bob@anotherdomain.org",
+                                                  "mallory@evil.example"]
     assert world.host("MAIL.example.com.") is world.hosts["mail.example.com"]
     with pytest.raises(KeyError, match=r"did you mean 'mail\.example\.com'"):
         world.host("mail.exmaple.com")
     assert [h.name for h in world.hosts_with_role("mx")] == ["mail.anotherdomain.org"]
     assert [h.name for h in world.hosts_with_role("outbound")] == ["mail.example.com"]
-    assert world.hosts_with_role("client") == []
+    assert [h.name for h in world.hosts_with_role("client")] == ["mallory.evil.example"]
     assert world.local_domains("mail.anotherdomain.org") == ["anotherdomain.org"]
     assert world.local_domains(world.host("mail.example.com")) == ["example.com"]
 
@@ -108,18 +109,30 @@ def test_dns_records_of_the_seed() -> None:
     world = World.seed_world()
     records = world.dns_records({"mail.example.com": "127.0.0.2",
                                  "mail.anotherdomain.org": "127.0.0.3",
-                                 "ns.simsmtp.test": "127.0.0.4"})
+                                 "ns.simsmtp.test": "127.0.0.4",
+                                 "mallory.evil.example": "127.0.0.5"})
     soa = "ns.simsmtp.test. hostmaster.{}. 2025031001 3600 900 604800 300"
-    assert [(r.name, r.rtype, r.value) for r in records] == [
+    dkim = world.dkim_key("example.com")
+    rows = [(r.name, r.rtype, r.value) for r in records]
+    assert rows == [
         ("example.com", "SOA", soa.format("example.com")),
         ("example.com", "NS", "ns.simsmtp.test."),
         ("example.com", "MX", "10 mail.example.com."),
+        ("example.com", "TXT", '"v=spf1 mx -all"'),
+        ("mail._domainkey.example.com", "TXT", rows[4][2]),
+        ("_dmarc.example.com", "TXT", '"v=DMARC1; p=reject; rua=mailto:dmarc@example.com"'),
         ("mail.example.com", "A", "127.0.0.2"),
         ("example.com", "TXT", '"hello from the seed"'),
         ("anotherdomain.org", "SOA", soa.format("anotherdomain.org")),
         ("anotherdomain.org", "NS", "ns.simsmtp.test."),
         ("anotherdomain.org", "MX", "10 mail.anotherdomain.org."),
+        ("anotherdomain.org", "TXT", '"v=spf1 mx -all"'),
+        ("_dmarc.anotherdomain.org", "TXT", '"v=DMARC1; p=none"'),
         ("mail.anotherdomain.org", "A", "127.0.0.3"),
+        ("evil.example", "SOA", soa.format("evil.example")),
+        ("evil.example", "NS", "ns.simsmtp.test."),
+        ("evil.example", "TXT", '"v=spf1 a:mallory.evil.example -all"'),
+        ("mallory.evil.example", "A", "127.0.0.5"),
         ("simsmtp.test", "SOA", soa.format("simsmtp.test")),
         ("simsmtp.test", "NS", "ns.simsmtp.test."),
         ("ns.simsmtp.test", "A", "127.0.0.4"),
@@ -128,7 +141,10 @@ def test_dns_records_of_the_seed() -> None:
         ("2.0.0.127.in-addr.arpa", "PTR", "mail.example.com."),
         ("3.0.0.127.in-addr.arpa", "PTR", "mail.anotherdomain.org."),
         ("4.0.0.127.in-addr.arpa", "PTR", "ns.simsmtp.test."),
+        ("5.0.0.127.in-addr.arpa", "PTR", "mallory.evil.example."),
     ]
+    # The DKIM key record is the world's seeded key (RFC 6376 §3.6.1), split into strings.
+    assert "".join(rows[4][2].split('"')[1::2]) == dkim.txt_record()
     assert all(r.ttl == 3600 for r in records)
 
 
@@ -322,7 +338,7 @@ BAD = [
     ('[world]\nepoch = "yesterday"\n', "world.epoch", "ISO 8601", '"yesterday"'),
     ("[world]\nepoch = 2025-03-10\n", "world.epoch", "ISO 8601", "2025-03-10"),
     (HOST + '[hosts."mail.example.com".policy]\nstartls = false\n',
-     'hosts."mail.example.com".policy.startls', "one of auth_plaintext,",
+     'hosts."mail.example.com".policy.startls', "one of auth_failure_limit, auth_plaintext,",
      'did you mean "starttls"'),
     (HOST + '[hosts."mail.example.com".policy]\ntls_required_inbound = true\n',
      'hosts."mail.example.com".policy.tls_required_inbound',
@@ -448,8 +464,10 @@ def test_summary_and_reprs_for_notebooks() -> None:
         "from simsmtp/world/seed.toml)",
         "  domain example.com: mail.example.com (10); users: alice",
         "  domain anotherdomain.org: mail.anotherdomain.org (10); users: bob",
+        "  domain evil.example: implicit MX; users: mallory",
         "  host mail.example.com (example.com): submission, outbound",
         "  host mail.anotherdomain.org (anotherdomain.org): mx, pop3 [DOWN]",
+        "  host mallory.evil.example (evil.example): client",
         "  fault mail.anotherdomain.org RCPT: answer 450 4.7.1 Greylisted (0/1 used)",
     ]
     assert repr(world).startswith("World('Alice writes to Bob', seed=1, ")

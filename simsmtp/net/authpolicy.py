@@ -1,0 +1,370 @@
+"""What the world's mail servers do about SPF, DKIM and DMARC.
+
+* The **submission** server (587/465) signs what a user sends with the DKIM key of the
+  ``From:`` domain, after completing the headers and before queueing (RFC 6376 §5;
+  RFC 6409 §8): :func:`sign_submission`.
+* The **MX** (port 25) checks every message from an outside client (RFC 7208 SPF against
+  the connecting address and MAIL FROM/HELO, RFC 6376 DKIM, RFC 7489 DMARC), prepends an
+  ``Authentication-Results:`` header (RFC 8601) and acts on the DMARC disposition:
+  ``reject`` -> ``550 5.7.1`` and nothing is stored, ``quarantine`` -> the recipient's
+  ``Junk`` folder, ``none`` -> the inbox: :func:`check_inbound`.
+
+Every DNS question goes to the world's own DNS server, never the Internet. The MX runs on
+the world's event-loop thread, which also runs that DNS server, so a blocking socket query
+from there would wait for itself: :class:`InProcessResolver` hands the query's wire bytes
+straight to :meth:`DNSServer.handle <simsmtp.net.dns.DNSServer.handle>` (the same code
+that answers ``dig``). The questions show in the trace as ``dns.query``/``dns.answer``
+with ``transport="in-process"`` (they cross no socket, so the capture has no packets for
+them); the checks show as ``auth.spf``, ``auth.dkim``, ``auth.dmarc`` and ``auth.verdict``,
+the signing as ``auth.sign``.
+
+DKIM ``t=`` (RFC 6376 §3.5) is the world clock, so a world signs the same bytes run after
+run (nbval). dkimpy refuses a ``t=`` more than 10 hours after the real time, so for a world
+whose clock runs ahead of the real one ``t=`` is left out (it is only RECOMMENDED) and the
+``auth.sign`` event says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from simsmtp.protocol.replies import Reply
+from simsmtp.world.mailauth import DEFAULT_HEADERS, AuthVerdict, DNSFunctions, evaluate
+
+if TYPE_CHECKING:
+    import dns.message
+    import dns.resolver
+
+    from simsmtp.protocol.session import Envelope, Session
+    from simsmtp.world.model import World
+
+    from .dns import DNSServer
+    from .network import Network
+    from .services import WorldHandler
+
+__all__ = [
+    "JUNK_FOLDER",
+    "TRANSPORT",
+    "InProcessResolver",
+    "InboundDecision",
+    "check_inbound",
+    "deliver_to_folder",
+    "reject_reply",
+    "sign_submission",
+    "signing_time",
+    "world_dns",
+]
+
+#: Where quarantined mail goes (RFC 7489 §6.3 p=quarantine: "treat as suspicious", which
+#: mailbox providers do with a spam folder).
+JUNK_FOLDER = "Junk"
+#: The transport named in the trace for a question handed to the DNS server without a
+#: socket.
+TRANSPORT = "in-process"
+#: dkimpy's leeway for a signature time in the future (its ``verify``: 10 hours).
+_DKIMPY_SLOP = 36000
+
+
+# ------------------------------------------------------------------------------ DNS
+
+
+class InProcessResolver:
+    """A dnspython-like resolver that asks the world's DNS server without a socket.
+
+    ``resolve()`` builds the query with dnspython, gives its wire bytes to
+    :meth:`DNSServer.handle <simsmtp.net.dns.DNSServer.handle>` and reads the answer, raising
+    what :class:`dns.resolver.Resolver` raises (``NXDOMAIN``, ``NoAnswer``,
+    ``NoNameservers`` for SERVFAIL/REFUSED, ``Timeout`` for a dropped query), so
+    :func:`simsmtp.world.mailauth.dns_functions` can use it as it is.
+
+    Args:
+        server: the world's running DNS server.
+        client: the asking host's address, as the trace shows it (port 0: no socket).
+        ids: random stream for the query ids, so the trace repeats run after run.
+    """
+
+    def __init__(self, server: DNSServer, client: tuple[str, int],
+                 ids: Any = None) -> None:
+        self.server = server
+        self.client = client
+        self.ids = ids
+
+    def query(self, qname: Any, rdtype: Any) -> dns.message.Message | None:
+        """Ask one question; the parsed response, or None when the server dropped it."""
+        import dns.message
+
+        query = dns.message.make_query(qname, rdtype)
+        if self.ids is not None:
+            query.id = self.ids.getrandbits(16)  # RFC 1035 §4.1.1: 16-bit ID
+        wire = self.server.handle(query.to_wire(), self.client, TRANSPORT)
+        return None if wire is None else dns.message.from_wire(wire)
+
+    def resolve(self, qname: Any, rdtype: Any = "A", rdclass: Any = "IN", tcp: bool = False,
+                source: Any = None, raise_on_no_answer: bool = True, source_port: int = 0,
+                lifetime: float | None = None, search: bool | None = None) -> Any:
+        """Like :meth:`dns.resolver.Resolver.resolve` (absolute names, no search list)."""
+        import dns.exception
+        import dns.name
+        import dns.rcode
+        import dns.rdataclass
+        import dns.rdatatype
+        import dns.resolver
+
+        errors: Any = dns.resolver  # its exception classes take untyped keyword arguments
+        name = dns.name.from_text(qname) if isinstance(qname, str) else qname
+        rtype = dns.rdatatype.RdataType.make(rdtype)
+        response: Any = self.query(name, rtype)
+        if response is None:
+            raise dns.exception.Timeout
+        rcode = response.rcode()
+        if rcode == dns.rcode.NXDOMAIN:  # RFC 1035 §4.1.1 rcode 3
+            raise errors.NXDOMAIN(qnames=[name], responses={name: response})
+        if rcode != dns.rcode.NOERROR:  # SERVFAIL, REFUSED ...: try again later
+            raise errors.NoNameservers(
+                request=response, errors=[(self.server.name, False, 53,
+                                           dns.rcode.to_text(rcode), response)])
+        answer = dns.resolver.Answer(name, rtype, dns.rdataclass.IN, response,
+                                     self.server.name, 53)
+        if answer.rrset is None and raise_on_no_answer:
+            raise errors.NoAnswer(response=response)
+        return answer
+
+
+def world_dns(network: Network, host: str) -> DNSFunctions:
+    """The lookup functions (``dns_txt``, ``dns_a``, ``dns_aaaa``, ``dns_mx``) the checks
+    use, asking ``network``'s DNS server in-process on behalf of ``host``.
+
+    Made for the world's event-loop thread (the MX). From a notebook's own thread,
+    ``dns_functions(net.resolver())`` asks the same server over a real socket.
+    """
+    from simsmtp.world.mailauth import dns_functions
+
+    assert network.dns is not None, "the world is not running"
+    info = network.hosts.get(host)
+    client = (info.ip if info is not None else "127.0.0.1", 0)
+    resolver = InProcessResolver(network.dns, client, network.world.ids.rng("mailauth.dns"))
+    return dns_functions(resolver)
+
+
+# --------------------------------------------------------------------------- signing
+
+
+def signing_time(world: World, now: float | None = None) -> int | None:
+    """The DKIM ``t=`` to sign with: the world clock, or None (leave ``t=`` out) when the
+    world clock is ahead of the real time by more than verifiers accept (dkimpy: 10 h).
+
+    Args:
+        world: its clock gives the time.
+        now: the real time (default ``time.time()``).
+    """
+    stamp = int(world.clock.now())
+    real = time.time() if now is None else now
+    return None if stamp > real + _DKIMPY_SLOP else stamp
+
+
+def _author_domain(message: bytes) -> str | None:
+    from simsmtp.world.mailauth import author_domains
+
+    domains = author_domains(message)
+    return domains[0] if len(domains) == 1 else None
+
+
+def sign_submission(handler: WorldHandler, envelope: Envelope) -> bytes:
+    """The submitted message, DKIM-signed when its ``From:`` domain has a key and this host
+    serves that domain (its own domain, or one whose MX it is); unchanged otherwise.
+
+    rsa-sha256, relaxed/relaxed, the header fields of
+    :data:`~simsmtp.world.mailauth.DEFAULT_HEADERS` (RFC 6376 §5.4.1: From is required).
+    Records ``auth.sign`` in the trace.
+    """
+    from simsmtp.world.mailauth import parse_signature, sign
+
+    world, host = handler.world, handler.host
+    content = envelope.content
+    domain = _author_domain(content)
+    if domain is None:
+        return content
+    record = world.domains.get(domain)
+    if record is None or not record.dkim_selector:
+        return content
+    if domain != host.domain and domain not in world.local_domains(host):
+        return content  # not our domain: we hold no key for it
+    key = world.dkim_key(domain)
+    assert key is not None
+    stamp = signing_time(world)
+    if stamp is None:
+        signed = _sign_untimed(content, domain, record.dkim_selector, key.private_pem)
+    else:
+        signed = sign(content, domain, record.dkim_selector, key, timestamp=stamp)
+    header = signed[:len(signed) - len(content)]
+    tags = parse_signature(header.split(b":", 1)[1])
+    world.trace.record(
+        "auth.sign", host.name, queue_id=envelope.queue_id, domain=domain,
+        selector=record.dkim_selector, key_name=record.dkim_name(), bits=record.dkim_bits,
+        headers=tags.get("h", ""), body_hash=tags.get("bh", ""), timestamp=stamp,
+        note="" if stamp is not None else
+        "t= left out: the world clock is more than 10 hours ahead of the real time, "
+        "and verifiers (dkimpy) refuse a signature from the future",
+        header=header.decode("ascii", "replace"))
+    return signed
+
+
+def _sign_untimed(message: bytes, domain: str, selector: str, pem: bytes) -> bytes:
+    """Sign like :func:`simsmtp.world.mailauth.sign`, without ``t=`` (RFC 6376 §3.5: t=
+    is RECOMMENDED, not required)."""
+    import dkim as dkimpy
+
+    signer = _untimed_signer()(message, signature_algorithm=b"rsa-sha256")
+    header = signer.sign(selector.encode("ascii"), domain.encode("ascii"), pem,
+                         canonicalize=(dkimpy.Relaxed, dkimpy.Relaxed),
+                         include_headers=[h.encode("ascii") for h in DEFAULT_HEADERS])
+    return bytes(header) + message
+
+
+@functools.cache
+def _untimed_signer() -> type[Any]:
+    import dkim as dkimpy
+
+    class UntimedSigner(dkimpy.DKIM):  # type: ignore[misc]
+        def gen_header(self, fields: list[tuple[bytes, bytes]], *args: Any,
+                       **kwargs: Any) -> Any:
+            return super().gen_header([(k, v) for k, v in fields if k != b"t"],
+                                      *args, **kwargs)
+
+    return UntimedSigner
+
+
+# ------------------------------------------------------------------------- receiving
+
+
+@dataclass(frozen=True)
+class InboundDecision:
+    """What the MX decided about one message.
+
+    Attributes:
+        action: ``"reject"`` (550, nothing stored), ``"junk"`` (the Junk folder),
+            ``"inbox"``, or ``"skipped"`` (no checks: a trusted client, or
+            ``policy.mailauth = "off"``).
+        content: the message to store: with our Authentication-Results on top (and any
+            forged one claiming our name removed), unless skipped.
+        reply: the ``550 5.7.1`` for a reject, else None.
+        folder: where local recipients get it (``"Junk"``, or None for the inbox).
+        verdict: the SPF, DKIM and DMARC results (None when skipped).
+        reason: why, in a few words.
+    """
+
+    action: str
+    content: bytes
+    reply: Reply | None = None
+    folder: str | None = None
+    verdict: AuthVerdict | None = None
+    reason: str = ""
+
+
+def reject_reply(domain: str) -> Reply:
+    """The reply refusing a message whose From: domain asks for ``p=reject``: RFC 7489
+    §6.6.4 / §10.3 let the receiver refuse it in the SMTP dialogue; RFC 3463 §3.8 X.7.1:
+    delivery not authorized, message refused."""
+    return Reply(550, f"5.7.1 Email rejected per DMARC policy for {domain}")
+
+
+def _trusted(handler: WorldHandler, session: Session) -> str:
+    """Why this client's mail is not checked ("" when it is)."""
+    if session.authenticated:
+        return "an authenticated client (submission): not checked"
+    ip = session.peer[0] if session.peer else None
+    if ip is not None and handler.host.policy.relay_networks:
+        with contextlib.suppress(ValueError):
+            if handler.host.policy.may_relay(ip):
+                # Postfix mynetworks, OpenDMARC IgnoreHosts: our own clients.
+                return f"{ip} is in relay_networks (trusted): not checked"
+    return ""
+
+
+def check_inbound(handler: WorldHandler, session: Session,
+                  envelope: Envelope) -> InboundDecision:
+    """Run SPF, DKIM and DMARC on a message the MX received, stamp it, and decide.
+
+    The host's ``policy.mailauth`` says how far to go: ``"enforce"`` acts on the DMARC
+    disposition, ``"report"`` only adds the header, ``"off"`` does nothing. Mail from an
+    authenticated client or from ``relay_networks`` is not checked. Records ``auth.spf``,
+    ``auth.dkim``, ``auth.dmarc`` and ``auth.verdict`` in the trace.
+    """
+    world, host = handler.world, handler.host
+    mode = host.policy.mailauth
+    content = envelope.content
+    base = {"queue_id": envelope.queue_id, "sender": envelope.mail_from,
+            "recipients": list(envelope.rcpt_tos), "mode": mode}
+    why = "policy.mailauth is off: not checked" if mode == "off" else _trusted(handler,
+                                                                              session)
+    if why:
+        world.trace.record("auth.verdict", host.name, **base, action="skipped", reason=why)
+        return InboundDecision("skipped", content, reason=why)
+    client_ip = session.peer[0] if session.peer else "0.0.0.0"
+    try:
+        verdict = evaluate(content, client_ip=client_ip, helo=session.helo_name or "",
+                           mail_from=envelope.mail_from or "",
+                           **world_dns(handler.network, host.name), receiver=host.name,
+                           trace=world.trace, host=host.name)
+    except Exception as exc:  # a bug must not lose mail: deliver unchecked, say why
+        why = f"the checks failed ({type(exc).__name__}: {exc}): delivered unchecked"
+        world.trace.record("auth.error", host.name, **base, error=f"{type(exc).__name__}: "
+                                                                  f"{exc}")
+        world.trace.record("auth.verdict", host.name, **base, action="skipped", reason=why)
+        return InboundDecision("skipped", content, reason=why)
+    stamped = verdict.stamp(content, host.name, comments=True)
+    disposition = verdict.disposition
+    domain = verdict.dmarc.from_domain
+    if mode != "enforce" or disposition == "none":
+        action, reply, folder = "inbox", None, None
+        reason = (f"policy.mailauth is {mode}: delivered whatever DMARC says"
+                  if mode != "enforce" and disposition != "none"
+                  else f"DMARC {verdict.dmarc.result}: delivered to the inbox")
+    elif disposition == "reject":
+        action, reply, folder = "reject", reject_reply(domain), None
+        reason = f"DMARC fail and {domain} asks p=reject: refused with 550 5.7.1"
+    else:
+        action, reply, folder = "junk", None, JUNK_FOLDER
+        reason = f"DMARC fail and {domain} asks p=quarantine: delivered to {JUNK_FOLDER}"
+    world.trace.record("auth.verdict", host.name, **base, action=action, reason=reason,
+                       client_ip=client_ip, helo=session.helo_name,
+                       summary=verdict.summary(), disposition=disposition,
+                       authentication_results=verdict.authentication_results(
+                           host.name, comments=True),
+                       reply=str(reply) if reply is not None else None,
+                       steps=list(verdict.steps))
+    return InboundDecision(action, stamped, reply, folder, verdict, reason)
+
+
+def deliver_to_folder(store: Any, recipients: Sequence[str], message: bytes,
+                      folder: str) -> dict[str, str]:
+    """Deliver one message into ``folder`` of several mailboxes, all or nothing (like the
+    store's ``deliver_many``, which serves the inbox only).
+
+    Raises:
+        StorageError: nothing was stored (the copies already written are removed).
+    """
+    from .store import StorageError, split_address
+
+    done: list[tuple[tuple[str, str], str]] = []
+    by_box: dict[tuple[str, str], str] = {}
+    result: dict[str, str] = {}
+    try:
+        for rcpt in recipients:
+            box = split_address(rcpt)
+            if box not in by_box:
+                key = store.deliver(rcpt, message, folder)
+                done.append((box, key))
+                by_box[box] = key
+            result[rcpt] = by_box[box]
+    except StorageError:
+        for (domain, local), key in done:
+            with contextlib.suppress(OSError):
+                store._discard(domain, local, folder, key)
+        raise
+    return result

@@ -1,0 +1,281 @@
+"""``python -m simsmtp up``: serve a world until SIGINT/SIGTERM; --json; errors; --help."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import signal
+import smtplib
+import socket
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from simsmtp.cli import main
+from tests.cli._up import ROOT, UpProcess, run_simsmtp
+from tests.conftest import require_program
+
+SEED_HOSTS = {"mail.example.com": {"465", "587"}, "mail.anotherdomain.org": {"25", "110"}}
+
+
+def send_plain(up: UpProcess, subject: str) -> str:
+    """Alice's server hands Bob a message on port 25; returns the 250 reply text."""
+    with smtplib.SMTP(*up.address("mail.anotherdomain.org", 25), local_hostname="test",
+                      timeout=10) as client:
+        client.ehlo()
+        client.mail("alice@example.com")
+        client.rcpt("bob@anotherdomain.org")
+        code, text = client.data(f"Subject: {subject}\r\n\r\nhello\r\n".encode())
+    assert code == 250
+    return text.decode()
+
+
+def test_json_first_line_is_describe_and_sigterm_exits_0() -> None:
+    up = UpProcess()
+    try:
+        info = up.info
+        assert set(info) == {"dns", "hosts", "ca_file", "users"}
+        assert set(info["dns"]) == {"ip", "port"} and isinstance(info["dns"]["port"], int)
+        served = {name: set(h["ports"]) for name, h in info["hosts"].items() if h["ports"]}
+        assert served == SEED_HOSTS  # hosts that only connect (role "client") list no port
+        for host in info["hosts"].values():
+            assert set(host) == {"ip", "ports"}
+            assert host["ip"].startswith("127.")
+            assert all(isinstance(p, int) and p > 0 for p in host["ports"].values())
+        assert Path(info["ca_file"]).read_text().startswith("-----BEGIN CERTIFICATE-----")
+        assert info["users"]["alice@example.com"] == "wonderland"
+        assert info["users"]["bob@anotherdomain.org"] == "builder"
+    finally:
+        status = up.terminate(signal.SIGTERM)
+    assert status == 0, up.stderr()
+    assert up.tail == ""  # --json: one line, nothing else on stdout
+
+
+def test_stop_says_421_to_connected_clients_and_closes_the_sockets() -> None:
+    up = UpProcess()
+    address = up.address("mail.anotherdomain.org", 25)
+    try:
+        with socket.create_connection(address, timeout=10) as sock:
+            reader = sock.makefile("rb")
+            assert reader.readline().startswith(b"220 ")
+            up.proc.send_signal(signal.SIGTERM)
+            # RFC 5321 §3.8: a server that must stop says 421 and closes
+            assert reader.readline().startswith(b"421 4.3.2 ")
+            assert reader.readline() == b""
+            reader.close()
+    finally:
+        status = up.terminate()
+    assert status == 0, up.stderr()
+    assert up.stderr() == ""
+    with pytest.raises(OSError), socket.create_connection(address, timeout=2):
+        pass
+
+
+def test_without_json_a_table_and_commands_to_paste_then_sigint_exits_0() -> None:
+    up = UpProcess(json_line=False)
+    lines = [up.first_line]
+    try:
+        while "(then type: USER name" not in lines[-1]:
+            lines.append(up.read_line())
+        table = {line.split()[0]: line.split()[1:] for line in lines
+                 if line.startswith(("mail.", "ns."))}
+        mx_ip, mx_25, mx_587, mx_465, mx_110 = table["mail.anotherdomain.org"]
+        with smtplib.SMTP(mx_ip, int(mx_25), timeout=10) as client:
+            client.sendmail("alice@example.com", ["bob@anotherdomain.org"], b"Subject: x\r\n")
+        # what happens is logged as it happens
+        assert up.read_line() == ("[mail.anotherdomain.org] stored in the mailbox of "
+                                  "<bob@anotherdomain.org>\n")
+    finally:
+        status = up.terminate(signal.SIGINT)
+    assert status == 0, up.stderr()
+    text = "".join(lines)
+    assert mx_587 == mx_465 == "-" and mx_25.isdigit() and mx_110.isdigit()
+    sub_ip, sub_25, sub_587, sub_465, _ = table["mail.example.com"]
+    assert sub_25 == "-"
+    dns = re.search(r"dig @(\S+) -p (\d+) MX anotherdomain\.org", text)
+    assert dns is not None and dns.group(1) == table["ns.simsmtp.test"][0]
+    as_alices_server = f"--local-interface {sub_ip} --helo mail.example.com"
+    assert (f"swaks --server {mx_ip}:{mx_25} --from alice@example.com "
+            f"--to bob@anotherdomain.org {as_alices_server}\n") in text
+    assert (f"swaks --server {mx_ip}:{mx_25} --from alice@example.com "
+            f"--to bob@anotherdomain.org {as_alices_server} -tls\n") in text
+    assert re.search(rf"openssl s_client -starttls smtp -connect {mx_ip}:{mx_25} "
+                     r"-CAfile \S+ca\.pem -verify_return_error -crlf -ign_eof\n", text)
+    assert (f"swaks --server {sub_ip}:{sub_587} --from alice@example.com "
+            "--to bob@anotherdomain.org -tls --auth PLAIN --auth-user alice@example.com "
+            "--auth-password wonderland") in text
+    assert f"swaks --server {sub_ip}:{sub_465} " in text and "--tlsc" in text
+    assert "bob@anotherdomain.org" in text and "builder" in text
+    assert up.tail.endswith("Stopped.\n")
+
+
+def test_directory_keeps_the_ca_the_queue_and_the_maildirs(tmp_path: Path) -> None:
+    up = UpProcess("--directory", str(tmp_path))
+    try:
+        assert Path(up.ca_file).is_relative_to(tmp_path)
+        send_plain(up, "kept")
+        assert [m["Subject"] for m in up.pop3_messages()] == ["kept"]
+    finally:
+        assert up.terminate() == 0, up.stderr()
+    assert (tmp_path / "queue" / "mail.example.com" / "active").is_dir()
+    stored = [p for p in (tmp_path / "mail").rglob("*") if p.is_file()]
+    assert any(b"Subject: kept" in p.read_bytes() for p in stored)
+
+
+def test_memory_storage_writes_no_mailbox_files(tmp_path: Path) -> None:
+    up = UpProcess("--storage", "memory", "--directory", str(tmp_path))
+    try:
+        send_plain(up, "in memory")
+        assert [m["Subject"] for m in up.pop3_messages()] == ["in memory"]
+    finally:
+        assert up.terminate() == 0, up.stderr()
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and b"in memory" in p.read_bytes()]
+
+
+def test_seed_changes_the_queue_ids() -> None:
+    replies = []
+    for seed in ("1", "1", "3"):
+        up = UpProcess("--seed", seed, "--storage", "memory")
+        try:
+            replies.append(send_plain(up, "seeded"))
+        finally:
+            assert up.terminate() == 0, up.stderr()
+    assert replies[0] == replies[1]
+    assert replies[0] != replies[2]
+    assert all(re.fullmatch(r"2\.0\.0 Ok: queued as [0-9A-F]{10}", r) for r in replies)
+
+
+# ---------------------------------------------------------------- errors: one line, exit 2
+
+def one_error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    return lines[0]
+
+
+def test_bad_world_file_names_the_file_the_key_and_what_was_expected(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    world = tmp_path / "myworld.toml"
+    world.write_text('[domains."example.com"]\n[hosts."mail.example.com"]\n'
+                     'domain = "example.com"\nroles = ["smtp"]\n')
+    line = one_error_line(capsys, ["up", "--world", str(world)])
+    assert str(world) in line
+    assert 'hosts."mail.example.com".roles[0]' in line
+    assert "expected one of" in line and "mx" in line and '"smtp"' in line
+
+
+def test_toml_syntax_error_gives_line_and_column(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    world = tmp_path / "broken.toml"
+    world.write_text("[world]\nname = \n")
+    line = one_error_line(capsys, ["up", "--world", str(world)])
+    assert f"{world}:2:" in line and "expected valid TOML" in line
+
+
+def test_missing_world_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nowhere.toml"
+    line = one_error_line(capsys, ["up", "--world", str(missing)])
+    assert str(missing) in line and "No such file or directory" in line
+
+
+def test_a_real_process_prints_no_traceback(tmp_path: Path) -> None:
+    world = tmp_path / "bad.toml"
+    world.write_text('[world]\nseed = "one"\n')
+    done = run_simsmtp("up", "--world", str(world))
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1
+    assert f"{world}: world.seed: expected" in done.stderr
+
+
+def test_help_everywhere(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, words in ((["--help"], ("demo", "up")),
+                        (["up", "--help"], ("--world", "--json", "--storage", "--directory",
+                                            "--seed", "SIGTERM")),
+                        (["demo", "--help"], ("--no-tls", "--seed"))):
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert out.startswith("usage: python -m simsmtp")
+        for word in words:
+            assert word in out
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert main(["fly"]) == 2
+    assert main(["up", "--storage", "cloud"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.interop
+def test_capture_writes_a_pcap_and_a_key_log_on_exit(tmp_path: Path) -> None:
+    tshark = require_program("tshark")
+    up = UpProcess("--capture", str(tmp_path), "--storage", "memory")
+    try:
+        send_plain(up, "captured in clear")
+        context = ssl.create_default_context(cafile=up.ca_file)
+        with smtplib.SMTP(*up.address("mail.example.com", 587), local_hostname="laptop",
+                          timeout=10) as client:
+            client.starttls(context=context)
+            client.login("alice@example.com", "wonderland")
+    finally:
+        assert up.terminate() == 0, up.stderr()
+    capture, keys = tmp_path / "capture.pcap", tmp_path / "keylog.txt"
+    assert "CLIENT_HANDSHAKE_TRAFFIC_SECRET" in keys.read_text()
+
+    def smtp_lines(*options: str) -> str:
+        done = subprocess.run([tshark, "-r", str(capture), *options, "-Y", "smtp or imf", "-T",
+                               "fields", "-e", "_ws.col.Info"], capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    clear = smtp_lines()
+    assert "C: ehlo test" in clear and "C: mail FROM:<alice@example.com>" in clear
+    assert "captured in clear" in clear  # the message itself (IMF), readable on port 25
+    assert "C: ehlo laptop" in clear and "C: STARTTLS" in clear
+    assert "AUTH" not in clear  # inside TLS
+    assert "C: AUTH PLAIN" in smtp_lines("-o", f"tls.keylog_file:{keys}")
+
+
+def test_importing_the_cli_stays_light() -> None:
+    code = ("import sys, simsmtp.cli; heavy = ('simsmtp.net', 'simsmtp.world', 'dns', "
+            "'scapy', 'cryptography', 'trustme', 'asyncio', 'ssl', 'socket'); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy "
+            "or m.startswith(heavy)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=30, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.interop
+def test_the_commands_to_paste_work() -> None:
+    for program in ("dig", "swaks", "openssl"):
+        require_program(program)
+    up = UpProcess(json_line=False)
+    lines = [up.first_line]
+    try:
+        while "(then type: USER name" not in lines[-1]:
+            lines.append(up.read_line())
+        start = lines.index("Try, in another terminal:\n") + 1
+        commands = [line.strip() for line in lines[start:] if not line.startswith("    (")]
+        assert [c.split()[0] for c in commands] == ["dig", "swaks", "swaks", "openssl",
+                                                    "swaks", "swaks", "openssl"]
+        for command in commands:
+            done = subprocess.run(shlex.split(command), input="QUIT\n", capture_output=True,
+                                  text=True, timeout=30)
+            assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
+            assert {"dig": "MX\t10 mail.anotherdomain.org.",
+                    "swaks": "250 2.0.0 Ok: queued as",
+                    "openssl": "+OK" if "pop3" in command else "Verify return code: 0 (ok)",
+                    }[command.split()[0]] in done.stdout, command
+    finally:
+        assert up.terminate() == 0, up.stderr()
