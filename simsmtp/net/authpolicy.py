@@ -174,7 +174,8 @@ def _author_domain(message: bytes) -> str | None:
     return domains[0] if len(domains) == 1 else None
 
 
-def sign_submission(handler: WorldHandler, envelope: Envelope) -> bytes:
+def sign_submission(handler: WorldHandler, envelope: Envelope,
+                    content: bytes | None = None) -> bytes:
     """The submitted message, DKIM-signed when its ``From:`` domain has a key and this host
     serves that domain (its own domain, or one whose MX it is); unchanged otherwise.
 
@@ -185,7 +186,7 @@ def sign_submission(handler: WorldHandler, envelope: Envelope) -> bytes:
     from simsmtp.world.mailauth import parse_signature, sign
 
     world, host = handler.world, handler.host
-    content = envelope.content
+    content = envelope.content if content is None else content
     domain = _author_domain(content)
     if domain is None:
         return content

@@ -216,10 +216,11 @@ class SubmissionHandler(WorldHandler):
         fault = self.fault("MESSAGE", envelope.mail_from or "")
         if fault is not None:
             return fault
-        envelope.content = self.complete_headers(envelope)
         from .authpolicy import sign_submission
 
-        signed = sign_submission(self, envelope)  # DKIM (RFC 6376 §5)
+        # The envelope keeps what the client sent (the trace shows it); what is stored and
+        # relayed gets the completed headers and the DKIM signature (RFC 6376 §5).
+        signed = sign_submission(self, envelope, self.complete_headers(envelope))
         rcpts = self.final_recipients(envelope)
         local = [r for r in rcpts if self.is_local(r)]
         remote = [r for r in rcpts if not self.is_local(r)]

@@ -309,7 +309,8 @@ class MaildirStore(MessageStore):
         chain = [self.root / domain, self.root / domain / local]
         if folder is not None:
             chain.append(target)
-        for path in [*chain, target / "tmp", target / "new", target / "cur"]:
+        # new/ last: a reader that sees new/ finds tmp/ and cur/ there too
+        for path in [*chain, target / "tmp", target / "cur", target / "new"]:
             try:
                 os.mkdir(path, 0o700)
             except FileExistsError:

@@ -84,10 +84,22 @@ class Tap:
         enabled: when False every method that records is a no-op (returns ``None``).
         clock: the time source for calls that give no ``time`` (default ``time.time``,
             seconds since the epoch, as a pcap wants).
+        max_bytes: how many bytes of traffic to keep at most (default 64 MiB), so that a
+            client that sends without end cannot grow the process without bound: past it,
+            new segments are counted in :attr:`dropped_bytes` but not kept, and
+            :attr:`truncated` is True. ``None`` keeps everything.
     """
 
-    def __init__(self, enabled: bool = True, clock: Callable[[], float] | None = None) -> None:
+    #: The default byte budget of a tap (a notebook's deliveries use a few kilobytes).
+    DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+
+    def __init__(self, enabled: bool = True, clock: Callable[[], float] | None = None,
+                 max_bytes: int | None = DEFAULT_MAX_BYTES) -> None:
         self.enabled = enabled
+        self.max_bytes = max_bytes
+        #: Bytes kept so far, and bytes seen but not kept once the budget was used up.
+        self.kept_bytes = 0
+        self.dropped_bytes = 0
         self._clock = clock or _time.time
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -167,8 +179,17 @@ class Tap:
                                                         service, host, when)
             return self._append(conn_id, direction, data, when, "udp")
 
+    @property
+    def truncated(self) -> bool:
+        """True once traffic was left out because the byte budget was used up."""
+        return self.dropped_bytes > 0
+
     def _append(self, conn_id: int, direction: Direction, data: bytes, when: float,
-                transport: str) -> Segment:
+                transport: str) -> Segment | None:
+        if self.max_bytes is not None and self.kept_bytes + len(data) > self.max_bytes:
+            self.dropped_bytes += len(data)
+            return None
+        self.kept_bytes += len(data)
         key = (conn_id, direction)
         offset = self._offsets.get(key, 0)
         self._offsets[key] = offset + len(data)
@@ -206,6 +227,7 @@ class Tap:
         with self._lock:
             self._connections.clear()
             self._segments.clear()
+            self.kept_bytes = self.dropped_bytes = 0
             self._offsets.clear()
             self._flows.clear()
 

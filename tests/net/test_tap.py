@@ -300,3 +300,14 @@ def test_tap_on_a_plain_socket_peer_matches_what_the_peer_sent(loop_thread):
         assert srv.tap.stream(record.id, "s2c") == received
     finally:
         srv.listener.stop()
+
+
+def test_the_byte_budget_bounds_memory_and_says_so() -> None:
+    tap = Tap(max_bytes=10)
+    tap.open(1, client=("127.0.0.1", 1000), server=("127.0.0.2", 25))
+    assert tap.data(1, "c2s", b"12345678") is not None
+    assert tap.data(1, "c2s", b"too much") is None  # over the budget: counted, not kept
+    assert tap.stream(1, "c2s") == b"12345678"
+    assert (tap.kept_bytes, tap.dropped_bytes, tap.truncated) == (8, 8, True)
+    tap.clear()
+    assert (tap.kept_bytes, tap.dropped_bytes, tap.truncated) == (0, 0, False)

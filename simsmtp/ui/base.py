@@ -1,0 +1,45 @@
+"""The base of every course widget.
+
+A :class:`View` is a plain Python object that builds an ipywidgets tree in ``.widget`` and
+keeps references to the controls a test (or a curious learner) may drive::
+
+    editor = MXEditor(net)
+    editor.add_button.click()              # what a click in the browser does
+    editor.rows[1].preference.value = 5     # what typing a number does
+    "backup" in editor.route_view.value    # what the learner now sees
+
+Shown as the value of a cell it displays the widget; its plain-text form (what
+``print`` and nbval see) is a short, stable ``repr`` rather than ipywidgets' dump of every
+child, so stored notebooks stay readable and reproducible.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class View:
+    """Base class: subclasses set ``self.widget`` (an ipywidgets ``Widget``)."""
+
+    widget: Any
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None,
+                          **kwargs: Any) -> Any:
+        bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude, **kwargs)
+        if isinstance(bundle, tuple):  # (data, metadata)
+            data, metadata = bundle
+            return {**data, "text/plain": repr(self)}, metadata
+        return {**bundle, "text/plain": repr(self)}
+
+    def display(self) -> None:
+        """Show the widget now (in the middle of a cell)."""
+        from IPython import display as ipython_display
+
+        show: Any = ipython_display.display
+        show(self)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+__all__ = ["View"]

@@ -1,0 +1,480 @@
+"""The wire: one connection as a transcript, a hexdump, and an eavesdropper's view.
+
+Everything here reads the capture (``net.tap``: the bytes exactly as they crossed each
+socket) through :mod:`simsmtp.capture`; nothing is re-rendered from the trace::
+
+    ui.WireView(net)                          # pick a connection; three views side by side
+    print(ui.transcript_text(net, conn))      # swaks-style, from the captured bytes
+    print(ui.stream_hexdump(net, conn, "c2s", find=b"AUTH"))
+    ui.eavesdropper_report(net.eavesdropper())  # what a sniffer on the path reads
+
+A connection is named by what a learner knows: ``mail.example.com → mail.anotherdomain.org
+port 25 (smtp)``, with the world's well-known port (25, 587, 465, 110), never the
+ephemeral port of this machine. :func:`find_connection` accepts a connection id, a
+:class:`~simsmtp.net.tap.Connection`, a :class:`~simsmtp.net.stepper.SMTPStepper` (the
+connection it opened), or nothing (the latest SMTP connection).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .base import View
+from .exercises import Exercise, choice, register, text
+from .style import COLORS, HTMLText, Raw, callout, escape, html_table, pre
+
+if TYPE_CHECKING:
+    from simsmtp.capture.eavesdropper import Findings
+    from simsmtp.capture.tlsinspect import KeyLog
+    from simsmtp.net.network import Network
+    from simsmtp.net.tap import Connection
+
+#: Well-known ports of the services (RFC 5321 §4.5.4.2: 25; RFC 6409 §3.1: 587;
+#: RFC 8314 §7.3: 465 and 995; RFC 1939 §3: 110; RFC 1035 §4.2: 53).
+WELL_KNOWN = {"smtp": 25, "submission": 587, "smtps": 465, "submissions": 465, "pop3": 110,
+              "pop3s": 995, "dns": 53}
+
+#: How many bytes of a connection the hexdump pane shows at most.
+HEXDUMP_LIMIT = 16384
+
+
+# ------------------------------------------------------------------------------ connections
+
+def _tap(source: Any) -> Any:
+    return getattr(source, "tap", source)
+
+
+def host_name(net: Any, ip: str) -> str:
+    """The world host at ``ip`` (``127.0.0.1`` and unknown addresses stay numbers)."""
+    name = net.name_of(ip) if hasattr(net, "name_of") else None
+    return name or ip
+
+
+def connections(net: Any, *, services: Iterable[str] | None = None,
+                tcp_only: bool = True) -> list[Connection]:
+    """The captured connections, each TCP connection once, oldest first.
+
+    Args:
+        net: the running world (or a :class:`~simsmtp.net.tap.Tap`).
+        services: keep only these (``"smtp"``, ``"submission"`` …).
+        tcp_only: leave out the DNS datagrams (UDP flows).
+    """
+    from simsmtp.capture.transcript import distinct_connections
+
+    wanted = None if services is None else set(services)
+    return [c for c in distinct_connections(_tap(net))
+            if (not tcp_only or c.transport == "tcp")
+            and (wanted is None or c.service in wanted)]
+
+
+def connection_label(net: Any, conn: Connection) -> str:
+    """``mail.example.com → mail.anotherdomain.org port 25 (smtp)``."""
+    client = host_name(net, conn.client[0])
+    server = host_name(net, conn.server[0])
+    port = WELL_KNOWN.get(conn.service, conn.server[1])
+    via = f", recorded by {conn.host}" if conn.host and conn.host not in (client, server) \
+        and conn.host != server else ""
+    return f"{client} → {server} port {port} ({conn.service or 'tcp'}{via})"
+
+
+def find_connection(net: Any, what: Any = None, *, service: str | None = None) -> Connection:
+    """The captured connection meant by ``what``.
+
+    Args:
+        net: the running world (or a tap).
+        what: a connection id, a :class:`~simsmtp.net.tap.Connection`, an
+            :class:`~simsmtp.net.stepper.SMTPStepper` (the connection it opened: matched
+            by its local address), or ``None`` for the latest TCP connection.
+        service: with ``what=None``, the latest connection of this service.
+
+    Raises:
+        LookupError: no such connection in the capture.
+    """
+    tap = _tap(net)
+    if what is None:
+        found = connections(net, services=None if service is None else [service])
+        if not found:
+            raise LookupError("nothing captured yet" + (f" for {service}" if service else ""))
+        return found[-1]
+    if hasattr(what, "transport") and hasattr(what, "client"):
+        return what  # type: ignore[no-any-return]
+    if isinstance(what, int):
+        conn = tap.connection(what)
+        if conn is None:
+            raise LookupError(f"no connection {what} in the capture")
+        return conn  # type: ignore[no-any-return]
+    local = getattr(what, "local_address", None)
+    if local is not None:
+        for conn in connections(net):
+            if tuple(conn.client) == tuple(local):
+                return conn
+        raise LookupError(f"the session from {local[0]}:{local[1]} is not in the capture")
+    raise TypeError(f"cannot find a connection from {what!r}")
+
+
+def _keylog(keylog: Any, net: Any) -> KeyLog | None:
+    from simsmtp.capture.tlsinspect import KeyLog, read_keylog
+
+    if keylog is None or keylog is False:
+        return None
+    if keylog is True:
+        path = getattr(net, "keylog_file", None)
+        return read_keylog(path) if path is not None and Path(path).exists() else None
+    if isinstance(keylog, KeyLog):
+        return keylog
+    return read_keylog(keylog)
+
+
+# ------------------------------------------------------------------------------ texts
+
+def transcript_text(net: Any, conn: Any = None, *, keylog: Any = None) -> str:
+    """The swaks-style transcript of a connection, from the captured bytes.
+
+    The first lines name the server and its well-known port (``=== Trying
+    mail.anotherdomain.org[127.0.0.3]:25...``) instead of the ephemeral port.
+
+    Args:
+        net: the running world.
+        conn: which connection (see :func:`find_connection`).
+        keylog: ``True`` for the world's key log (then the eavesdropper reads inside TLS,
+            as Wireshark with ``tls.keylog_file``), a path, or a KeyLog.
+    """
+    from simsmtp.capture.transcript import transcript
+
+    connection = find_connection(net, conn)
+    out = transcript(_tap(net), connection.id, keylog=_keylog(keylog, net))
+    ip, port = connection.server
+    name = host_name(net, ip)
+    known = WELL_KNOWN.get(connection.service, port)
+    out = out.replace(f"=== Trying {ip}:{port}...", f"=== Trying {name}[{ip}]:{known}...", 1)
+    return out.replace(f"=== Connected to {ip}.", f"=== Connected to {name}.", 1)
+
+
+def stream_hexdump(net: Any, conn: Any = None, direction: str = "c2s", *,
+                   find: bytes | str | None = None, length: int | None = 256) -> str:
+    """A ``hexdump -C`` of one direction of a connection, offsets as Wireshark counts them.
+
+    Args:
+        net: the running world.
+        conn: which connection (see :func:`find_connection`).
+        direction: ``"c2s"`` (what the client sent) or ``"s2c"``.
+        find: start at the 16-byte row holding the first occurrence of these bytes.
+        length: how many bytes to show (None: to the end).
+    """
+    from simsmtp.capture.hexdump import hexdump
+
+    connection = find_connection(net, conn)
+    data = _tap(net).stream(connection.id, direction)
+    start = 0
+    if find is not None:
+        needle = find.encode() if isinstance(find, str) else find
+        where = data.find(needle)
+        if where < 0:
+            raise LookupError(f"{needle!r} is not in that direction of the connection")
+        start = where - where % 16
+    end = len(data) if length is None else min(len(data), start + length)
+    return hexdump(data[start:end], offset=start)
+
+
+def connection_hexdump_text(net: Any, conn: Any = None) -> str:
+    """Every segment of a connection in hex, each under a direction marker (the pane)."""
+    from simsmtp.capture.hexdump import connection_hexdump
+
+    connection = find_connection(net, conn)
+    return connection_hexdump(_tap(net), connection.id, max_bytes=HEXDUMP_LIMIT)
+
+
+# ------------------------------------------------------------------------------ the eavesdropper
+
+@dataclass(frozen=True)
+class _Part:
+    """One connection's findings, with the name a learner knows it by."""
+
+    title: str
+    findings: Findings
+
+
+def _parts(source: Any, conn: Any = None, keylog: Any = None) -> tuple[list[_Part], str]:
+    """(the parts, a heading) of whatever was given."""
+    from simsmtp.capture.eavesdropper import Findings, eavesdrop
+
+    if isinstance(source, Findings):
+        return [_Part("the capture", source)], ""
+    view = source.view() if hasattr(source, "view") and hasattr(source, "names") else source
+    legs = getattr(view, "legs", None)
+    if legs is not None:  # a PathView (or an Eavesdropper's view)
+        net = getattr(source, "net", None)
+        a, b = view.names
+        heading = f"An eavesdropper on the path between {a} and {b}"
+        return [_Part(connection_label(net, leg.connection) if net is not None
+                      else f"{leg.client} → {leg.server}", leg.findings)
+                for leg in legs], heading
+    net = source  # a Network: one connection, or every SMTP/POP3 connection
+    chosen = [find_connection(net, conn)] if conn is not None else \
+        connections(net, services=["smtp", "submission", "smtps", "pop3"])
+    log = _keylog(keylog, net)
+    return [_Part(connection_label(net, c), eavesdrop(_tap(net), c.id, keylog=log))
+            for c in chosen], "An eavesdropper on the wire"
+
+
+def _lines(findings: Findings) -> list[tuple[str, str, bool]]:
+    """(what, seen, readable in clear?) rows for one connection."""
+    rows: list[tuple[str, str, bool]] = []
+    for _, banner in findings.banners:
+        rows.append(("greeting", banner, False))
+    for _, name in findings.ehlo_names:
+        rows.append(("EHLO name", name, False))
+    caps = [c for _, c in findings.capabilities]
+    if caps:
+        rows.append(("capabilities", ", ".join(caps), False))
+    for credential in findings.credentials:
+        rows.append(("credentials", credential.describe(), not credential.inside_tls))
+    for _, address in findings.mail_from:
+        rows.append(("envelope sender", f"MAIL FROM:<{address}>", True))
+    for _, address in findings.rcpt_to:
+        rows.append(("envelope recipient", f"RCPT TO:<{address}>", True))
+    for message in findings.messages:
+        where = " (inside TLS, read with the key log)" if message.inside_tls else ""
+        verb = "sent" if message.direction == "c2s" else "downloaded"
+        body = [f"{message.size} bytes:"] + [f"{k}: {v}" for k, v in message.headers] + \
+            [""] + message.body.splitlines()
+        rows.append((f"message {verb}{where}", "\n".join(body).rstrip(), not message.inside_tls))
+    for seen in findings.tls:
+        readable = "decrypted with the key log" if seen.decrypted else "nothing else readable"
+        rows.append(("TLS", f"{seen.records} TLS records ({seen.application_records} "
+                            f"application_data): {readable}", False))
+        rows.append(("SNI (in clear)", seen.sni or "(none)", False))
+        rows.append(("cipher suites offered (in clear)",
+                     f"{len(seen.offered_suites)}: {', '.join(seen.offered_suites)}", False))
+        if seen.version:
+            rows.append(("chosen (in clear)", f"{seen.version}, {seen.cipher_suite}", False))
+        if seen.certificate:
+            rows.append(("certificate (in clear, TLS 1.2)", seen.certificate, False))
+    return rows
+
+
+def _verdict(parts: list[_Part]) -> tuple[str, str]:
+    if not parts:
+        return "note", "Nothing crossed this wire yet."
+    if any(p.findings.in_clear for p in parts):
+        return "fail", ("Read in clear: the envelope, the headers and the body (and any "
+                        "password) are readable by anyone on the path.")
+    if any(p.findings.tls for p in parts):
+        return "ok", ("Only what TLS leaks is readable: the greeting, EHLO, STARTTLS, the "
+                      "SNI and the offered cipher suites; the mail itself is not.")
+    return "note", "Nothing but the greeting and the EHLO exchange so far."
+
+
+def eavesdropper_report(source: Any, conn: Any = None, *, keylog: Any = None) -> HTMLText:
+    """What a passive eavesdropper reads, connection by connection, and a verdict.
+
+    Args:
+        source: ``net.eavesdropper(...)`` (a sniffer on the path between two hosts, read
+            live), a :class:`~simsmtp.capture.path.PathView`, a
+            :class:`~simsmtp.capture.eavesdropper.Findings`, or the running world (then
+            ``conn`` picks one connection; default: every SMTP and POP3 connection).
+        conn: with a world, which connection (see :func:`find_connection`).
+        keylog: with a world, give the eavesdropper the TLS keys (``True``: the world's).
+
+    The text (``print`` it) names connections by their hosts and well-known ports, so it
+    reads the same on every run.
+    """
+    parts, heading = _parts(source, conn, keylog)
+    kind, verdict = _verdict(parts)
+    plain: list[str] = [f"{heading}: {len(parts)} connection(s)"] if heading else []
+    html: list[str] = [f"<div style='font-weight:bold;margin:4px 0;'>{escape(heading)}: "
+                       f"{len(parts)} connection(s)</div>"] if heading else []
+    for number, part in enumerate(parts, 1):
+        rows = _lines(part.findings)
+        title = f"connection {number}: {part.title}" if len(parts) > 1 or heading else \
+            part.title
+        plain.append(f"--- {title}")
+        if not rows:
+            plain.append("  (nothing readable yet)")
+        for what, seen, clear in rows:
+            mark = "  [in clear] " if clear else "  "
+            lines = seen.splitlines() or [""]
+            plain.append(f"{mark}{what}: {lines[0]}")
+            plain += [f"      | {line}" for line in lines[1:]]
+        cells = [[Raw(f"<b style='color:{COLORS['fail']};'>{escape(what)}</b>" if clear
+                      else escape(what)),
+                  Raw(f"<pre style='margin:0;white-space:pre-wrap;font-size:11.5px;"
+                      f"{'color:' + COLORS['fail'] + ';' if clear else ''}'>"
+                      f"{escape(seen)}</pre>")]
+                 for what, seen, clear in rows]
+        html.append(html_table(["what", "the eavesdropper reads"], cells, caption=title)
+                    if cells else f"<div><b>{escape(title)}</b>: nothing readable yet</div>")
+    plain.append(f"Verdict: {verdict}")
+    html.append(callout(kind, escape(verdict), "Verdict:"))
+    return HTMLText("".join(html), "\n".join(plain))
+
+
+# ------------------------------------------------------------------------------ the widget
+
+class WireView(View):
+    """One connection three ways: transcript | hexdump | eavesdropper.
+
+    Args:
+        net: the running world.
+        conn: the connection to show first (see :func:`find_connection`; default the
+            latest); a dropdown offers every captured TCP connection.
+        keylog: start with the key log given to the eavesdropper (TLS then decrypts).
+        layout: ``"columns"`` (side by side) or ``"tabs"``.
+
+    ``refresh_button.click()`` reads the capture again (it grows while the world runs);
+    ``picker.value`` is the connection id; ``transcript``, ``hexdump`` and
+    ``eavesdropper`` are the three panes (HTML widgets).
+    """
+
+    def __init__(self, net: Network, conn: Any = None, *, keylog: bool = False,
+                 layout: str = "columns") -> None:
+        import ipywidgets as w
+
+        self.net = net
+        self.layout = layout
+        self.picker = w.Dropdown(description="connection:", layout=w.Layout(width="70%"),
+                                 style={"description_width": "initial"})
+        self.refresh_button = w.Button(description="↻ Refresh", tooltip="read the capture "
+                                       "again", layout=w.Layout(width="100px"))
+        self.keylog_box = w.Checkbox(value=keylog, description="give the eavesdropper the "
+                                     "TLS key log", indent=False,
+                                     disabled=getattr(net, "keylog_file", None) is None)
+        self.transcript = w.HTML()
+        self.hexdump = w.HTML()
+        self.eavesdropper = w.HTML()
+        titles = ["Transcript (swaks)", "Hexdump (hexdump -C)", "Eavesdropper"]
+        panes = [self.transcript, self.hexdump, self.eavesdropper]
+        if layout == "tabs":
+            body: Any = w.Tab(children=panes)
+            for index, title in enumerate(titles):
+                body.set_title(index, title)
+        else:
+            body = w.GridBox(
+                [w.VBox([w.HTML(f"<b>{escape(t)}</b>"), p]) for t, p in zip(titles, panes,
+                                                                             strict=True)],
+                layout=w.Layout(grid_template_columns="34% 38% 28%", grid_gap="6px",
+                                width="100%"))
+        self.widget = w.VBox([w.HBox([self.picker, self.refresh_button],
+                                     layout=w.Layout(align_items="center")),
+                              self.keylog_box, body])
+        self.widget.add_class("simsmtp-wire")
+        self._conn_id: int | None = None
+        self.refresh(conn)
+        self.picker.observe(lambda change: self._show(change["new"]), "value")
+        self.refresh_button.on_click(lambda _: self.refresh())
+        self.keylog_box.observe(lambda _: self._show(self.picker.value), "value")
+
+    def refresh(self, conn: Any = None) -> None:
+        """Read the capture again (and show ``conn`` if given)."""
+        found = connections(self.net)
+        options = [(f"#{index} {connection_label(self.net, c)}", c.id)
+                   for index, c in enumerate(found, 1)]
+        wanted = self._conn_id
+        if conn is not None:
+            wanted = find_connection(self.net, conn).id
+        elif wanted is None and found:
+            wanted = found[-1].id
+        self.picker.options = options
+        if wanted is not None and any(v == wanted for _, v in options):
+            self.picker.value = wanted
+        self._show(self.picker.value)
+
+    def _show(self, conn_id: int | None) -> None:
+        self._conn_id = conn_id
+        if conn_id is None:
+            empty = callout("note", "Nothing captured yet: send some mail, then Refresh.")
+            self.transcript.value = self.hexdump.value = self.eavesdropper.value = empty
+            return
+        keylog = bool(self.keylog_box.value)
+        height = "30em"
+        self.transcript.value = _pane(transcript_text(self.net, conn_id, keylog=keylog),
+                                      height)
+        self.hexdump.value = _pane(connection_hexdump_text(self.net, conn_id), height)
+        self.eavesdropper.value = (f"<div style='max-height:{height};overflow:auto;'>"
+                                   + eavesdropper_report(self.net, conn_id,
+                                                         keylog=keylog).html + "</div>")
+
+    @property
+    def connection(self) -> Connection | None:
+        """The connection shown."""
+        return None if self._conn_id is None else _tap(self.net).connection(self._conn_id)
+
+    def __repr__(self) -> str:
+        conn = self.connection
+        what = "nothing captured" if conn is None else connection_label(self.net, conn)
+        return f"WireView({what})"
+
+
+def _pane(text_: str, height: str) -> Raw:
+    return Raw(str(pre(text_, max_height=height)).replace("font-size:12px", "font-size:11px"))
+
+
+# ------------------------------------------------------------------------------ exercises
+
+register(Exercise(
+    "04.base64", "Not a secret",
+    "An eavesdropper captured the line AUTH PLAIN AGJvYgBidWlsZGVy from someone logging in. "
+    "What is the password?",
+    text("builder", {"bob": "bob is the user name: PLAIN sends authorization id, user name "
+                            "and password, separated by NUL bytes.",
+                     "agjvygbidwlszgvy": "That is still base64: decode it first."},
+         "base64 is an encoding, not encryption: anyone decodes it (RFC 4616 §2: "
+         "[authzid] NUL authcid NUL passwd)."),
+    hint='import base64; base64.b64decode("AGJvYgBidWlsZGVy")',
+    solution='base64.b64decode("AGJvYgBidWlsZGVy") is b"\\x00bob\\x00builder": user bob, '
+             'password builder (Bob\'s POP3 password in this world).',
+    answer_help='Write the password in quotes instead of None (e.g. answer = "secret") and '
+    'run the cell.'))
+
+register(Exercise(
+    "04.what-leaks", "What a sniffer reads",
+    "Without STARTTLS, which of these could the eavesdropper NOT read? (a) the body of "
+    "the message; (b) the envelope recipient; (c) Alice's password; (d) the contents of "
+    "Bob's mailbox on the server's disk.",
+    choice("d", {"a": "The body crossed the wire after DATA, in clear: it is in the report.",
+                 "b": "RCPT TO:<bob@anotherdomain.org> crossed in clear.",
+                 "c": "AUTH PLAIN carried it base64-encoded: decoded in the report."},
+           "A sniffer reads what crosses the wire, all of it; what stays on a server's "
+           "disk is another matter (and another attack)."),
+    hint="An eavesdropper only sees bytes that travel between two machines.",
+    solution="(d): everything else crossed the wire in clear in this notebook. The mailbox "
+             "itself never travels; only a message Bob downloads does (and POP3 without "
+             "STLS would show it too).",
+    answer_help='Write a letter in quotes instead of None (e.g. answer = "a") and run the '
+    'cell.'))
+
+
+def _filter(answer: Any) -> tuple[bool, str]:
+    given = " ".join(str(answer).split()).lower()
+    if given in ("smtp.req.command == \"auth\"", "smtp.req.command==\"auth\"",
+                 "smtp.req.command == auth", "smtp.req.command==auth"):
+        return True, "tshark -r FILE -Y 'smtp.req.command == \"AUTH\"' shows only the AUTH " \
+                     "lines (Wireshark's SMTP dissector names the verb smtp.req.command)."
+    if "smtp.auth" in given:
+        return True, "That works too: smtp.auth.* fields (with -o smtp.decryption:TRUE " \
+                     "Wireshark decodes PLAIN itself)."
+    if given in ("smtp", "tcp.port == 587", "tcp.port==587"):
+        return False, "That shows every SMTP packet, not only the login."
+    return False, "Not a filter that picks out the AUTH command."
+
+
+register(Exercise(
+    "04.filter", "A Wireshark filter",
+    "In Wireshark (or tshark -Y), which display filter shows only the packets where a "
+    "client sends the AUTH command? Wireshark names the verb of an SMTP request "
+    "smtp.req.command.",
+    _filter,
+    hint='Compare a field with a string: field == "VALUE" (Wireshark is case-sensitive '
+         "here: the verb as sent).",
+    solution='smtp.req.command == "AUTH"  (e.g. tshark -r 04_sniffed.pcap -Y '
+             "'smtp.req.command == \"AUTH\"' -T fields -e smtp.req.parameter)",
+    answer_help='Write the filter in quotes instead of None (e.g. answer = "tcp.port == 25") '
+    'and run the cell.'))
+
+
+__all__ = ["HEXDUMP_LIMIT", "WELL_KNOWN", "WireView", "connection_hexdump_text",
+           "connection_label", "connections", "eavesdropper_report", "find_connection",
+           "host_name", "stream_hexdump", "transcript_text"]

@@ -1,0 +1,72 @@
+"""The state diagram comes from the cores' transition table, with the current state lit."""
+
+from __future__ import annotations
+
+import pytest
+
+from simsmtp.protocol.session import ClientState, ServerState, transitions
+from simsmtp.ui.states import StateMachineView, state_diagram, state_graph
+from simsmtp.ui.style import COLORS
+
+
+@pytest.mark.parametrize("role", ["server", "client"])
+def test_every_row_of_the_table_is_drawn(role: str) -> None:
+    g = state_graph(role)
+    states = ServerState if role == "server" else ClientState
+    assert set(g.states) == {s.name for s in states}
+    for state, verb, ok, fail in transitions(role):
+        src, dst, bad = state.name, ok.name, fail.name
+        if verb == "QUIT":
+            assert src in g.quits
+            continue
+        if dst == src:
+            assert verb in g.loops[src]
+        elif dst == "CLOSED":
+            assert verb in g.closing
+        else:
+            assert verb in g.edges[(src, dst)]
+        if bad not in (src, dst):
+            in_fail = verb in g.fail_edges.get((src, bad), [])
+            merged = f"{verb} ✗" in g.edges.get((src, bad), [])
+            assert in_fail or merged or f"{verb} ✗" in g.closing
+
+
+def test_the_happy_path_is_there() -> None:
+    g = state_graph("server")
+    assert "MAIL" in g.edges[("GREETED", "MAIL")]
+    assert "RCPT" in g.edges[("MAIL", "RCPT")]
+    assert "DATA" in g.edges[("RCPT", "DATA")]
+    assert "<end-of-data>" in g.edges[("DATA", "GREETED")]
+    assert "STARTTLS" in g.edges[("GREETED", "TLS_HANDSHAKE")]
+
+
+def _node_faces(fig: object) -> dict[str, str]:
+    from matplotlib.colors import to_hex
+
+    faces = {}
+    for t in fig.axes[0].texts:  # type: ignore[attr-defined]
+        box = t.get_bbox_patch()
+        if box is not None and t.get_fontweight() == "bold":
+            faces[t.get_text().replace("_\n", "_")] = to_hex(box.get_facecolor())
+    return faces
+
+
+def test_the_current_state_is_highlighted() -> None:
+    faces = _node_faces(state_diagram("server", current=ServerState.MAIL))
+    assert faces["MAIL"] == COLORS["highlight"].lower()
+    assert faces["GREETED"] == "#ffffff"
+    assert all(face == "#ffffff" for name, face in faces.items() if name != "MAIL")
+
+
+def test_the_widget_follows_a_connection() -> None:
+    view = StateMachineView("client", current="CONNECTING")
+    first = bytes(view.image.value)
+    assert first.startswith(b"\x89PNG") and "CONNECTING" in view.caption.value
+    view.show("GREETED", previous="CONNECTED", verb="EHLO")
+    assert bytes(view.image.value) != first
+    assert view.current == "GREETED"
+    assert "after EHLO in CONNECTED" in view.caption.value
+    assert repr(view) == "StateMachineView(role='client', current='GREETED')"
+    bundle = view._repr_mimebundle_()
+    assert bundle["text/plain"] == repr(view)
+    assert "application/vnd.jupyter.widget-view+json" in bundle
