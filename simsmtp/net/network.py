@@ -422,8 +422,7 @@ class Network:
         """The world host that owns ``ip`` (what a PTR lookup would say)."""
         return self._by_ip.get(ip)
 
-    def accept(self, handler: WorldHandler, session: Session, envelope: Envelope,
-               local: list[str], remote: list[str],
+    def accept(self, handler: WorldHandler, session: Session, envelope: Envelope, *,
                folder: str | None = None, content: bytes | None = None) -> Reply | None:
         """Store a message a server accepted: remote recipients into the outbound queue,
         local ones into their mailboxes (into ``folder``, e.g. ``"Junk"``, when given), all
@@ -439,6 +438,9 @@ class Network:
 
         host = handler.host
         trace = self.world.trace
+        recipients = handler.final_recipients(envelope)
+        local = [r for r in recipients if handler.is_local(r)]
+        remote = [r for r in recipients if not handler.is_local(r)]
         queue = self.queue_of(host.name)
         qid = envelope.queue_id or self.world.ids.queue_id()
         if remote and queue is None:  # RCPT should have refused; never lose it silently

@@ -93,6 +93,23 @@ class WorldHandler(Handler):
     def handle_QUIT(self, session: Session) -> Reply | None:
         return self.fault("QUIT")
 
+    def handle_RCPT(self, session: Session, envelope: Envelope, address: str,
+                    params: Mapping[str, str | None]) -> Reply | None:
+        """Our domains: the user must exist; other domains: only for those who may relay."""
+        fault = self.fault("RCPT", address)
+        if fault is not None:
+            return fault
+        if self.is_local(address):
+            return self.local_rcpt(address)
+        if self.may_relay(session):
+            return None
+        # Postfix >= 2.10 default: defer_unauth_destination (454 4.7.1).
+        return self.persona.reply("relay_denied", addr=address)
+
+    def may_relay(self, session: Session) -> bool:
+        """Whether this client may send mail to other domains through us."""
+        return False
+
     def handle_AUTH(self, session: Session, mechanism: str, username: str,
                     password: str) -> bool:
         """Check a world user's password (user name: the address, or the local part)."""
@@ -168,18 +185,6 @@ class InboundHandler(WorldHandler):
             return False
         return self.host.policy.may_relay(session.peer[0])
 
-    def handle_RCPT(self, session: Session, envelope: Envelope, address: str,
-                    params: Mapping[str, str | None]) -> Reply | None:
-        fault = self.fault("RCPT", address)
-        if fault is not None:
-            return fault
-        if self.is_local(address):
-            return self.local_rcpt(address)
-        if self.may_relay(session):
-            return None
-        # Postfix >= 2.10 default: defer_unauth_destination (454 4.7.1).
-        return self.persona.reply("relay_denied", addr=address)
-
     def handle_DATA(self, session: Session, envelope: Envelope) -> Reply | None:
         fault = self.fault("MESSAGE", envelope.mail_from or "")
         if fault is not None:
@@ -191,26 +196,16 @@ class InboundHandler(WorldHandler):
         decision = check_inbound(self, session, envelope)
         if decision.reply is not None:
             return decision.reply
-        rcpts = self.final_recipients(envelope)
-        local = [r for r in rcpts if self.is_local(r)]
-        remote = [r for r in rcpts if not self.is_local(r)]
-        return self.network.accept(self, session, envelope, local, remote,
-                                   folder=decision.folder, content=decision.content)
+        return self.network.accept(self, session, envelope, folder=decision.folder,
+                                   content=decision.content)
 
 
 class SubmissionHandler(WorldHandler):
     """Ports 587 and 465 of a ``submission`` host: authenticated users send anywhere."""
 
-    def handle_RCPT(self, session: Session, envelope: Envelope, address: str,
-                    params: Mapping[str, str | None]) -> Reply | None:
-        fault = self.fault("RCPT", address)
-        if fault is not None:
-            return fault
-        if self.is_local(address):
-            return self.local_rcpt(address)
-        if session.authenticated:
-            return None
-        return self.persona.reply("relay_denied", addr=address)
+    def may_relay(self, session: Session) -> bool:
+        """Only authenticated users send to other domains (RFC 6409 §4.3)."""
+        return session.authenticated
 
     def handle_DATA(self, session: Session, envelope: Envelope) -> Reply | None:
         fault = self.fault("MESSAGE", envelope.mail_from or "")
@@ -221,10 +216,7 @@ class SubmissionHandler(WorldHandler):
         # The envelope keeps what the client sent (the trace shows it); what is stored and
         # relayed gets the completed headers and the DKIM signature (RFC 6376 §5).
         signed = sign_submission(self, envelope, self.complete_headers(envelope))
-        rcpts = self.final_recipients(envelope)
-        local = [r for r in rcpts if self.is_local(r)]
-        remote = [r for r in rcpts if not self.is_local(r)]
-        return self.network.accept(self, session, envelope, local, remote, content=signed)
+        return self.network.accept(self, session, envelope, content=signed)
 
     def complete_headers(self, envelope: Envelope) -> bytes:
         """Add ``Date:`` and ``Message-ID:`` when the client left them out (RFC 6409 §8.1-8.3)."""
