@@ -344,7 +344,9 @@ def _render(response: dns.message.Message, max_size: int) -> bytes:
                                 (dns.renderer.AUTHORITY, response.authority),
                                 (dns.renderer.ADDITIONAL, response.additional)):
             for rrset in rrsets:
-                renderer.add_rrset(section, rrset)
+                # records in world order, not dnspython's default shuffle: answers (and so
+                # notebooks) reproduce run after run
+                renderer.add_rrset(section, rrset, want_shuffle=False)
     except dns.exception.TooBig:
         if renderer.section < dns.renderer.ADDITIONAL:
             renderer.flags |= dns.flags.TC  # RFC 1035 §4.1.1, RFC 2181 §9
