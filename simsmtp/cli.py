@@ -403,9 +403,8 @@ def up(args: argparse.Namespace, out: TextIO | None = None) -> int:
         if capture_dir is not None:
             options["keylog"] = capture_dir / "keylog.txt"
             _fresh_file(options["keylog"])
-        net = world.start(**options)
         try:
-            net.start()
+            net = world.start(**options)
         except OSError as exc:
             raise CLIError(f"cannot boot the world: {exc}") from None
         try:

@@ -908,8 +908,11 @@ class ClientChannel(asyncio.BufferedProtocol):
             self._closed_by = self._closed_by or "client"
             self._flush()
             self._transport.close()
+        if self._lost.done():
+            return
         try:
-            await asyncio.wait_for(asyncio.shield(self._lost), timeout)
+            async with asyncio.timeout(timeout):  # no task per wait, unlike wait_for
+                await asyncio.shield(self._lost)
         except TimeoutError:
             self._transport.abort()
 
@@ -995,6 +998,6 @@ async def open_connection(host: str, port: int, conn: SansIOClient, *,
     channel = ClientChannel(conn, need_data=need_data, tap=tap, trace=trace, name=name,
                             service=service, default_timeout=timeout)
     local_addr = (local_host, 0) if local_host else None
-    await asyncio.wait_for(
-        loop.create_connection(lambda: channel, host, port, local_addr=local_addr), timeout)
+    async with asyncio.timeout(timeout):  # no task per connect, unlike wait_for
+        await loop.create_connection(lambda: channel, host, port, local_addr=local_addr)
     return channel

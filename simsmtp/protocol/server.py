@@ -669,6 +669,9 @@ class ServerConnection:
         text = line.decode("utf-8")
         verb, _, arg = text.strip(" ").partition(" ")
         verb, arg = verb.upper(), arg.strip(" ")
+        if verb == "AUTH":  # the initial response is a secret, even in a refused command
+            mech_name, _, response = arg.partition(" ")
+            line = b"AUTH " + mech_name.encode() + (b" ***" if response else b"")
         method = _COMMANDS.get(verb)
         if method is None or (verb == "AUTH" and self.session.helo_name is not None
                               and not self.session.esmtp):

@@ -27,7 +27,8 @@ One module per widget family (add a new family as a new module and list its publ
 * :mod:`~simsmtp.ui.stepper` a real SMTP session forward and backward, EHLO capabilities;
 * :mod:`~simsmtp.ui.console` a console to type SMTP by hand, like telnet;
 * :mod:`~simsmtp.ui.wire` one connection as transcript | hexdump | eavesdropper;
-* :mod:`~simsmtp.ui.tlsview` TLS records annotated, the certificate chain, the entropy chart.
+* :mod:`~simsmtp.ui.tlsview` TLS records annotated, the certificate chain, the entropy chart;
+* :mod:`~simsmtp.ui.mailauth` SPF, DKIM and DMARC: records, signatures, verdicts, the lab.
 
 ``import simsmtp`` never imports this package, and importing it loads neither ipywidgets
 nor matplotlib: each name below is imported on first use.
@@ -87,6 +88,7 @@ _EXPORTS: dict[str, str] = {
     "find_connection": "wire",
     "stream_hexdump": "wire",
     "transcript_text": "wire",
+    "wait_closed": "wire",
     # TLS: records, certificate chain, entropy
     "TLSInspector": "tlsview",
     "certificate_chain": "tlsview",
@@ -95,6 +97,19 @@ _EXPORTS: dict[str, str] = {
     "tls_connections": "tlsview",
     "tls_records": "tlsview",
     "tls_summary": "tlsview",
+    # email authentication: SPF, DKIM, DMARC records, verdicts, and the lab
+    "MailAuthLab": "mailauth",
+    "AuthOutcome": "mailauth",
+    "alice_sends": "mailauth",
+    "mallory_sends": "mailauth",
+    "forward_message": "mailauth",
+    "auth_records": "mailauth",
+    "auth_story": "mailauth",
+    "signature_table": "mailauth",
+    "body_hash": "mailauth",
+    "received_message": "mailauth",
+    "results_table": "mailauth",
+    "alignment_table": "mailauth",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -23,7 +23,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from .base import View
-from .stepper import conversation_html, explanation_html
+from .stepper import conversation_html, explanation_html, tight
 from .style import COLORS, callout, escape
 
 if TYPE_CHECKING:
@@ -232,7 +232,7 @@ class Console(View):
                                      "<code>.</code> (RFC 5321 §4.1.1.4). Headers first, then "
                                      "an empty line, then the body.", "Inside DATA"))
             parts.append(explanation_html(last))
-        self.meaning.value = "".join(parts)
+        self.meaning.value = tight("".join(parts))
 
     def __repr__(self) -> str:
         state = "connected" if self.connected else "not connected"

@@ -122,8 +122,20 @@ def register(exercise: Exercise) -> Exercise:
     return exercise
 
 
+def _load_all() -> None:
+    """Import every widget family: some register their notebook's exercises themselves."""
+    import importlib
+
+    from simsmtp import ui
+
+    for module in sorted(set(ui._EXPORTS.values())):
+        importlib.import_module(f"simsmtp.ui.{module}")
+
+
 def exercise(key: str) -> Exercise:
     """The exercise with this key (``KeyError`` lists the keys of its notebook)."""
+    if key not in EXERCISES:
+        _load_all()
     try:
         return EXERCISES[key]
     except KeyError:
@@ -134,6 +146,7 @@ def exercise(key: str) -> Exercise:
 
 def exercises_for(notebook: str) -> list[Exercise]:
     """The exercises of a notebook (``"03"``), in order."""
+    _load_all()
     prefix = notebook.zfill(2) + "."
     return [e for k, e in EXERCISES.items() if k.startswith(prefix)]
 
@@ -291,7 +304,7 @@ register(Exercise(
     _prefer_backup,
     hint="Give backup.anotherdomain.org a lower preference than mail.anotherdomain.org "
          "(e.g. 5), or remove the other record.",
-    solution="In the editor: click 'Add a backup MX' (it adds backup.anotherdomain.org) "
+    solution="In the editor: click 'Add backup' (it adds backup.anotherdomain.org) "
              "and set its preference to 5. Or in code:\n"
              "world.domains['anotherdomain.org'].mx = [MXRecord(5, "
              "'backup.anotherdomain.org'), MXRecord(10, 'mail.anotherdomain.org')]",

@@ -225,17 +225,19 @@ class MXEditor(View):
         self.plan: RoutePlan | None = None
         self._quiet = False
 
-        self.add_button = w.Button(description="Add a backup MX", icon="plus",
-                                   layout=w.Layout(width="auto"))
-        self.clear_button = w.Button(description="Remove all MX records",
-                                     icon="eraser", layout=w.Layout(width="auto"))
-        self.null_button = w.Button(description="Null MX: accept no mail", icon="ban",
-                                    layout=w.Layout(width="auto"))
-        self.reset_button = w.Button(description="Reset", icon="undo",
-                                     layout=w.Layout(width="auto"))
+        button = w.Layout(width="auto", min_width="max-content")
+        self.add_button = w.Button(description="Add backup", icon="plus", layout=button,
+                                   tooltip="Add an MX record with a higher preference")
+        self.clear_button = w.Button(description="Remove all", icon="eraser", layout=button,
+                                     tooltip="Remove every MX record (implicit MX)")
+        self.null_button = w.Button(description="Null MX", icon="ban", layout=button,
+                                    tooltip="Publish MX 0 . : this domain accepts no mail")
+        self.reset_button = w.Button(description="Reset", icon="undo", layout=button,
+                                     tooltip="Back to the records the world started with")
         self.address_box = w.Checkbox(value=self._has_apex_address(), indent=False,
                                       description=f"{self.domain.name} itself has an "
-                                                  "address (A record)")
+                                                  "address (A record)",
+                                      layout=w.Layout(width="auto"))
         self.status = w.HTML()
         self.rows_box = w.VBox()
         self.dig_view = w.HTML()
@@ -250,7 +252,7 @@ class MXEditor(View):
                        "changes go live in the world's DNS)</span>")
         left = w.VBox([title, self.rows_box,
                        w.HBox([self.add_button, self.clear_button, self.null_button,
-                               self.reset_button]),
+                               self.reset_button], layout=w.Layout(flex_flow="row wrap")),
                        self.address_box, self.status],
                       layout=w.Layout(width="52%"))
         right = w.VBox([self.route_view], layout=w.Layout(width="48%"))

@@ -76,6 +76,12 @@ _VERBS = {"<greeting>": "", "<message>": "<end-of-data>"}
 
 # ------------------------------------------------------------------------------ pure helpers
 
+def tight(html: str) -> Raw:
+    """``html`` at a reading line height, for an ipywidgets ``HTML`` widget (whose own
+    line height of 28 px is made for one-line labels)."""
+    return Raw(f'<div style="line-height:1.45;">{html}</div>')
+
+
 def step_verb(step: Step) -> str:
     """The transition-table verb of a step: ``EHLO``, ``MAIL``, ``<end-of-data>`` …"""
     if step.label in _VERBS:
@@ -426,11 +432,11 @@ class Stepper(View):
             if step_verb(step) in ("EHLO",) and step.code == 250:
                 extra = ("<div style='margin-top:4px;'><b>What the server offers</b> "
                          "(RFC 5321 §2.2.1):</div>" + capability_table(step).html)
-            self.meaning.value = said + answer + explanation_html(step) + states_html(step) \
-                + extra
+            self.meaning.value = tight(said + answer + explanation_html(step)
+                                       + states_html(step) + extra)
         if self.error:
-            self.meaning.value = callout("fail", escape(self.error), "That step failed:") \
-                + self.meaning.value
+            self.meaning.value = tight(callout("fail", escape(self.error),
+                                               "That step failed:") + self.meaning.value)
         self.wire.value = conversation_html(self.steps[:self.position + 1], self.position)
         self._draw_diagram()
 

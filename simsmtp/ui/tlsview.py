@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .base import View
 from .exercises import Exercise, choice, register, text
+from .stepper import tight
 from .style import (
     COLORS,
     MONO,
@@ -218,8 +219,7 @@ def entropy_chart(net: Any, conn: Any = None, *, title: str | None = None) -> Fi
     tap = _tap(net)
     rows = entropy_table(tap, view.connection.id)
     names = _segment_names(view, tap)
-    width = max(8.5, min(12.0, 0.3 * len(rows) + 2.5))
-    fig, ax = new_figure(width, 3.6)
+    fig, ax = new_figure(10.0, 3.6)
     with plot_style():
         xs = list(range(1, len(rows) + 1))
         colors = [COLORS["tls"] if r.kind == "tls" else
@@ -372,19 +372,19 @@ class TLSInspector(View):
             self.chart.value = b""
             return
         keylog = bool(self.keylog_box.value)
-        self.records.value = tls_records(self.net, conn_id, keylog=keylog).html
-        self.hello.value = tls_summary(self.net, conn_id).html
+        self.records.value = tight(tls_records(self.net, conn_id, keylog=keylog).html)
+        self.hello.value = tight(tls_summary(self.net, conn_id).html)
         view = _view(self.net, conn_id)
         sni = view.tls.sni if view.tls is not None else None
         server = self.net.name_of(view.connection.server[0]) if hasattr(self.net,
                                                                          "name_of") else None
         host = sni or server
         if host and getattr(self.net, "ca", None) is not None:
-            self.chain.value = certificate_chain(self.net, host, fingerprints=True).html \
-                + callout("note", "The client trusts this chain because it trusts the "
-                          "world's CA (its certificate is the <i>trust anchor</i>); with "
-                          "TLS 1.3 an eavesdropper never sees it: the Certificate message "
-                          "is encrypted.")
+            chain = certificate_chain(self.net, host, fingerprints=True).html
+            self.chain.value = tight(chain + callout(
+                "note", "The client trusts this chain because it trusts the world's CA (its "
+                "certificate is the <i>trust anchor</i>); with TLS 1.3 an eavesdropper never "
+                "sees it: the Certificate message is encrypted."))
         else:
             self.chain.value = callout("note", "No server name to look up.")
         fig = entropy_chart(self.net, conn_id)

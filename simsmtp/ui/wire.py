@@ -70,6 +70,17 @@ def connections(net: Any, *, services: Iterable[str] | None = None,
             and (wanted is None or c.service in wanted)]
 
 
+def wait_closed(net: Any, timeout: float = 5.0) -> bool:
+    """Wait until every captured TCP connection has closed (so the capture is complete:
+    the last records of a TLS session cross after the final reply). False on timeout."""
+    def closed() -> bool:
+        return all(c.closed_at is not None for c in _tap(net).connections()
+                   if c.transport == "tcp")
+
+    wait = getattr(net, "wait", None)
+    return bool(wait(closed, timeout)) if wait is not None else closed()
+
+
 def connection_label(net: Any, conn: Connection) -> str:
     """``mail.example.com → mail.anotherdomain.org port 25 (smtp)``."""
     client = host_name(net, conn.client[0])
@@ -197,7 +208,8 @@ class _Part:
     findings: Findings
 
 
-def _parts(source: Any, conn: Any = None, keylog: Any = None) -> tuple[list[_Part], str]:
+def _parts(source: Any, conn: Any = None, keylog: Any = None,
+           fresh: bool = False) -> tuple[list[_Part], str]:
     """(the parts, a heading) of whatever was given."""
     from simsmtp.capture.eavesdropper import Findings, eavesdrop
 
@@ -205,6 +217,8 @@ def _parts(source: Any, conn: Any = None, keylog: Any = None) -> tuple[list[_Par
         return [_Part("the capture", source)], ""
     view = source.view() if hasattr(source, "view") and hasattr(source, "names") else source
     legs = getattr(view, "legs", None)
+    if fresh and hasattr(source, "updates"):
+        legs = source.updates()
     if legs is not None:  # a PathView (or an Eavesdropper's view)
         net = getattr(source, "net", None)
         a, b = view.names
@@ -268,7 +282,8 @@ def _verdict(parts: list[_Part]) -> tuple[str, str]:
     return "note", "Nothing but the greeting and the EHLO exchange so far."
 
 
-def eavesdropper_report(source: Any, conn: Any = None, *, keylog: Any = None) -> HTMLText:
+def eavesdropper_report(source: Any, conn: Any = None, *, keylog: Any = None,
+                        fresh: bool = False) -> HTMLText:
     """What a passive eavesdropper reads, connection by connection, and a verdict.
 
     Args:
@@ -278,11 +293,13 @@ def eavesdropper_report(source: Any, conn: Any = None, *, keylog: Any = None) ->
             ``conn`` picks one connection; default: every SMTP and POP3 connection).
         conn: with a world, which connection (see :func:`find_connection`).
         keylog: with a world, give the eavesdropper the TLS keys (``True``: the world's).
+        fresh: with ``net.eavesdropper(...)``, only the connections that ended since the
+            last ``fresh`` report (what is new on the path).
 
     The text (``print`` it) names connections by their hosts and well-known ports, so it
     reads the same on every run.
     """
-    parts, heading = _parts(source, conn, keylog)
+    parts, heading = _parts(source, conn, keylog, fresh)
     kind, verdict = _verdict(parts)
     plain: list[str] = [f"{heading}: {len(parts)} connection(s)"] if heading else []
     html: list[str] = [f"<div style='font-weight:bold;margin:4px 0;'>{escape(heading)}: "
@@ -393,7 +410,8 @@ class WireView(View):
         self.transcript.value = _pane(transcript_text(self.net, conn_id, keylog=keylog),
                                       height)
         self.hexdump.value = _pane(connection_hexdump_text(self.net, conn_id), height)
-        self.eavesdropper.value = (f"<div style='max-height:{height};overflow:auto;'>"
+        self.eavesdropper.value = (f"<div style='max-height:{height};overflow:auto;"
+                                   "line-height:1.45;'>"
                                    + eavesdropper_report(self.net, conn_id,
                                                          keylog=keylog).html + "</div>")
 
@@ -477,4 +495,4 @@ register(Exercise(
 
 __all__ = ["HEXDUMP_LIMIT", "WELL_KNOWN", "WireView", "connection_hexdump_text",
            "connection_label", "connections", "eavesdropper_report", "find_connection",
-           "host_name", "stream_hexdump", "transcript_text"]
+           "host_name", "stream_hexdump", "transcript_text", "wait_closed"]

@@ -295,9 +295,14 @@ class World:
         validate_world(self)
 
     def start(self, **kw: Any) -> Network:
-        """Boot the world on loopback and return the running network (a context manager)."""
+        """Boot the world on loopback and return the running network.
+
+        ``net = world.start()`` in a notebook (``net.stop()`` at the end, or it stops at
+        exit), or ``with world.start() as net:``, which stops it when the block ends.
+        Keyword arguments go to :class:`~simsmtp.net.network.Network`.
+        """
         from simsmtp.net.network import Network
-        return Network(self, **kw)
+        return Network(self, **kw).start()
 
     # -- looking things up ------------------------------------------------------------------
 

@@ -175,15 +175,31 @@ def _open(page: Any, lab: Lab, name: str) -> None:
         " return s && s.getAttribute('data-status') === 'idle'; }", timeout=60_000)
 
 
+_IDLE = ("document.querySelector('.jp-Notebook-ExecutionIndicator')"
+         ".getAttribute('data-status') === 'idle'")
+_ERROR = ("document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) "
+          ".jp-OutputArea-output[data-mime-type=\"application/vnd.jupyter.stderr\"]')")
+
+
 def _run_all(page: Any) -> None:
+    """Run > Run All Cells, then wait until every code cell has run (or one failed: Run
+    All stops at an error, and the kernel goes idle with cells left unrun)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
     page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
-    page.wait_for_function(  # every code cell executed: [n], none waiting or running
-        f"() => {{ const p = ({_PROMPTS})(); return p.length > 0 && "
-        "p.every(t => /^\\[\\d+\\]:$/.test(t)); }", timeout=RUN_TIMEOUT_S * 1000)
-    page.wait_for_function(
-        "() => document.querySelector('.jp-Notebook-ExecutionIndicator')"
-        ".getAttribute('data-status') === 'idle'", timeout=30_000)
+    try:
+        page.wait_for_function(
+            f"() => {{ const p = ({_PROMPTS})(); const done = p.length > 0 && "
+            "p.every(t => /^\\[\\d+\\]:$/.test(t)); "
+            f"return done || ({_ERROR} !== null && {_IDLE}); }}",
+            timeout=RUN_TIMEOUT_S * 1000)
+        page.wait_for_function(f"() => {_IDLE}", timeout=30_000)
+    except PlaywrightTimeout:
+        status = page.evaluate("() => document.querySelector("
+                               "'.jp-Notebook-ExecutionIndicator').getAttribute('data-status')")
+        pytest.fail(f"the cells did not finish in {RUN_TIMEOUT_S} s: kernel {status}, "
+                    f"prompts {page.evaluate(_PROMPTS)}")
 
 
 def _problems(page: Any) -> list[str]:
@@ -200,14 +216,20 @@ def _problems(page: Any) -> list[str]:
 
 
 def _widgets(page: Any) -> Any:
-    return page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) '
-                        '.jp-OutputArea-output[data-mime-type='
-                        '"application/vnd.jupyter.widget-view+json"]')
+    """The widget outputs (a widget view is an output with no rendered mime type)."""
+    return page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) "
+                        ".jp-OutputArea-output:not([data-mime-type])")
 
 
 def _shot(page: Any, locator: Any, path: Path) -> None:
+    """A screenshot of one element, the window made tall enough to hold all of it."""
+    box = locator.bounding_box()
+    size = page.viewport_size
+    if box is not None and box["height"] + 200 > size["height"]:
+        page.set_viewport_size({"width": size["width"], "height": int(box["height"]) + 200})
     locator.scroll_into_view_if_needed()
     locator.screenshot(path=str(path))
+    page.set_viewport_size(size)
 
 
 # ------------------------------------------------------------------------------ the test
@@ -220,7 +242,10 @@ def test_notebook_runs_in_jupyterlab_and_every_widget_renders(name: str, lab: La
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
         _open(page, lab, name)
-        _run_all(page)
+        try:
+            _run_all(page)
+        finally:
+            page.screenshot(path=str(SCREENSHOTS / f"{stem}.png"))
         widgets = _widgets(page)
         deadline = time.monotonic() + 30  # widget views render asynchronously
         while _problems(page) and time.monotonic() < deadline:

@@ -337,3 +337,23 @@ def test_auth_after_starttls_end_to_end(server_context: ssl.SSLContext,
     pump(client, server.conn)
     assert client.authenticated and server.conn.session.authenticated_user == "alice"
     assert server.conn.session.tls is not None
+
+
+@pytest.mark.parametrize("config", [
+    {"require_tls": True, "auth_enabled": True},  # 530 before STARTTLS (submission)
+    {"auth_enabled": False},                      # 503: AUTH not enabled
+])
+def test_a_refused_auth_line_never_carries_its_secret(
+        config: dict[str, object], server_context: ssl.SSLContext) -> None:
+    from simsmtp.protocol.events import NEED_DATA, CommandReceived
+    from simsmtp.protocol.server import ServerConfig, ServerConnection
+
+    server = ServerConnection(Handler(), ServerConfig(tls_context=server_context, **config))
+    server.receive_data(b"EHLO client\r\nAUTH PLAIN " + PLAIN_OK + b"\r\n")
+    events = []
+    while (event := server.next_event()) is not NEED_DATA:
+        events.append(event)
+    auth = [e for e in events if isinstance(e, CommandReceived)][-1]
+    assert auth.reply.code >= 500
+    assert auth.line == b"AUTH PLAIN ***"
+    assert PLAIN_OK not in repr(events).encode()

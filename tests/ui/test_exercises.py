@@ -37,7 +37,8 @@ LIVE = {"01.prefer-backup", "03.break-it"}
 def test_every_notebook_has_two_to_four_exercises() -> None:
     for notebook in ("00", "01", "03", "06", "07"):
         assert 2 <= len(exercises_for(notebook)) <= 4, notebook
-    assert set(EXERCISES) == set(ANSWERS) | LIVE
+    mine = {k for k in EXERCISES if k.split(".")[0] in ("00", "01", "03", "06", "07")}
+    assert mine == set(ANSWERS) | LIVE
 
 
 @pytest.mark.parametrize("key", sorted(ANSWERS))
@@ -70,7 +71,7 @@ def test_malformed_answers_are_feedback_not_errors() -> None:
     feedback = exercise("06.ports").check("five eight seven")
     assert isinstance(feedback, Feedback) and not feedback.correct
     assert "could not be checked" in feedback.message
-    with pytest.raises(KeyError, match="00.submission-port"):
+    with pytest.raises(KeyError, match=r"00\.submission-port"):
         exercise("00.nope")
 
 

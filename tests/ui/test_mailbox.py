@@ -6,8 +6,13 @@ from typing import Any
 
 import pytest
 
-from simsmtp.ui.mailbox import dialogue, maildir_tree, ports_table, received_hops, \
-    received_table
+from simsmtp.ui.mailbox import (
+    dialogue,
+    maildir_tree,
+    ports_table,
+    received_hops,
+    received_table,
+)
 from simsmtp.world import World
 from simsmtp.world.scenario import seed_message
 

@@ -284,7 +284,11 @@ def test_trace_uses_the_virtual_clock() -> None:
 def test_start_hands_the_world_to_the_network(monkeypatch: pytest.MonkeyPatch) -> None:
     class FakeNetwork:
         def __init__(self, world: World, **kw: object) -> None:
-            self.world, self.kw = world, kw
+            self.world, self.kw, self.started = world, kw, False
+
+        def start(self) -> FakeNetwork:
+            self.started = True
+            return self
 
     module = types.ModuleType("simsmtp.net.network")
     module.Network = FakeNetwork  # type: ignore[attr-defined]
@@ -293,6 +297,7 @@ def test_start_hands_the_world_to_the_network(monkeypatch: pytest.MonkeyPatch) -
     network = world.start(base="127.0.0.10")
     assert isinstance(network, FakeNetwork)
     assert network.world is world and network.kw == {"base": "127.0.0.10"}
+    assert network.started  # world.start() boots at once
 
 
 def test_check_validates_live_edits() -> None:

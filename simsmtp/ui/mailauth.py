@@ -1,0 +1,1291 @@
+"""SPF, DKIM and DMARC made visible (notebook 8), and a lab that edits the records live.
+
+Everything here reads the running world: its DNS server (over a real socket, like
+``dig``), the messages as stored, and the trace's ``auth.*`` events that the MX records
+when it checks a message (:mod:`simsmtp.net.authpolicy`). Nothing re-evaluates SPF, DKIM
+or DMARC on its own: the verdicts shown are the MX's::
+
+    ui.auth_records(net, "example.com")       # the three TXT records, read for you
+    alice = ui.alice_sends(net)               # Alice's real mail, and Bob's MX's verdict
+    ui.signature_table(alice.message)         # the DKIM-Signature taken apart
+    ui.results_table(alice.message)           # the Authentication-Results header read
+    spoof = ui.mallory_sends(net)             # From: Alice, sent from Mallory's machine
+    ui.auth_story(net.world, since=spoof.since)   # why, check by check, from the trace
+    ui.forward_message(net, "bob@forward.example", "bob@anotherdomain.org")
+    ui.MailAuthLab(net)                       # edit SPF and DMARC; Alice vs Mallory
+
+The lab sends both messages through the world each time *Check* is clicked and shows the
+two verdicts side by side.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from typing import TYPE_CHECKING, Any
+
+from simsmtp.world.mailauth import aligned, organizational_domain, parse_record, parse_signature
+from simsmtp.world.mailauth.spf import MEANINGS as SPF_MEANINGS
+from simsmtp.world.scenario import SEED_RECIPIENT, SEED_SENDER, SEED_SUBJECT, seed_message
+
+from .base import View
+from .exercises import Exercise, choice, register, text
+from .style import (
+    COLORS,
+    HTMLText,
+    Raw,
+    callout,
+    escape,
+    html_table,
+    panel,
+    pre,
+    short,
+    span,
+    text_table,
+)
+
+if TYPE_CHECKING:
+    from simsmtp.net.network import Network
+    from simsmtp.trace import TraceEvent
+    from simsmtp.world.model import World
+
+#: The spoofer's machine in the seed world (it serves nothing; it only connects).
+SPOOFER = "mallory.evil.example"
+#: Mallory's own address.
+MALLORY = "mallory@evil.example"
+#: What Mallory writes, pretending to be Alice.
+SPOOF_SUBJECT = "Urgent: please wire the money today"
+SPOOF_BODY = ("Hi Bob,\r\n\r\nPlease wire 9,800 EUR to the new supplier today, account\r\n"
+              "DE00 1234 5678 9000. I am in meetings all day, so no calls please.\r\n\r\n"
+              "Alice\r\n")
+
+#: What each DKIM result means (RFC 6376 §6.1; RFC 8601 §2.7.1).
+DKIM_MEANINGS = {
+    "pass": "a signature verified with the key its domain publishes: the signed header "
+            "fields and the body are unchanged since d= signed them",
+    "fail": "a signature did not verify: the message was changed after signing (or the "
+            "signature is forged)",
+    "none": "the message is not signed",
+    "permerror": "a signature cannot be checked (no key, a revoked or bad key, a malformed "
+                 "signature)",
+    "temperror": "the key could not be fetched now; try again later",
+    "neutral": "a signature was there but could not be evaluated",
+    "policy": "the signature verified but the receiver's policy does not accept it",
+}
+#: What each DMARC result means (RFC 7489 §3.1, §6.6; RFC 8601 §2.7 / RFC 7489 §11.2).
+DMARC_MEANINGS = {
+    "pass": "SPF or DKIM passed for a domain aligned with the From: domain: the From: the "
+            "reader sees is vouched for",
+    "fail": "neither SPF nor DKIM passed for a domain aligned with the From: domain: the "
+            "From: cannot be trusted, and the domain's policy applies",
+    "none": "the From: domain publishes no DMARC policy: nothing to apply",
+    "temperror": "the DMARC record could not be fetched now",
+    "permerror": "DMARC cannot be applied (e.g. no single From: domain)",
+}
+#: What the properties of an Authentication-Results result say (RFC 8601 §2.7, §2.3).
+PROPERTY_MEANINGS = {
+    "smtp.mailfrom": "the domain SPF checked: the envelope sender's (MAIL FROM), not From:",
+    "smtp.helo": "the HELO name SPF checked (the envelope sender was empty)",
+    "header.d": "the signing domain (d= of the DKIM-Signature)",
+    "header.s": "the selector: the key was at <s>._domainkey.<d>",
+    "header.i": "the signer's identity (i=)",
+    "header.from": "the From: domain DMARC protects",
+    "reason": "why",
+}
+#: The colour of each result.
+RESULT_COLORS = {"pass": COLORS["ok"], "fail": COLORS["fail"], "permerror": COLORS["fail"],
+                 "softfail": COLORS["warn"], "neutral": COLORS["warn"],
+                 "temperror": COLORS["warn"], "none": COLORS["muted"],
+                 "inbox": COLORS["ok"], "junk": COLORS["warn"], "reject": COLORS["fail"],
+                 "skipped": COLORS["muted"], "signed": COLORS["ok"]}
+_QUALIFIERS = {"+": "pass", "-": "fail", "~": "softfail", "?": "neutral"}
+_WHERE = {"inbox": "the inbox", "junk": "the Junk folder"}
+
+
+# ------------------------------------------------------------------------ small helpers
+
+def _result(value: str) -> Raw:
+    return span(value, RESULT_COLORS.get(value, COLORS["text"]), bold=True)
+
+
+def _crlf(data: bytes) -> bytes:
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def _as_message(message: EmailMessage | bytes | str) -> EmailMessage:
+    if isinstance(message, EmailMessage):
+        return message
+    raw = message.encode("utf-8") if isinstance(message, str) else message
+    parsed: EmailMessage = BytesParser(policy=policy.default).parsebytes(raw)
+    return parsed
+
+
+def _raw(message: EmailMessage | bytes | str) -> bytes:
+    if isinstance(message, EmailMessage):
+        return _crlf(message.as_bytes())
+    return _crlf(message.encode("utf-8") if isinstance(message, str) else message)
+
+
+def _unfold(value: object) -> str:
+    return " ".join(str(value).split())
+
+
+def _address(header: str) -> str:
+    from email.utils import parseaddr
+
+    return parseaddr(header)[1]
+
+
+def _mx_host(net: Network, domain: str) -> str:
+    """The most preferred MX of ``domain``, asked from the world's DNS like a sender."""
+    from simsmtp.net.dns import lookup_mx
+
+    found = lookup_mx(net.resolver(), domain)
+    if found.status != "ok" or not found.records or found.records[0][1] == ".":
+        raise ValueError(f"{domain} has no usable MX record ({found.status})")
+    return found.records[0][1]
+
+
+def _txt(net: Network, name: str) -> list[str] | None:
+    """The TXT strings at ``name`` from the world's DNS (None: the name does not exist)."""
+    import dns.resolver
+
+    try:
+        answer = net.resolver().resolve(name, "TXT")
+    except dns.resolver.NXDOMAIN:
+        return None
+    except dns.resolver.NoAnswer:
+        return []
+    return [b"".join(r.strings).decode("utf-8", "replace") for r in answer]
+
+
+# ------------------------------------------------------------------------- the records
+
+def spf_terms(record: str) -> list[tuple[str, str]]:
+    """Each term of an SPF record and what it says, in plain words (RFC 7208 §4.6, §5, §6).
+
+    A description for a reader, not an evaluator: the MX's verdict comes from pyspf.
+
+    >>> spf_terms("v=spf1 mx -all")[1]
+    ('mx', 'a client at an address of an MX host of the domain: pass')
+    """
+    out: list[tuple[str, str]] = []
+    for term in record.split():
+        low = term.lower()
+        if low == "v=spf1":
+            out.append((term, "this TXT record is an SPF policy (version 1)"))
+            continue
+        if "=" in term and not low.startswith(("+", "-", "~", "?")) and ":" not in \
+                term.split("=", 1)[0]:
+            name, value = term.split("=", 1)
+            if name.lower() == "redirect":  # RFC 7208 §6.1
+                out.append((term, f"if nothing above matched: use {value}'s SPF policy"))
+            elif name.lower() == "exp":     # RFC 7208 §6.2
+                out.append((term, f"the text for a rejection is published at {value}"))
+            else:
+                out.append((term, "an unknown modifier: ignored (RFC 7208 §6)"))
+            continue
+        qualifier = term[0] if term[0] in _QUALIFIERS else "+"
+        verdict = _QUALIFIERS[qualifier]
+        body = term[1:] if term[0] in _QUALIFIERS else term
+        name, _, arg = body.partition(":")
+        name = name.split("/")[0].lower()
+        what = {
+            "all": "any other client",
+            "mx": f"a client at an address of an MX host of {arg or 'the domain'}",
+            "a": f"a client at an address of {arg or 'the domain itself'}",
+            "ip4": f"a client in {arg}",
+            "ip6": f"a client in {arg}",
+            "include": f"a client that {arg}'s own SPF policy passes",
+            "exists": f"any client, if the name {arg} exists",
+            "ptr": "a client whose reverse DNS name is in the domain (do not use: slow)",
+        }.get(name)
+        if what is None:
+            out.append((term, "not a known mechanism: the whole record is a permerror "
+                              "(RFC 7208 §5)"))
+        else:
+            out.append((term, f"{what}: {verdict}"))
+    return out
+
+
+def _key_bits(record: str) -> int | None:
+    match = re.search(r"(?:^|;)\s*p=([A-Za-z0-9+/=\s]+)", record)
+    if not match:
+        return None
+    try:
+        from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+        key: Any = load_der_public_key(base64.b64decode("".join(match.group(1).split())))
+        return int(key.key_size)
+    except (ValueError, TypeError):
+        return None
+
+
+def _dmarc_words(record: str) -> str:
+    parsed = parse_record(record)
+    if parsed is None:
+        return "not a DMARC record (it must start with v=DMARC1): ignored"
+    words = {"none": "deliver it anyway (only watch and report)",
+             "quarantine": "treat it as suspicious: the Junk folder",
+             "reject": "refuse it"}
+    parts = [f"p={parsed.p}: mail that fails DMARC: {words[parsed.p]}" if parsed.p
+             else "no valid p=: no policy"]
+    mode = {"r": "relaxed (the same organizational domain)", "s": "strict (the same name)"}
+    parts.append(f"adkim={parsed.adkim}: DKIM alignment {mode[parsed.adkim]}")
+    parts.append(f"aspf={parsed.aspf}: SPF alignment {mode[parsed.aspf]}")
+    if parsed.pct != 100:
+        parts.append(f"pct={parsed.pct}: the policy applies to {parsed.pct}% of failing mail")
+    if parsed.rua:
+        parts.append(f"rua: daily aggregate reports go to {', '.join(parsed.rua)}")
+    parts.extend(parsed.problems)
+    return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class RecordRow:
+    """One TXT record of a domain's email authentication, as served now."""
+
+    mechanism: str
+    name: str
+    value: str | None
+    meaning: str
+
+
+def record_rows(net: Network, domain: str = "example.com") -> list[RecordRow]:
+    """Ask the world's DNS for ``domain``'s SPF, DKIM key and DMARC records (TXT).
+
+    Args:
+        net: the running world.
+        domain: the domain whose records to read.
+    """
+    rows: list[RecordRow] = []
+    apex = _txt(net, domain) or []
+    spf = [v for v in apex if v.lower().startswith("v=spf1")]
+    for value in apex:
+        if value in spf:
+            continue
+        rows.append(RecordRow("(not SPF)", domain, value,
+                              "another TXT record: SPF reads only the one starting with "
+                              "v=spf1 (RFC 7208 §4.5)"))
+    if not spf:
+        rows.insert(0, RecordRow("SPF", domain, None, "no SPF record: SPF gives none"))
+    for value in spf:
+        words = "; ".join(f"{t} = {w}" for t, w in spf_terms(value)[1:])
+        if len(spf) > 1:
+            words = "more than one SPF record: permerror (RFC 7208 §4.5)"
+        rows.insert(0, RecordRow("SPF", domain, value, words))
+    record = net.world.domains.get(domain)
+    selector = record.dkim_selector if record is not None else None
+    if selector:
+        name = f"{selector}._domainkey.{domain}"
+        keys = _txt(net, name)
+        if keys:
+            bits = _key_bits(keys[0])
+            rows.append(RecordRow("DKIM key", name, keys[0],
+                                  f"the public key ({bits}-bit RSA) that verifies signatures "
+                                  f"with d={domain} s={selector}"))
+        else:
+            rows.append(RecordRow("DKIM key", name, None, "no key published"))
+    else:
+        rows.append(RecordRow("DKIM key", f"<selector>._domainkey.{domain}", None,
+                              f"{domain} has no DKIM key: its mail is not signed"))
+    dmarc = _txt(net, f"_dmarc.{domain}")
+    if dmarc:
+        rows.extend(RecordRow("DMARC", f"_dmarc.{domain}", v, _dmarc_words(v)) for v in dmarc)
+    else:
+        rows.append(RecordRow("DMARC", f"_dmarc.{domain}", None,
+                              "no DMARC policy: DMARC gives none, nothing is enforced"))
+    return rows
+
+
+def auth_records(net: Network, domain: str = "example.com") -> HTMLText:
+    """``domain``'s SPF, DKIM and DMARC records as the world's DNS serves them now, each
+    read in plain words (HTML in a notebook, text elsewhere)."""
+    rows = record_rows(net, domain)
+    headers = ["record", "name (TXT)", "value", "what it says"]
+
+    def value(row: RecordRow, limit: int) -> str:
+        return "(none)" if row.value is None else short(row.value, limit)
+
+    html = html_table(headers, [[r.mechanism, r.name, value(r, 64), r.meaning] for r in rows],
+                      caption=f"{domain}: who may send its mail (asked just now from the "
+                              "world's DNS)", mono_columns=[1, 2])
+    plain = text_table(headers[:3], [[r.mechanism, r.name, value(r, 48)] for r in rows])
+    plain += "\n" + "\n".join(f"{r.mechanism}: {r.meaning}" for r in rows)
+    return HTMLText(html, plain)
+
+
+# ------------------------------------------------------------------------------- DKIM
+
+def _tag_meaning(tag: str, value: str, tags: dict[str, str]) -> str:
+    if tag == "t" or tag == "x":
+        try:
+            when = datetime.datetime.fromtimestamp(int(value), datetime.UTC)
+        except (ValueError, OverflowError):
+            return "a time (seconds since 1970), unreadable here"
+        what = "signed at" if tag == "t" else "expires at"
+        return f"{what} {when:%Y-%m-%d %H:%M:%S} UTC (seconds since 1970)"
+    if tag == "s":
+        return (f"selector: the key is published at {value}._domainkey.{tags.get('d', '')} "
+                "(a domain can have several keys)")
+    if tag == "h":
+        return ("the header fields signed, in this order: "
+                + ", ".join(h.strip() for h in value.split(":")))
+    return {
+        "v": "version: always 1",
+        "a": "algorithm: an RSA signature over a SHA-256 hash (RFC 8301)"
+             if value == "rsa-sha256" else "the signing algorithm",
+        "c": "canonicalization header/body: 'relaxed' forgives changes in whitespace and in "
+             "header-name case that servers on the way make (RFC 6376 §3.4)",
+        "d": "the signing domain: whose key signed. DMARC compares it with the From: domain",
+        "i": "the identity the signer vouches for (here the whole domain)",
+        "q": "how to fetch the key: a DNS TXT query",
+        "l": "only this many body bytes are signed (risky: text can be appended)",
+        "bh": "body hash: SHA-256 of the canonicalized body, in base64",
+        "b": "the signature: made with the private key over the signed header fields and "
+             "this header (with b= empty)",
+        "z": "copies of the original header fields (for diagnosis)",
+    }.get(tag, "an unknown tag: ignored (RFC 6376 §3.2)")
+
+
+def signature_tags(message: EmailMessage | bytes | str) -> list[tuple[str, str, str]]:
+    """The tags of the (first) DKIM-Signature: ``(tag, value, meaning)`` in header order.
+
+    Args:
+        message: a message, or the value of a DKIM-Signature header field.
+    """
+    if isinstance(message, str) and "v=1" in message and "\n\n" not in message \
+            and "DKIM-Signature:" not in message:
+        value = message
+    else:
+        found = _as_message(message)["DKIM-Signature"]
+        if found is None:
+            return []
+        value = str(found)
+    tags = parse_signature(value)
+    order = [m.group(1) for m in re.finditer(r"(?:^|;)\s*([a-z]+)\s*=", value)]
+    return [(t, tags[t], _tag_meaning(t, tags[t], tags)) for t in order if t in tags]
+
+
+def signature_table(message: EmailMessage | bytes | str) -> HTMLText:
+    """The DKIM-Signature taken apart, tag by tag (RFC 6376 §3.5)."""
+    rows = signature_tags(message)
+    if not rows:
+        return HTMLText(callout("note", "This message carries no DKIM-Signature."),
+                        "This message carries no DKIM-Signature.")
+    shown = [(t, short(v, 48) if t == "b" else v, m) for t, v, m in rows]
+    html = html_table(["tag", "value", "what it means"], shown,
+                      caption="DKIM-Signature, tag by tag (RFC 6376 §3.5)", mono_columns=[0, 1])
+    plain = text_table(["tag", "value"], [(t, short(v, 60)) for t, v, _ in shown])
+    return HTMLText(html, plain)
+
+
+def body_hash(message: EmailMessage | bytes | str, canonicalization: str = "relaxed") -> str:
+    """Compute a DKIM body hash (``bh=``) now: SHA-256 of the canonicalized body, base64
+    (RFC 6376 §3.7). Canonicalization is dkimpy's (``relaxed`` or ``simple``, §3.4.3-4)."""
+    from dkim.canonicalization import Relaxed, Simple
+
+    raw = _raw(message)
+    _head, sep, body = raw.partition(b"\r\n\r\n")
+    canon = (Relaxed if canonicalization == "relaxed" else Simple).canonicalize_body(
+        body if sep else b"")
+    return base64.b64encode(hashlib.sha256(canon).digest()).decode("ascii")
+
+
+def received_message(world: World, host: str = "mail.anotherdomain.org",
+                     index: int = -1) -> bytes:
+    """A message exactly as it crossed the wire into ``host`` (from the trace's
+    ``smtp.message`` events; ``index`` -1 is the latest one accepted)."""
+    found = [e for e in world.trace.events("smtp.message", host=host)
+             if e.get("accepted") and e.get("content")]
+    if not found:
+        raise LookupError(f"{host} has not accepted a message yet")
+    content: bytes = found[index]["content"]
+    return content
+
+
+# ------------------------------------------------------------- Authentication-Results
+
+def _split_outside(text_: str, sep: str) -> list[str]:
+    """Split at ``sep`` outside quoted strings and (comments) (RFC 8601 §2.2)."""
+    parts, buf, depth, quoted, escaped = [], [], 0, False, False
+    for ch in text_:
+        if escaped:
+            buf.append(ch)
+            escaped = False
+            continue
+        if ch == "\\":
+            buf.append(ch)
+            escaped = True
+            continue
+        if ch == '"' and depth == 0:
+            quoted = not quoted
+        elif not quoted and ch == "(":
+            depth += 1
+        elif not quoted and ch == ")" and depth:
+            depth -= 1
+        elif ch == sep and not quoted and depth == 0:
+            parts.append("".join(buf).strip())
+            buf = []
+            continue
+        buf.append(ch)
+    parts.append("".join(buf).strip())
+    return [p for p in parts if p]
+
+
+@dataclass(frozen=True)
+class ResultEntry:
+    """One result of an Authentication-Results header field (RFC 8601 §2.2 resinfo)."""
+
+    method: str
+    result: str
+    comment: str = ""
+    properties: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def meaning(self) -> str:
+        """What the result means, in plain words."""
+        table = {"spf": SPF_MEANINGS, "dkim": DKIM_MEANINGS, "dmarc": DMARC_MEANINGS}
+        return table.get(self.method, {}).get(self.result, "")
+
+
+@dataclass(frozen=True)
+class AuthenticationResults:
+    """One parsed Authentication-Results header field."""
+
+    authserv_id: str
+    results: tuple[ResultEntry, ...]
+    raw: str
+
+    def get(self, method: str) -> ResultEntry | None:
+        """The first result of ``method`` (``"spf"``, ``"dkim"``, ``"dmarc"``)."""
+        return next((r for r in self.results if r.method == method), None)
+
+
+def parse_authentication_results(value: str) -> AuthenticationResults:
+    """Read an Authentication-Results value (RFC 8601 §2.2): who checked, and each result
+    with its comment and properties.
+
+    >>> ar = parse_authentication_results("mx.example; spf=pass smtp.mailfrom=example.com")
+    >>> ar.authserv_id, ar.get("spf").properties
+    ('mx.example', {'smtp.mailfrom': 'example.com'})
+    """
+    flat = _unfold(value)
+    parts = _split_outside(flat, ";")
+    head = re.sub(r"\([^)]*\)", " ", parts[0]).split() if parts else []
+    authserv = head[0] if head else ""
+    entries = []
+    for part in parts[1:]:
+        comments = re.findall(r"\(([^)]*)\)", part)
+        bare = re.sub(r"\([^)]*\)", " ", part)
+        pairs = re.findall(r'([A-Za-z0-9_.-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s;]+)', bare)
+        if not pairs:
+            continue
+        method, result = pairs[0]
+        props = {k.lower(): v.strip('"') for k, v in pairs[1:]}
+        entries.append(ResultEntry(method.lower(), result.lower(), "; ".join(comments),
+                                   props))
+    return AuthenticationResults(authserv, tuple(entries), flat)
+
+
+def authentication_results(message: EmailMessage | bytes | str) -> list[AuthenticationResults]:
+    """Every Authentication-Results header field of ``message``, top (newest) first."""
+    found = _as_message(message).get_all("Authentication-Results") or []
+    return [parse_authentication_results(str(v)) for v in found]
+
+
+def results_table(message: EmailMessage | bytes | str, authserv_id: str | None = None
+                  ) -> HTMLText:
+    """The Authentication-Results header field(s) of ``message`` read, result by result.
+
+    Args:
+        message: a message (or one header value).
+        authserv_id: our own server's name: its results are the ones to trust; any other
+            was added by someone else on the way (RFC 8601 §5, §7.1).
+    """
+    if isinstance(message, str) and "\n" not in message and ";" in message \
+            and "Authentication-Results:" not in message:
+        fields = [parse_authentication_results(message)]
+    else:
+        fields = authentication_results(message)
+    if not fields:
+        return HTMLText(callout("note", "No Authentication-Results header field."),
+                        "No Authentication-Results header field.")
+    html_parts, plain_parts = [], []
+    for ar in fields:
+        if authserv_id is None:
+            trust = ""
+        elif ar.authserv_id.lower() == authserv_id.lower():
+            trust = " (ours: added by our own server, trust it)"
+        else:
+            trust = (f" (added by {ar.authserv_id} on the way: trust it only if you trust "
+                     f"{ar.authserv_id})")
+        rows, plain_rows = [], []
+        for r in ar.results:
+            details = "; ".join([f"({r.comment})"] if r.comment else [])
+            props = [f"{k}={v}: {PROPERTY_MEANINGS.get(k, '')}".rstrip(": ")
+                     for k, v in r.properties.items()]
+            comment = _comment_words(r.comment)
+            rows.append([r.method, _result(r.result),
+                         Raw("<br>".join(escape(p) for p in
+                                         ([details + comment] if r.comment else [])
+                                         + props)),
+                         r.meaning])
+            plain_rows.append([r.method, r.result, " ".join(
+                ([f"({r.comment})"] if r.comment else [])
+                + [f"{k}={v}" for k, v in r.properties.items()])])
+        title = f"Authentication-Results by {ar.authserv_id}{trust}"
+        html_parts.append(html_table(["method", "result", "details", "what it means"], rows,
+                                     caption=title, mono_columns=[0]))
+        plain_parts.append(title + "\n" + text_table(["method", "result", "details"],
+                                                     plain_rows))
+    return HTMLText("".join(html_parts), "\n\n".join(plain_parts))
+
+
+def _comment_words(comment: str) -> str:
+    match = re.search(r"p=(\w+)\s+dis=(\w+)", comment)
+    if not match:
+        return ""
+    return (f": the domain asks p={match.group(1)}; the receiver's disposition: "
+            f"{match.group(2)}")
+
+
+# ------------------------------------------------------------------------- alignment
+
+def alignment_table(author_domain: str, domains: Iterable[str]) -> HTMLText:
+    """Is each domain aligned with the From: domain ``author_domain`` (RFC 7489 §3.1)?
+    Relaxed: the same organizational domain; strict: exactly the same name."""
+    rows = []
+    for d in domains:
+        rows.append([d, organizational_domain(d), "yes" if aligned(d, author_domain, "r")
+                     else "no", "yes" if aligned(d, author_domain, "s") else "no"])
+    headers = ["authenticated domain", "organizational domain", "relaxed (r)", "strict (s)"]
+    colored = [[r[0], r[1], *(_yes(v) for v in r[2:])] for r in rows]
+    return HTMLText(html_table(headers, colored, mono_columns=[0, 1],
+                               caption=f"Aligned with From: {author_domain} "
+                                       f"(organizational domain "
+                                       f"{organizational_domain(author_domain)})?"),
+                    text_table(headers, rows))
+
+
+def _yes(value: str) -> Raw:
+    return span(value, COLORS["ok"] if value == "yes" else COLORS["fail"], bold=True)
+
+
+# ------------------------------------------------------------------------- the trace
+
+_CHECKS = ("sign", "spf", "dkim", "dmarc", "verdict")
+
+
+def _story_row(e: TraceEvent) -> tuple[str, str, str, str]:
+    check = e.kind.split(".", 1)[1]
+    if check == "sign":
+        return ("DKIM sign", "signed", f"key {e.get('key_name')} ({e.get('bits')} bits)",
+                f"{e.host} signed the header fields {e.get('headers')} and the body "
+                f"(bh={short(str(e.get('body_hash')), 16)}) with d={e.get('domain')} "
+                f"s={e.get('selector')}")
+    if check == "spf":
+        read = f"{e.get('domain')} TXT: {e.get('record') or '(no SPF record)'}"
+        return "SPF", str(e.get("result")), read, str(e.get("explanation"))
+    if check == "dkim":
+        read = (f"{e.get('key_name')} TXT: "
+                + (short(str(e.get("key_record")), 32) if e.get("key_record") else "(no key)")
+                if e.get("key_name") else "(nothing to look up)")
+        return "DKIM", str(e.get("result")), read, str(e.get("explanation"))
+    if check == "dmarc":
+        read = f"_dmarc.{e.get('from_domain')} TXT: {e.get('record') or '(no DMARC record)'}"
+        return "DMARC", str(e.get("result")), read, str(e.get("explanation"))
+    if check == "verdict":
+        reply = e.get("reply")
+        return ("verdict", str(e.get("action")), f"client {e.get('client_ip', '?')} "
+                f"HELO {e.get('helo', '?')}", str(e.get("reason")) + (f"; {reply}" if reply
+                                                                      else ""))
+    return check, str(e.get("result", "")), "", str(e.get("explanation", ""))
+
+
+def auth_events(world: World, since: int = 0, *, host: str | None = None,
+                checks: Sequence[str] | None = None) -> list[TraceEvent]:
+    """The trace's ``auth.*`` events from position ``since``: ``auth.sign`` (a submission
+    server signed), ``auth.spf``, ``auth.dkim``, ``auth.dmarc`` and ``auth.verdict`` (an MX
+    checked and decided), optionally only of ``host`` and of some ``checks``."""
+    wanted = set(checks or _CHECKS)
+    return [e for e in world.trace.since(since) if e.kind.startswith("auth.")
+            and e.kind.split(".", 1)[1] in wanted and (host is None or e.host == host)]
+
+
+def auth_story(world: World, since: int = 0, *, host: str | None = None,
+               checks: Sequence[str] | None = None) -> HTMLText:
+    """Step by step, from the trace: each check a server ran, the record it read from DNS,
+    its result and why (HTML in a notebook, text elsewhere).
+
+    Args:
+        world: the world whose trace to read.
+        since: the trace position to start from (``mark = len(world.trace)`` before
+            sending).
+        host: only this host's checks.
+        checks: only these of ``"sign"``, ``"spf"``, ``"dkim"``, ``"dmarc"``,
+            ``"verdict"``.
+    """
+    events = auth_events(world, since, host=host, checks=checks)
+    rows = [(str(i), e.host, *_story_row(e)) for i, e in enumerate(events, 1)]
+    headers = ["#", "host", "check", "result", "read from DNS", "why"]
+    html_rows = [[n, h, c, _result(r), Raw(span(d, mono=True)), w]
+                 for n, h, c, r, d, w in rows]
+    html = html_table(headers, html_rows, caption="What the servers checked (the trace's "
+                                                  "auth.* events)")
+    plain = "\n".join(f"{n}. {h} {c}: {r}\n   read: {d}\n   why: {w}"
+                      for n, h, c, r, d, w in rows) or "(no checks in this part of the trace)"
+    return HTMLText(html, plain)
+
+
+# ------------------------------------------------------------------ sending and judging
+
+@dataclass(frozen=True)
+class AuthOutcome:
+    """One message sent through the world, and what the receiving MX made of it.
+
+    Attributes:
+        label: who sent what ("Alice's real mail", "Mallory's spoof" …).
+        sender_host: the host that connected to the MX (its HELO name).
+        client_ip: the address the MX saw.
+        mail_from: the envelope sender (MAIL FROM).
+        from_header: the From: header the reader sees.
+        recipient: the envelope recipient.
+        receiver: the MX that checked it.
+        action: ``inbox``, ``junk``, ``reject`` (refused with 550), ``skipped`` (not
+            checked) or ``unknown`` (no verdict seen).
+        reply: the MX's reply to the message.
+        results: ``{"spf": ..., "dkim": ..., "dmarc": ...}`` as the MX found them.
+        authentication_results: the MX's Authentication-Results value (as stored in the
+            message; as computed when the message was refused).
+        reason: the MX's reason, in a few words.
+        steps: the MX's checks in plain words (from the trace's ``auth.*`` events).
+        since: the trace position before sending (for :func:`auth_story`).
+        smtp: the SMTP steps of the connection we drove (``print`` each one).
+        message: the message as stored for the recipient (None when refused).
+    """
+
+    label: str
+    sender_host: str
+    client_ip: str
+    mail_from: str
+    from_header: str
+    recipient: str
+    receiver: str
+    action: str
+    reply: str
+    results: dict[str, str]
+    authentication_results: str
+    reason: str
+    steps: tuple[str, ...]
+    since: int
+    smtp: tuple[Any, ...] = ()
+    message: EmailMessage | None = None
+
+    @property
+    def summary(self) -> str:
+        """``spf=… dkim=… dmarc=…``."""
+        return " ".join(f"{m}={self.results.get(m, '?')}" for m in ("spf", "dkim", "dmarc"))
+
+    @property
+    def where(self) -> str:
+        """Where the message ended up, in words."""
+        who = self.recipient
+        if self.action in _WHERE:
+            return f"delivered to {who}'s {_WHERE[self.action][4:]}"
+        if self.action == "reject":
+            return "refused: not delivered"
+        if self.action == "skipped":
+            return f"delivered to {who}, not checked"
+        return "no verdict seen"
+
+    def text(self) -> str:
+        """The outcome as plain text."""
+        lines = [f"{self.label}: {self.where}",
+                 f"  sent by {self.sender_host} ({self.client_ip}), MAIL FROM:<{self.mail_from}>"
+                 f", From: {self.from_header}",
+                 f"  {self.receiver} answered: {self.reply}",
+                 f"  {self.summary}"]
+        if self.authentication_results:
+            lines.append(f"  Authentication-Results: {self.authentication_results}"
+                         + ("" if self.message is not None else "   (computed; not stored)"))
+        lines += [f"  - {s}" for s in self.steps]
+        return "\n".join(lines)
+
+    def html(self) -> str:
+        """The outcome as HTML (what the lab shows)."""
+        kind = {"inbox": "ok", "junk": "warn", "reject": "fail"}.get(self.action, "note")
+        head = callout(kind, escape(f"{self.receiver} answered: {self.reply}"),
+                       self.where[0].upper() + self.where[1:] + ".")
+        results = " ".join(f"{m}={_result(self.results.get(m, '?'))}"
+                           for m in ("spf", "dkim", "dmarc"))
+        who = (f"<div style='font-size:12px;'>sent by <b>{escape(self.sender_host)}</b> "
+               f"({escape(self.client_ip)}), MAIL FROM:&lt;{escape(self.mail_from)}&gt;, "
+               f"From: {escape(self.from_header)}</div>")
+        ar = ""
+        if self.authentication_results:
+            note = "" if self.message is not None else " (computed, not stored: refused)"
+            ar = (f"<div style='font-size:12px;margin-top:4px;'><b>Authentication-Results"
+                  f"</b>{escape(note)}:</div>"
+                  + pre(self.authentication_results.replace("; ", ";\n    ")))
+        steps = "".join(f"<li>{escape(s)}</li>" for s in self.steps)
+        why = (f"<div style='font-size:12px;'><b>Why</b> (the trace's auth.* events):"
+               f"<ol style='margin:2px 0 0 18px;padding:0;'>{steps}</ol></div>"
+               if steps else "")
+        return (f"<div style='line-height:1.4;'>{who}{head}<div style='font-size:14px;"
+                f"margin:4px 0;'>{results}</div>{ar}{why}</div>")
+
+    def _repr_html_(self) -> str:
+        return str(panel(self.html(), self.label))
+
+    def __repr__(self) -> str:
+        return self.text()
+
+
+def _message_id(message: bytes) -> str:
+    match = re.search(rb"^Message-ID:\s*(<[^>\r\n]+>)", message, re.I | re.M)
+    return match.group(1).decode("ascii", "replace") if match else ""
+
+
+def _find_verdict(world: World, since: int, recipient: str, helo: str) -> TraceEvent | None:
+    for e in world.trace.since(since):
+        if e.kind == "auth.verdict" and recipient in (e.get("recipients") or []) \
+                and str(e.get("helo") or "").lower() == helo.lower() and e.host != helo:
+            return e
+    return None
+
+
+def _stored(net: Network, recipient: str, folder: str | None,
+            message_id: str) -> EmailMessage | None:
+    for m in net.mailbox(recipient, folder):
+        if str(m.get("Message-ID", "")).strip() == message_id:
+            return m  # type: ignore[no-any-return]
+    return None
+
+
+def _judge(net: Network, *, label: str, since: int, sender_host: str, mail_from: str,
+           from_header: str, recipient: str, message_id: str, reply: str,
+           smtp: Sequence[Any] = ()) -> AuthOutcome:
+    world = net.world
+    verdict = _find_verdict(world, since, recipient, sender_host)
+    info = net.hosts.get(sender_host)
+    client_ip = info.ip if info is not None else "?"
+    if verdict is None:
+        return AuthOutcome(label, sender_host, client_ip, mail_from, from_header, recipient,
+                           "?", "unknown", reply or "(no reply)", {}, "",
+                           "no verdict in the trace", (), since, tuple(smtp))
+    checks = [e for e in world.trace.since(since) if e.seq < verdict.seq
+              and e.host == verdict.host and e.kind in ("auth.spf", "auth.dkim", "auth.dmarc")]
+    last_spf = max((i for i, e in enumerate(checks) if e.kind == "auth.spf"), default=0)
+    checks = checks[last_spf:]
+    results: dict[str, str] = {}
+    for e in checks:
+        method = e.kind.split(".", 1)[1]
+        if method not in results or e.get("result") == "pass":
+            results[method] = str(e.get("result"))
+    action = str(verdict.get("action"))
+    folder = "Junk" if action == "junk" else None
+    stored = None
+    if action in ("inbox", "junk", "skipped") and message_id:
+        stored = _stored(net, recipient, folder, message_id)
+    ar = str(verdict.get("authentication_results") or "")
+    if stored is not None:
+        ours = [v for v in authentication_results(stored)
+                if v.authserv_id.lower() == verdict.host.lower()]
+        ar = ours[0].raw if ours else ar
+    if action == "reject" and verdict.get("reply"):
+        reply = str(verdict.get("reply"))
+    return AuthOutcome(label, sender_host, str(verdict.get("client_ip", client_ip)),
+                       mail_from, from_header, recipient, verdict.host, action,
+                       reply or "(no reply)", results, ar, str(verdict.get("reason", "")),
+                       tuple(str(e.get("explanation")) for e in checks), since, tuple(smtp),
+                       stored)
+
+
+def _submission_host(world: World, sender: str) -> str:
+    domain = sender.rpartition("@")[2].lower()
+    hosts = world.hosts_with_role("submission")
+    if not hosts:
+        raise ValueError("this world has no submission host")
+    return next((h.name for h in hosts if h.domain == domain), hosts[0].name)
+
+
+def alice_sends(net: Network, *, recipient: str = SEED_RECIPIENT,
+                subject: str = SEED_SUBJECT, sender: str = SEED_SENDER,
+                timeout: float = 10.0) -> AuthOutcome:
+    """Alice's real mail: submitted to her own server (587, STARTTLS, AUTH), which signs it
+    and delivers it to the recipient's MX; returns that MX's verdict.
+
+    Args:
+        net: the running world.
+        recipient: the addressee.
+        subject: the Subject.
+        sender: the author, a user of the world (her password is the world's).
+        timeout: seconds to wait for the delivery.
+    """
+    world = net.world
+    user = world.user(sender)
+    if user is None or user.password is None:
+        raise ValueError(f"{sender} is not a user of this world with a password")
+    message = seed_message(world, sender=sender, recipient=recipient, subject=subject)
+    since = len(world.trace)
+    steps = net.submit(message, sender=sender, recipients=[recipient], user=sender,
+                       password=user.password)
+    host = _submission_host(world, sender)
+    net.wait(lambda: _find_verdict(world, since, recipient, host) is not None
+             and net.idle(), timeout)
+    reply = ""
+    for e in world.trace.since(since):
+        if e.kind == "queue.result" and e.host == host and e.get("recipient") == recipient:
+            reply = str(e.get("reply") or "")
+    from_header = next((line[6:] for line in message.decode().split("\r\n")
+                        if line.startswith("From: ")), sender)
+    return _judge(net, label="Alice's real mail", since=since, sender_host=host,
+                  mail_from=sender, from_header=from_header, recipient=recipient,
+                  message_id=_message_id(message), reply=reply, smtp=steps)
+
+
+def _drive(net: Network, receiver: str, local_name: str, mail_from: str, recipient: str,
+           content: bytes) -> tuple[list[Any], str]:
+    """Connect from ``local_name``'s own address to ``receiver``:25 and send; the steps and
+    the reply to the message (or to the command that stopped it)."""
+    with net.session(receiver, 25, local_name=local_name) as session:
+        steps = [session.connect()]
+        steps.append(session.ehlo())
+        steps += session.transaction(mail_from, [recipient], content)
+        last = steps[-1]
+        if not session.closed:
+            steps.append(session.quit())
+    reply = str(last.reply) if last.reply is not None else "(no reply)"
+    return steps, reply
+
+
+def mallory_sends(net: Network, *, mail_from: str = SEED_SENDER,
+                  from_header: str = "Alice <alice@example.com>",
+                  recipient: str = SEED_RECIPIENT, subject: str = SPOOF_SUBJECT,
+                  body: str = SPOOF_BODY, host: str = SPOOFER) -> AuthOutcome:
+    """Mallory's spoof: a message with ``From: Alice``, sent from Mallory's own machine
+    (its own 127.0.0.x) straight to the recipient's MX on port 25, unsigned.
+
+    Args:
+        net: the running world.
+        mail_from: the envelope sender she gives (Alice's, or her own
+            ``mallory@evil.example``).
+        from_header: the From: the reader sees.
+        recipient: the victim.
+        subject: the Subject.
+        body: the text.
+        host: the machine she sends from (a world host: it connects from its address).
+    """
+    world = net.world
+    message = seed_message(world, sender=_address(from_header) or mail_from,
+                           recipient=recipient, subject=subject, body=body,
+                           from_header=from_header)
+    receiver = _mx_host(net, recipient.rpartition("@")[2])
+    since = len(world.trace)
+    steps, reply = _drive(net, receiver, host, mail_from, recipient, message)
+    return _judge(net, label="Mallory's spoof", since=since, sender_host=host,
+                  mail_from=mail_from, from_header=from_header, recipient=recipient,
+                  message_id=_message_id(message), reply=reply, smtp=steps)
+
+
+def forward_message(net: Network, mailbox: str, to: str, *, via: str | None = None,
+                    footer: str | None = None, index: int = -1) -> AuthOutcome:
+    """Forward a stored message as a plain ``.forward`` does: the bytes unchanged (or
+    with a mailing-list ``footer`` added to the body), the envelope sender kept (no SRS),
+    sent by the forwarding host from its own address to ``to``'s MX.
+
+    Args:
+        net: the running world.
+        mailbox: the address whose message to forward (e.g. ``bob@forward.example``).
+        to: where to forward it.
+        via: the forwarding host (default: the MX of ``mailbox``'s domain).
+        footer: text appended to the body, as a mailing list does (it breaks DKIM).
+        index: which message of the mailbox (default the newest).
+    """
+    world = net.world
+    keys = net.store.keys(mailbox)
+    if not keys:
+        raise LookupError(f"{mailbox} has no message to forward")
+    data = _crlf(net.store.get_bytes(mailbox, keys[index]))
+    if footer:
+        data += _crlf(footer.encode("utf-8"))
+        if not data.endswith(b"\r\n"):
+            data += b"\r\n"
+    stored = [e for e in world.trace.events("delivery.stored") if e.get("recipient") ==
+              mailbox]
+    mail_from = str(stored[-1].get("sender") or "") if stored else ""
+    via = via or _mx_host(net, mailbox.rpartition("@")[2])
+    receiver = _mx_host(net, to.rpartition("@")[2])
+    parsed = _as_message(data)
+    since = len(world.trace)
+    steps, reply = _drive(net, receiver, via, mail_from, to, data)
+    label = f"Forwarded by {via}" + (" (with a footer)" if footer else "")
+    return _judge(net, label=label, since=since, sender_host=via, mail_from=mail_from,
+                  from_header=str(parsed.get("From", "")), recipient=to,
+                  message_id=_message_id(data), reply=reply, smtp=steps)
+
+
+# -------------------------------------------------------------------------------- lab
+
+#: SPF records to pick from in the lab (any other can be typed).
+SPF_CHOICES = ["v=spf1 mx -all", "v=spf1 mx ~all", "v=spf1 mx ?all", "v=spf1 -all",
+               "v=spf1 a:mail.example.com -all", "v=spf1 ip4:127.0.0.0/8 -all",
+               "v=spf1 +all"]
+#: The DMARC policies of the lab's dropdown; "" publishes no DMARC record.
+POLICY_CHOICES = [("reject", "reject"), ("quarantine", "quarantine"), ("none", "none"),
+                  ("(no DMARC record)", "")]
+_MODE_CHOICES = [("relaxed (r)", "r"), ("strict (s)", "s")]
+
+
+def dmarc_record(policy_: str, adkim: str = "r", aspf: str = "r",
+                 keep: str | None = None) -> str | None:
+    """A DMARC record with ``p=policy_`` (None when ``policy_`` is ""), alignment modes
+    written only when strict, and the other tags of ``keep`` (e.g. ``rua=``) kept.
+
+    >>> dmarc_record("none", "s", "r", "v=DMARC1; p=reject; rua=mailto:d@example.com")
+    'v=DMARC1; p=none; adkim=s; rua=mailto:d@example.com'
+    """
+    if not policy_:
+        return None
+    parts = ["v=DMARC1", f"p={policy_}"]
+    if adkim == "s":
+        parts.append("adkim=s")
+    if aspf == "s":
+        parts.append("aspf=s")
+    if keep and parse_record(keep) is not None:
+        for part in keep.split(";")[1:]:
+            name = part.split("=", 1)[0].strip().lower()
+            if part.strip() and name not in ("p", "adkim", "aspf"):
+                parts.append(part.strip())
+    return "; ".join(parts)
+
+
+class MailAuthLab(View):
+    """Edit a domain's SPF and DMARC records (and whether its server signs with DKIM);
+    on *Check*, Alice's real mail and Mallory's spoof are sent through the world and the
+    two verdicts are shown side by side.
+
+    Args:
+        net: the running world.
+        domain: the domain to edit (Alice's).
+        sender: Alice's address.
+        recipient: who both messages go to.
+        spoofer: the machine Mallory sends from.
+
+    Controls (for tests and the curious): ``spf`` (a text box with suggestions; empty:
+    no SPF record), ``dkim_box`` (the server signs), ``policy`` (p=), ``adkim``, ``aspf``,
+    ``mallory_from`` (the envelope sender Mallory gives), ``check_button``,
+    ``reset_button``. Views: ``records_view``, ``alice_view``, ``mallory_view``,
+    ``status`` (HTML). The last outcomes: ``alice`` and ``mallory``
+    (:class:`AuthOutcome`).
+    """
+
+    def __init__(self, net: Network, domain: str = "example.com", *,
+                 sender: str = SEED_SENDER, recipient: str = SEED_RECIPIENT,
+                 spoofer: str = SPOOFER) -> None:
+        import ipywidgets as w
+
+        self.net = net
+        self.world = net.world
+        key = domain.lower().rstrip(".")
+        if key not in self.world.domains:
+            raise KeyError(f"no domain {domain!r} in this world "
+                           f"(it has {', '.join(self.world.domains)})")
+        self.domain = self.world.domains[key]
+        self.sender, self.recipient, self.spoofer = sender, recipient, spoofer
+        self._original = (self.domain.spf, self.domain.dmarc, self.domain.dkim_selector)
+        self._selector = self.domain.dkim_selector or "mail"
+        self.alice: AuthOutcome | None = None
+        self.mallory: AuthOutcome | None = None
+        self.checks = 0
+
+        wide = w.Layout(width="230px")
+        label = {"description_width": "75px"}
+        self.spf = w.Combobox(options=SPF_CHOICES, ensure_option=False, description="SPF",
+                              placeholder="empty: no SPF record", layout=w.Layout(width="460px"),
+                              style=label)
+        self.signer = _submission_host(self.world, sender)
+        self.dkim_box = w.Checkbox(indent=False, description=f"{self.signer} signs with DKIM "
+                                   f"(key at {self._selector}._domainkey.{key})",
+                                   layout=w.Layout(width="auto"))
+        self.policy = w.Dropdown(options=POLICY_CHOICES, description="DMARC p=",
+                                 layout=wide, style=label)
+        self.adkim = w.Dropdown(options=_MODE_CHOICES, description="adkim=", layout=wide,
+                                style=label)
+        self.aspf = w.Dropdown(options=_MODE_CHOICES, description="aspf=", layout=wide,
+                               style=label)
+        self.mallory_from = w.Dropdown(
+            options=[(f"{sender} (the same as From:)", sender),
+                     (f"{MALLORY} (her own domain)", MALLORY)],
+            description="Mallory's MAIL FROM", layout=w.Layout(width="450px"),
+            style={"description_width": "150px"})
+        self.check_button = w.Button(description="Check: send both", icon="paper-plane",
+                                     button_style="primary", layout=w.Layout(width="auto"))
+        self.reset_button = w.Button(description="Reset", icon="undo",
+                                     layout=w.Layout(width="auto"))
+        self.preview = w.HTML()
+        self.status = w.HTML()
+        self.records_view = w.HTML()
+        self.alice_view = w.HTML()
+        self.mallory_view = w.HTML()
+        self.check_button.on_click(lambda _: self.check())
+        self.reset_button.on_click(lambda _: self.reset())
+        for control in (self.spf, self.dkim_box, self.policy, self.adkim, self.aspf):
+            control.observe(lambda _: self._preview(), names="value")
+        self._load_controls()
+        title = w.HTML(f"<b>Email authentication records of {escape(key)}</b> <span "
+                       f"style='color:{COLORS['muted']}'>(Check publishes them in the "
+                       "world's DNS, then sends Alice's mail and Mallory's spoof to "
+                       f"{escape(recipient)})</span>")
+        form = w.VBox([title, self.spf, self.dkim_box,
+                       w.HBox([self.policy, self.adkim, self.aspf]), self.preview,
+                       self.mallory_from, w.HBox([self.check_button, self.reset_button]),
+                       self.status])
+        sides = w.HBox([w.VBox([self.alice_view], layout=w.Layout(width="50%")),
+                        w.VBox([self.mallory_view], layout=w.Layout(width="50%"))])
+        self.widget = w.VBox([form, sides, self.records_view])
+        self._preview()
+        self._show_records()
+        self._show(None, None)
+        self.status.value = callout("note", "Change the records, then click "
+                                    "<b>Check: send both</b>.")
+
+    def __repr__(self) -> str:
+        return f"MailAuthLab(domain={self.domain.name!r}, spoofer={self.spoofer!r})"
+
+    # -- the controls ---------------------------------------------------------------------
+    def _load_controls(self) -> None:
+        record = parse_record(self.domain.dmarc) if self.domain.dmarc else None
+        self.spf.value = self.domain.spf or ""
+        self.dkim_box.value = bool(self.domain.dkim_selector)
+        self.policy.value = (record.p or "none") if record is not None else ""
+        self.adkim.value = record.adkim if record is not None else "r"
+        self.aspf.value = record.aspf if record is not None else "r"
+
+    def wanted(self) -> tuple[str | None, str | None, str | None]:
+        """The SPF record, DMARC record and DKIM selector the controls describe."""
+        spf = " ".join(str(self.spf.value).split()) or None
+        dmarc = dmarc_record(str(self.policy.value), str(self.adkim.value),
+                             str(self.aspf.value), self._original[1] or self.domain.dmarc)
+        return spf, dmarc, self._selector if self.dkim_box.value else None
+
+    def _preview(self) -> None:
+        spf, dmarc, selector = self.wanted()
+        off = not self.policy.value
+        self.adkim.disabled = self.aspf.disabled = off
+        lines = [f"{self.domain.name}. TXT  {spf or '(no SPF record)'}",
+                 f"_dmarc.{self.domain.name}. TXT  {dmarc or '(no DMARC record)'}",
+                 f"{selector}._domainkey.{self.domain.name}. TXT  v=DKIM1; k=rsa; p=…"
+                 if selector else "(no DKIM key: mail is not signed)"]
+        self.preview.value = (f"<div style='font-size:12px;color:{COLORS['muted']};'>"
+                              "Check publishes:</div>" + pre("\n".join(lines)))
+
+    # -- actions --------------------------------------------------------------------------
+    def apply(self) -> None:
+        """Publish the records the controls describe (the DNS serves them at once)."""
+        self.domain.spf, self.domain.dmarc, self.domain.dkim_selector = self.wanted()
+        self._show_records()
+
+    def check(self) -> tuple[AuthOutcome, AuthOutcome]:
+        """Publish the records, send Alice's real mail and Mallory's spoof, show both."""
+        self.apply()
+        self.checks += 1
+        self.alice = alice_sends(self.net, recipient=self.recipient, sender=self.sender)
+        self.mallory = mallory_sends(self.net, mail_from=str(self.mallory_from.value),
+                                     recipient=self.recipient, host=self.spoofer)
+        self._show(self.alice, self.mallory)
+        note = ""
+        a, m = self.alice.client_ip, self.mallory.client_ip
+        if a == m:
+            note = (f" Careful: Mallory and {self.alice.sender_host} share the address {a} "
+                    "on this machine, so SPF cannot tell them apart.")
+        self.status.value = callout("note", escape(f"Check {self.checks}: "
+                                                   f"{self.summary()}{note}"))
+        return self.alice, self.mallory
+
+    def reset(self) -> None:
+        """Put back the records the lab started with."""
+        self.domain.spf, self.domain.dmarc, self.domain.dkim_selector = self._original
+        self._load_controls()
+        self._preview()
+        self._show_records()
+        self.status.value = callout("note", "Back to the records the world started with.")
+
+    # -- what the learner sees ------------------------------------------------------------
+    def _show_records(self) -> None:
+        self.records_view.value = auth_records(self.net, self.domain.name).html
+
+    def _show(self, alice: AuthOutcome | None, mallory: AuthOutcome | None) -> None:
+        empty = callout("note", "Not sent yet.")
+        self.alice_view.value = panel(alice.html() if alice else empty,
+                                      f"Alice's real mail (from {self.sender}'s server)")
+        self.mallory_view.value = panel(mallory.html() if mallory else empty,
+                                        f"Mallory's spoof (from {self.spoofer})")
+
+    def summary(self) -> str:
+        """One line per message: the results and where it went."""
+        parts = []
+        for name, outcome in (("Alice", self.alice), ("Mallory", self.mallory)):
+            if outcome is None:
+                parts.append(f"{name}: not sent yet")
+            else:
+                parts.append(f"{name}: {outcome.summary} -> {outcome.where}")
+        return "; ".join(parts)
+
+    def text(self) -> str:
+        """Everything the lab shows, as plain text."""
+        out = [auth_records(self.net, self.domain.name).plain]
+        for outcome in (self.alice, self.mallory):
+            if outcome is not None:
+                out.append(outcome.text())
+        return "\n\n".join(out)
+
+
+# ------------------------------------------------------------------------------ exercises
+
+register(Exercise(
+    "08.softfail", "A softer SPF",
+    "example.com changes its SPF record to 'v=spf1 mx ~all'. Mallory sends again from her "
+    "own machine with MAIL FROM:<alice@example.com>. Which SPF result does Bob's server "
+    "record?",
+    text("softfail", {"fail": "'-all' gives fail; the qualifier in front of 'all' changed.",
+                      "neutral": "'?all' would give neutral; '~' is softer than '-' but "
+                                 "not that soft.",
+                      "pass": "Mallory's address is still not an address of example.com's "
+                              "MX host: 'mx' does not match.",
+                      "none": "example.com still publishes an SPF record."},
+         "softfail (RFC 7208 §8.5): 'probably not authorized'. Only the last term, ~all, "
+         "matches Mallory's address."),
+    hint="Mallory's address does not match 'mx'; which result does the qualifier '~' give "
+         "(the lab's SPF box offers this record: try it)?",
+    solution="softfail: mx does not match 127.0.0.x of mallory.evil.example, so ~all "
+             "decides, and ~ means softfail (RFC 7208 §4.6.2). DMARC treats softfail like "
+             "fail: SPF did not pass.",
+    answer_help='Write an SPF result in quotes instead of None (e.g. answer = "pass") and '
+    'run the cell.'))
+
+register(Exercise(
+    "08.alignment", "Passing the wrong domain",
+    "Mallory sends with MAIL FROM:<mallory@evil.example> (SPF passes for evil.example) "
+    "and signs with her own DKIM key, d=evil.example (DKIM passes), but writes "
+    "From: Alice <alice@example.com>. What does DMARC say at Bob's server? (a) pass: SPF "
+    "and DKIM both passed; (b) fail: neither passed for a domain aligned with "
+    "example.com; (c) none: evil.example publishes no DMARC record.",
+    choice("b", {"a": "They passed, but for evil.example. DMARC asks whether they passed "
+                      "for the domain in From:.",
+                 "c": "DMARC looks up the policy of the From: domain, example.com, which "
+                      "publishes one."},
+           "DMARC passes only if SPF or DKIM passed for a domain aligned with the From: "
+           "domain (RFC 7489 §3.1, §4.2)."),
+    hint="Compare evil.example with the From: domain, in the alignment table.",
+    solution="(b): fail. SPF passed for evil.example and DKIM for d=evil.example, but "
+             "neither is aligned with example.com, so DMARC fails and example.com's "
+             "p=reject applies: 550 5.7.1.",
+    answer_help='Write a letter in quotes instead of None (e.g. answer = "a") and run the '
+    'cell.'))
+
+register(Exercise(
+    "08.forwarded", "What survives forwarding",
+    "After fwd.forward.example passed Alice's message on unchanged, which of the two "
+    "mechanisms still passed at Bob's server, so that DMARC passed too?",
+    text(["dkim", "dkim only"],
+         {"spf": "SPF failed: Bob's server saw the forwarder's address, which is not in "
+                 "example.com's SPF record.",
+          "both": "SPF checks the connecting address: after forwarding it is the "
+                  "forwarder's.",
+          "spf and dkim": "SPF checks the connecting address: after forwarding it is the "
+                          "forwarder's.",
+          "dmarc": "DMARC is not an authentication of its own: it needs SPF or DKIM to "
+                   "pass, aligned."},
+         "DKIM: the signature travels inside the message and the forwarder changed "
+         "nothing it covers; SPF only knows the last hop's address."),
+    hint="Which mechanism checks the connecting address, and which one checks the "
+         "message itself?",
+    solution="dkim: the signature (d=example.com) still verifies because the bytes it "
+             "covers are unchanged, and it is aligned with From:, so DMARC passes although "
+             "SPF failed (RFC 7489 §4.2; RFC 7208 appendix D on forwarding).",
+    answer_help='Write a mechanism in quotes instead of None (e.g. answer = "spf") and run '
+    'the cell.'))
+
+
+def _spf_only(answer: Any) -> tuple[bool, str]:
+    net = answer if hasattr(answer, "hosts") and hasattr(answer, "world") else None
+    if net is None:
+        raise TypeError("pass the running network: check(net)")
+    world = net.world
+    sender_host = _submission_host(world, SEED_SENDER)
+    verdicts = [e for e in world.trace.events("auth.verdict")
+                if SEED_RECIPIENT in (e.get("recipients") or [])]
+    alice = [e for e in verdicts if str(e.get("helo", "")).lower() == sender_host]
+    mallory = [e for e in verdicts if str(e.get("helo", "")).lower() == SPOOFER]
+    if not alice or not mallory:
+        return False, "Send both first: click Check in the lab (or lab.check())."
+    a, m = alice[-1], mallory[-1]
+    summary = str(a.get("summary", ""))
+    if "dkim=none" not in summary:
+        return False, "Alice's last message was DKIM-signed: untick 'signs with DKIM' first, " \
+                      "so that only SPF can vouch for her."
+    if a.get("action") != "inbox" or "spf=pass" not in summary:
+        return False, f"Alice's last message: {summary}, {a.get('action')}. Her server " \
+                      "(mail.example.com) must be allowed by the SPF record."
+    if m.get("action") != "reject":
+        return False, f"Mallory's last spoof was not refused ({m.get('action')}): the SPF " \
+                      "record must not allow her machine, and p= must be reject."
+    spf = world.domains["example.com"].spf
+    return True, f"'{spf}' lets mail.example.com pass SPF, aligned with From:, so Alice's " \
+                 "mail passes DMARC without DKIM; Mallory's address is not allowed, so her " \
+                 "spoof is refused."
+
+
+register(Exercise(
+    "08.spf-only", "SPF on its own",
+    "With DKIM signing off (untick it in the lab), Alice's mail can pass DMARC only through "
+    "SPF. Choose an SPF record for example.com so that Alice's mail reaches Bob's inbox "
+    "(still without DKIM) while Mallory's spoof is still refused with p=reject. Click "
+    "Check, then run the check with the running network.",
+    _spf_only,
+    hint="The record must allow mail.example.com's address and nothing of Mallory's: "
+         "'mx', 'a:mail.example.com' or its ip4: address, then -all.",
+    solution="SPF 'v=spf1 mx -all' (or 'v=spf1 a:mail.example.com -all', or 'v=spf1 "
+             "ip4:127.0.0.2 -all'), DKIM unticked, p=reject, Check. Careful with "
+             "ip4:127.0.0.0/8: it allows Mallory too. Then ex.check(net).",
+    answer_help="Run ex.check(net) after clicking Check in the lab."))
+
+
+__all__ = [
+    "DKIM_MEANINGS",
+    "DMARC_MEANINGS",
+    "MALLORY",
+    "SPF_CHOICES",
+    "SPOOFER",
+    "AuthOutcome",
+    "AuthenticationResults",
+    "MailAuthLab",
+    "RecordRow",
+    "ResultEntry",
+    "alice_sends",
+    "alignment_table",
+    "auth_events",
+    "auth_records",
+    "auth_story",
+    "authentication_results",
+    "body_hash",
+    "dmarc_record",
+    "forward_message",
+    "mallory_sends",
+    "parse_authentication_results",
+    "received_message",
+    "record_rows",
+    "results_table",
+    "signature_table",
+    "signature_tags",
+    "spf_terms",
+]
