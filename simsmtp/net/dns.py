@@ -436,6 +436,7 @@ class DNSServer:
         self._closing = False
         self._cache_key: tuple[Any, ...] | None = None
         self._cache: ZoneData | ZoneError | None = None
+        self._source: object = None  # the record list the cache was built from
         self._address: tuple[str, int] | None = None
 
     # ----------------------------------------------------------------- lifecycle
@@ -528,8 +529,16 @@ class DNSServer:
         Raises:
             ZoneError: the world's records cannot be served.
         """
+        source = self.records()
+        if (isinstance(source, tuple) and source is self._source and self.zones is None
+                and self._cache is not None):
+            # the very same (immutable) records as last time: the world did not change
+            if isinstance(self._cache, ZoneError):
+                raise self._cache
+            return self._cache
+        self._source = source
         records = tuple((str(r.name), str(r.rtype), str(r.value), int(r.ttl))
-                        for r in self.records())
+                        for r in source)
         zones = tuple(self.zones()) if self.zones is not None else ()
         key = (records, zones)
         if key != self._cache_key:

@@ -114,6 +114,8 @@ class Network:
         self.attackers: list[Any] = []
         self._started = False
         self._lock = threading.Lock()
+        self._dns_key: tuple[Any, ...] | None = None
+        self._dns_records: tuple[Any, ...] = ()
         #: How many times a world booted on this directory before (0: a fresh one).
         self.generation = 0
 
@@ -506,8 +508,15 @@ class Network:
         return f"{int(self.world.clock.now())}.{self._key_rng.getrandbits(48):012x}.simsmtp"
 
     # ---------------------------------------------------------------- trace and capture
-    def _records(self) -> list[Any]:
-        return self.world.dns_records({n: h.ip for n, h in self.hosts.items()})
+    def _records(self) -> tuple[Any, ...]:
+        """The world's DNS records, rebuilt only when the world changed (per DNS query);
+        the same tuple object while nothing changed, which the DNS server notices."""
+        key = self.world.dns_state()
+        if key != self._dns_key:
+            self._dns_records = tuple(
+                self.world.dns_records({n: h.ip for n, h in self.hosts.items()}))
+            self._dns_key = key
+        return self._dns_records
 
     def _tap_dns(self, query: bytes, response: bytes, client: tuple[str, int],
                  transport: str) -> None:

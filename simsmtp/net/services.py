@@ -125,8 +125,7 @@ class WorldHandler(Handler):
 
     def is_local(self, address: str) -> bool:
         """Whether this host keeps mail for the domain of ``address``."""
-        domain = address.rpartition("@")[2].lower()
-        return domain in self.network.local_domains(self.host.name)
+        return self.world.keeps_mail_for(self.host, address.rpartition("@")[2])
 
     def local_rcpt(self, address: str) -> Reply | None:
         """None if the user exists here (or it is postmaster), else Postfix's

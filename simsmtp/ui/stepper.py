@@ -115,7 +115,7 @@ def line_color(line: str) -> str:
 
 
 def conversation_html(steps: Sequence[Step], current: int | None = None, *,
-                      height: str = "24em") -> Raw:
+                      height: str = "24em", min_height: str = "6em") -> Raw:
     """The conversation in swaks notation, coloured, the ``current`` step highlighted.
 
     The box keeps its bottom in view (the newest line), as a terminal does.
@@ -132,18 +132,22 @@ def conversation_html(steps: Sequence[Step], current: int | None = None, *,
         rows.append(f'<div style="color:{COLORS["muted"]};">(not connected yet)</div>')
     # column-reverse keeps the scroll position at the bottom: new lines stay in view
     return Raw(f'<div style="display:flex;flex-direction:column-reverse;max-height:{height};'
-               f'overflow:auto;border:1px solid #DDDDDD;border-radius:4px;background:#FFFFFF;'
-               f'padding:4px 8px;font-family:monospace;font-size:12px;line-height:1.4;">'
+               f'min-height:{min_height};overflow:auto;border:1px solid #DDDDDD;'
+               f'border-radius:4px;background:#FFFFFF;padding:4px 8px;font-family:monospace;'
+               f'font-size:12px;line-height:1.4;">'
                f'<div>{"".join(rows)}</div></div>')
 
 
 def explanation_html(step: Step) -> Raw:
     """The explanation of a step's reply, one sentence per line, coloured by its class."""
-    sentences = re.split(r"(?<=\.) (?=[A-Z])", step.explanation)
+    text_ = step.explanation
+    if step.code is not None and text_.startswith(f"{step.code}: "):
+        text_ = text_[len(f"{step.code}: "):]  # the title says the code
+    sentences = re.split(r"(?<=\.) (?=[A-Z])", text_)
     body = "<br>".join(escape(s) for s in sentences)
     kind = "note" if step.code is None else "ok" if step.code < 400 else \
         "warn" if step.code < 500 else "fail"
-    title = f"{step.code}" if step.code is not None else "No reply"
+    title = f"What {step.code} means:" if step.code is not None else "No reply:"
     return callout(kind, body, title)
 
 
@@ -437,7 +441,8 @@ class Stepper(View):
         if self.error:
             self.meaning.value = tight(callout("fail", escape(self.error),
                                                "That step failed:") + self.meaning.value)
-        self.wire.value = conversation_html(self.steps[:self.position + 1], self.position)
+        self.wire.value = conversation_html(self.steps[:self.position + 1], self.position,
+                                            height="30em", min_height="16em")
         self._draw_diagram()
 
     def _draw_diagram(self) -> None:

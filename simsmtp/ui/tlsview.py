@@ -328,7 +328,8 @@ class TLSInspector(View):
         self.keylog_box = w.Checkbox(value=keylog, indent=False,
                                      description="decrypt with the world's key log "
                                                  "(as Wireshark can)",
-                                     disabled=getattr(net, "keylog_file", None) is None)
+                                     disabled=getattr(net, "keylog_file", None) is None,
+                                     layout=w.Layout(width="auto"))
         self.records = w.HTML()
         self.hello = w.HTML()
         self.chain = w.HTML()

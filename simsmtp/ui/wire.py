@@ -230,8 +230,9 @@ def _parts(source: Any, conn: Any = None, keylog: Any = None,
     chosen = [find_connection(net, conn)] if conn is not None else \
         connections(net, services=["smtp", "submission", "smtps", "pop3"])
     log = _keylog(keylog, net)
+    heading = "" if conn is not None else "An eavesdropper on the wire"
     return [_Part(connection_label(net, c), eavesdrop(_tap(net), c.id, keylog=log))
-            for c in chosen], "An eavesdropper on the wire"
+            for c in chosen], heading
 
 
 def _lines(findings: Findings) -> list[tuple[str, str, bool]]:
@@ -316,8 +317,9 @@ def eavesdropper_report(source: Any, conn: Any = None, *, keylog: Any = None,
             lines = seen.splitlines() or [""]
             plain.append(f"{mark}{what}: {lines[0]}")
             plain += [f"      | {line}" for line in lines[1:]]
-        cells = [[Raw(f"<b style='color:{COLORS['fail']};'>{escape(what)}</b>" if clear
-                      else escape(what)),
+        cells = [[Raw(f"<b style='color:{COLORS['fail']};white-space:nowrap;'>"
+                      f"{escape(what)}</b>" if clear
+                      else f"<span style='white-space:nowrap;'>{escape(what)}</span>"),
                   Raw(f"<pre style='margin:0;white-space:pre-wrap;font-size:11.5px;"
                       f"{'color:' + COLORS['fail'] + ';' if clear else ''}'>"
                       f"{escape(seen)}</pre>")]
@@ -358,22 +360,26 @@ class WireView(View):
                                        "again", layout=w.Layout(width="100px"))
         self.keylog_box = w.Checkbox(value=keylog, description="give the eavesdropper the "
                                      "TLS key log", indent=False,
-                                     disabled=getattr(net, "keylog_file", None) is None)
+                                     disabled=getattr(net, "keylog_file", None) is None,
+                                     layout=w.Layout(width="auto"))
         self.transcript = w.HTML()
         self.hexdump = w.HTML()
         self.eavesdropper = w.HTML()
-        titles = ["Transcript (swaks)", "Hexdump (hexdump -C)", "Eavesdropper"]
-        panes = [self.transcript, self.hexdump, self.eavesdropper]
+        titles = ["Transcript (swaks)", "Eavesdropper", "Hexdump (hexdump -C)"]
+        panes = [self.transcript, self.eavesdropper, self.hexdump]
         if layout == "tabs":
             body: Any = w.Tab(children=panes)
             for index, title in enumerate(titles):
                 body.set_title(index, title)
-        else:
+        else:  # transcript and eavesdropper side by side, the (wide) hexdump under them
+            areas = ["transcript", "eavesdropper", "hexdump"]
             body = w.GridBox(
-                [w.VBox([w.HTML(f"<b>{escape(t)}</b>"), p]) for t, p in zip(titles, panes,
-                                                                             strict=True)],
-                layout=w.Layout(grid_template_columns="34% 38% 28%", grid_gap="6px",
-                                width="100%"))
+                [w.VBox([w.HTML(f"<b>{escape(t)}</b>"), p],
+                        layout=w.Layout(grid_area=a, overflow="hidden"))
+                 for t, p, a in zip(titles, panes, areas, strict=True)],
+                layout=w.Layout(grid_template_columns="50% 50%", grid_gap="6px 10px",
+                                grid_template_areas='"transcript eavesdropper" '
+                                                    '"hexdump hexdump"', width="98%"))
         self.widget = w.VBox([w.HBox([self.picker, self.refresh_button],
                                      layout=w.Layout(align_items="center")),
                               self.keylog_box, body])
@@ -406,10 +412,10 @@ class WireView(View):
             self.transcript.value = self.hexdump.value = self.eavesdropper.value = empty
             return
         keylog = bool(self.keylog_box.value)
-        height = "30em"
+        height = "26em"
         self.transcript.value = _pane(transcript_text(self.net, conn_id, keylog=keylog),
                                       height)
-        self.hexdump.value = _pane(connection_hexdump_text(self.net, conn_id), height)
+        self.hexdump.value = _pane(connection_hexdump_text(self.net, conn_id), "18em")
         self.eavesdropper.value = (f"<div style='max-height:{height};overflow:auto;"
                                    "line-height:1.45;'>"
                                    + eavesdropper_report(self.net, conn_id,

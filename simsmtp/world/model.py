@@ -338,6 +338,14 @@ class World:
                  if d.name == h.domain or any(_bare(r.exchange) == h.name for r in d.mx)}
         return sorted(found)
 
+    def keeps_mail_for(self, host: Host | str, domain: str) -> bool:
+        """Whether ``host`` keeps the mail of ``domain`` (one domain of
+        :meth:`local_domains`, found without scanning them all)."""
+        h = self.host(host) if isinstance(host, str) else host
+        d = self.domains.get(_bare(domain))
+        return d is not None and (d.name == h.domain
+                                  or any(_bare(r.exchange) == h.name for r in d.mx))
+
     # -- email authentication ----------------------------------------------------------------
 
     def dkim_key(self, domain: str) -> DKIMKey | None:
@@ -376,6 +384,14 @@ class World:
 
     # -- DNS ----------------------------------------------------------------------------------
 
+    def dns_state(self) -> tuple[Any, ...]:
+        """A cheap fingerprint of everything :meth:`dns_records` depends on (but the
+        addresses): equal fingerprints mean equal records, so a running network rebuilds its
+        zones only after a real edit (a notebook changing an MX, a DMARC policy ...)."""
+        return (self.nameserver, self.epoch, self.seed, tuple(self.records),
+                tuple((d.name, tuple(d.mx), d.null_mx, d.spf, d.dmarc, d.dkim_selector,
+                       d.dkim_bits) for d in self.domains.values()))
+
     def dns_records(self, addresses: Mapping[str, str]) -> list[Record]:
         """Every record of every zone, given the addresses the network assigned.
 
@@ -395,16 +411,27 @@ class World:
         if not any(ns == z or ns.endswith("." + z) for z in zones):
             zones.append(ns_zone)
         serial = int(self.epoch.strftime("%Y%m%d")) * 100 + 1  # RFC 1912 §2.2 date serial
-        # Zone cuts: a name belongs to the longest zone it ends with.
-        by_length = sorted(zones, key=len, reverse=True)
+        zone_set = set(zones)
 
         def zone_of(name: str) -> str | None:
-            return next((z for z in by_length if name == z or name.endswith("." + z)), None)
+            # Zone cuts: a name belongs to the longest zone it ends with (walk its labels).
+            labels = name.split(".")
+            return next((z for i in range(len(labels))
+                         if (z := ".".join(labels[i:])) in zone_set), None)
 
         def soa_ns(zone: str) -> list[Record]:
             # SOA fields: refresh 3600, retry 900, expire 604800, negative TTL 300 (RFC 2308).
             return [Record(zone, "SOA", f"{ns}. hostmaster.{zone}. {serial} 3600 900 604800 300"),
                     Record(zone, "NS", f"{ns}.")]
+
+        # Group the addresses and the extra records by zone once (None: outside every zone).
+        hosts_in: dict[str | None, list[Record]] = {}
+        for n, ip in sorted(addrs.items()):
+            hosts_in.setdefault(zone_of(n), []).append(
+                Record(n, "A" if ip.version == 4 else "AAAA", str(ip)))
+        extra_in: dict[str | None, list[Record]] = {}
+        for r in self.records:
+            extra_in.setdefault(zone_of(r.name), []).append(r)
 
         out: list[Record] = []
         for zone in zones:
@@ -414,18 +441,17 @@ class World:
                 out += [Record(zone, "MX", f"{r.preference} {_bare(r.exchange)}.")
                         for r in domain.mx_records()]
                 out += self.auth_records(domain)
-            out += [Record(n, "A" if ip.version == 4 else "AAAA", str(ip))
-                    for n, ip in sorted(addrs.items()) if zone_of(n) == zone]
-            out += [r for r in self.records if zone_of(r.name) == zone]
-        reverse = sorted({_reverse_zone(ip) for ip in addrs.values()})
-        for zone in reverse:
+            out += hosts_in.get(zone, [])
+            out += extra_in.get(zone, [])
+        reverse: dict[str, list[tuple[Any, str]]] = {}
+        for n, ip in addrs.items():
+            reverse.setdefault(_reverse_zone(ip), []).append((ip, n))
+        for zone in sorted(reverse):
             out += soa_ns(zone)
-            in_zone = [(ip, n) for n, ip in addrs.items() if _reverse_zone(ip) == zone]
             out += [Record(ip.reverse_pointer, "PTR", f"{n}.")
-                    for ip, n in sorted(in_zone, key=lambda item: (int(item[0]), item[1]))]
-        out += [Record(n, "A" if ip.version == 4 else "AAAA", str(ip))
-                for n, ip in sorted(addrs.items()) if zone_of(n) is None]
-        out += [r for r in self.records if zone_of(r.name) is None]
+                    for ip, n in sorted(reverse[zone], key=lambda item: (int(item[0]), item[1]))]
+        out += hosts_in.get(None, [])
+        out += extra_in.get(None, [])
         return out
 
     def __repr__(self) -> str:
