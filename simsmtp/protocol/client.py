@@ -24,11 +24,10 @@ import binascii
 import ssl
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
 
+from .connection import SansIOConnection
 from .errors import LocalProtocolError, RemoteProtocolError, TLSFailure
 from .events import (
-    NEED_DATA,
     Auth,
     Bdat,
     Command,
@@ -118,7 +117,7 @@ def _check_arg(text: str, what: str, *, allow_space: bool = False,
     return text
 
 
-class ClientConnection:
+class ClientConnection(SansIOConnection):
     """One SMTP client connection, without I/O.
 
     Args:
@@ -137,13 +136,8 @@ class ClientConnection:
         self.authenticated = False
         self.error: RemoteProtocolError | None = None
         self._confirmed = C.CONNECTING
+        super().__init__()
         self._pending: deque[_Pending] = deque()
-        self._in = bytearray()
-        self._cipher = bytearray()
-        self._out = bytearray()
-        self._events: deque[ConnectionEvent] = deque()
-        self._tls: TLSLayer | None = None
-        self._eof = False
         self._closed_reported = False
         self._reply_code: int | None = None
         self._reply_lines: list[str] = []
@@ -180,48 +174,6 @@ class ClientConnection:
     def closed(self) -> bool:
         """True once the connection is over."""
         return self._confirmed is C.CLOSED
-
-    @property
-    def tls_active(self) -> bool:
-        """True once a TLS handshake has completed."""
-        return self._tls is not None and self._tls.handshake_complete
-
-    def receive_data(self, data: bytes) -> None:
-        """Buffer bytes from the wire; ``b""`` means EOF.
-
-        Raises:
-            LocalProtocolError: data after EOF.
-        """
-        if not data:
-            self._eof = True
-            return
-        if self._eof:
-            raise LocalProtocolError("receive_data() called with data after EOF")
-        if self._confirmed is C.CLOSED:
-            return
-        if self._tls is not None:
-            self._cipher += data
-        else:
-            self._in += data
-
-    def next_event(self) -> Any:
-        """The next event, or :data:`NEED_DATA`."""
-        while True:
-            if self._events:
-                return self._events.popleft()
-            event = self._step()
-            if event is not None:
-                return event
-            if not self._events:
-                return NEED_DATA
-
-    def data_to_send(self) -> bytes:
-        """The bytes to write to the wire now."""
-        if self._tls is not None:
-            self._out += self._tls.data_to_send()
-        out = bytes(self._out)
-        self._out.clear()
-        return out
 
     def send(self, command: Command) -> None:
         """Validate ``command`` against the state and the grammar, and queue its bytes.
@@ -407,16 +359,6 @@ class ClientConnection:
         self._write(line + b"\r\n")
 
     # --- output and TLS ------------------------------------------------------------------
-
-    def _write(self, data: bytes) -> None:
-        if self._tls is not None and self._tls.handshake_complete:
-            try:
-                self._tls.send(data)
-            except (TLSFailure, ssl.SSLError):
-                return
-            self._out += self._tls.data_to_send()
-        else:
-            self._out += data
 
     def _start_tls(self) -> None:
         assert self.config.tls_context is not None, "implicit_tls needs a tls_context"

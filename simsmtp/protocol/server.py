@@ -32,15 +32,14 @@ from __future__ import annotations
 import random
 import re
 import ssl
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from .connection import SansIOConnection
 from .errors import LocalProtocolError, TLSFailure
 from .events import (
-    NEED_DATA,
     Auth,
     AuthStep,
     Bdat,
@@ -227,7 +226,7 @@ _NOTIFY = frozenset({"SUCCESS", "FAILURE", "DELAY"})  # RFC 3461 §4.1
 _ORCPT = re.compile(r"[A-Za-z0-9-]+;.+")  # RFC 3461 §4.2: addr-type ";" xtext
 
 
-class ServerConnection:
+class ServerConnection(SansIOConnection):
     """One SMTP server connection, without I/O.
 
     Args:
@@ -241,6 +240,7 @@ class ServerConnection:
 
     def __init__(self, handler: Handler | None = None, config: ServerConfig | None = None,
                  session: Session | None = None) -> None:
+        super().__init__()
         self.config = config or ServerConfig()
         self.handler = handler if handler is not None else Handler()
         self.session = session if session is not None else Session()
@@ -253,12 +253,6 @@ class ServerConnection:
         self.handler_errors: list[BaseException] = []
         self._state = S.CONNECTED
         self._mode = _Mode.COMMAND
-        self._in = bytearray()  # plaintext input not yet processed
-        self._cipher = bytearray()  # TLS records not yet fed to the TLS layer
-        self._out = bytearray()
-        self._events: deque[ConnectionEvent] = deque()
-        self._tls: TLSLayer | None = None
-        self._eof = False
         self._closed_reported = False
         self._refused = False  # 554 greeting: only QUIT is served (RFC 5321 §3.1)
         self._greeted = False
@@ -296,52 +290,11 @@ class ServerConnection:
         return self._state is S.CLOSED
 
     @property
-    def tls_active(self) -> bool:
-        """True once a TLS handshake has completed on this connection."""
-        return self._tls is not None and self._tls.handshake_complete
-
-    @property
     def receiving_content(self) -> bool:
         """True while the next input is message content (after 354, or a BDAT chunk's
         octets): the network layer times this by a minimum data rate (Postfix
         ``smtpd_min_data_rate``) rather than by the idle timeout."""
         return self._mode in (_Mode.DATA, _Mode.CHUNK)
-
-    def receive_data(self, data: bytes) -> None:
-        """Buffer bytes from the wire (ciphertext once TLS is on); ``b""`` means EOF.
-
-        Raises:
-            LocalProtocolError: data after EOF (the caller's mistake).
-        """
-        if not data:
-            self._eof = True
-            return
-        if self._eof:
-            raise LocalProtocolError("receive_data() called with data after EOF")
-        if self._state is S.CLOSED:
-            return  # nothing after 221/421 is ever read
-        if self._tls is not None:
-            self._cipher += data
-        else:
-            self._in += data
-
-    def next_event(self) -> Any:
-        """The next event, or :data:`NEED_DATA` when more input is needed."""
-        while True:
-            if self._events:
-                return self._events.popleft()
-            event = self._step()
-            if event is not None:
-                return event
-            if not self._events:
-                return NEED_DATA
-
-    def data_to_send(self) -> bytes:
-        """The bytes to write to the wire now (TLS records once TLS is on)."""
-        self._pull_tls()
-        out = bytes(self._out)
-        self._out.clear()
-        return out
 
     def send(self, reply: Reply) -> None:
         """Send an unsolicited reply (e.g. ``421 4.4.2`` timeout, ``421 4.3.2`` shutdown);
@@ -387,20 +340,6 @@ class ServerConnection:
         return tuple(exts)
 
     # --- output --------------------------------------------------------------------------
-
-    def _pull_tls(self) -> None:
-        if self._tls is not None:
-            self._out += self._tls.data_to_send()
-
-    def _write(self, data: bytes) -> None:
-        if self._tls is not None and self._tls.handshake_complete:
-            try:
-                self._tls.send(data)
-            except (TLSFailure, ssl.SSLError):
-                return  # the TLS session is gone; nothing can be sent any more
-            self._pull_tls()
-        else:
-            self._out += data
 
     def _send_reply(self, reply: Reply) -> float:
         """Write a reply, count it if it is an error, and return the delay hint."""

@@ -1,0 +1,100 @@
+"""What every sans-IO SMTP core shares (after h11): the buffers, one event per call, TLS.
+
+:class:`SansIOConnection` holds the plaintext input, the TLS records not yet decrypted, the
+output and the queue of events. ``receive_data`` buffers, ``next_event`` returns one event
+(or :data:`~simsmtp.protocol.events.NEED_DATA`), ``data_to_send`` drains the output; a
+subclass supplies :meth:`_step` (turn buffered input into the next event) and
+:attr:`closed`.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections import deque
+from typing import Any
+
+from .errors import LocalProtocolError, TLSFailure
+from .events import NEED_DATA, ConnectionEvent
+from .tls import TLSLayer
+
+
+class SansIOConnection:
+    """The plumbing shared by :class:`~simsmtp.protocol.server.ServerConnection` and
+    :class:`~simsmtp.protocol.client.ClientConnection`."""
+
+    #: The sentinel :meth:`next_event` returns when it needs more input (drivers compare
+    #: by identity).
+    NEED_DATA: Any = NEED_DATA
+
+    def __init__(self) -> None:
+        self._in = bytearray()  # plaintext input not yet processed
+        self._cipher = bytearray()  # TLS records not yet fed to the TLS layer
+        self._out = bytearray()
+        self._events: deque[ConnectionEvent] = deque()
+        self._tls: TLSLayer | None = None
+        self._eof = False
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is over: flush :meth:`data_to_send`, then close."""
+        raise NotImplementedError
+
+    @property
+    def tls_active(self) -> bool:
+        """True once a TLS handshake has completed on this connection."""
+        return self._tls is not None and self._tls.handshake_complete
+
+    def receive_data(self, data: bytes) -> None:
+        """Buffer bytes from the wire (ciphertext once TLS is on); ``b""`` means EOF.
+
+        Raises:
+            LocalProtocolError: data after EOF (the caller's mistake).
+        """
+        if not data:
+            self._eof = True
+            return
+        if self._eof:
+            raise LocalProtocolError("receive_data() called with data after EOF")
+        if self.closed:
+            return  # nothing after 221/421 is ever read
+        if self._tls is not None:
+            self._cipher += data
+        else:
+            self._in += data
+
+    def next_event(self) -> Any:
+        """The next event, or :data:`NEED_DATA` when more input is needed."""
+        while True:
+            if self._events:
+                return self._events.popleft()
+            event = self._step()
+            if event is not None:
+                return event
+            if not self._events:
+                return NEED_DATA
+
+    def data_to_send(self) -> bytes:
+        """The bytes to write to the wire now (TLS records once TLS is on)."""
+        self._pull_tls()
+        out = bytes(self._out)
+        self._out.clear()
+        return out
+
+    def _step(self) -> ConnectionEvent | None:
+        """Turn buffered input into the next event (None: nothing yet)."""
+        raise NotImplementedError
+
+    def _pull_tls(self) -> None:
+        if self._tls is not None:
+            self._out += self._tls.data_to_send()
+
+    def _write(self, data: bytes) -> None:
+        """Queue plaintext for the peer, encrypted once TLS is up."""
+        if self._tls is not None and self._tls.handshake_complete:
+            try:
+                self._tls.send(data)
+            except (TLSFailure, ssl.SSLError):
+                return  # the TLS session is gone; nothing can be sent any more
+            self._pull_tls()
+        else:
+            self._out += data
