@@ -459,8 +459,9 @@ class Network:
                               params=dict(envelope.mail_params))
                 queued = True
             if local:
-                received = handler.received(session, envelope,
-                                            local[0] if len(local) == 1 else None)
+                # Final delivery: Return-Path records the envelope sender (RFC 5321 §4.4)
+                received = _return_path(envelope.mail_from) + handler.received(
+                    session, envelope, local[0] if len(local) == 1 else None)
                 if folder is None:
                     self.store.deliver_many(local, received + data)
                 else:
@@ -486,7 +487,7 @@ class Network:
         """Where the agent's bounces go: the sender's mailbox here, or back out by SMTP."""
         domain = sender.rpartition("@")[2].lower()
         if domain in self.local_domains(host.name):
-            self.store.deliver(sender, dsn)
+            self.store.deliver(sender, _return_path("") + dsn)
             self.world.trace.record("delivery.stored", host=host.name, recipient=sender,
                                     sender="", bounce=True)
             return
@@ -723,6 +724,11 @@ _SERVER_LIMITS = (
 def _limits(policy: Any, names: tuple[str, ...]) -> dict[str, Any]:
     """The values of the limits ``names`` from a host's policy (see ``Policy``)."""
     return {name: getattr(policy, name) for name in names}
+
+
+def _return_path(sender: str | None) -> bytes:
+    """The ``Return-Path:`` header of a final delivery (RFC 5321 §4.4; ``<>`` for a bounce)."""
+    return f"Return-Path: <{sender or ''}>\r\n".encode("utf-8", "surrogateescape")
 
 
 def _timeout(conn: Any) -> None:

@@ -180,20 +180,27 @@ def _extensions(source: Any) -> dict[str, str]:
     raise TypeError("give an EHLO Step, an SMTPStepper, or a dict of extensions")
 
 
-def capability_table(source: Any) -> HTMLText:
+def capability_table(source: Any, *, compact: bool = False) -> HTMLText:
     """What each keyword of an EHLO reply means, with its RFC.
 
     Args:
         source: an EHLO :class:`~simsmtp.net.stepper.Step`, an
             :class:`~simsmtp.net.stepper.SMTPStepper` (its last EHLO), or a dict
             keyword -> parameters.
+        compact: two columns in HTML (the RFC under the keyword), for a narrow pane.
     """
     rows = []
     for keyword, params in _extensions(source).items():
         rfc, meaning = CAPABILITIES.get(keyword, ("", "(not described here)"))
         rows.append([f"{keyword} {params}".strip(), rfc, meaning])
     headers = ["keyword", "defined in", "what it tells the client"]
-    return HTMLText(html_table(headers, rows, mono_columns=[0]), text_table(headers, rows))
+    if compact:
+        narrow = [[Raw(f"<code>{escape(k)}</code><br><span style='color:{COLORS['muted']};"
+                       f"font-size:11px;'>{escape(r)}</span>"), m] for k, r, m in rows]
+        html = html_table(["keyword", "what it tells the client"], narrow)
+    else:
+        html = html_table(headers, rows, mono_columns=[0])
+    return HTMLText(html, text_table(headers, rows))
 
 
 def sent_summary(step: Step) -> str:
@@ -335,8 +342,9 @@ class Stepper(View):
         self.wire.add_class("simsmtp-stepper-wire")
         self.meaning = w.HTML(layout=w.Layout(width="44%", padding="0 0 0 10px"))
         self.role_toggle = w.ToggleButtons(options=["server", "client"], value=role,
-                                           description="diagram:",
-                                           style={"button_width": "70px"})
+                                           style={"button_width": "70px"},
+                                           tooltips=["the server's states",
+                                                     "the client's states"])
         self.role_toggle.observe(lambda _: self._draw_diagram(), "value")
         self.diagram = None
         parts: list[Any] = []
@@ -349,7 +357,9 @@ class Stepper(View):
             from .states import StateMachineView
 
             self.diagram = StateMachineView(role)
-            parts += [self.role_toggle, self.diagram.widget]
+            parts += [w.HBox([w.HTML("<b>State diagram of the</b>&nbsp;"), self.role_toggle],
+                             layout=w.Layout(align_items="center", margin="8px 0 0 0")),
+                      self.diagram.widget]
         self.widget = w.VBox(parts)
         self.widget.add_class("simsmtp-stepper")
         self._render()
@@ -413,8 +423,8 @@ class Stepper(View):
         self.back_button.disabled = self.position <= 0
         self.next_button.disabled = self.position + 1 >= total and not self.live
         if step is None:
-            self.header.value = (f"<span style='margin-left:8px;'>Not started: click "
-                                 f"<b>Next</b> to connect{more}.</span>")
+            self.header.value = ("<span style='margin-left:8px;'>Not started: click "
+                                 "<b>Next</b> to connect.</span>")
             self.meaning.value = ""
         else:
             self.header.value = (f"<span style='margin-left:8px;'><b>Step {self.position + 1} "
@@ -433,9 +443,10 @@ class Stepper(View):
                       f"{' …' if len(reply.lines) > 1 else ''}</code></div>" if reply
                       else "<div><b>Server replied:</b> nothing</div>")
             extra = ""
-            if step_verb(step) in ("EHLO",) and step.code == 250:
+            if step_verb(step) == "EHLO" and step.code == 250:
                 extra = ("<div style='margin-top:4px;'><b>What the server offers</b> "
-                         "(RFC 5321 §2.2.1):</div>" + capability_table(step).html)
+                         "(RFC 5321 §2.2.1):</div>"
+                         + capability_table(step, compact=True).html)
             self.meaning.value = tight(said + answer + explanation_html(step)
                                        + states_html(step) + extra)
         if self.error:

@@ -26,7 +26,9 @@ from .style import (
     COLORS,
     MONO,
     HTMLText,
+    Raw,
     callout,
+    escape,
     html_table,
     new_figure,
     plot_style,
@@ -86,25 +88,32 @@ def tls_summary(net: Any, conn: Any = None) -> HTMLText:
     session = view.tls
     assert session is not None
     rows: list[list[object]] = []
+    html_rows: list[list[object]] = []
     hello = session.client_hello
     if hello is not None:
         rows.append(["ClientHello: server name (SNI)", hello.sni or "(none)"])
         rows.append(["ClientHello: versions offered", ", ".join(hello.version_names)])
+        html_rows += rows
+        suites = hello.cipher_suite_names
         rows.append(["ClientHello: cipher suites offered",
-                     f"{len(hello.cipher_suite_names)}: " + ", ".join(hello.cipher_suite_names)])
+                     f"{len(suites)}: " + ", ".join(suites)])
+        html_rows.append(["ClientHello: cipher suites offered",
+                          Raw(f"{len(suites)}, in the client's order of preference:<br>"
+                              + "<br>".join(escape(n) for n in suites))])
+    later: list[list[object]] = []
     if session.server_hello is not None:
-        rows.append(["ServerHello: version chosen", session.version])
-        rows.append(["ServerHello: cipher suite chosen", session.cipher_suite])
+        later.append(["ServerHello: version chosen", session.version])
+        later.append(["ServerHello: cipher suite chosen", session.cipher_suite])
     for cert in session.certificates:
-        rows.append(["Certificate (in clear)", f"{cert.subject} (SAN {', '.join(cert.sans)})"])
+        later.append(["Certificate (in clear)", f"{cert.subject} (SAN {', '.join(cert.sans)})"])
     if session.is_tls13:
-        rows.append(["After the ServerHello", "everything encrypted: EncryptedExtensions, "
-                     "Certificate, CertificateVerify, Finished, then all of SMTP "
-                     "(RFC 8446 §2)"])
+        later.append(["After the ServerHello", "everything encrypted: EncryptedExtensions, "
+                      "Certificate, CertificateVerify, Finished, then all of SMTP "
+                      "(RFC 8446 §2)"])
     headers = ["what the eavesdropper reads", "value"]
     title = f"TLS on {connection_label(net, view.connection)}"
-    return HTMLText(html_table(headers, rows, caption=title, mono_columns=[1]),
-                    title + "\n" + text_table(headers, rows))
+    return HTMLText(html_table(headers, html_rows + later, caption=title, mono_columns=[1]),
+                    title + "\n" + text_table(headers, rows + later))
 
 
 def _record_rows(view: ConnectionView, *, sizes: bool) -> list[list[object]]:
@@ -191,18 +200,28 @@ def certificate_chain(net: Any, host: str = "mail.anotherdomain.org", *,
     if fingerprints:
         headers += ["serial", "SHA-256 fingerprint"]
     rows: list[list[object]] = []
+    cards: list[str] = []
     for index, cert in enumerate(chain):
         role = "trust anchor (CA)" if cert["is_ca"] and cert["subject"] == cert["issuer"] \
             else "intermediate CA" if cert["is_ca"] else "server (leaf)"
+        valid = f"{cert['not_before'][:10]} … {cert['not_after'][:10]}"
         row: list[object] = [f"{index}: {role}", cert["subject"], cert["issuer"],
-                             ", ".join(cert["sans"]) or "—", cert["key"],
-                             f"{cert['not_before'][:10]} … {cert['not_after'][:10]}"]
+                             ", ".join(cert["sans"]) or "—", cert["key"], valid]
         if fingerprints:
             row += [cert["serial"], cert["fingerprint"]]
         rows.append(row)
+        fields = list(zip(headers[1:], row[1:], strict=True))
+        body = html_table(["field", "value"], fields, mono_columns=[1])
+        if index:
+            cards.append(f"<div style='color:{COLORS['muted']};margin:2px 0 2px 16px;'>"
+                         f"↑ signed by</div>")
+        border = COLORS["tls"] if cert["is_ca"] else COLORS["client"]
+        cards.append(f"<div style='border-left:4px solid {border};padding:2px 8px;'>"
+                     f"<b>{index} · {escape(role)}</b>{body}</div>")
     title = f"The certificate chain of {host} (from the world's CA)"
-    return HTMLText(html_table(headers, rows, caption=title, mono_columns=[1, 2]),
-                    title + "\n" + text_table(headers, rows))
+    html = f"<div style='font-weight:bold;margin:4px 0;'>{escape(title)}</div>" + \
+        "".join(cards)
+    return HTMLText(Raw(html), title + "\n" + text_table(headers, rows))
 
 
 def entropy_chart(net: Any, conn: Any = None, *, title: str | None = None) -> Figure:

@@ -113,8 +113,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     port, token = _free_port(), secrets.token_hex(16)
     log = base / "jupyterlab.log"
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
-           "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
-    env.pop("CI", None)  # the notebooks' kernels run as a learner's would
+           "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+           # the kernels import this checkout's simsmtp, whatever else is installed
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
+                                                       os.environ.get("PYTHONPATH")]))}
     command = [sys.executable, "-m", "jupyter", "lab", "--no-browser",
                "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
                "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
@@ -301,6 +303,16 @@ def _click_next_and_see_the_next_line(page: Any, stem: str) -> None:
     assert "-> EHLO mail.example.com" in wire.inner_text()
     assert "Step 2 of 7" in stepper.inner_text()
     _shot(page, stepper, SCREENSHOTS / f"{stem}-stepper-after-next.png")
+    # Enter in the console's box reaches the kernel: the line is sent, or (the notebook
+    # stopped its world in the last cell) the console says why it was not
+    console = page.locator(".simsmtp-console").first
+    box = console.locator(".simsmtp-console-input input")
+    box.fill("NOOP")
+    box.press("Enter")
+    page.wait_for_function(
+        "() => { const t = document.querySelector('.simsmtp-console').innerText;"
+        " return t.includes('-> NOOP') || t.includes('Not sent'); }", timeout=15_000)
+    assert box.input_value() == ""
 
 
 def _visit_tabs(page: Any, stem: str) -> None:

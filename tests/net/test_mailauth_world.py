@@ -139,8 +139,10 @@ def test_seed_delivery_shows_spf_dkim_dmarc_pass(net: Network, world: World) -> 
     assert verdict["summary"] == "spf=pass dkim=pass dmarc=pass"
     assert verdict["action"] == "inbox"
     assert last(world, "auth.spf")["client_ip"] == net.hosts[SUBMISSION].ip
-    # the header order of a real MX: our Received on top, then our results
-    assert list(message.keys())[:2] == ["Received", "Authentication-Results"]
+    # the header order of a real MX: Return-Path (final delivery, RFC 5321 §4.4), our
+    # Received on top of the rest, then our results
+    assert list(message.keys())[:3] == ["Return-Path", "Received", "Authentication-Results"]
+    assert message["Return-Path"] == "<alice@example.com>"
 
 
 def test_the_checks_ask_the_worlds_dns_in_process(net: Network, world: World) -> None:

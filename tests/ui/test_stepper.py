@@ -18,6 +18,7 @@ from simsmtp.ui.stepper import (
     seed_dialogue,
     seed_script,
     step_verb,
+    steps_table,
 )
 from simsmtp.world import World
 from simsmtp.world.scenario import seed_message
@@ -118,6 +119,19 @@ def test_capability_table_says_what_each_keyword_means() -> None:
     assert "RFC 3030" in capability_table({"chunking": ""}).plain
     with pytest.raises(TypeError):
         capability_table(42)
+    compact = capability_table(recorded()[1], compact=True)
+    assert compact.plain == table.plain and "<code>PIPELINING</code>" in compact.html
+
+
+def test_steps_table_one_row_per_step() -> None:
+    table = steps_table(recorded())
+    lines = table.plain.splitlines()
+    assert lines[0].split() == ["#", "client", "sent", "server", "replied", "client", "state",
+                                "server", "state"]
+    assert "(connects; the server speaks first)" in lines[2]
+    assert "250-mail.anotherdomain.org (+4 lines)" in lines[3]
+    assert lines[4].split()[-2:] == ["GREETED", "GREETED"] and "503 5.5.1" in lines[4]
+    assert "#D55E00" in table.html  # the 503 in the colour of a permanent failure
 
 
 def test_the_seed_dialogue_against_the_real_server(net: Network) -> None:

@@ -17,6 +17,7 @@ from simsmtp.ui.wire import (
     find_connection,
     stream_hexdump,
     transcript_text,
+    wait_closed,
 )
 from simsmtp.world import World
 from simsmtp.world.scenario import seed_message
@@ -111,7 +112,11 @@ def test_the_eavesdropper_reads_the_password_and_the_message(plain: tuple[Networ
 
 def test_after_starttls_only_what_tls_leaks(encrypted: Network) -> None:
     net = encrypted
-    report = eavesdropper_report(net.eavesdropper())
+    assert wait_closed(net)
+    eve = net.eavesdropper()
+    report = eavesdropper_report(eve, fresh=True)
+    assert "1 connection(s)" in report.plain
+    assert "0 connection(s)" in eavesdropper_report(eve, fresh=True).plain  # nothing new
     assert BODY not in report.plain and "[in clear]" not in report.plain
     assert "SNI (in clear): mail.anotherdomain.org" in report.plain
     assert "chosen (in clear): TLS 1.3" in report.plain
