@@ -130,6 +130,8 @@ class ClientConnection(SansIOConnection):
         error: the :class:`RemoteProtocolError` that closed the connection, if any.
     """
 
+    CLOSED_STATE = C.CLOSED
+
     def __init__(self, config: ClientConfig | None = None) -> None:
         self.config = config or ClientConfig()
         self.extensions: dict[str, str] = {}
@@ -138,7 +140,6 @@ class ClientConnection(SansIOConnection):
         self._confirmed = C.CONNECTING
         super().__init__()
         self._pending: deque[_Pending] = deque()
-        self._closed_reported = False
         self._reply_code: int | None = None
         self._reply_lines: list[str] = []
         self._sasl: ClientMechanism | None = None
@@ -377,18 +378,7 @@ class ClientConnection(SansIOConnection):
 
     # --- input ---------------------------------------------------------------------------
 
-    def _step(self) -> ConnectionEvent | None:
-        if self._tls is not None and self._cipher and self._confirmed is not C.CLOSED:
-            event = self._feed_tls()
-            if event is not None:
-                return event
-        if self._confirmed is C.CLOSED:
-            self._in.clear()
-            if self._eof and not self._closed_reported:
-                self._closed_reported = True
-                return ConnectionClosed(reason="connection closed", state_before=C.CLOSED,
-                                        state_after=C.CLOSED)
-            return None
+    def _step_open(self) -> ConnectionEvent | None:
         if self._confirmed is not C.TLS_HANDSHAKE:
             try:
                 reply = self._read_reply()

@@ -14,7 +14,7 @@ from collections import deque
 from typing import Any
 
 from .errors import LocalProtocolError, TLSFailure
-from .events import NEED_DATA, ConnectionEvent
+from .events import NEED_DATA, ConnectionClosed, ConnectionEvent
 from .tls import TLSLayer
 
 
@@ -33,6 +33,7 @@ class SansIOConnection:
         self._events: deque[ConnectionEvent] = deque()
         self._tls: TLSLayer | None = None
         self._eof = False
+        self._closed_reported = False
 
     @property
     def closed(self) -> bool:
@@ -80,8 +81,32 @@ class SansIOConnection:
         self._out.clear()
         return out
 
+    #: The role's CLOSED state (a subclass sets it).
+    CLOSED_STATE: Any = None
+
     def _step(self) -> ConnectionEvent | None:
-        """Turn buffered input into the next event (None: nothing yet)."""
+        """Turn buffered input into the next event (None: nothing yet): TLS records first,
+        then, once closed, a single :class:`ConnectionClosed` at EOF."""
+        if self._tls is not None and self._cipher and not self.closed:
+            event = self._feed_tls()
+            if event is not None:
+                return event
+        if self.closed:
+            self._in.clear()
+            if self._eof and not self._closed_reported:
+                self._closed_reported = True
+                return ConnectionClosed(reason="connection closed",
+                                        state_before=self.CLOSED_STATE,
+                                        state_after=self.CLOSED_STATE)
+            return None
+        return self._step_open()
+
+    def _feed_tls(self) -> ConnectionEvent | None:
+        """Decrypt the buffered TLS records; an event if the TLS session says something."""
+        raise NotImplementedError
+
+    def _step_open(self) -> ConnectionEvent | None:
+        """The role's own input processing while the connection is open."""
         raise NotImplementedError
 
     def _pull_tls(self) -> None:

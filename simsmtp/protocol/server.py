@@ -238,6 +238,8 @@ class ServerConnection(SansIOConnection):
     handshake with ``implicit_tls``) and :class:`ConnectionOpened` is the first event.
     """
 
+    CLOSED_STATE = S.CLOSED
+
     def __init__(self, handler: Handler | None = None, config: ServerConfig | None = None,
                  session: Session | None = None) -> None:
         super().__init__()
@@ -253,7 +255,6 @@ class ServerConnection(SansIOConnection):
         self.handler_errors: list[BaseException] = []
         self._state = S.CONNECTED
         self._mode = _Mode.COMMAND
-        self._closed_reported = False
         self._refused = False  # 554 greeting: only QUIT is served (RFC 5321 §3.1)
         self._greeted = False
         self._discarding = False  # inside an overlong line
@@ -393,18 +394,7 @@ class ServerConnection(SansIOConnection):
 
     # --- the input pump ------------------------------------------------------------------
 
-    def _step(self) -> ConnectionEvent | None:
-        if self._tls is not None and self._cipher and self._state is not S.CLOSED:
-            event = self._feed_tls()
-            if event is not None:
-                return event
-        if self._state is S.CLOSED:
-            self._in.clear()
-            if self._eof and not self._closed_reported:
-                self._closed_reported = True
-                return ConnectionClosed(reason="connection closed", state_before=S.CLOSED,
-                                        state_after=S.CLOSED)
-            return None
+    def _step_open(self) -> ConnectionEvent | None:
         event = self._process_input()
         if event is not None or self._events:
             return event
