@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .base import View
 from .exercises import Exercise, choice, register, text
 from .stepper import tight
 from .style import (
@@ -34,7 +33,7 @@ from .style import (
     plot_style,
     text_table,
 )
-from .wire import _keylog, _tap, connection_label, connections, find_connection
+from .wire import CaptureView, _keylog, _tap, connection_label, connections, find_connection
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -324,7 +323,7 @@ def entropy_text(net: Any, conn: Any = None) -> str:
     return "\n".join(out)
 
 
-class TLSInspector(View):
+class TLSInspector(CaptureView):
     """The TLS of one connection: records, handshake in clear, certificate chain, entropy.
 
     Args:
@@ -340,15 +339,8 @@ class TLSInspector(View):
     def __init__(self, net: Any, conn: Any = None, *, keylog: bool = False) -> None:
         import ipywidgets as w
 
-        self.net = net
-        self.picker = w.Dropdown(description="TLS connection:", layout=w.Layout(width="70%"),
-                                 style={"description_width": "initial"})
-        self.refresh_button = w.Button(description="↻ Refresh", layout=w.Layout(width="100px"))
-        self.keylog_box = w.Checkbox(value=keylog, indent=False,
-                                     description="decrypt with the world's key log "
-                                                 "(as Wireshark can)",
-                                     disabled=getattr(net, "keylog_file", None) is None,
-                                     layout=w.Layout(width="auto"))
+        self._controls(net, keylog, picker="TLS connection:",
+                       keylog_label="decrypt with the world's key log (as Wireshark can)")
         self.records = w.HTML()
         self.hello = w.HTML()
         self.chain = w.HTML()
@@ -357,30 +349,11 @@ class TLSInspector(View):
         for index, title in enumerate(["Records", "Handshake in clear", "Certificate chain",
                                        "Entropy"]):
             self.tabs.set_title(index, title)
-        self.widget = w.VBox([w.HBox([self.picker, self.refresh_button],
-                                     layout=w.Layout(align_items="center")),
-                              self.keylog_box, self.tabs])
-        self.widget.add_class("simsmtp-tls")
-        self._conn_id: int | None = None
-        self.refresh(conn)
-        self.picker.observe(lambda change: self._show(change["new"]), "value")
-        self.refresh_button.on_click(lambda _: self.refresh())
-        self.keylog_box.observe(lambda _: self._show(self.picker.value), "value")
+        self._assemble(self.tabs, "simsmtp-tls", conn)
 
-    def refresh(self, conn: Any = None) -> None:
-        """Read the capture again (and show ``conn`` if given)."""
-        found = tls_connections(self.net)
-        options = [(f"#{index} {connection_label(self.net, c)}", c.id)
-                   for index, c in enumerate(found, 1)]
-        wanted = self._conn_id
-        if conn is not None:
-            wanted = find_connection(self.net, conn).id
-        elif wanted is None and found:
-            wanted = found[-1].id
-        self.picker.options = options
-        if wanted is not None and any(v == wanted for _, v in options):
-            self.picker.value = wanted
-        self._show(self.picker.value)
+    def _connections(self) -> list[Any]:
+        """Only the connections that used TLS."""
+        return tls_connections(self.net)
 
     def _show(self, conn_id: int | None) -> None:
         import io

@@ -333,7 +333,59 @@ def eavesdropper_report(source: Any, conn: Any = None, *, keylog: Any = None,
 
 # ------------------------------------------------------------------------------ the widget
 
-class WireView(View):
+class CaptureView(View):
+    """A view of one captured connection: a connection picker, a Refresh button and a
+    "use the key log" box above a body; subclasses build the body and :meth:`_show`."""
+
+    def _controls(self, net: Any, keylog: bool, *, picker: str, keylog_label: str) -> None:
+        import ipywidgets as w
+
+        self.net = net
+        self.picker = w.Dropdown(description=picker, layout=w.Layout(width="70%"),
+                                 style={"description_width": "initial"})
+        self.refresh_button = w.Button(description="↻ Refresh", tooltip="read the capture "
+                                       "again", layout=w.Layout(width="100px"))
+        self.keylog_box = w.Checkbox(value=keylog, description=keylog_label, indent=False,
+                                     disabled=getattr(net, "keylog_file", None) is None,
+                                     layout=w.Layout(width="auto"))
+
+    def _assemble(self, body: Any, css_class: str, conn: Any) -> None:
+        import ipywidgets as w
+
+        self.widget = w.VBox([w.HBox([self.picker, self.refresh_button],
+                                     layout=w.Layout(align_items="center")),
+                              self.keylog_box, body])
+        self.widget.add_class(css_class)
+        self._conn_id: int | None = None
+        self.refresh(conn)
+        self.picker.observe(lambda change: self._show(change["new"]), "value")
+        self.refresh_button.on_click(lambda _: self.refresh())
+        self.keylog_box.observe(lambda _: self._show(self.picker.value), "value")
+
+    def _connections(self) -> list[Any]:
+        """The connections the picker offers (every captured TCP connection)."""
+        return connections(self.net)
+
+    def refresh(self, conn: Any = None) -> None:
+        """Read the capture again (and show ``conn`` if given)."""
+        found = self._connections()
+        options = [(f"#{index} {connection_label(self.net, c)}", c.id)
+                   for index, c in enumerate(found, 1)]
+        wanted = self._conn_id
+        if conn is not None:
+            wanted = find_connection(self.net, conn).id
+        elif wanted is None and found:
+            wanted = found[-1].id
+        self.picker.options = options
+        if wanted is not None and any(v == wanted for _, v in options):
+            self.picker.value = wanted
+        self._show(self.picker.value)
+
+    def _show(self, conn_id: int | None) -> None:
+        raise NotImplementedError
+
+
+class WireView(CaptureView):
     """One connection three ways: transcript | hexdump | eavesdropper.
 
     Args:
@@ -352,16 +404,9 @@ class WireView(View):
                  layout: str = "columns") -> None:
         import ipywidgets as w
 
-        self.net = net
         self.layout = layout
-        self.picker = w.Dropdown(description="connection:", layout=w.Layout(width="70%"),
-                                 style={"description_width": "initial"})
-        self.refresh_button = w.Button(description="↻ Refresh", tooltip="read the capture "
-                                       "again", layout=w.Layout(width="100px"))
-        self.keylog_box = w.Checkbox(value=keylog, description="give the eavesdropper the "
-                                     "TLS key log", indent=False,
-                                     disabled=getattr(net, "keylog_file", None) is None,
-                                     layout=w.Layout(width="auto"))
+        self._controls(net, keylog, picker="connection:",
+                       keylog_label="give the eavesdropper the TLS key log")
         self.transcript = w.HTML()
         self.hexdump = w.HTML()
         self.eavesdropper = w.HTML()
@@ -380,30 +425,7 @@ class WireView(View):
                 layout=w.Layout(grid_template_columns="50% 50%", grid_gap="6px 10px",
                                 grid_template_areas='"transcript eavesdropper" '
                                                     '"hexdump hexdump"', width="98%"))
-        self.widget = w.VBox([w.HBox([self.picker, self.refresh_button],
-                                     layout=w.Layout(align_items="center")),
-                              self.keylog_box, body])
-        self.widget.add_class("simsmtp-wire")
-        self._conn_id: int | None = None
-        self.refresh(conn)
-        self.picker.observe(lambda change: self._show(change["new"]), "value")
-        self.refresh_button.on_click(lambda _: self.refresh())
-        self.keylog_box.observe(lambda _: self._show(self.picker.value), "value")
-
-    def refresh(self, conn: Any = None) -> None:
-        """Read the capture again (and show ``conn`` if given)."""
-        found = connections(self.net)
-        options = [(f"#{index} {connection_label(self.net, c)}", c.id)
-                   for index, c in enumerate(found, 1)]
-        wanted = self._conn_id
-        if conn is not None:
-            wanted = find_connection(self.net, conn).id
-        elif wanted is None and found:
-            wanted = found[-1].id
-        self.picker.options = options
-        if wanted is not None and any(v == wanted for _, v in options):
-            self.picker.value = wanted
-        self._show(self.picker.value)
+        self._assemble(body, "simsmtp-wire", conn)
 
     def _show(self, conn_id: int | None) -> None:
         self._conn_id = conn_id
