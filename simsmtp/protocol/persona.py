@@ -6,7 +6,7 @@ the fields the core passes (``{addr}``, ``{id}``, ...). A template with ``\\n`` 
 multi-line reply. A world may override entries (``ServerConfig.replies``) to play another
 MTA: keep the codes, change the words.
 
-Documented choices where Postfix and the brief differ or Postfix says nothing:
+Documented choices where Postfix and this project differ or Postfix says nothing:
 
 * ``HELP``: Postfix answers ``502 5.5.2 Error: command not recognized``; we answer ``214``
   with a short list of commands (RFC 5321 §4.1.1.8), which is friendlier for learners.
