@@ -23,6 +23,16 @@ the way Postfix does, and says why at every step in the world's trace:
   a failed handshake is traced and the same server is retried once in plaintext (what
   Postfix's "may" level does; a learner sees how a downgrade looks). ``"required"``: no
   STARTTLS or a failed handshake defers the mail with a clear reason.
+* **Connection reuse (RFC 5321 §4.1.4; Postfix's connection cache).** A queue run carries
+  the due messages for one destination domain over ONE session: after a message's final
+  reply the next MAIL FROM goes on the same connection (no new EHLO or STARTTLS), up to
+  :data:`MAX_MESSAGES_PER_SESSION` messages. Only a message whose due recipients are all in
+  that domain rides along; the first message of a session takes the ordinary path, and the
+  session is reused only after it was delivered completely by the first server tried. Any
+  4xx/5xx or a lost connection in a reused transaction ends reuse for that domain in this
+  run: that message's undecided recipients and the rest go the per-message path, so every
+  rule below holds unchanged. ``delivery.attempt`` says which ``session`` carried which
+  message (``reused=True`` after the first).
 * **SIZE (RFC 1870 §6.2).** A message larger than the server's advertised SIZE is not
   transmitted; it bounces with 5.3.4.
 * **Retries on the virtual clock (RFC 5321 §4.5.4.1).** Deferred recipients wait for the
@@ -78,6 +88,13 @@ from simsmtp.world.routing import RetrySchedule, Route, plan_route
 
 TLSPolicy = Literal["none", "opportunistic", "required"]
 TLS_POLICIES = ("none", "opportunistic", "required")
+
+#: Messages one SMTP session carries before QUIT. RFC 5321 §4.1.4 allows any number of
+#: transactions per session; Postfix bounds reuse by time (smtp_connection_reuse_time_limit
+#: = 300 s) and optionally by count (smtp_connection_reuse_count_limit, default 0 = no count
+#: limit); Exim's connection_max_messages defaults to 500. We cap by count, at 100, so one
+#: session never holds a busy destination for a whole queue run.
+MAX_MESSAGES_PER_SESSION = 100
 
 #: The reason a "required" policy gives when the server does not offer STARTTLS.
 TLS_NOT_OFFERED = "TLS is required by policy but the server did not offer STARTTLS"
@@ -195,6 +212,21 @@ def _extensions(reply: Reply) -> dict[str, str]:
     return found
 
 
+@dataclass
+class _Reuse:
+    """The messages waiting to ride on the first message's session (one queue run)."""
+
+    domain: str
+    first: QueuedMessage
+    followers: list[QueuedMessage]
+    report: RunReport
+    done: set[str] = field(default_factory=set)  # queue ids delivered on the session
+    sessions: int = 0  # sessions opened for the first message
+    route: Route | None = None  # the first message's route to the domain
+    started: bool = False
+    broken: bool = False  # a reused transaction failed: no more reuse for this domain
+
+
 class _SessionLost(Exception):
     """The connection broke, timed out or the server said 421 (all soft, RFC 5321 §3.8)."""
 
@@ -225,6 +257,8 @@ class DeliveryAgent:
         timeouts: client timeouts in real seconds.
         client_factory: builds the sans-IO client for ``(mx_name, use_tls)`` (default:
             :class:`simsmtp.protocol.client.ClientConnection`).
+        reuse_limit: messages per SMTP session (:data:`MAX_MESSAGES_PER_SESSION`); 1 turns
+            connection reuse off.
     """
 
     def __init__(self, queue: Queue, *, hostname: str, resolver_lookup: Lookup,
@@ -235,7 +269,8 @@ class DeliveryAgent:
                  port_of: Callable[[str], int | None] | None = None,
                  self_names: Iterable[str] = (), rng: random.Random | None = None,
                  timeouts: SMTPTimeouts | None = None,
-                 client_factory: Callable[[str, bool], Any] | None = None) -> None:
+                 client_factory: Callable[[str, bool], Any] | None = None,
+                 reuse_limit: int = MAX_MESSAGES_PER_SESSION) -> None:
         if tls_policy not in TLS_POLICIES:
             raise ValueError(f"tls_policy must be one of {', '.join(TLS_POLICIES)}, "
                              f"not {tls_policy!r}")
@@ -255,6 +290,9 @@ class DeliveryAgent:
         self.rng = rng or ids.rng("mx")
         self.timeouts = timeouts or SMTPTimeouts()
         self.client_factory = client_factory or self._default_client
+        self.reuse_limit = max(1, reuse_limit)
+        self._reuse: _Reuse | None = None
+        self._session_count = 0
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
         self._kick_task: asyncio.Task[RunReport] | None = None
@@ -278,13 +316,38 @@ class DeliveryAgent:
                 if queued.unnotified:  # failures recorded before a crash, DSN not sent
                     await self._bounce(queued, queued.unnotified, when, report)
                 self._maybe_remove(queued, report)
-            for queued in self.queue.due(when):
+            due = self.queue.due(when)
+            # connection reuse: the messages each destination domain could carry together
+            domains = {m.queue_id: self._reuse_domain(m, when) for m in due}
+            by_domain: dict[str, list[QueuedMessage]] = {}
+            for m in due:
+                if (domain := domains[m.queue_id]) is not None:
+                    by_domain.setdefault(domain, []).append(m)
+            handled: set[str] = set()
+            no_reuse: set[str] = set()  # domains whose reused session failed in this run
+            for queued in due:
+                if queued.queue_id in handled:
+                    continue
+                handled.add(queued.queue_id)
+                domain = domains[queued.queue_id]
+                if domain is not None and domain not in no_reuse and self.reuse_limit > 1:
+                    waiting = [m for m in by_domain[domain] if m.queue_id not in handled]
+                    by_domain[domain] = waiting
+                    if waiting:
+                        self._reuse = _Reuse(domain, queued,
+                                             waiting[:self.reuse_limit - 1], report)
                 try:
                     await self._deliver_message(queued, when, report)
                 except Exception as exc:  # keep the other messages moving; say what broke
                     report.errors.append((queued.queue_id, f"{type(exc).__name__}: {exc}"))
                     self._record("delivery.error", queue_id=queued.queue_id,
                                  error=f"{type(exc).__name__}: {exc}")
+                finally:
+                    reuse, self._reuse = self._reuse, None
+                if reuse is not None:
+                    handled |= reuse.done
+                    if reuse.broken and domain is not None:
+                        no_reuse.add(domain)
             return report
 
     def advance(self, seconds: float) -> float:
@@ -346,6 +409,92 @@ class DeliveryAgent:
             self._kick_again = False
             report.merge(await self.run_once())
         return report
+
+    # ------------------------------------------------------------------ connection reuse
+    def _reuse_domain(self, queued: QueuedMessage, now: float) -> str | None:
+        """The one domain of the message's due recipients, if it may share a session."""
+        due = queued.due_recipients(now)
+        if not due:
+            return None
+        domains = {_domain_of(state.address) for state in due}
+        if len(domains) != 1 or "" in domains:
+            return None
+        utf8 = "SMTPUTF8" in queued.params
+        for state in due:
+            try:  # RFC 5321 §4.1.2: malformed addresses take the per-message path
+                format_path(state.address, utf8=utf8)
+            except GrammarError:
+                return None
+        return domains.pop()
+
+    async def _continue_session(self, session: _Session) -> None:
+        """After the first message was delivered: send the waiting messages for the same
+        domain over this session (RFC 5321 §4.1.4: many transactions per session)."""
+        reuse = self._reuse
+        if (reuse is None or reuse.started or session.queued is not reuse.first
+                or reuse.sessions != 1 or session.need_rset):
+            return
+        if not all(r in session.outcomes and session.outcomes[r].status == "delivered"
+                   for r in session.rcpts):
+            return  # the first message did not go cleanly: the others go on their own
+        targets = reuse.route.targets if reuse.route is not None else ()
+        if (not targets or targets[0].exchange.rstrip(".") != session.mx
+                or len({t.preference for t in targets}) != len(targets)):
+            # only the server every message would try first; equal preferences are
+            # shuffled per message to spread the load (RFC 5321 §5.1): no reuse there
+            return
+        reuse.started = True
+        carried = 1
+        size_limit = session.extensions.get("SIZE", "")
+        while reuse.followers and carried < self.reuse_limit:
+            queued = reuse.followers.pop(0)
+            rcpts = [s.address for s in queued.due_recipients(session.when)]
+            if not rcpts or self._reuse_domain(queued, session.when) != reuse.domain:
+                continue  # not this session's business any more: the per-message path
+            size = message_size(queued.message)  # RFC 1870 §6.2: the per-message path
+            if size_limit.isdigit() and int(size_limit) and size > int(size_limit):
+                continue  # bounces it with the full explanation
+            carried += 1
+            session.rebind(queued, rcpts)
+            self._record("delivery.attempt", queue_id=queued.queue_id, mx=session.mx,
+                         ip=session.ip, port=session.port, well_known_port=25,
+                         recipients=list(rcpts), tls=session.tls_label,
+                         session=session.number, reused=True, transaction=carried)
+            lost = ""
+            try:
+                todo = list(rcpts)
+                while todo:
+                    leftover = await session._transaction(todo)
+                    if not leftover or len(leftover) == len(todo):
+                        break
+                    todo = leftover
+                delivered = {r: o for r, o in session.outcomes.items()
+                             if o.status == "delivered"}
+                if delivered:
+                    self._record_outcomes(queued, delivered, session.when, reuse.report)
+                if len(delivered) == len(rcpts):
+                    reuse.done.add(queued.queue_id)
+                    await self._maybe_warn(queued, session.when, reuse.report)
+                    self._maybe_remove(queued, reuse.report)
+                    continue
+                failed = [o.reply for o in session.outcomes.values()
+                          if o.status != "delivered"]
+                lost = failed[0] if failed else "recipients left undecided"
+            except _SessionLost as exc:
+                lost = str(exc)
+            except Exception as exc:  # e.g. the queue could not write: say so, stop here
+                reuse.done.add(queued.queue_id)
+                reuse.report.errors.append((queued.queue_id, f"{type(exc).__name__}: {exc}"))
+                self._record("delivery.error", queue_id=queued.queue_id,
+                             error=f"{type(exc).__name__}: {exc}")
+                lost = f"{type(exc).__name__}: {exc}"
+            # RFC 5321 §4.5.4.1 rules (next MX, defer, bounce) live in the per-message path
+            reuse.broken = True
+            self._record("delivery.reuse_stopped", queue_id=queued.queue_id, mx=session.mx,
+                         session=session.number, reason=lost,
+                         then="the message's undecided recipients and the rest of the "
+                              "domain's messages go one session per message")
+            return
 
     # ------------------------------------------------------------------ tracing
     def _record(self, kind: str, **data: Any) -> None:
@@ -556,6 +705,8 @@ class DeliveryAgent:
     async def _deliver_domain(self, queued: QueuedMessage, domain: str, rcpts: list[str],
                               now: float) -> dict[str, _Outcome]:
         route = await self.route(domain)
+        if self._reuse is not None and queued is self._reuse.first:
+            self._reuse.route = route
         if route.kind == "bounce":
             return {r: _local_outcome("failed", route.status or "5.4.4", route.reason)
                     for r in rcpts}
@@ -637,9 +788,14 @@ class DeliveryAgent:
         """One SMTP connection. Returns (outcomes, retry in plaintext)."""
         outcomes: dict[str, _Outcome] = {}
         port = self._port(mx, ip)
+        self._session_count += 1
+        number = self._session_count
+        if self._reuse is not None and queued is self._reuse.first:
+            self._reuse.sessions += 1
+        tls_label = self.tls_policy if use_tls else "none"
         self._record("delivery.attempt", queue_id=queued.queue_id, mx=mx, ip=ip,
                      port=port, well_known_port=25, recipients=list(rcpts),
-                     tls=self.tls_policy if use_tls else "none")
+                     tls=tls_label, session=number)
 
         def soft_all(outcome: _Outcome) -> dict[str, _Outcome]:
             for r in rcpts:
@@ -661,6 +817,7 @@ class DeliveryAgent:
             self._record("delivery.connect_failed", mx=mx, ip=ip, port=port, reason=reason)
             return soft_all(_local_outcome("soft", "4.4.1", reason, mx)), False
         session = _Session(self, channel, conn, queued, mx, ip, rcpts, outcomes, now)
+        session.number, session.port, session.tls_label = number, port, tls_label
         retry_plain = False
         try:
             retry_plain = await session.run(use_tls)
@@ -722,6 +879,15 @@ class _Session:
         self.when = now
         self.ev = smtp
         self.need_rset = False  # a MAIL was accepted and its transaction not finished
+        self.number = 0  # the agent's session number (trace: which session carried what)
+        self.port: int | None = None
+        self.tls_label = "none"
+
+    def rebind(self, queued: QueuedMessage, rcpts: list[str]) -> None:
+        """Carry another message on this session (connection reuse)."""
+        self.queued = queued
+        self.rcpts = rcpts
+        self.outcomes = {}
 
     def _soft(self, reason: str, code: str = "4.4.2") -> _Outcome:
         return _local_outcome("soft", code, reason, self.mx)
@@ -815,6 +981,7 @@ class _Session:
                     f"host {self.mx}[{self.ip}] accepted no more recipients", "4.5.3"))
                 break
             todo = leftover
+        await self.agent._continue_session(self)
         await self._quit()
         return False
 
