@@ -26,7 +26,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from .connection import SansIOConnection
-from .errors import LocalProtocolError, RemoteProtocolError, TLSFailure
+from .errors import LocalProtocolError, RemoteProtocolError
 from .events import (
     Auth,
     Bdat,
@@ -398,24 +398,17 @@ class ClientConnection(SansIOConnection):
 
     def _feed_tls(self) -> ConnectionEvent | None:
         assert self._tls is not None
-        data = bytes(self._cipher)
-        self._cipher.clear()
         before = self._confirmed
-        try:
-            plaintext = self._tls.receive(data)
-        except TLSFailure as exc:
-            self._out += self._tls.data_to_send()
+        failure = self._decrypt()
+        if failure is not None:
             self._confirmed = C.CLOSED
             self._sasl = None
             if before is C.TLS_HANDSHAKE:
-                return TLSFailed(reason=str(exc), state_before=before, state_after=C.CLOSED)
-            self.error = RemoteProtocolError(str(exc))
-            return ConnectionClosed(reason=str(exc), state_before=before,
+                return TLSFailed(reason=str(failure), state_before=before,
+                                 state_after=C.CLOSED)
+            self.error = RemoteProtocolError(str(failure))
+            return ConnectionClosed(reason=str(failure), state_before=before,
                                     state_after=C.CLOSED)
-        self._out += self._tls.data_to_send()
-        if self._tls.closed:
-            self._eof = True
-        self._in += plaintext
         if before is C.TLS_HANDSHAKE and self._tls.handshake_complete:
             pseudo = "<implicit-handshake>" if self.config.implicit_tls else "<handshake>"
             self._confirmed = CLIENT_TRANSITIONS[(C.TLS_HANDSHAKE, pseudo)].ok

@@ -105,6 +105,24 @@ class SansIOConnection:
         """Decrypt the buffered TLS records; an event if the TLS session says something."""
         raise NotImplementedError
 
+    def _decrypt(self) -> TLSFailure | None:
+        """Feed the buffered TLS records to the TLS layer: the plaintext joins the input,
+        its own output (handshake, alerts) the output, a close_notify is EOF. Returns the
+        failure instead of raising it, for the role to turn into its event."""
+        assert self._tls is not None
+        data = bytes(self._cipher)
+        self._cipher.clear()
+        try:
+            plaintext = self._tls.receive(data)
+        except TLSFailure as exc:
+            self._pull_tls()  # the alert, if any
+            return exc
+        self._pull_tls()
+        if self._tls.closed:
+            self._eof = True  # close_notify: the peer is done
+        self._in += plaintext
+        return None
+
     def _step_open(self) -> ConnectionEvent | None:
         """The role's own input processing while the connection is open."""
         raise NotImplementedError

@@ -38,7 +38,7 @@ from enum import Enum
 from typing import Any
 
 from .connection import SansIOConnection
-from .errors import LocalProtocolError, TLSFailure
+from .errors import LocalProtocolError
 from .events import (
     Auth,
     AuthStep,
@@ -404,26 +404,18 @@ class ServerConnection(SansIOConnection):
 
     def _feed_tls(self) -> ConnectionEvent | None:
         assert self._tls is not None
-        data = bytes(self._cipher)
-        self._cipher.clear()
         before = self._state
-        try:
-            plaintext = self._tls.receive(data)
-        except TLSFailure as exc:
-            self._pull_tls()  # the alert, if any
+        failure = self._decrypt()
+        if failure is not None:
             self._state, self._mode = S.CLOSED, _Mode.CLOSED
             self._in.clear()
             if before is S.TLS_HANDSHAKE:
-                return TLSFailed(reason=str(exc), state_before=before, state_after=S.CLOSED)
-            return ConnectionClosed(reason=str(exc), state_before=before,
+                return TLSFailed(reason=str(failure), state_before=before,
+                                 state_after=S.CLOSED)
+            return ConnectionClosed(reason=str(failure), state_before=before,
                                     state_after=S.CLOSED)
-        self._pull_tls()
-        if self._tls.closed:
-            self._eof = True  # close_notify: the peer is done
         if before is S.TLS_HANDSHAKE and self._tls.handshake_complete:
-            self._in += plaintext
             return self._tls_started()
-        self._in += plaintext
         return None
 
     def _tls_started(self) -> ConnectionEvent:
