@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "JUNK_FOLDER",
+    "AnswerCache",
     "TRANSPORT",
     "InProcessResolver",
     "InboundDecision",
@@ -135,9 +136,74 @@ class InProcessResolver:
         return answer
 
 
+class AnswerCache:
+    """What one MX remembers of its DNS answers: its caching resolver.
+
+    A real MX asks a local caching resolver, which keeps every answer (and every NXDOMAIN,
+    RFC 2308) for its TTL, so the second message from a domain costs no DNS traffic. The
+    world's MX keeps its answers for as long as the world's DNS does not change instead:
+    the DNS server's zone data is rebuilt only after an edit, and a new zone data object
+    empties this cache, so a learner who edits an SPF or DMARC record sees the next message
+    checked against the new record at once, never a stale answer. A failure for now
+    (REFUSED outside the world's zones, SERVFAIL) is kept as well, as RFC 2308 §7.1 allows,
+    until the world changes. Only questions that reach the DNS server show in the trace.
+
+    Args:
+        server: the world's DNS server (its :meth:`~simsmtp.net.dns.DNSServer.zone_data`
+            says when the world changed).
+    """
+
+    def __init__(self, server: DNSServer) -> None:
+        self.server = server
+        self._version: object = None
+        self._answers: dict[tuple[str, str], Any] = {}
+
+    def wrap(self, functions: DNSFunctions) -> DNSFunctions:
+        """The same four lookups, answered from this cache when the world did not change."""
+        return DNSFunctions(dns_txt=self._cached("TXT", functions["dns_txt"]),
+                            dns_a=self._cached("A", functions["dns_a"]),
+                            dns_aaaa=self._cached("AAAA", functions["dns_aaaa"]),
+                            dns_mx=self._cached("MX", functions["dns_mx"]))
+
+    def _current(self) -> bool:
+        """Empty the cache if the world's DNS changed; False when it cannot be served."""
+        try:
+            version = self.server.zone_data()
+        except Exception:  # broken world data: every question goes to the server
+            self._version = None
+            self._answers.clear()
+            return False
+        if version is not self._version:
+            self._version = version
+            self._answers.clear()
+        return True
+
+    def _cached(self, rtype: str, lookup: Any) -> Any:
+        from simsmtp.world.mailauth import DNSTempError
+
+        answers = self._answers
+
+        def cached(name: str) -> Any:
+            if not self._current():
+                return lookup(name)
+            key = (rtype, name.lower().rstrip("."))
+            if key not in answers:
+                try:
+                    answers[key] = lookup(name)
+                except DNSTempError as exc:
+                    answers[key] = exc
+            hit = answers[key]
+            if isinstance(hit, DNSTempError):
+                raise DNSTempError(*hit.args)
+            return None if hit is None else list(hit)
+
+        return cached
+
+
 def world_dns(network: Network, host: str) -> DNSFunctions:
     """The lookup functions (``dns_txt``, ``dns_a``, ``dns_aaaa``, ``dns_mx``) the checks
-    use, asking ``network``'s DNS server in-process on behalf of ``host``.
+    use, asking ``network``'s DNS server in-process on behalf of ``host``, through the
+    host's :class:`AnswerCache`.
 
     Made for the world's event-loop thread (the MX). From a notebook's own thread,
     ``dns_functions(net.resolver())`` asks the same server over a real socket.
@@ -148,7 +214,10 @@ def world_dns(network: Network, host: str) -> DNSFunctions:
     info = network.hosts.get(host)
     client = (info.ip if info is not None else "127.0.0.1", 0)
     resolver = InProcessResolver(network.dns, client, network.world.ids.rng("mailauth.dns"))
-    return dns_functions(resolver)
+    cache = network.answer_caches.get(host)
+    if cache is None or cache.server is not network.dns:
+        cache = network.answer_caches[host] = AnswerCache(network.dns)
+    return cache.wrap(dns_functions(resolver))
 
 
 # --------------------------------------------------------------------------- signing

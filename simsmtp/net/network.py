@@ -116,6 +116,8 @@ class Network:
         self._lock = threading.Lock()
         self._dns_key: tuple[Any, ...] | None = None
         self._dns_records: tuple[Any, ...] = ()
+        #: host name -> its MX's memory of DNS answers (simsmtp.net.authpolicy.AnswerCache).
+        self.answer_caches: dict[str, Any] = {}
         #: How many times a world booted on this directory before (0: a fresh one).
         self.generation = 0
 

@@ -414,6 +414,42 @@ def test_world_dns_sees_live_edits(net: Network, world: World) -> None:
     assert b"".join(answer[0].strings).decode() == key.txt_record()
 
 
+def _in_process_queries(world: World) -> list[tuple[str, str]]:
+    return [(e["qtype"], e["qname"]) for e in world.trace.events("dns.query")
+            if e["transport"] == TRANSPORT]
+
+
+def test_the_mx_keeps_its_answers_until_the_world_changes(net: Network, world: World) -> None:
+    lookups = world_dns(net, MX)
+    first = lookups["dns_txt"]("_dmarc.example.com")
+    first.append("changed by a caller")  # callers get copies: the cache stays as it was
+    again = world_dns(net, MX)["dns_txt"]("_dmarc.example.com")
+    assert again == ["v=DMARC1; p=reject; rua=mailto:dmarc@example.com"]
+    assert lookups["dns_txt"]("_DMARC.example.com.") == again  # names match as DNS does
+    assert _in_process_queries(world) == [("TXT", "_dmarc.example.com.")]  # asked once
+    world.domains["example.com"].dmarc = "v=DMARC1; p=none"  # an edit: asked again
+    assert lookups["dns_txt"]("_dmarc.example.com") == ["v=DMARC1; p=none"]
+    assert len(_in_process_queries(world)) == 2
+    world.domains["example.com"].dmarc = None
+    assert lookups["dns_txt"]("_dmarc.example.com") is None  # NXDOMAIN, kept as well
+    assert lookups["dns_txt"]("_dmarc.example.com") is None
+    assert len(_in_process_queries(world)) == 3
+
+
+def test_the_mx_keeps_a_failure_for_now_and_raises_it_each_time(net: Network,
+                                                                world: World) -> None:
+    lookups = world_dns(net, MX)
+    errors = []
+    for _ in range(3):
+        with pytest.raises(DNSTempError) as caught:
+            lookups["dns_txt"]("outside.invalid")  # REFUSED: not one of the world's zones
+        errors.append(caught.value)
+    assert len({id(e) for e in errors}) == 3 and errors[0].args == errors[2].args
+    assert _in_process_queries(world) == [("TXT", "outside.invalid.")]
+    assert world_dns(net, SPOOFER)["dns_txt"]("example.com")  # each host its own cache
+    assert _in_process_queries(world)[-1] == ("TXT", "example.com.")
+
+
 def test_query_ids_come_from_the_world_seed() -> None:
     ids = []
     for _ in range(2):
