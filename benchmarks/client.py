@@ -51,10 +51,12 @@ async def _simsmtp_send(address: tuple[str, int], messages: int, reuse: bool,
 
     config = ClientConfig(hostname="loadclient.example")
 
+    replies = (ev.ReplyReceived, ev.ConnectionOpened)
+
     async def reply(channel: ClientChannel) -> int:
         while True:
             event = await channel.next_event()
-            if isinstance(event, ev.ReplyReceived | ev.ConnectionOpened):
+            if isinstance(event, replies):
                 code: int = event.reply.code
                 return code
 

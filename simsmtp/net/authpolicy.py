@@ -34,7 +34,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from simsmtp.protocol.replies import Reply
-from simsmtp.world.mailauth import DEFAULT_HEADERS, AuthVerdict, DNSFunctions, evaluate
+from simsmtp.world.mailauth import (
+    DEFAULT_HEADERS,
+    AuthVerdict,
+    DNSFunctions,
+    check_spf,
+    evaluate,
+)
 
 if TYPE_CHECKING:
     import dns.message
@@ -49,10 +55,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "JUNK_FOLDER",
-    "AnswerCache",
     "TRANSPORT",
+    "AnswerCache",
     "InProcessResolver",
     "InboundDecision",
+    "answer_cache",
     "check_inbound",
     "deliver_to_folder",
     "reject_reply",
@@ -147,6 +154,8 @@ class AnswerCache:
     checked against the new record at once, never a stale answer. A failure for now
     (REFUSED outside the world's zones, SERVFAIL) is kept as well, as RFC 2308 §7.1 allows,
     until the world changes. Only questions that reach the DNS server show in the trace.
+    What is computed from DNS alone (an SPF result: RFC 7208 §4 depends on the client's
+    address, the identities and DNS, nothing else) is kept here too: :meth:`remember`.
 
     Args:
         server: the world's DNS server (its :meth:`~simsmtp.net.dns.DNSServer.zone_data`
@@ -164,6 +173,15 @@ class AnswerCache:
                             dns_a=self._cached("A", functions["dns_a"]),
                             dns_aaaa=self._cached("AAAA", functions["dns_aaaa"]),
                             dns_mx=self._cached("MX", functions["dns_mx"]))
+
+    def remember(self, key: tuple[Any, ...], compute: Any) -> Any:
+        """``compute()``, or what it gave for ``key`` while the world's DNS did not change."""
+        if not self._current():
+            return compute()
+        key = ("=", *key)
+        if key not in self._answers:
+            self._answers[key] = compute()
+        return self._answers[key]
 
     def _current(self) -> bool:
         """Empty the cache if the world's DNS changed; False when it cannot be served."""
@@ -214,10 +232,16 @@ def world_dns(network: Network, host: str) -> DNSFunctions:
     info = network.hosts.get(host)
     client = (info.ip if info is not None else "127.0.0.1", 0)
     resolver = InProcessResolver(network.dns, client, network.world.ids.rng("mailauth.dns"))
-    cache = network.answer_caches.get(host)
+    return answer_cache(network, host).wrap(dns_functions(resolver))
+
+
+def answer_cache(network: Network, host: str) -> AnswerCache:
+    """``host``'s :class:`AnswerCache` in the running ``network`` (made on first use)."""
+    assert network.dns is not None, "the world is not running"
+    cache: AnswerCache | None = network.answer_caches.get(host)
     if cache is None or cache.server is not network.dns:
         cache = network.answer_caches[host] = AnswerCache(network.dns)
-    return cache.wrap(dns_functions(resolver))
+    return cache
 
 
 # --------------------------------------------------------------------------- signing
@@ -376,11 +400,15 @@ def check_inbound(handler: WorldHandler, session: Session,
         world.trace.record("auth.verdict", host.name, **base, action="skipped", reason=why)
         return InboundDecision("skipped", content, reason=why)
     client_ip = session.peer[0] if session.peer else "0.0.0.0"
+    helo, mail_from = session.helo_name or "", envelope.mail_from or ""
     try:
-        verdict = evaluate(content, client_ip=client_ip, helo=session.helo_name or "",
-                           mail_from=envelope.mail_from or "",
-                           **world_dns(handler.network, host.name), receiver=host.name,
-                           trace=world.trace, host=host.name)
+        lookups = world_dns(handler.network, host.name)
+        spf = answer_cache(handler.network, host.name).remember(
+            ("spf", client_ip, mail_from, helo), lambda: check_spf(
+                client_ip, mail_from, helo, **lookups, receiver=host.name))
+        verdict = evaluate(content, client_ip=client_ip, helo=helo, mail_from=mail_from,
+                           **lookups, receiver=host.name, trace=world.trace, host=host.name,
+                           spf=spf)
     except Exception as exc:  # a bug must not lose mail: deliver unchecked, say why
         why = f"the checks failed ({type(exc).__name__}: {exc}): delivered unchecked"
         world.trace.record("auth.error", host.name, **base, error=f"{type(exc).__name__}: "

@@ -95,6 +95,23 @@ class ZoneError(ValueError):
 # --------------------------------------------------------------------------- zone data
 
 
+def _deepest_apex(name: dns.name.Name,
+                  apexes: dict[dns.name.Name, dns.name.Name]) -> dns.name.Name | None:
+    """The deepest apex of ``apexes`` (each mapped to itself) that ``name`` is at or
+    under, or None.
+
+    Walks the labels of ``name`` from the left, so the cost does not grow with the number
+    of zones; names compare case-insensitively (RFC 4343), as ``is_subdomain`` does, and
+    the apex comes back as it was given.
+    """
+    labels = name.labels
+    for i in range(len(labels)):
+        found = apexes.get(dns.name.Name(labels[i:]) if i else name)
+        if found is not None:
+            return found
+    return None
+
+
 def _apex_guess(name: dns.name.Name) -> dns.name.Name:
     """The last two labels of ``name`` ("mail.anotherdomain.org." -> "anotherdomain.org.")."""
     labels = name.labels  # includes the root label b""
@@ -122,13 +139,19 @@ class ZoneData:
     nonterminals: set[dns.name.Name]
     soa: dict[dns.name.Name, dns.rrset.RRset]
     broken: dict[dns.name.Name, str] = field(default_factory=dict)
+    #: The apexes by themselves (zone_of walks the labels of a name: O(labels), not
+    #: O(zones)).
+    _apex_index: dict[dns.name.Name, dns.name.Name] = field(init=False, repr=False,
+                                                             compare=False)
+
+    def __post_init__(self) -> None:
+        self._apex_index = {apex: apex for apex in self.apexes}
 
     def zone_of(self, name: dns.name.Name) -> dns.name.Name | None:
         """The apex of the deepest zone containing ``name``, or None."""
-        for apex in self.apexes:
-            if name.is_subdomain(apex):
-                return apex
-        return None
+        if len(self._apex_index) != len(self.apexes):  # apexes edited after construction
+            self._apex_index = {apex: apex for apex in self.apexes}
+        return _deepest_apex(name, self._apex_index)
 
     def exists(self, name: dns.name.Name) -> bool:
         """True when ``name`` owns records or is an empty non-terminal."""
@@ -164,13 +187,19 @@ def build_zones(records: Iterable[RecordLike], zones: Iterable[str] = ()) -> Zon
 
     apexes: set[dns.name.Name] = {dns.name.from_text(z) for z in zones}
     apexes |= {name for name, rdtype, *_ in raw if rdtype == dns.rdatatype.SOA}
+    index = {apex: apex for apex in apexes}
     for name, *_ in raw:
-        if not any(name.is_subdomain(apex) for apex in apexes):
-            apexes.add(_apex_guess(name))
+        if _deepest_apex(name, index) is None:
+            guess = _apex_guess(name)
+            apexes.add(guess)
+            index.setdefault(guess, guess)
     ordered = sorted(apexes, key=lambda n: (-len(n.labels), n.to_text()))
+    index = {apex: apex for apex in ordered}
 
     def zone_of(name: dns.name.Name) -> dns.name.Name:
-        return next(apex for apex in ordered if name.is_subdomain(apex))
+        found = _deepest_apex(name, index)
+        assert found is not None  # every owner name got an apex above
+        return found
 
     broken: dict[dns.name.Name, str] = {}
     rrsets: dict[tuple[dns.name.Name, int], dns.rrset.RRset] = {}

@@ -37,6 +37,8 @@ and returns a :class:`ClientChannel` with ``send(event)`` and ``await next_event
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 import sys
 import time
 import traceback
@@ -783,7 +785,12 @@ class ClientChannel(asyncio.BufferedProtocol):
         self._id = next_conn_id(tap)
         self._transport: asyncio.Transport | None = None
         self._waiter: asyncio.Future[Any] | None = None
-        self._lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        self._closers: list[asyncio.Future[Any]] = []  # close() calls waiting for the loss
+        #: One timer for every wait, re-armed lazily (see :meth:`_wait_readable`).
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._deadline: float | None = None
         self._eof = False
         self._gone = False
         self._closed_by: str | None = None
@@ -837,8 +844,12 @@ class ClientChannel(asyncio.BufferedProtocol):
         self._record("tcp.close", by=self._closed_by, error=str(exc) if exc else None,
                      role="client")
         _resolve(self._waiter, True)
-        if not self._lost.done():
-            self._lost.set_result(None)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        closers, self._closers = self._closers, []
+        for closer in closers:
+            _resolve(closer, True)
 
     # -- the driver ----------------------------------------------------------------------
     def send(self, event: Any) -> None:
@@ -864,8 +875,7 @@ class ClientChannel(asyncio.BufferedProtocol):
         """
         if timeout is _UNSET:
             timeout = self.default_timeout
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
+        deadline: float | None = None
         while True:
             if self._error is not None:
                 error, self._error = self._error, None
@@ -876,29 +886,51 @@ class ClientChannel(asyncio.BufferedProtocol):
                 return event
             if self._eof or self._gone:
                 raise ConnectionError("the server closed the connection")
-            remaining = None if deadline is None else deadline - loop.time()
-            if remaining is not None and remaining <= 0:
-                raise TimeoutError(f"no event within {timeout} s")
-            if not await self._wait_readable(loop, deadline):
+            if timeout is not None:
+                now = self._loop.time()
+                if deadline is None:  # only now: most events need no wait at all
+                    deadline = now + timeout
+                if deadline <= now:
+                    raise TimeoutError(f"no event within {timeout} s")
+            if not await self._wait_readable(deadline):
                 raise TimeoutError(f"no event within {timeout} s")
 
-    async def _wait_readable(self, loop: asyncio.AbstractEventLoop,
-                             deadline: float | None) -> bool:
+    async def _wait_readable(self, deadline: float | None) -> bool:
         """Wait until the socket delivers something (or closes); False at ``deadline``.
 
-        A bare future and one timer handle: ``asyncio.wait_for`` on an ``Event`` would
-        make a task per wait, which costs more than the reply it waits for.
+        A bare future (``asyncio.wait_for`` on an ``Event`` would make a task per wait)
+        and one timer for the channel's life, re-armed only when it fires early or a
+        wait ends sooner than it: arming and cancelling a timer per reply costs more than
+        the reply (the listener's idle timer works the same way).
         """
-        waiter: asyncio.Future[bool] = loop.create_future()
+        waiter: asyncio.Future[bool] = self._loop.create_future()
         self._waiter = waiter
-        timer = None if deadline is None else loop.call_at(
-            deadline, _resolve, waiter, False)
+        self._deadline = deadline
+        if deadline is not None and (self._timer is None or self._timer_at > deadline):
+            self._arm_timer(deadline)
         try:
             return await waiter
         finally:
             self._waiter = None
-            if timer is not None:
-                timer.cancel()
+            self._deadline = None
+
+    def _arm_timer(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        """The channel's timer fired: time out the wait whose deadline has come, re-arm
+        for a later one, or rest until the next wait arms it again."""
+        self._timer = None
+        deadline = self._deadline
+        if self._waiter is None or deadline is None:
+            return
+        if deadline <= self._loop.time():
+            _resolve(self._waiter, False)
+        else:
+            self._arm_timer(deadline)
 
     async def close(self, timeout: float = DEFAULT_CLOSE_TIMEOUT) -> None:
         """Flush, close the socket and wait until it is gone (abort after ``timeout``)."""
@@ -908,13 +940,23 @@ class ClientChannel(asyncio.BufferedProtocol):
             self._closed_by = self._closed_by or "client"
             self._flush()
             self._transport.close()
-        if self._lost.done():
+        if self._gone:
             return
+        # Nothing left to write: the transport has already scheduled connection_lost,
+        # so the wait needs no timer (one loop iteration); otherwise abort at ``timeout``.
+        # A future of its own per call, woken by connection_lost itself (a shield or a
+        # done-callback would cost a loop iteration more); cancelling it harms no other.
+        timer = None if not self._transport.get_write_buffer_size() else \
+            self._loop.call_later(timeout, self._transport.abort)
+        closer: asyncio.Future[Any] = self._loop.create_future()
+        self._closers.append(closer)
         try:
-            async with asyncio.timeout(timeout):  # no task per wait, unlike wait_for
-                await asyncio.shield(self._lost)
-        except TimeoutError:
-            self._transport.abort()
+            await closer
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if closer in self._closers:
+                self._closers.remove(closer)
 
     # -- state ---------------------------------------------------------------------------
     @property
@@ -997,7 +1039,61 @@ async def open_connection(host: str, port: int, conn: SansIOClient, *,
     loop = asyncio.get_running_loop()
     channel = ClientChannel(conn, need_data=need_data, tap=tap, trace=trace, name=name,
                             service=service, default_timeout=timeout)
+    started = _start_connect(host, port, local_host)
+    if started is not None:  # an IP literal: no resolving
+        sock, connected = started
+        try:
+            if not connected:
+                async with asyncio.timeout(timeout):
+                    await loop.sock_connect(sock, (host, port))
+            await loop.create_connection(lambda: channel, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
+        return channel
     local_addr = (local_host, 0) if local_host else None
     async with asyncio.timeout(timeout):  # no task per connect, unlike wait_for
         await loop.create_connection(lambda: channel, host, port, local_addr=local_addr)
     return channel
+
+
+def _start_connect(host: str, port: int,
+                   local_host: str | None) -> tuple[socket.socket, bool] | None:
+    """Start a non-blocking connect to the IP literal ``host``: the socket, and whether
+    it is connected already, as it is on loopback (the kernel runs the whole handshake
+    inside ``connect``). None when ``host`` is a name (``create_connection`` resolves it).
+
+    Knowing the connect is done spares ``create_connection``'s writer registration and
+    the loop iteration that waits for it; an IP literal spares its resolving.
+
+    Raises:
+        OSError: the connect failed at once (refused), as ``create_connection`` says it.
+    """
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except OSError:
+            continue
+        break
+    else:
+        return None  # a name: create_connection resolves it
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        if local_host:
+            sock.bind((local_host, 0))
+        err = sock.connect_ex((host, port))
+        if err not in (0, errno.EINPROGRESS):
+            raise OSError(err, f"Connect call failed {(host, port)}")
+        if err:
+            try:
+                sock.getpeername()  # connected now? (ENOTCONN while the handshake runs)
+            except OSError:
+                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if err:  # refused already (loopback answers a SYN at once)
+                    raise OSError(err, f"Connect call failed {(host, port)}") from None
+                return sock, False
+        return sock, True
+    except BaseException:
+        sock.close()
+        raise

@@ -24,6 +24,7 @@ import binascii
 import ssl
 from collections import deque
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .connection import SansIOConnection
 from .errors import LocalProtocolError, RemoteProtocolError
@@ -61,7 +62,6 @@ from .grammar import (
     dot_stuff,
     format_params,
     format_path,
-    message_size,
     parse_reply_line,
 )
 from .replies import Reply
@@ -99,11 +99,38 @@ class ClientConfig:
     implicit_tls: bool = False
 
 
-@dataclass(frozen=True)
-class _Pending:
+class _Pending(NamedTuple):  # a tuple: built for every command sent
     command: Command
     key: str
     group_end: bool
+
+
+#: Paths already checked against the grammar (most mail goes from few senders to few
+#: recipients): ``format_path`` parses every address, which costs more than the rest of
+#: a MAIL or RCPT command. Bounded; cleared when full.
+_PATHS: dict[tuple[str, bool, bool, bool], str] = {}
+_PATHS_MAX = 4096
+
+
+def _path(address: str, allow_null: bool, allow_postmaster: bool, utf8: bool) -> str:
+    """``format_path`` (it raises GrammarError for a bad address), remembered."""
+    key = (address, allow_null, allow_postmaster, utf8)
+    path = _PATHS.get(key)
+    if path is None:
+        path = format_path(address, allow_null=allow_null,
+                           allow_postmaster=allow_postmaster, utf8=utf8)
+        if len(_PATHS) >= _PATHS_MAX:
+            _PATHS.clear()
+        _PATHS[key] = path
+    return path
+
+
+def _unstuffed_size(wire: bytes) -> int:
+    """The SIZE of the message whose DATA wire form (:func:`dot_stuff`) is ``wire``:
+    without the terminator and the stuffed dots (RFC 1870 §4). After stuffing, a line
+    starts with ``..`` exactly when a dot was added to it."""
+    size = len(wire) - 3 - wire.count(b"\r\n..")
+    return size - 1 if wire[:2] == b".." else size
 
 
 def _check_arg(text: str, what: str, *, allow_space: bool = False,
@@ -189,19 +216,22 @@ class ClientConnection(SansIOConnection):
         if isinstance(command, RawLine):
             self._send_raw(command)
             return
-        state = self.state
         key = self._key(command)
-        if self._pending:
+        state: ClientState
+        if not self._pending:
+            state = self._confirmed
+        else:
+            state = self.state
             last = self._pending[-1]
             if "PIPELINING" not in self.extensions:
                 raise LocalProtocolError(
                     f"cannot send {key} while the reply to {last.key} is awaited: the server "
                     "did not advertise PIPELINING (RFC 2920)")
-            ender = next((p for p in self._pending if p.group_end), None)
-            if ender is not None:
-                raise LocalProtocolError(
-                    f"cannot send {key} before the reply to {ender.key}: {ender.key} must be "
-                    "the last command of a pipelined group (RFC 2920 §3.1)")
+            for ender in self._pending:
+                if ender.group_end:
+                    raise LocalProtocolError(
+                        f"cannot send {key} before the reply to {ender.key}: {ender.key} must "
+                        "be the last command of a pipelined group (RFC 2920 §3.1)")
         if (state, key) not in CLIENT_TRANSITIONS:
             allowed = ", ".join(allowed_verbs("client", state)) or "nothing"
             raise LocalProtocolError(f"{key} not allowed in state {state.name}; "
@@ -256,7 +286,7 @@ class ClientConnection(SansIOConnection):
             params = dict(command.params)
             self._check_params(params)
             utf8 = "SMTPUTF8" in params
-            path = format_path(command.address, allow_null=True, utf8=utf8)
+            path = _path(command.address, True, False, utf8)
             limit = self._size_limit()
             declared = params.get("SIZE")
             if limit and declared is not None and declared.isdigit() and int(declared) > limit:
@@ -267,15 +297,19 @@ class ClientConnection(SansIOConnection):
         if isinstance(command, RcptTo):
             params = dict(command.params)
             self._check_params(params)
-            path = format_path(command.address, allow_postmaster=True, utf8=self._utf8)
+            path = _path(command.address, False, True, self._utf8)
             return self._line(f"RCPT TO:{path}{format_params(params)}"), command
         if isinstance(command, Message):
+            wire = dot_stuff(command.content)
             limit = self._size_limit()
-            size = message_size(command.content)
-            if limit and size > limit:  # RFC 1870 §6: do not send what will be refused
-                raise LocalProtocolError(f"message of {size} octets exceeds the server's "
-                                         f"SIZE limit of {limit} octets")
-            return dot_stuff(command.content), command
+            if limit:
+                size = _unstuffed_size(wire)
+                if size > limit:  # RFC 1870 §6: do not send what will be refused
+                    raise LocalProtocolError(f"message of {size} octets exceeds the "
+                                             f"server's SIZE limit of {limit} octets")
+            return wire, command
+        if isinstance(command, (Data, Rset, Quit)):
+            return self._line(command.verb), command
         if isinstance(command, Bdat):
             if "CHUNKING" not in self.extensions:
                 raise LocalProtocolError("BDAT needs CHUNKING, which the server did not "
@@ -307,8 +341,6 @@ class ClientConnection(SansIOConnection):
             arg = _check_arg(command.arg, f"{command.verb} argument", allow_space=True,
                              required=False)
             return self._line(f"{command.verb} {arg}".rstrip(" ")), command
-        if isinstance(command, (Data, Rset, Quit)):
-            return self._line(command.verb), command
         raise LocalProtocolError(f"cannot send {command!r}")
 
     def _format_auth(self, command: Auth) -> tuple[bytes, Command]:
@@ -360,6 +392,12 @@ class ClientConnection(SansIOConnection):
         self._write(line + b"\r\n")
 
     # --- output and TLS ------------------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        """The bytes to write to the wire now (TLS records once TLS is on)."""
+        if self._tls is None and not self._out:  # the common case of a driver's poll
+            return b""
+        return super().data_to_send()
 
     def _start_tls(self) -> None:
         assert self.config.tls_context is not None, "implicit_tls needs a tls_context"
@@ -420,26 +458,32 @@ class ClientConnection(SansIOConnection):
         return None
 
     def _read_reply(self) -> Reply | None:
-        while True:
-            i = self._in.find(b"\r\n")
-            if i < 0:
-                if len(self._in) > MAX_REPLY_LINE:  # RFC 5321 §4.5.3.1.5
-                    raise GrammarError(f"reply line longer than {MAX_REPLY_LINE} octets")
-                return None
-            line = bytes(self._in[:i])
-            del self._in[:i + 2]
-            code, last, text = parse_reply_line(line)
-            if self._reply_code is not None and code != self._reply_code:
-                raise GrammarError(f"multi-line reply changed its code from "
-                                   f"{self._reply_code} to {code}")
-            self._reply_code = code
-            self._reply_lines.append(text)
-            if len(self._reply_lines) > MAX_REPLY_LINES:
-                raise GrammarError("reply has too many lines")
-            if last:
-                reply = Reply(code, tuple(self._reply_lines))
-                self._reply_code, self._reply_lines = None, []
-                return reply
+        buf = self._in
+        start = 0  # the lines read are dropped from the buffer once, on the way out
+        try:
+            while True:
+                i = buf.find(b"\r\n", start)
+                if i < 0:
+                    if len(buf) - start > MAX_REPLY_LINE:  # RFC 5321 §4.5.3.1.5
+                        raise GrammarError(f"reply line longer than {MAX_REPLY_LINE} octets")
+                    return None
+                line = bytes(buf[start:i])
+                start = i + 2
+                code, last, text = parse_reply_line(line)
+                if self._reply_code is not None and code != self._reply_code:
+                    raise GrammarError(f"multi-line reply changed its code from "
+                                       f"{self._reply_code} to {code}")
+                self._reply_code = code
+                self._reply_lines.append(text)
+                if len(self._reply_lines) > MAX_REPLY_LINES:
+                    raise GrammarError("reply has too many lines")
+                if last:
+                    reply = Reply(code, tuple(self._reply_lines))
+                    self._reply_code, self._reply_lines = None, []
+                    return reply
+        finally:
+            if start:
+                del buf[:start]
 
     def _protocol_error(self, message: str) -> ConnectionEvent:
         before = self._confirmed

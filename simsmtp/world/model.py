@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import hmac
 import ipaddress
+import itertools
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -52,6 +54,134 @@ MAILAUTH_MODES = ("enforce", "report", "off")
 #: Default DKIM key size. RFC 8301 §3.2 allows 1024 bits (2048 advised); a seeded 2048-bit
 #: key costs 0.5-1.2 s of pure-Python prime search, a seeded 1024-bit key about 0.05-0.1 s.
 DEFAULT_DKIM_BITS = 1024
+
+# -- noticing edits cheaply ----------------------------------------------------------------
+# A running world asks "did the DNS data change?" before every DNS answer; with 1,000
+# domains, comparing their whole state each time costs more than the answer. So the
+# containers that hold DNS data (World.domains, World.records, Domain.mx) are lists and
+# dicts that note every change in a process-wide edit stamp, and so do attribute
+# assignments on a World or a Domain: World.dns_version() is then O(1). A plain list a
+# notebook assigns later (``domain.mx = [...]``) is kept as it is (the same object) and
+# compared by content instead, so in-place edits of it are seen too.
+
+_EDIT_IDS = itertools.count(1)
+#: The latest edit stamp (a fresh number per edit: a reader never sees an old one again).
+_edit_stamp = [0]
+#: Domains whose ``mx`` is not a watched list, by id (compared by content).
+_unwatched_mx: weakref.WeakValueDictionary[int, Domain] = weakref.WeakValueDictionary()
+
+
+def _edited() -> None:
+    _edit_stamp[0] = next(_EDIT_IDS)
+
+
+class _WatchedList(list[Any]):
+    """A list that stamps every change (see ``_edited``); otherwise a plain list."""
+
+    __slots__ = ()
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        super().__setitem__(index, value)
+        _edited()
+
+    def __delitem__(self, index: Any) -> None:
+        super().__delitem__(index)
+        _edited()
+
+    def __iadd__(self, other: Any) -> _WatchedList:
+        super().__iadd__(other)
+        _edited()
+        return self
+
+    def __imul__(self, count: Any) -> _WatchedList:
+        super().__imul__(count)
+        _edited()
+        return self
+
+    def append(self, value: Any) -> None:
+        super().append(value)
+        _edited()
+
+    def extend(self, values: Any) -> None:
+        super().extend(values)
+        _edited()
+
+    def insert(self, index: Any, value: Any) -> None:
+        super().insert(index, value)
+        _edited()
+
+    def remove(self, value: Any) -> None:
+        super().remove(value)
+        _edited()
+
+    def pop(self, index: Any = -1) -> Any:
+        value = super().pop(index)
+        _edited()
+        return value
+
+    def clear(self) -> None:
+        super().clear()
+        _edited()
+
+    def sort(self, *args: Any, **kw: Any) -> None:
+        super().sort(*args, **kw)
+        _edited()
+
+    def reverse(self) -> None:
+        super().reverse()
+        _edited()
+
+
+class _WatchedDict(dict[Any, Any]):
+    """A dict that stamps every change (see ``_edited``); otherwise a plain dict."""
+
+    __slots__ = ()
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        _edited()
+
+    def __delitem__(self, key: Any) -> None:
+        super().__delitem__(key)
+        _edited()
+
+    def __ior__(self, other: Any) -> _WatchedDict:
+        super().__ior__(other)
+        _edited()
+        return self
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        value = super().pop(key, *default)
+        _edited()
+        return value
+
+    def popitem(self) -> Any:
+        item = super().popitem()
+        _edited()
+        return item
+
+    def clear(self) -> None:
+        super().clear()
+        _edited()
+
+    def update(self, *args: Any, **kw: Any) -> None:
+        super().update(*args, **kw)
+        _edited()
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        value = super().setdefault(key, default)
+        _edited()
+        return value
+
+
+def _watched_list(value: Any) -> Any:
+    """A watched copy of a plain list (what a constructor was given), else ``value``."""
+    return _WatchedList(value) if type(value) is list else value
+
+
+def _watched_dict(value: Any) -> Any:
+    """A watched copy of a plain dict (what a constructor was given), else ``value``."""
+    return _WatchedDict(value) if type(value) is dict else value
 
 
 @dataclass
@@ -175,6 +305,28 @@ class Domain:
     dkim_selector: str | None = None
     dkim_bits: int = DEFAULT_DKIM_BITS
 
+    def __post_init__(self) -> None:
+        # The list given to the constructor becomes a watched copy (see _WatchedList).
+        object.__setattr__(self, "mx", _watched_list(self.mx))
+        self._watch_mx()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name == "mx":
+            self._watch_mx()
+        _edited()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:  # copy.copy, deepcopy, pickle
+        self.__dict__.update(state)
+        self._watch_mx()
+
+    def _watch_mx(self) -> None:
+        """Note whether edits of ``mx`` stamp themselves or must be compared by content."""
+        if isinstance(self.__dict__.get("mx"), _WatchedList):
+            _unwatched_mx.pop(id(self), None)
+        else:
+            _unwatched_mx[id(self)] = self
+
     def mx_records(self) -> list[MXRecord]:
         """The MX records as published: ``MX 0 .`` for a null MX (RFC 7505 §3)."""
         return [MXRecord(0, ".")] if self.null_mx else list(self.mx)
@@ -241,6 +393,10 @@ def _reverse_zone(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
     return "ip6.arpa"
 
 
+#: World fields that dns_records() reads: assigning one takes an edit stamp.
+_DNS_FIELDS = frozenset({"domains", "records", "nameserver", "epoch", "seed"})
+
+
 @dataclass(eq=False)
 class World:
     """A whole world: domains, hosts, DNS records, fault rules, clock, ids and trace.
@@ -263,11 +419,19 @@ class World:
     trace: Trace = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        # What the constructor was given becomes watched copies (see dns_version).
+        object.__setattr__(self, "domains", _watched_dict(self.domains))
+        object.__setattr__(self, "records", _watched_list(self.records))
         self.clock = VirtualClock(self.epoch)
         self.ids = IdGenerator(self.seed, self.clock)
         self.trace = Trace(clock=lambda: self.clock.elapsed)
         if self.faults.trace is None:
             self.faults.trace = self.trace
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name in _DNS_FIELDS:
+            _edited()
 
     # -- building ---------------------------------------------------------------------------
 
@@ -391,6 +555,23 @@ class World:
         return (self.nameserver, self.epoch, self.seed, tuple(self.records),
                 tuple((d.name, tuple(d.mx), d.null_mx, d.spf, d.dmarc, d.dkim_selector,
                        d.dkim_bits) for d in self.domains.values()))
+
+    def dns_version(self) -> tuple[Any, ...]:
+        """A token that changes whenever :meth:`dns_state` may have changed, in O(1).
+
+        Equal tokens from one world mean nothing :meth:`dns_records` depends on was
+        edited in between: every change to ``domains``, ``records``, a domain's ``mx`` list
+        or fields, or the world's ``nameserver``/``epoch``/``seed`` takes a fresh edit
+        stamp. Lists and dicts assigned as plain ones after construction cannot stamp
+        their own edits; they are compared by content here (cheap: a notebook assigns a
+        few). A changed token does not prove a change: compare :meth:`dns_state` then.
+        """
+        domains, records = self.domains, self.records
+        if not isinstance(domains, _WatchedDict):
+            return ("unwatched", self.dns_state())
+        plain_mx = tuple((id(d), tuple(d.mx)) for d in list(_unwatched_mx.values()))
+        plain_records = None if isinstance(records, _WatchedList) else tuple(records)
+        return (_edit_stamp[0], plain_mx, plain_records)
 
     def dns_records(self, addresses: Mapping[str, str]) -> list[Record]:
         """Every record of every zone, given the addresses the network assigned.

@@ -19,6 +19,7 @@ from simsmtp.net.addresses import loopback_aliases_available
 from simsmtp.net.authpolicy import (
     TRANSPORT,
     InProcessResolver,
+    answer_cache,
     reject_reply,
     signing_time,
     world_dns,
@@ -448,6 +449,21 @@ def test_the_mx_keeps_a_failure_for_now_and_raises_it_each_time(net: Network,
     assert _in_process_queries(world) == [("TXT", "outside.invalid.")]
     assert world_dns(net, SPOOFER)["dns_txt"]("example.com")  # each host its own cache
     assert _in_process_queries(world)[-1] == ("TXT", "example.com.")
+
+
+def test_what_the_mx_computes_from_dns_is_kept_until_the_world_changes(
+        net: Network, world: World) -> None:
+    cache = answer_cache(net, MX)
+    calls: list[int] = []
+
+    def compute() -> int:
+        calls.append(1)
+        return len(calls)
+
+    assert [cache.remember(("spf", "x"), compute) for _ in range(3)] == [1, 1, 1]
+    assert cache.remember(("spf", "y"), compute) == 2  # another key
+    world.domains["evil.example"].spf = "v=spf1 +all"  # an edit forgets everything
+    assert cache.remember(("spf", "x"), compute) == 3
 
 
 def test_query_ids_come_from_the_world_seed() -> None:

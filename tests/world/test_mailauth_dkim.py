@@ -121,6 +121,18 @@ def test_unsigned_is_none(dns: FakeDNS) -> None:
     assert dns.asked == []
 
 
+def test_a_signature_only_in_the_body_or_a_field_value_is_no_signature(
+        dns: FakeDNS, signed: bytes) -> None:
+    head, _, body = signed.partition(b"\r\n\r\n")
+    quoted = alice_message() + b"\r\n> DKIM-Signature: v=1; d=example.com\r\n"
+    assert [r.result for r in verify_all(quoted, txt(dns))] == ["none"]
+    mention = b"X-Note: no DKIM-Signature here\r\n" + alice_message()
+    assert [r.result for r in verify_all(mention, txt(dns))] == ["none"]
+    folded = head.replace(b"DKIM-Signature:", b"dkim-signature:") + b"\r\n\r\n" + body
+    assert [r.result for r in verify_all(folded, txt(dns))] == ["pass"]  # names: any case
+    assert dns.asked
+
+
 def test_malformed_signature_is_permerror(dns: FakeDNS) -> None:
     broken = b"DKIM-Signature: v=1; a=rsa-sha256; d=example.com; s=mail\r\n" + alice_message()
     r = verify(broken, txt(dns))

@@ -269,6 +269,13 @@ def verify(message: bytes, dns_txt: TxtLookup) -> DKIMResult:
     return next((r for r in results if r.result == "pass"), results[0])
 
 
+def header_section(message: bytes) -> bytes:
+    """The header section of ``message``: everything before the first empty line
+    (RFC 5322 §2.1), whether lines end in CRLF or in a bare LF; the whole message when it
+    has no body."""
+    return message.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+
+
 def verify_all(message: bytes, dns_txt: TxtLookup) -> list[DKIMResult]:
     """Verify every DKIM-Signature of ``message``, top first (RFC 6376 §6).
 
@@ -281,12 +288,12 @@ def verify_all(message: bytes, dns_txt: TxtLookup) -> list[DKIMResult]:
     """
     import dkim as dkimpy
 
-    try:
+    signed = b"dkim-signature" in header_section(message).lower()
+    try:  # no field name anywhere in the header section: unsigned, no need to parse it
         count = sum(1 for name, _value in dkimpy.DKIM(message).headers
-                    if name.lower() == b"dkim-signature")
+                    if name.lower() == b"dkim-signature") if signed else 0
     except dkimpy.DKIMException as exc:  # the header section cannot be parsed at all
-        head = message.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0].lower()
-        if b"dkim-signature" not in head:
+        if not signed:
             count = 0
         else:  # RFC 6376 §6.1.1: a signature we cannot read is a PERMFAIL
             return [DKIMResult("permerror", reason="malformed message",

@@ -22,7 +22,7 @@ from email import policy
 from email.parser import HeaderParser
 from email.utils import getaddresses
 
-from simsmtp.world.mailauth.dkim import DKIMResult
+from simsmtp.world.mailauth.dkim import DKIMResult, header_section
 from simsmtp.world.mailauth.lookup import DNSTempError, QueryLog, TxtLookup
 from simsmtp.world.mailauth.spf import SPFResult
 
@@ -200,8 +200,9 @@ def author_domains(message: bytes) -> list[str]:
     """The distinct domains of the addresses in the From: header field(s), in order
     (RFC 7489 §6.6.1; RFC 5322 §3.6.2)."""
     # Header fields may carry UTF-8 (RFC 6532 §3.2): decode losslessly, then as UTF-8.
+    # Only the header section is parsed: a large body costs nothing here.
     parsed = HeaderParser(policy=policy.compat32).parsestr(
-        message.decode("utf-8", "surrogateescape"), headersonly=True)
+        header_section(message).decode("utf-8", "surrogateescape"), headersonly=True)
     values = [str(v).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
               for v in parsed.get_all("From", [])]
     domains: list[str] = []

@@ -152,7 +152,7 @@ def evaluate(message: bytes, *, client_ip: str, helo: str, mail_from: str,
              dns_txt: TxtLookup, dns_a: AddressLookup, dns_mx: MXLookup,
              dns_aaaa: AddressLookup = no_addresses, receiver: str = "",
              roll: float | None = None, trace: Trace | None = None,
-             host: str = "") -> AuthVerdict:
+             host: str = "", spf: SPFResult | None = None) -> AuthVerdict:
     """Run SPF (RFC 7208), DKIM (RFC 6376) and DMARC (RFC 7489) on a received message.
 
     Args:
@@ -167,9 +167,12 @@ def evaluate(message: bytes, *, client_ip: str, helo: str, mail_from: str,
         trace: if given, ``auth.spf``, ``auth.dkim`` (one per signature) and
             ``auth.dmarc`` events are recorded, with the records read and the verdicts.
         host: the host name for the trace events.
+        spf: the SPF result when the caller already has it (the same ``check_spf`` on the
+            same arguments and DNS, remembered); computed here otherwise.
     """
-    spf = check_spf(client_ip, mail_from, helo, dns_txt=dns_txt, dns_a=dns_a, dns_mx=dns_mx,
-                    dns_aaaa=dns_aaaa, receiver=receiver)
+    if spf is None:
+        spf = check_spf(client_ip, mail_from, helo, dns_txt=dns_txt, dns_a=dns_a,
+                        dns_mx=dns_mx, dns_aaaa=dns_aaaa, receiver=receiver)
     dkim = tuple(verify_all(message, dns_txt))
     dmarc = check_dmarc(message, spf=spf, dkim=dkim, dns_txt=dns_txt, roll=roll)
     verdict = AuthVerdict(spf, dkim, dmarc,
