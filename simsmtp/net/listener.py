@@ -1057,11 +1057,23 @@ async def open_connection(host: str, port: int, conn: SansIOClient, *,
     return channel
 
 
+def _ip_family(host: str) -> socket.AddressFamily | None:
+    """AF_INET or AF_INET6 for an IP literal, None for anything else (a name)."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except OSError:
+            continue
+        return family
+    return None
+
+
 def _start_connect(host: str, port: int,
                    local_host: str | None) -> tuple[socket.socket, bool] | None:
     """Start a non-blocking connect to the IP literal ``host``: the socket, and whether
     it is connected already, as it is on loopback (the kernel runs the whole handshake
-    inside ``connect``). None when ``host`` is a name (``create_connection`` resolves it).
+    inside ``connect``). None when ``host`` (or ``local_host``) is a name, or the two are
+    of different families: ``create_connection`` resolves and connects those.
 
     Knowing the connect is done spares ``create_connection``'s writer registration and
     the loop iteration that waits for it; an IP literal spares its resolving.
@@ -1069,14 +1081,9 @@ def _start_connect(host: str, port: int,
     Raises:
         OSError: the connect failed at once (refused), as ``create_connection`` says it.
     """
-    for family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            socket.inet_pton(family, host)
-        except OSError:
-            continue
-        break
-    else:
-        return None  # a name: create_connection resolves it
+    family = _ip_family(host)
+    if family is None or (local_host and _ip_family(local_host) != family):
+        return None
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setblocking(False)

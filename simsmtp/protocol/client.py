@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import ssl
 from collections import deque
 from dataclasses import dataclass
@@ -105,24 +106,13 @@ class _Pending(NamedTuple):  # a tuple: built for every command sent
     group_end: bool
 
 
-#: Paths already checked against the grammar (most mail goes from few senders to few
-#: recipients): ``format_path`` parses every address, which costs more than the rest of
-#: a MAIL or RCPT command. Bounded; cleared when full.
-_PATHS: dict[tuple[str, bool, bool, bool], str] = {}
-_PATHS_MAX = 4096
-
-
+@functools.lru_cache(maxsize=4096)
 def _path(address: str, allow_null: bool, allow_postmaster: bool, utf8: bool) -> str:
-    """``format_path`` (it raises GrammarError for a bad address), remembered."""
-    key = (address, allow_null, allow_postmaster, utf8)
-    path = _PATHS.get(key)
-    if path is None:
-        path = format_path(address, allow_null=allow_null,
-                           allow_postmaster=allow_postmaster, utf8=utf8)
-        if len(_PATHS) >= _PATHS_MAX:
-            _PATHS.clear()
-        _PATHS[key] = path
-    return path
+    """``format_path``, remembered (it raises GrammarError for a bad address, which is not
+    remembered): most mail goes from few senders to few recipients, and parsing an address
+    costs more than the rest of a MAIL or RCPT command."""
+    return format_path(address, allow_null=allow_null, allow_postmaster=allow_postmaster,
+                       utf8=utf8)
 
 
 def _unstuffed_size(wire: bytes) -> int:
