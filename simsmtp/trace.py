@@ -20,7 +20,7 @@ from typing import Any
 SECRET_FIELDS = frozenset({"password", "secret", "credentials", "auth_response"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TraceEvent:
     """One thing that happened.
 

@@ -144,6 +144,18 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _in_cur(box: Path, key: str) -> bool:
+    """Whether ``cur/`` holds a message with this key (``<key>:2,<flags>``, Maildir).
+
+    A plain listing and a prefix test: cheaper than a glob (no pattern to compile per
+    delivery) and exact for keys with glob characters in them."""
+    prefix = key + ":"
+    try:
+        return any(name.startswith(prefix) for name in os.listdir(box / "cur"))
+    except FileNotFoundError:
+        return False
+
+
 def _unlink_quietly(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
@@ -310,6 +322,7 @@ class MaildirStore(MessageStore):
         if folder is not None:
             chain.append(target)
         # new/ last: a reader that sees new/ finds tmp/ and cur/ there too
+        made: list[Path] = []
         for path in [*chain, target / "tmp", target / "cur", target / "new"]:
             try:
                 os.mkdir(path, 0o700)
@@ -317,7 +330,11 @@ class MaildirStore(MessageStore):
                 if not path.is_dir():
                     raise
                 continue
-            _fsync_dir(path.parent)  # the new directory entry survives a crash
+            made.append(path)
+        # The new directory entries survive a crash: each parent once, after all of its
+        # new entries (tmp/, cur/ and new/ share one), deepest first, before the 250.
+        for parent in sorted({p.parent for p in made}, key=lambda p: -len(p.parts)):
+            _fsync_dir(parent)
         if folder is not None:
             # Maildir++: a folder is marked by an empty "maildirfolder" file
             (target / "maildirfolder").touch()
@@ -338,7 +355,7 @@ class MaildirStore(MessageStore):
                         or key.startswith("."):
                     raise ValueError(f"bad Maildir key {key!r}")
                 new = box / "new" / key
-                if new.exists() or any((box / "cur").glob(f"{key}:*")):
+                if os.path.exists(new) or _in_cur(box, key):
                     # A reproducible key factory restarted over the same directory (or a
                     # crash's leftover in tmp/ below) repeats a key: take the next one.
                     continue

@@ -26,7 +26,7 @@ Address = tuple[str, int]
 _fallback_ids = itertools.count(1)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Connection:
     """One TCP connection (or one UDP flow: client address, server address, service).
 
@@ -53,7 +53,7 @@ class Connection:
     closed_by: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Segment:
     """The bytes of one read or write, exactly as they crossed the socket.
 

@@ -12,12 +12,12 @@ import hmac
 import ipaddress
 import itertools
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from difflib import get_close_matches
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self, SupportsIndex
 
 from simsmtp.trace import Trace
 from simsmtp.world.clock import IdGenerator, VirtualClock
@@ -88,12 +88,12 @@ class _WatchedList(list[Any]):
         super().__delitem__(index)
         _edited()
 
-    def __iadd__(self, other: Any) -> _WatchedList:
+    def __iadd__(self, other: Iterable[Any]) -> Self:  # type: ignore[misc]
         super().__iadd__(other)
         _edited()
         return self
 
-    def __imul__(self, count: Any) -> _WatchedList:
+    def __imul__(self, count: SupportsIndex) -> Self:
         super().__imul__(count)
         _edited()
         return self
@@ -145,7 +145,7 @@ class _WatchedDict(dict[Any, Any]):
         super().__delitem__(key)
         _edited()
 
-    def __ior__(self, other: Any) -> _WatchedDict:
+    def __ior__(self, other: Any) -> Self:  # type: ignore[misc]
         super().__ior__(other)
         _edited()
         return self
@@ -569,7 +569,8 @@ class World:
         domains, records = self.domains, self.records
         if not isinstance(domains, _WatchedDict):
             return ("unwatched", self.dns_state())
-        plain_mx = tuple((id(d), tuple(d.mx)) for d in list(_unwatched_mx.values()))
+        plain_mx = (tuple((id(d), tuple(d.mx)) for d in list(_unwatched_mx.values()))
+                    if _unwatched_mx else ())
         plain_records = None if isinstance(records, _WatchedList) else tuple(records)
         return (_edit_stamp[0], plain_mx, plain_records)
 

@@ -94,19 +94,24 @@ def test_deliver_fsyncs_file_before_rename_then_directory(
     assert synced == [str(box / "tmp" / key), str(box / "new")]
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name fds")
 def test_first_delivery_creates_the_maildir_durably(
         maildir: MaildirStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[int] = []
+    synced: list[str] = []
     real_fsync = os.fsync
 
     def counting_fsync(fd: int) -> None:
-        calls.append(fd)
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", counting_fsync)
-    maildir.deliver(ALICE, MSG)
-    # file + new/ + one per created directory (domain, user, tmp, new, cur)
-    assert len(calls) == 2 + 5
+    key = maildir.deliver(ALICE, MSG)
+    root = maildir.root.resolve()
+    box = root / "example.org" / "alice"
+    # each parent of a new directory once (user: tmp, cur, new; domain: user; root:
+    # domain), deepest first; then the message file and new/
+    assert synced == [str(box), str(root / "example.org"), str(root),
+                      str(box / "tmp" / key), str(box / "new")]
     for sub in ("tmp", "new", "cur"):
         assert (maildir.root / "example.org" / "alice" / sub).is_dir()
 

@@ -1,0 +1,104 @@
+"""World.dns_version: an O(1) token that changes with every edit dns_records depends on."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+from datetime import UTC, datetime
+
+from simsmtp.world.model import Domain, MXRecord, Record, World
+
+
+def _world() -> World:
+    world = World(name="v", seed=1, epoch=datetime(2025, 3, 10, tzinfo=UTC))
+    world.domains["a.test"] = Domain("a.test", mx=[MXRecord(10, "mx.a.test")])
+    return world
+
+
+def _changes(world: World, edit: object) -> bool:
+    """True when running ``edit()`` changes the world's dns_version."""
+    before = world.dns_version()
+    edit()  # type: ignore[operator]
+    return world.dns_version() != before
+
+
+def test_the_version_stays_while_nothing_changes() -> None:
+    world = _world()
+    before = world.dns_version()
+    assert world.dns_state() == world.dns_state()  # reading is not an edit
+    assert list(world.domains["a.test"].mx) == [MXRecord(10, "mx.a.test")]
+    assert world.dns_version() == before
+
+
+def test_in_place_edits_of_an_mx_list_change_the_version() -> None:
+    world = _world()
+    mx = world.domains["a.test"].mx
+    assert _changes(world, lambda: mx.append(MXRecord(20, "mx2.a.test")))
+    assert _changes(world, lambda: mx.__setitem__(0, MXRecord(5, "mx.a.test")))
+    assert _changes(world, lambda: mx.reverse())
+    assert _changes(world, lambda: mx.sort(key=lambda r: r.preference))
+    assert _changes(world, lambda: mx.pop())
+    assert _changes(world, lambda: mx.insert(0, MXRecord(1, "x.a.test")))
+    assert _changes(world, lambda: mx.__delitem__(0))
+    assert _changes(world, lambda: mx.extend([MXRecord(30, "y.a.test")]))
+    assert _changes(world, lambda: mx.remove(MXRecord(30, "y.a.test")))
+    assert _changes(world, lambda: mx.clear())
+
+
+def test_a_plain_list_assigned_later_is_watched_by_content() -> None:
+    world = _world()
+    domain = world.domains["a.test"]
+    plain = [MXRecord(10, "mx.a.test")]
+    assert _changes(world, lambda: setattr(domain, "mx", plain))
+    assert domain.mx is plain  # the very list the notebook assigned
+    assert _changes(world, lambda: plain.append(MXRecord(20, "b.a.test")))
+    assert _changes(world, lambda: plain.__setitem__(0, MXRecord(1, "c.a.test")))
+    assert not _changes(world, lambda: None)
+
+
+def test_field_edits_and_new_domains_and_records_change_the_version() -> None:
+    world = _world()
+    domain = world.domains["a.test"]
+    assert _changes(world, lambda: setattr(domain, "dmarc", "v=DMARC1; p=none"))
+    assert _changes(world, lambda: setattr(domain, "null_mx", True))
+    assert _changes(world, lambda: world.domains.__setitem__("b.test", Domain("b.test")))
+    assert _changes(world, lambda: world.domains.pop("b.test"))
+    assert _changes(world, lambda: world.records.append(Record("www.a.test", "A", "127.0.0.9")))
+    assert _changes(world, lambda: setattr(world, "nameserver", "ns2.simsmtp.test"))
+    plain: list[Record] = []
+    assert _changes(world, lambda: setattr(world, "records", plain))
+    assert _changes(world, lambda: plain.append(Record("x.a.test", "A", "127.0.0.8")))
+    table = {"a.test": domain}
+    assert _changes(world, lambda: setattr(world, "domains", table))
+    assert _changes(world, lambda: table.__setitem__("c.test", Domain("c.test")))
+
+
+def test_copies_of_a_domain_stay_watched() -> None:
+    world = _world()
+    domain = world.domains["a.test"]
+    domain.mx = [MXRecord(10, "mx.a.test")]  # plain: compared by content
+    for clone in (copy.copy(domain), copy.deepcopy(domain), pickle.loads(pickle.dumps(domain))):
+        world.domains["a.test"] = clone
+        assert _changes(world, lambda c=clone: c.mx.append(MXRecord(20, "z.a.test")))
+        assert clone == clone and clone.mx[-1] == MXRecord(20, "z.a.test")
+
+
+def test_watched_containers_look_like_plain_ones() -> None:
+    world = _world()
+    domain = world.domains["a.test"]
+    assert repr(domain.mx) == "[MXRecord(preference=10, exchange='mx.a.test')]"
+    assert domain == Domain("a.test", mx=[MXRecord(10, "mx.a.test")])
+    assert domain.mx == [MXRecord(10, "mx.a.test")]
+    assert repr(world.domains).startswith("{'a.test': Domain(")
+
+
+def test_dns_records_follow_every_kind_of_edit() -> None:
+    world = _world()
+    addresses = {"mx.a.test": "127.0.0.2", world.nameserver: "127.0.0.3"}
+
+    def mx_values() -> list[str]:
+        return [r.value for r in world.dns_records(addresses)
+                if r.name == "a.test" and r.rtype == "MX"]
+
+    world.domains["a.test"].mx.append(MXRecord(20, "backup.a.test"))
+    assert mx_values() == ["10 mx.a.test.", "20 backup.a.test."]
