@@ -24,7 +24,11 @@ a crash halfway through writing is never delivered (catalogue test 76c).
 
 Recording outcomes: each outcome is one line appended to ``status/<id>`` and ``fsync``ed before
 :meth:`Queue.record_results` returns; a torn last line (a crash mid-append) has no newline and
-is dropped on load. A recipient whose outcome is on disk is never delivered again.
+is dropped on load. A recipient whose outcome is on disk is never delivered again. Outcomes
+that leave nothing more to do (every recipient delivered, or failed and already notified)
+are recorded by deleting the queue file instead, as Postfix does when a message is done:
+``unlink`` it and ``fsync`` ``active/`` (one fsync, no journal line), so a message that is
+gone after a crash was finished; :meth:`Queue.remove` then only forgets it.
 
 The one unavoidable duplicate (RFC 5321 §4.5.3.2.6, §6.1): if the process dies *after* the
 remote server answered ``250`` to the end of data but *before* our ``fsync`` of that outcome
@@ -38,6 +42,7 @@ Postfix moves deferred messages into a ``deferred/`` directory; here every messa
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -390,10 +395,13 @@ class Queue:
             queued = self.get(queue_id)
             for result in results:
                 queued.recipient(result.recipient)  # KeyError for strangers, before writing
-            if results:
-                self._append_journal(queue_id, [r.to_record() for r in results])
-            for result in results:
-                _apply(queued, result.to_record())
+            records = [r.to_record() for r in results]
+            if records and self._completes(queued, records):
+                self._delete_files(queue_id)  # done: deleting the file is the record
+            elif records:
+                self._append_journal(queue_id, records)
+            for record in records:
+                _apply(queued, record)
         for result in results:
             self._record("queue.result", queue_id=queue_id, recipient=result.recipient,
                          status=str(result.status), reply=result.reply,
@@ -430,22 +438,38 @@ class Queue:
         return queued
 
     def remove(self, queue_id: str, *, force: bool = False) -> None:
-        """Remove a message whose recipients are all final and whose failures are notified.
+        """Remove a message whose recipients are all final and whose failures are notified
+        (its files may be gone already: :meth:`record_results` deletes them when the last
+        outcome completes the message).
 
-        The queue file goes first (then the journal): a crash in between leaves an orphan
-        journal, which :meth:`load` deletes, never a message without its outcomes.
         Raises QueueError when the message is not complete, unless ``force``.
         """
         with self._lock:
             queued = self.get(queue_id)
             if not force and not queued.complete:
                 raise QueueError(f"{queue_id} still has recipients to deliver or notify")
-            (self.active_dir / queue_id).unlink(missing_ok=True)
-            if self.fsync:
-                _fsync_directory(self.active_dir)
-            (self.status_dir / queue_id).unlink(missing_ok=True)
+            if queued.path is None or queued.path.exists():
+                self._delete_files(queue_id)
             del self._messages[queue_id]
         self._record("queue.remove", queue_id=queue_id)
+
+    @staticmethod
+    def _completes(queued: QueuedMessage, records: list[dict[str, Any]]) -> bool:
+        """Whether these outcomes leave the message complete (nothing left to deliver or
+        to notify), tried on a copy of its recipients' states."""
+        trial = dataclasses.replace(
+            queued, recipients=[dataclasses.replace(r) for r in queued.recipients])
+        for record in records:
+            _apply(trial, record)
+        return trial.complete
+
+    def _delete_files(self, queue_id: str) -> None:
+        """The queue file first, durably (then the journal): a crash in between leaves an
+        orphan journal, which :meth:`load` deletes, never a message without its outcomes."""
+        (self.active_dir / queue_id).unlink(missing_ok=True)
+        if self.fsync:
+            _fsync_directory(self.active_dir)
+        (self.status_dir / queue_id).unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ reading
     def get(self, queue_id: str) -> QueuedMessage:

@@ -170,7 +170,31 @@ def test_null_sender_failures_need_no_notification(tmp_path: Path) -> None:
     queue.enqueue("", ["b@y.org"], b"dsn", queue_id="B1", arrival=0.0)
     queue.record_result("B1", "b@y.org", "failed", reply="550 5.1.1 no", when=1.0)
     assert queue.get("B1").complete
-    assert Queue(tmp_path).get("B1").complete
+    assert "B1" not in Queue(tmp_path)  # done: its deleted queue file recorded that
+
+
+def test_the_last_outcome_is_recorded_by_deleting_the_queue_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    queue = Queue(tmp_path)
+    _enqueue(queue)
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    queue.record_result("4F2A1B3C5D", "bob@anotherdomain.org", "delivered", when=1.0)
+    journal = tmp_path / "status" / "4F2A1B3C5D"
+    assert synced == [str(journal), str(tmp_path / "status")]  # carol is still to do
+    synced.clear()
+    queue.record_result("4F2A1B3C5D", "carol@anotherdomain.org", "delivered", when=2.0)
+    assert synced == [str(tmp_path / "active")]  # one fsync: the file is gone for good
+    assert not journal.exists() and not (tmp_path / "active" / "4F2A1B3C5D").exists()
+    assert queue.get("4F2A1B3C5D").complete  # still known until the agent removes it
+    queue.remove("4F2A1B3C5D")
+    assert synced == [str(tmp_path / "active")] and "4F2A1B3C5D" not in queue
 
 
 def test_torn_journal_line_is_dropped_and_repaired(tmp_path: Path) -> None:
@@ -187,7 +211,8 @@ def test_torn_journal_line_is_dropped_and_repaired(tmp_path: Path) -> None:
     assert msg.recipient("carol@anotherdomain.org").status is RecipientStatus.PENDING
     assert journal.read_bytes().endswith(b"\n")
     again.record_result("4F2A1B3C5D", "carol@anotherdomain.org", "delivered", when=2.0)
-    assert Queue(tmp_path).get("4F2A1B3C5D").final
+    assert "4F2A1B3C5D" not in Queue(tmp_path)  # every recipient delivered: the files went
+    assert not journal.exists() and not (tmp_path / "active" / "4F2A1B3C5D").exists()
 
 
 def test_record_result_for_unknown_recipient_writes_nothing(tmp_path: Path) -> None:
