@@ -42,6 +42,7 @@ import socket
 import sys
 import time
 import traceback
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
@@ -73,10 +74,8 @@ DEFAULT_MAX_PER_CLIENT = 50
 DEFAULT_MIN_DATA_RATE = 500.0
 #: How long close() waits for a connection to finish flushing before aborting it.
 DEFAULT_CLOSE_TIMEOUT = 5.0
-#: Octets one read may take: a listener's shared read buffer (asyncio's own default).
+#: Octets one read may take: the read buffer of an event loop (asyncio's own default).
 READ_BUFFER = 256 * 1024
-#: A client channel's read buffer (replies are short; a whole pipelined batch fits).
-CLIENT_READ_BUFFER = 64 * 1024
 #: A core that closed returns NEED_DATA once it has reported its last events; past this
 #: many events after the close, a broken core is cut off instead of looping for ever.
 MAX_EVENTS_AFTER_CLOSE = 100
@@ -170,6 +169,23 @@ def _sockaddr(transport: asyncio.BaseTransport, key: str) -> Address:
     return (str(value[0]), int(value[1]))
 
 
+_READ_BUFFERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, memoryview] = \
+    weakref.WeakKeyDictionary()
+
+
+def read_buffer() -> memoryview:
+    """The buffer every connection of the running event loop reads into, servers and
+    clients alike (:class:`asyncio.BufferedProtocol`): one per loop, not one per listener
+    or connection (a world of 1,000 MX hosts would hold 256 MB of them). Sharing is safe
+    because a loop runs one callback at a time and every read is copied out of the buffer
+    in ``buffer_updated``, before the next read starts."""
+    loop = asyncio.get_running_loop()
+    view = _READ_BUFFERS.get(loop)
+    if view is None:
+        view = _READ_BUFFERS[loop] = memoryview(bytearray(READ_BUFFER))
+    return view
+
+
 class Listener:
     """A listening socket that runs one sans-IO core per accepted connection.
 
@@ -248,7 +264,6 @@ class Listener:
         self._per_client: dict[str, int] = {}
         self._closing = False
         self._closed: asyncio.Future[None] | None = None
-        self._read_buffer: memoryview | None = None  # shared by its connections (one loop)
 
     async def start(self) -> Listener:
         """Bind and start accepting (inside the loop); returns self."""
@@ -357,14 +372,6 @@ class Listener:
         if self.trace is not None:
             self.trace.record(kind, host=self.name, service=self.service, **data)
 
-    def _read_view(self) -> memoryview:
-        """The read buffer every connection of this listener reads into (one at a time:
-        they all run on the listener's loop and copy each read out before returning)."""
-        view = self._read_buffer
-        if view is None:
-            view = self._read_buffer = memoryview(bytearray(READ_BUFFER))
-        return view
-
     def __repr__(self) -> str:
         ip, port = self.address
         return (f"<Listener {self.name or '-'} {self.service or '-'} {ip}:{port} "
@@ -445,10 +452,10 @@ class ServerProtocol(asyncio.BufferedProtocol):
         self._pump()
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self.listener._read_view()
+        return read_buffer()
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(self.listener._read_view()[:nbytes].tobytes())
+        self.data_received(read_buffer()[:nbytes].tobytes())
 
     def data_received(self, data: bytes) -> None:
         if self.info is not None and self.listener.tap is not None:
@@ -795,14 +802,13 @@ class ClientChannel(asyncio.BufferedProtocol):
         self._gone = False
         self._closed_by: str | None = None
         self._error: BaseException | None = None
-        self._read_buffer = memoryview(bytearray(CLIENT_READ_BUFFER))
 
     # -- asyncio callbacks ---------------------------------------------------------------
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self._read_buffer
+        return read_buffer()
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(self._read_buffer[:nbytes].tobytes())
+        self.data_received(read_buffer()[:nbytes].tobytes())
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)

@@ -121,8 +121,6 @@ class Network:
         self.answer_caches: dict[str, Any] = {}
         #: How many times a world booted on this directory before (0: a fresh one).
         self.generation = 0
-        #: The read buffer all the world's listeners share (see _share_read_buffer).
-        self._read_buffer: memoryview | None = None
 
     # ---------------------------------------------------------------- lifecycle
     def __enter__(self) -> Network:
@@ -317,18 +315,7 @@ class Network:
             listener = await create_listener(info.ip, old_port, **options)
         except OSError:
             listener = await create_listener(info.ip, 0, **options)
-        self._share_read_buffer(listener)
         return listener
-
-    def _share_read_buffer(self, listener: Listener) -> None:
-        """Give every listener of this world one read buffer instead of one each (256 KiB
-        per host: 256 MB for a world of 1,000 MX hosts). Safe for the same reason a
-        listener shares it among its connections: they all run on this world's one loop
-        thread, and each read is copied out of the buffer before the next one starts."""
-        if getattr(listener, "_read_buffer", False) is None:  # not read into yet
-            if self._read_buffer is None:
-                self._read_buffer = listener._read_view()
-            listener._read_buffer = self._read_buffer
 
     def _smtp_config(self, host: Host, service: str) -> Any:
         from simsmtp.protocol.server import ServerConfig

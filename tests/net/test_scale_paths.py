@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -9,6 +10,7 @@ import dns.name
 import pytest
 
 from simsmtp.net.dns import build_zones
+from simsmtp.net.listener import READ_BUFFER, read_buffer
 from simsmtp.net.network import Network
 from simsmtp.world.model import Domain, Host, MXRecord, Record, User, World
 
@@ -87,7 +89,22 @@ def test_zone_of_walks_labels_deepest_first_and_ignores_case() -> None:
     assert wide.apexes == [name("test.")]  # a.b.test is inside it: no zone guessed
 
 
-def test_every_listener_of_a_world_shares_one_read_buffer(net: Network) -> None:
-    buffers = {id(listener._read_view()) for listener in net._listeners.values()}
-    assert len(net._listeners) == DOMAINS
-    assert len(buffers) == 1
+def test_every_connection_of_a_world_reads_into_one_buffer(net: Network) -> None:
+    socks = [socket.create_connection(net.address(f"mx.d{i:02d}.test", 25), timeout=5)
+             for i in range(3)]
+    try:
+        for sock in socks:
+            assert sock.recv(512).startswith(b"220 ")  # the server read loop is running
+
+        async def buffers() -> tuple[set[int], int, int]:
+            protocols = [p for listener in net._listeners.values()
+                         for p in listener._protocols]
+            views = {id(p.get_buffer(-1)) for p in protocols}
+            return views, len(protocols), len(read_buffer())
+
+        assert net.loop is not None
+        views, connections, size = net.loop.run(buffers())
+        assert connections == 3 and len(views) == 1 and size == READ_BUFFER
+    finally:
+        for sock in socks:
+            sock.close()
