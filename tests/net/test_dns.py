@@ -418,7 +418,8 @@ def test_start_retries_when_tcp_port_is_taken(loop: LoopThread,
     server = DNSServer(lambda: seed_records(), host="127.0.0.1")
     loop.run(server.start())
     try:
-        assert len(calls) == 2 and server.address[1] == calls[1]
+        # a retry after the refusal (another may follow if a busy machine holds that port)
+        assert len(calls) >= 2 and server.address[1] == calls[-1]
         assert ask(server, "anotherdomain.org", "MX", tcp=True).answer
     finally:
         loop.run(server.close())
