@@ -191,7 +191,9 @@ def measure(report: Report, *, quick: bool = False, scale: float = 1.0,
         "(blocking sockets + ssl, a thread per session, speaks like smtp-source), the same "
         "for every server; smtp-sink has no STARTTLS.",
         "simsmtp: the seed world's MX with memory storage, capture and trace on (as a "
-        "learner runs it: SPF/DKIM/DMARC checks, Received header, store); simsmtp core: "
+        "learner runs it: SPF/DKIM/DMARC checks on every message, their DNS answers kept "
+        "by the MX while the world's DNS does not change, Received header, store); "
+        "simsmtp core: "
         "simsmtp's listener and sans-IO server with a handler that only accepts (no world), "
         "the like of aiosmtpd: a handler that only accepts.",
     ]
