@@ -38,7 +38,9 @@ from simsmtp.world.mailauth import (
     DEFAULT_HEADERS,
     AuthVerdict,
     DNSFunctions,
+    DNSTempError,
     check_spf,
+    dns_functions,
     evaluate,
 )
 
@@ -164,6 +166,8 @@ class AnswerCache:
 
     def __init__(self, server: DNSServer) -> None:
         self.server = server
+        #: The host's wrapped lookups (:func:`world_dns` makes them once).
+        self.lookups: DNSFunctions | None = None
         self._version: object = None
         self._answers: dict[tuple[str, str], Any] = {}
 
@@ -197,8 +201,6 @@ class AnswerCache:
         return True
 
     def _cached(self, rtype: str, lookup: Any) -> Any:
-        from simsmtp.world.mailauth import DNSTempError
-
         answers = self._answers
 
         def cached(name: str) -> Any:
@@ -226,13 +228,14 @@ def world_dns(network: Network, host: str) -> DNSFunctions:
     Made for the world's event-loop thread (the MX). From a notebook's own thread,
     ``dns_functions(net.resolver())`` asks the same server over a real socket.
     """
-    from simsmtp.world.mailauth import dns_functions
-
-    assert network.dns is not None, "the world is not running"
-    info = network.hosts.get(host)
-    client = (info.ip if info is not None else "127.0.0.1", 0)
-    resolver = InProcessResolver(network.dns, client, network.world.ids.rng("mailauth.dns"))
-    return answer_cache(network, host).wrap(dns_functions(resolver))
+    cache = answer_cache(network, host)
+    if cache.lookups is None:
+        info = network.hosts.get(host)
+        client = (info.ip if info is not None else "127.0.0.1", 0)
+        resolver = InProcessResolver(cache.server, client,
+                                     network.world.ids.rng("mailauth.dns"))
+        cache.lookups = cache.wrap(dns_functions(resolver))
+    return cache.lookups
 
 
 def answer_cache(network: Network, host: str) -> AnswerCache:

@@ -312,10 +312,9 @@ class Network:
             on_event=self._on_event, on_refused=refused if service != "pop3" else None,
             **_limits(host.policy, _LISTENER_LIMITS))
         try:
-            listener = await create_listener(info.ip, old_port, **options)
+            return await create_listener(info.ip, old_port, **options)
         except OSError:
-            listener = await create_listener(info.ip, 0, **options)
-        return listener
+            return await create_listener(info.ip, 0, **options)
 
     def _smtp_config(self, host: Host, service: str) -> Any:
         from simsmtp.protocol.server import ServerConfig
