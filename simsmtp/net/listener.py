@@ -411,6 +411,7 @@ class ServerProtocol(asyncio.BufferedProtocol):
         self._gone = False
         self._failed = False
         self._ip = ""
+        self._buffer = read_buffer()  # made by the loop's protocol factory: on the loop
 
     # -- asyncio callbacks ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -452,10 +453,10 @@ class ServerProtocol(asyncio.BufferedProtocol):
         self._pump()
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return read_buffer()
+        return self._buffer
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(read_buffer()[:nbytes].tobytes())
+        self.data_received(self._buffer[:nbytes].tobytes())
 
     def data_received(self, data: bytes) -> None:
         if self.info is not None and self.listener.tap is not None:
@@ -802,13 +803,14 @@ class ClientChannel(asyncio.BufferedProtocol):
         self._gone = False
         self._closed_by: str | None = None
         self._error: BaseException | None = None
+        self._buffer = read_buffer()
 
     # -- asyncio callbacks ---------------------------------------------------------------
     def get_buffer(self, sizehint: int) -> memoryview:
-        return read_buffer()
+        return self._buffer
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(read_buffer()[:nbytes].tobytes())
+        self.data_received(self._buffer[:nbytes].tobytes())
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
