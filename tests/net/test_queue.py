@@ -174,27 +174,20 @@ def test_null_sender_failures_need_no_notification(tmp_path: Path) -> None:
 
 
 def test_the_last_outcome_is_recorded_by_deleting_the_queue_file(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, fsynced: list[str]) -> None:
     queue = Queue(tmp_path)
     _enqueue(queue)
-    synced: list[str] = []
-    real_fsync = os.fsync
-
-    def fsync(fd: int) -> None:
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
+    fsynced.clear()
     queue.record_result("4F2A1B3C5D", "bob@anotherdomain.org", "delivered", when=1.0)
     journal = tmp_path / "status" / "4F2A1B3C5D"
-    assert synced == [str(journal), str(tmp_path / "status")]  # carol is still to do
-    synced.clear()
+    assert fsynced == [str(journal), str(tmp_path / "status")]  # carol is still to do
+    fsynced.clear()
     queue.record_result("4F2A1B3C5D", "carol@anotherdomain.org", "delivered", when=2.0)
-    assert synced == [str(tmp_path / "active")]  # one fsync: the file is gone for good
+    assert fsynced == [str(tmp_path / "active")]  # one fsync: the file is gone for good
     assert not journal.exists() and not (tmp_path / "active" / "4F2A1B3C5D").exists()
     assert queue.get("4F2A1B3C5D").complete  # still known until the agent removes it
     queue.remove("4F2A1B3C5D")
-    assert synced == [str(tmp_path / "active")] and "4F2A1B3C5D" not in queue
+    assert fsynced == [str(tmp_path / "active")] and "4F2A1B3C5D" not in queue
 
 
 def test_torn_journal_line_is_dropped_and_repaired(tmp_path: Path) -> None:
