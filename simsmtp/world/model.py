@@ -12,12 +12,12 @@ import hmac
 import ipaddress
 import itertools
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from difflib import get_close_matches
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self, SupportsIndex
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from simsmtp.trace import Trace
 from simsmtp.world.clock import IdGenerator, VirtualClock
@@ -64,6 +64,7 @@ DEFAULT_DKIM_BITS = 1024
 # notebook assigns later (``domain.mx = [...]``) is kept as it is (the same object) and
 # compared by content instead, so in-place edits of it are seen too.
 
+T = TypeVar("T")
 _EDIT_IDS = itertools.count(1)
 #: The latest edit stamp (a fresh number per edit: a reader never sees an old one again).
 _edit_stamp = [0]
@@ -75,103 +76,40 @@ def _edited() -> None:
     _edit_stamp[0] = next(_EDIT_IDS)
 
 
+def _stamping(base: type, names: tuple[str, ...]) -> Callable[[type[T]], type[T]]:
+    """Make the methods ``names`` of ``base`` (every one that changes the container) stamp
+    an edit after they ran; the class is otherwise a plain ``base``."""
+
+    def decorate(cls: type[T]) -> type[T]:
+        for name in names:
+            method = getattr(base, name)
+
+            @functools.wraps(method)
+            def edit(self: Any, *args: Any, _method: Any = method, **kwargs: Any) -> Any:
+                result = _method(self, *args, **kwargs)
+                _edited()
+                return result
+
+            setattr(cls, name, edit)
+        return cls
+
+    return decorate
+
+
+@_stamping(list, ("__setitem__", "__delitem__", "__iadd__", "__imul__", "append", "extend",
+                  "insert", "remove", "pop", "clear", "sort", "reverse"))
 class _WatchedList(list[Any]):
     """A list that stamps every change (see ``_edited``); otherwise a plain list."""
 
     __slots__ = ()
 
-    def __setitem__(self, index: Any, value: Any) -> None:
-        super().__setitem__(index, value)
-        _edited()
 
-    def __delitem__(self, index: Any) -> None:
-        super().__delitem__(index)
-        _edited()
-
-    def __iadd__(self, other: Iterable[Any]) -> Self:  # type: ignore[misc]
-        super().__iadd__(other)
-        _edited()
-        return self
-
-    def __imul__(self, count: SupportsIndex) -> Self:
-        super().__imul__(count)
-        _edited()
-        return self
-
-    def append(self, value: Any) -> None:
-        super().append(value)
-        _edited()
-
-    def extend(self, values: Any) -> None:
-        super().extend(values)
-        _edited()
-
-    def insert(self, index: Any, value: Any) -> None:
-        super().insert(index, value)
-        _edited()
-
-    def remove(self, value: Any) -> None:
-        super().remove(value)
-        _edited()
-
-    def pop(self, index: Any = -1) -> Any:
-        value = super().pop(index)
-        _edited()
-        return value
-
-    def clear(self) -> None:
-        super().clear()
-        _edited()
-
-    def sort(self, *args: Any, **kw: Any) -> None:
-        super().sort(*args, **kw)
-        _edited()
-
-    def reverse(self) -> None:
-        super().reverse()
-        _edited()
-
-
+@_stamping(dict, ("__setitem__", "__delitem__", "__ior__", "pop", "popitem", "clear",
+                  "update", "setdefault"))
 class _WatchedDict(dict[Any, Any]):
     """A dict that stamps every change (see ``_edited``); otherwise a plain dict."""
 
     __slots__ = ()
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        super().__setitem__(key, value)
-        _edited()
-
-    def __delitem__(self, key: Any) -> None:
-        super().__delitem__(key)
-        _edited()
-
-    def __ior__(self, other: Any) -> Self:  # type: ignore[misc]
-        super().__ior__(other)
-        _edited()
-        return self
-
-    def pop(self, key: Any, *default: Any) -> Any:
-        value = super().pop(key, *default)
-        _edited()
-        return value
-
-    def popitem(self) -> Any:
-        item = super().popitem()
-        _edited()
-        return item
-
-    def clear(self) -> None:
-        super().clear()
-        _edited()
-
-    def update(self, *args: Any, **kw: Any) -> None:
-        super().update(*args, **kw)
-        _edited()
-
-    def setdefault(self, key: Any, default: Any = None) -> Any:
-        value = super().setdefault(key, default)
-        _edited()
-        return value
 
 
 def _watched_list(value: Any) -> Any:
