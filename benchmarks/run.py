@@ -2,12 +2,13 @@
 
 ::
 
-    python -m benchmarks                 # everything (about 10 minutes on 2 cores)
+    python -m benchmarks                 # everything (about 2-3 minutes on 2 cores)
     python -m benchmarks --quick         # smaller counts; scale stops at 1,000 x 100
     python -m benchmarks --only server,client --json figures.json
 
 Sections, in order: ``boot`` (import, boot, stop, RSS: :mod:`benchmarks.boot`), ``server``
-(:mod:`benchmarks.throughput`), ``client`` (:mod:`benchmarks.client`), ``latency``
+(:mod:`benchmarks.throughput`), ``breakdown`` (what the world MX's parts cost:
+:mod:`benchmarks.breakdown`), ``client`` (:mod:`benchmarks.client`), ``latency``
 (:mod:`benchmarks.latency`), ``scale`` (:mod:`benchmarks.scale`), ``notebooks``
 (:mod:`benchmarks.notebooks`). The tables go to stdout in Markdown (the README's
 Performance section is a copy), progress to stderr. Nothing here asserts a timing: missed
@@ -23,10 +24,10 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from . import client, latency, notebooks, scale, throughput
+from . import breakdown, client, latency, notebooks, scale, throughput
 from .common import ROOT, Report, Table, fmt, machine, median, python_argv
 
-SECTIONS = ("boot", "server", "client", "latency", "scale", "notebooks")
+SECTIONS = ("boot", "server", "breakdown", "client", "latency", "scale", "notebooks")
 
 #: Runs of each boot figure (benchmarks.boot's own defaults are 20 and 5).
 BOOT_RUNS = {False: 20, True: 5}
@@ -86,6 +87,7 @@ def measure_boot(report: Report, *, quick: bool = False, scale: float = 1.0,
 MEASURES: dict[str, Callable[..., None]] = {
     "boot": measure_boot,
     "server": throughput.measure,
+    "breakdown": breakdown.measure,
     "client": client.measure,
     "latency": latency.measure,
     "scale": scale.measure,

@@ -9,8 +9,10 @@ accepts, with STARTTLS from a certificate of the same kind. Each prints
 ``READY <ip> <port>`` once it listens and stops when its stdin closes. Postfix's
 ``smtp-sink`` is started as it is (:func:`smtp_sink_argv`); it has no STARTTLS.
 
-Option ``--no-capture`` boots the simsmtp world without its capture tap (to show what the
-tap costs). To profile a server, point ``py-spy record --pid`` at its process.
+Options ``--mailauth off``, ``--no-trace`` and ``--no-capture`` boot the simsmtp world
+without SPF/DKIM/DMARC at its MX, without its trace, without its capture tap (to show what
+each costs: :mod:`benchmarks.breakdown`). To profile a server, point ``py-spy record
+--pid`` (``--gil`` for CPU only) at its process.
 """
 
 from __future__ import annotations
@@ -50,11 +52,21 @@ def _wait_for_stdin_eof() -> None:
         sys.stdin.read()
 
 
-def serve_simsmtp(capture: bool) -> None:
-    """Boot the seed world (memory storage) and serve until stdin closes."""
+def serve_simsmtp(capture: bool, mailauth: str | None = None, trace: bool = True) -> None:
+    """Boot the seed world (memory storage) and serve until stdin closes.
+
+    Args:
+        capture: keep the capture tap of every byte (the default of a world).
+        mailauth: the MX's ``policy.mailauth`` instead of the seed's (``"off"``: no SPF,
+            DKIM or DMARC).
+        trace: keep the world's trace (``False``: ``world.trace.enabled = False``).
+    """
     from simsmtp.world import World
 
     world = World.seed_world()
+    if mailauth is not None:
+        world.host(MX_HOST).policy.mailauth = mailauth
+    world.trace.enabled = trace
     with world.start(storage="memory", capture=capture) as net:
         ip, port = net.address(MX_HOST, 25)
         print(f"READY {ip} {port}", flush=True)
@@ -136,9 +148,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.servers")
     parser.add_argument("kind", choices=["simsmtp", "core", "aiosmtpd"])
     parser.add_argument("--no-capture", action="store_true")
+    parser.add_argument("--no-trace", action="store_true")
+    parser.add_argument("--mailauth", choices=["enforce", "report", "off"])
     args = parser.parse_args(argv)
     if args.kind == "simsmtp":
-        serve_simsmtp(capture=not args.no_capture)
+        serve_simsmtp(capture=not args.no_capture, mailauth=args.mailauth,
+                      trace=not args.no_trace)
     elif args.kind == "core":
         serve_core()
     else:

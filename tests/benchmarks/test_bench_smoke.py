@@ -72,7 +72,11 @@ def test_quick_command_prints_every_table(tmp_path: Path) -> None:
     tables = {t["title"].split(" (")[0].split(":")[0]: t for t in data["tables"]}
     assert set(tables) == {"Boot, stop, import, memory", "Server throughput",
                            "Client throughput to smtp-sink", "Seed delivery end to end",
-                           "Scale"}
+                           "Scale", "Where the world MX's time goes"}
+    breakdown = tables["Where the world MX's time goes"]
+    assert [row[0] for row in breakdown["rows"]] == [
+        "seed world MX", "mailauth off", "+ trace off", "+ capture off", "simsmtp core"]
+    assert all("n/a" not in row[2:6] for row in breakdown["rows"]), breakdown
     server = tables["Server throughput"]
     assert [row[:2] for row in server["rows"]] == [
         [load, mode] for load in ("plaintext", "STARTTLS")
