@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import ssl
 from collections import deque
 from dataclasses import dataclass
@@ -104,15 +103,6 @@ class _Pending(NamedTuple):  # a tuple: built for every command sent
     command: Command
     key: str
     group_end: bool
-
-
-@functools.lru_cache(maxsize=4096)
-def _path(address: str, allow_null: bool, allow_postmaster: bool, utf8: bool) -> str:
-    """``format_path``, remembered (it raises GrammarError for a bad address, which is not
-    remembered): most mail goes from few senders to few recipients, and parsing an address
-    costs more than the rest of a MAIL or RCPT command."""
-    return format_path(address, allow_null=allow_null, allow_postmaster=allow_postmaster,
-                       utf8=utf8)
 
 
 def _unstuffed_size(wire: bytes) -> int:
@@ -276,7 +266,7 @@ class ClientConnection(SansIOConnection):
             params = dict(command.params)
             self._check_params(params)
             utf8 = "SMTPUTF8" in params
-            path = _path(command.address, True, False, utf8)
+            path = format_path(command.address, allow_null=True, utf8=utf8)
             limit = self._size_limit()
             declared = params.get("SIZE")
             if limit and declared is not None and declared.isdigit() and int(declared) > limit:
@@ -287,7 +277,7 @@ class ClientConnection(SansIOConnection):
         if isinstance(command, RcptTo):
             params = dict(command.params)
             self._check_params(params)
-            path = _path(command.address, False, True, self._utf8)
+            path = format_path(command.address, allow_postmaster=True, utf8=self._utf8)
             return self._line(f"RCPT TO:{path}{format_params(params)}"), command
         if isinstance(command, Message):
             wire = dot_stuff(command.content)

@@ -13,6 +13,7 @@ Everything here is pure string/bytes work shared by the server and the client co
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -229,9 +230,14 @@ def _parse_local_part(text: str, utf8: bool) -> tuple[str, bool]:
     return text, False
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_path(path: str, *, allow_null: bool = False, allow_postmaster: bool = False,
                utf8: bool = False) -> Mailbox:
     """Parse ``<[@route:]local@domain>`` (RFC 5321 §4.1.2) and check the limits of §4.5.3.1.
+
+    Remembered for the last 4096 paths (the result is immutable; a refusal is raised
+    again each time): most mail comes from few senders to few recipients, and parsing an
+    address costs more than the rest of a MAIL or RCPT command.
 
     Args:
         path: the path including angle brackets.

@@ -33,6 +33,7 @@ class VirtualClock:
         self._epoch = epoch
         self._base = epoch.timestamp()
         self._elapsed = 0.0
+        self._rfc5322 = (-1.0, "")  # (elapsed, its RFC 5322 text) last made
 
     @property
     def epoch(self) -> datetime:
@@ -64,8 +65,16 @@ class VirtualClock:
         return self.advance(max(0.0, when - self.now()))
 
     def rfc5322(self) -> str:
-        """The current time as an RFC 5322 §3.3 date-time, ready for a ``Date:`` header."""
-        return format_datetime(self.datetime())
+        """The current time as an RFC 5322 §3.3 date-time, ready for a ``Date:`` header.
+
+        Made once per moment of virtual time (every ``Received:`` field asks for it, and
+        the clock stands still between advances)."""
+        elapsed, text = self._rfc5322
+        if elapsed != self._elapsed:
+            elapsed = self._elapsed
+            text = format_datetime(self._epoch + timedelta(seconds=elapsed))
+            self._rfc5322 = (elapsed, text)  # one attribute: a consistent pair
+        return text
 
     def __repr__(self) -> str:
         return f"VirtualClock({self.datetime().isoformat()}, elapsed={self._elapsed:g}s)"

@@ -1,5 +1,5 @@
 """The client core's cheaper paths keep its behaviour: SIZE counted from the stuffed wire
-form, checked paths remembered per grammar flags, replies read in place from one buffer."""
+form, paths remembered by the grammar per its flags, replies read in place from one buffer."""
 
 from __future__ import annotations
 

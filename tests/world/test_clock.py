@@ -29,6 +29,15 @@ def test_advance_moves_every_view_of_time() -> None:
     assert clock.rfc5322() == "Mon, 10 Mar 2025 09:01:30 +0000"
 
 
+def test_the_date_text_follows_every_advance() -> None:
+    clock = VirtualClock(EPOCH)
+    assert clock.rfc5322() == clock.rfc5322() == "Mon, 10 Mar 2025 09:00:00 +0000"
+    clock.advance(1)
+    assert clock.rfc5322() == "Mon, 10 Mar 2025 09:00:01 +0000"
+    clock.advance(3600 * 24)
+    assert clock.rfc5322() == "Tue, 11 Mar 2025 09:00:01 +0000"
+
+
 def test_advance_to_only_moves_forward() -> None:
     clock = VirtualClock(EPOCH)
     clock.advance_to(EPOCH.timestamp() + 3600)
