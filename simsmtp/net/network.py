@@ -776,6 +776,12 @@ def record_event(trace: Any, info: Any, event: Any, tls_conns: set[int]) -> None
     ``smtp.closed``; POP3 the same with ``pop3.``. AUTH lines arrive masked from the core.
     """
     name = type(event).__name__
+    if not trace.enabled:  # switched off: only follow which connections are under TLS
+        if name == "TLSStarted":
+            tls_conns.add(info.id)
+        elif name == "ConnectionClosed":
+            tls_conns.discard(info.id)
+        return
     proto = "pop3" if info.service == "pop3" else "smtp"
     base = {"conn": info.id, "service": info.service, "peer": f"{info.peer[0]}:{info.peer[1]}",
             "tls": info.id in tls_conns}

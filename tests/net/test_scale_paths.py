@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import smtplib
 import socket
+import ssl
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -108,3 +110,18 @@ def test_every_connection_of_a_world_reads_into_one_buffer(net: Network) -> None
     finally:
         for sock in socks:
             sock.close()
+
+
+def test_a_switched_off_trace_records_nothing_but_keeps_the_tls_flag() -> None:
+    world = World.seed_world()
+    with world.start(storage="memory", capture=False) as net:
+        ip, port = net.address("mail.anotherdomain.org", 25)
+        context = ssl.create_default_context(cafile=str(net.ca_file))
+        with smtplib.SMTP(ip, port, local_hostname="client.test") as client:
+            world.trace.enabled = False
+            client.starttls(context=context)
+            world.trace.enabled = True
+            client.ehlo("client.test")
+        commands = world.trace.events("smtp.command")
+    assert [e["line"] for e in commands] == ["ehlo client.test", "QUIT"]  # smtplib: lower
+    assert [e["tls"] for e in commands] == [True, True]  # TLS began while it was off
