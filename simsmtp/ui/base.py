@@ -15,7 +15,12 @@ child, so stored notebooks stay readable and reproducible.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from simsmtp.trace import Trace, TraceEvent
+
+if TYPE_CHECKING:
+    from simsmtp.world.model import World
 
 
 class View:
@@ -43,3 +48,15 @@ class View:
 
 
 __all__ = ["View"]
+
+
+def trace_events(source: Any) -> tuple[list[TraceEvent], World | None]:
+    """What a view shows: the events of a :class:`~simsmtp.world.model.World` (with the
+    world), of a :class:`~simsmtp.trace.Trace`, or of any iterable of events (no world)."""
+    from simsmtp.world.model import World
+
+    if isinstance(source, World):
+        return source.trace.events(), source
+    if isinstance(source, Trace):
+        return source.events(), None
+    return list(source), None

@@ -32,7 +32,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from simsmtp.trace import Trace, TraceEvent
+from simsmtp.trace import TraceEvent
+
+from .base import trace_events
 
 if TYPE_CHECKING:
     from simsmtp.world.model import World
@@ -122,16 +124,6 @@ class _Item:
         return bool(self.service)
 
 
-def _events(source: Any) -> tuple[list[TraceEvent], World | None]:
-    from simsmtp.world.model import World
-
-    if isinstance(source, World):
-        return source.trace.events(), source
-    if isinstance(source, Trace):
-        return source.events(), None
-    return list(source), None
-
-
 def mask(line: str) -> str:
     """A command line with its secret masked (``AUTH PLAIN ***``, ``PASS ***``).
 
@@ -182,7 +174,7 @@ def journey(source: Any, *, since: int = 0, until: int | None = None,
     """
     if detail not in ("full", "summary"):
         raise ValueError(f"detail must be 'full' or 'summary', not {detail!r}")
-    events, world = _events(source)
+    events, world = trace_events(source)
     names: dict[str, str] = {}
     for event in events:
         if event.kind == "world.started":

@@ -995,11 +995,7 @@ class MailAuthLab(View):
 
         self.net = net
         self.world = net.world
-        key = domain.lower().rstrip(".")
-        if key not in self.world.domains:
-            raise KeyError(f"no domain {domain!r} in this world "
-                           f"(it has {', '.join(self.world.domains)})")
-        self.domain = self.world.domains[key]
+        self.domain = self.world.domain(domain)
         self.sender, self.recipient, self.spoofer = sender, recipient, spoofer
         self._original = (self.domain.spf, self.domain.dmarc, self.domain.dkim_selector)
         self._selector = self.domain.dkim_selector or "mail"
@@ -1014,7 +1010,7 @@ class MailAuthLab(View):
                               style=label)
         self.signer = _submission_host(self.world, sender)
         self.dkim_box = w.Checkbox(indent=False, description=f"{self.signer} signs with DKIM "
-                                   f"(key at {self._selector}._domainkey.{key})",
+                                   f"(key at {self._selector}._domainkey.{self.domain.name})",
                                    layout=w.Layout(width="auto"))
         self.policy = w.Dropdown(options=POLICY_CHOICES, description="DMARC p=",
                                  layout=wide, style=label)
@@ -1041,7 +1037,7 @@ class MailAuthLab(View):
         for control in (self.spf, self.dkim_box, self.policy, self.adkim, self.aspf):
             control.observe(lambda _: self._preview(), names="value")
         self._load_controls()
-        title = w.HTML(f"<b>Email authentication records of {escape(key)}</b> <span "
+        title = w.HTML(f"<b>Email authentication records of {escape(self.domain.name)}</b> <span "
                        f"style='color:{COLORS['muted']}'>(Check publishes them in the "
                        "world's DNS, then sends Alice's mail and Mallory's spoof to "
                        f"{escape(recipient)})</span>")

@@ -213,11 +213,7 @@ class MXEditor(View):
 
         self.net = net
         self.world = net.world
-        key = domain.lower().rstrip(".")
-        if key not in self.world.domains:
-            raise KeyError(f"no domain {domain!r} in this world "
-                           f"(it has {', '.join(self.world.domains)})")
-        self.domain = self.world.domains[key]
+        self.domain = self.world.domain(domain)
         self.sender = sender or default_sender(net)
         self._original = (list(self.domain.mx), self.domain.null_mx, list(self.world.records))
         self.options = sorted(h.name for h in self.world.hosts.values())

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from simsmtp.trace import Trace, TraceEvent
-
+from .base import trace_events
 from .style import COLORS, new_figure, plot_style, short, text_table
 
 if TYPE_CHECKING:
@@ -59,14 +58,9 @@ class RetryPoint:
     host: str = ""
 
 
-def _events(source: Any) -> tuple[list[TraceEvent], datetime | None]:
-    from simsmtp.world.model import World
-
-    if isinstance(source, World):
-        return source.trace.events(), source.epoch
-    if isinstance(source, Trace):
-        return source.events(), None
-    return list(source), None
+def _epoch(source: Any) -> datetime | None:
+    world = trace_events(source)[1]
+    return None if world is None else world.epoch
 
 
 def _code(text: str) -> str:
@@ -83,7 +77,7 @@ def retry_points(source: Any, *, since: int = 0) -> list[RetryPoint]:
         source: a world, a trace or a list of events.
         since: ignore events before this trace position.
     """
-    events, _ = _events(source)
+    events, _ = trace_events(source)
     points: list[RetryPoint] = []
     last_attempt: dict[str, tuple[str, list[str]]] = {}  # host -> (queue id, recipients)
     for e in events:
@@ -121,7 +115,7 @@ def _when(clock: float, epoch: datetime | None) -> str:
 
 def retry_text(source: Any, *, since: int = 0) -> str:
     """The timeline as a text table (what the plot draws)."""
-    _, epoch = _events(source)
+    epoch = _epoch(source)
     rows = []
     for p in retry_points(source, since=since):
         detail = short(p.detail, 64)
@@ -143,7 +137,7 @@ def retry_timeline(source: Any, *, since: int = 0, schedule: RetrySchedule | Non
         horizon: how many seconds after the first attempt to show (default: the data).
         title: a title for the plot.
     """
-    _, epoch = _events(source)
+    epoch = _epoch(source)
     points = retry_points(source, since=since)
     keys: list[tuple[str, str]] = []
     for p in points:

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from simsmtp.trace import SECRET_FIELDS, Trace, TraceEvent
+from simsmtp.trace import SECRET_FIELDS, TraceEvent
 
-from .base import View
+from .base import View, trace_events
 from .journey import first_line, mask
 from .style import COLORS, HTMLText, escape, html_table, reply_color, short, span, text_table
 
@@ -48,16 +48,6 @@ class TraceRow:
     kind: str
     summary: str
     color: str = ""
-
-
-def _events(source: Any) -> tuple[list[TraceEvent], datetime | None]:
-    from simsmtp.world.model import World
-
-    if isinstance(source, World):
-        return source.trace.events(), source.epoch
-    if isinstance(source, Trace):
-        return source.events(), None
-    return list(source), None
 
 
 def summarize(e: TraceEvent) -> tuple[str, str]:
@@ -124,7 +114,8 @@ def trace_rows(source: Any, *, kind: str | Iterable[str] | None = None,
         since: only events from this trace position on.
         conn: only events of this connection id.
     """
-    events, epoch = _events(source)
+    events, world = trace_events(source)
+    epoch = None if world is None else world.epoch
     kinds = [kind] if isinstance(kind, str) else list(kind) if kind is not None else []
     needle = contains.lower().strip()
     rows = []
@@ -228,7 +219,7 @@ class TraceTable(View):
         self.refresh()
 
     def _hosts(self, extra: str | None = None) -> list[tuple[str, str]]:
-        events, _ = _events(self.source)
+        events, _ = trace_events(self.source)
         hosts = sorted({e.host for e in events if e.host} | ({extra} if extra else set()))
         return [("all hosts", ""), *[(h, h) for h in hosts]]
 

@@ -429,6 +429,17 @@ class World:
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise KeyError(f"no host {name!r} in world {self.name!r}{hint}") from None
 
+    def domain(self, name: str) -> Domain:
+        """The domain called ``name`` (case-insensitive, a final dot allowed); ``KeyError``
+        says what exists."""
+        try:
+            return self.domains[_bare(name)]
+        except KeyError:
+            close = get_close_matches(_bare(name), self.domains, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else \
+                f"; it has {', '.join(self.domains) or 'none'}"
+            raise KeyError(f"no domain {name!r} in world {self.name!r}{hint}") from None
+
     def hosts_with_role(self, role: str) -> list[Host]:
         """The hosts that have ``role``, in the order of the world file."""
         return [h for h in self.hosts.values() if role in h.roles]

@@ -90,6 +90,11 @@ def test_lookups() -> None:
     assert world.host("MAIL.example.com.") is world.hosts["mail.example.com"]
     with pytest.raises(KeyError, match=r"did you mean 'mail\.example\.com'"):
         world.host("mail.exmaple.com")
+    assert world.domain("Example.COM.") is world.domains["example.com"]
+    with pytest.raises(KeyError, match=r"did you mean 'example\.com'"):
+        world.domain("exmaple.com")
+    with pytest.raises(KeyError, match=r"it has example\.com, anotherdomain\.org, evil"):
+        world.domain("zzz.invalid")
     assert [h.name for h in world.hosts_with_role("mx")] == ["mail.anotherdomain.org"]
     assert [h.name for h in world.hosts_with_role("outbound")] == ["mail.example.com"]
     assert [h.name for h in world.hosts_with_role("client")] == ["mallory.evil.example"]
