@@ -27,7 +27,6 @@ whose clock runs ahead of the real one ``t=`` is left out (it is only RECOMMENDE
 from __future__ import annotations
 
 import contextlib
-import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 
 from simsmtp.protocol.replies import Reply
 from simsmtp.world.mailauth import (
-    DEFAULT_HEADERS,
     AuthVerdict,
     DNSFunctions,
     DNSTempError,
@@ -294,10 +292,8 @@ def sign_submission(handler: WorldHandler, envelope: Envelope,
     key = world.dkim_key(domain)
     assert key is not None
     stamp = signing_time(world)
-    if stamp is None:
-        signed = _sign_untimed(content, domain, record.dkim_selector, key.private_pem)
-    else:
-        signed = sign(content, domain, record.dkim_selector, key, timestamp=stamp)
+    signed = sign(content, domain, record.dkim_selector, key, timestamp=stamp,
+                  timed=stamp is not None)
     header = signed[:len(signed) - len(content)]
     tags = parse_signature(header.split(b":", 1)[1])
     world.trace.record(
@@ -309,31 +305,6 @@ def sign_submission(handler: WorldHandler, envelope: Envelope,
         "and verifiers (dkimpy) refuse a signature from the future",
         header=header.decode("ascii", "replace"))
     return signed
-
-
-def _sign_untimed(message: bytes, domain: str, selector: str, pem: bytes) -> bytes:
-    """Sign like :func:`simsmtp.world.mailauth.sign`, without ``t=`` (RFC 6376 §3.5: t=
-    is RECOMMENDED, not required)."""
-    import dkim as dkimpy
-
-    signer = _untimed_signer()(message, signature_algorithm=b"rsa-sha256")
-    header = signer.sign(selector.encode("ascii"), domain.encode("ascii"), pem,
-                         canonicalize=(dkimpy.Relaxed, dkimpy.Relaxed),
-                         include_headers=[h.encode("ascii") for h in DEFAULT_HEADERS])
-    return bytes(header) + message
-
-
-@functools.cache
-def _untimed_signer() -> type[Any]:
-    import dkim as dkimpy
-
-    class UntimedSigner(dkimpy.DKIM):  # type: ignore[misc]
-        def gen_header(self, fields: list[tuple[bytes, bytes]], *args: Any,
-                       **kwargs: Any) -> Any:
-            return super().gen_header([(k, v) for k, v in fields if k != b"t"],
-                                      *args, **kwargs)
-
-    return UntimedSigner
 
 
 # ------------------------------------------------------------------------- receiving

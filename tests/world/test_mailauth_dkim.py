@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -113,6 +114,20 @@ def test_revoked_and_garbled_keys_are_permerror(signed: bytes, dns: FakeDNS) -> 
 def test_someone_elses_key_fails(signed: bytes, dns: FakeDNS) -> None:
     dns.txt["mail._domainkey.example.com"] = [generate_key(1024).txt_record()]
     assert verify(signed, txt(dns)).result == "fail"
+
+
+def test_a_signature_without_a_time_verifies(key: DKIMKey, dns: FakeDNS) -> None:
+    def tags(signed: bytes) -> dict[str, str]:  # the DKIM-Signature field on top, unfolded
+        field = re.match(rb"DKIM-Signature:(.*?)\r\n(?=\S)", signed, re.S)
+        assert field is not None
+        return parse_signature(field.group(1))
+
+    signed = sign(alice_message(), "example.com", "mail", key, timed=False)
+    assert "t" not in tags(signed)  # RFC 6376 §3.5: t= is RECOMMENDED, not required
+    assert tags(signed)["d"] == "example.com"
+    assert verify(signed, txt(dns)).result == "pass"
+    stamped = sign(alice_message(), "example.com", "mail", key, timestamp=STAMP)
+    assert tags(stamped)["t"] == str(STAMP)
 
 
 def test_unsigned_is_none(dns: FakeDNS) -> None:

@@ -159,7 +159,8 @@ def _seeded_key(bits: int, seed: bytes) -> Any:
 # ---------------------------------------------------------------------------- signing
 
 def sign(message: bytes, domain: str, selector: str, private_key: bytes | DKIMKey, *,
-         headers: Sequence[str] = DEFAULT_HEADERS, timestamp: int | None = None) -> bytes:
+         headers: Sequence[str] = DEFAULT_HEADERS, timestamp: int | None = None,
+         timed: bool = True) -> bytes:
     """Sign ``message`` and return it with a ``DKIM-Signature`` header field on top.
 
     rsa-sha256 (RFC 8301 §3.1), relaxed/relaxed canonicalization (RFC 6376 §3.4.2, §3.4.4),
@@ -174,12 +175,15 @@ def sign(message: bytes, domain: str, selector: str, private_key: bytes | DKIMKe
         timestamp: the ``t=`` value (seconds since 1970); default now. Pass the world's
             clock for reproducible signatures; verifiers refuse a t= more than 10 hours
             in their future (dkimpy).
+        timed: False leaves ``t=`` out altogether (RFC 6376 §3.5: it is RECOMMENDED,
+            not required), for a clock a verifier would take for the future.
     """
     import dkim as dkimpy
 
     pem = private_key.private_pem if isinstance(private_key, DKIMKey) else private_key
     signer = _signer_class()(message, signature_algorithm=b"rsa-sha256")
     signer.fixed_timestamp = timestamp
+    signer.timed = timed
     header = signer.sign(selector.encode("ascii"), domain.encode("ascii"), pem,
                          canonicalize=(dkimpy.Relaxed, dkimpy.Relaxed),
                          include_headers=[h.encode("ascii") for h in headers])
@@ -188,15 +192,19 @@ def sign(message: bytes, domain: str, selector: str, private_key: bytes | DKIMKe
 
 @functools.cache
 def _signer_class() -> type[Any]:
-    """dkimpy's DKIM with a settable ``t=`` (dkimpy always uses the current time)."""
+    """dkimpy's DKIM with a settable ``t=``, or none (dkimpy always uses the current
+    time)."""
     import dkim as dkimpy
 
     class Signer(dkimpy.DKIM):  # type: ignore[misc]
         fixed_timestamp: int | None = None
+        timed = True
 
         def gen_header(self, fields: list[tuple[bytes, bytes]], *args: Any,
                        **kwargs: Any) -> Any:
-            if self.fixed_timestamp is not None:
+            if not self.timed:
+                fields = [(k, v) for k, v in fields if k != b"t"]
+            elif self.fixed_timestamp is not None:
                 stamp = str(int(self.fixed_timestamp)).encode("ascii")
                 fields = [(k, stamp if k == b"t" else v) for k, v in fields]
             return super().gen_header(fields, *args, **kwargs)
