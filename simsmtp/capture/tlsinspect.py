@@ -44,6 +44,7 @@ __all__ = [
     "parse_keylog",
     "parse_records",
     "read_keylog",
+    "subject_alt_names",
     "tls_start",
     "version_name",
 ]
@@ -442,6 +443,19 @@ def _parse_certificate_list(body: bytes) -> list[CertificateInfo]:
     return out
 
 
+def subject_alt_names(cert: Any) -> list[str]:
+    """The DNS names, then the IP addresses, a ``cryptography`` certificate is for (its
+    subjectAltName, RFC 5280 §4.2.1.6); none without the extension."""
+    from cryptography import x509
+
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return ([str(v) for v in san.get_values_for_type(x509.DNSName)]
+            + [str(v) for v in san.get_values_for_type(x509.IPAddress)])
+
+
 def _certificate_info(der: bytes) -> CertificateInfo:
     from cryptography import x509
     from cryptography.x509.oid import NameOID
@@ -450,12 +464,7 @@ def _certificate_info(der: bytes) -> CertificateInfo:
         cert = x509.load_der_x509_certificate(der)
         names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         common_name = str(names[0].value) if names else None
-        try:
-            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            sans = [str(v) for v in san.get_values_for_type(x509.DNSName)]
-            sans += [str(v) for v in san.get_values_for_type(x509.IPAddress)]
-        except x509.ExtensionNotFound:
-            sans = []
+        sans = subject_alt_names(cert)
         return CertificateInfo(cert.subject.rfc4514_string(), common_name, tuple(sans),
                                cert.issuer.rfc4514_string(), der)
     except Exception:  # ValueError, but damaged DER has raised KeyError too

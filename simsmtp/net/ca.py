@@ -184,12 +184,9 @@ def _describe(cert: Any) -> dict[str, Any]:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        sans = [str(v) for v in san.get_values_for_type(x509.DNSName)]
-        sans += [str(v) for v in san.get_values_for_type(x509.IPAddress)]
-    except x509.ExtensionNotFound:
-        sans = []
+    from simsmtp.capture.tlsinspect import subject_alt_names
+
+    sans = subject_alt_names(cert)
     try:
         is_ca = bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
     except x509.ExtensionNotFound:
