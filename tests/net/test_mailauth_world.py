@@ -57,17 +57,6 @@ def seed_text() -> str:
     return resources.files("simsmtp.world").joinpath("seed.toml").read_text("utf-8")
 
 
-@pytest.fixture
-def world() -> World:
-    return World.seed_world()
-
-
-@pytest.fixture
-def net(world: World) -> Iterator[Network]:
-    with world.start(storage="memory") as running:
-        yield running
-
-
 def submit_as_alice(net: Network, recipient: str = BOB, subject: str | None = None) -> None:
     message = seed_message(net.world, recipient=recipient,
                            **({"subject": subject} if subject else {}))

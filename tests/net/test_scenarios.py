@@ -8,7 +8,6 @@ import email.policy
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -51,17 +50,6 @@ outbound_tls = "{outbound_tls or 'opportunistic'}"
         if mx_policy:
             text += f'[hosts."{name}".policy]\n{mx_policy}\n'
     return World.from_toml(text, "scenario.toml")
-
-
-@pytest.fixture
-def world() -> World:
-    return World.seed_world()
-
-
-@pytest.fixture
-def net(world: World) -> Iterator[Network]:
-    with world.start(storage="memory") as running:
-        yield running
 
 
 def _submit(net: Network, recipients: list[str], message: bytes | None = None) -> list[Step]:

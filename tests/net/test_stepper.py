@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import ssl
-from collections.abc import Iterator
 
 import pytest
 import trustme
@@ -22,17 +21,6 @@ from simsmtp.world.scenario import seed_message
 
 ALICE, BOB = "alice@example.com", "bob@anotherdomain.org"
 PASSWORD = "wonderland"
-
-
-@pytest.fixture
-def world() -> World:
-    return World.seed_world()
-
-
-@pytest.fixture
-def net(world: World) -> Iterator[Network]:
-    with world.start(storage="memory") as running:
-        yield running
 
 
 def _states(step: Step) -> tuple[C, C, S | None, S | None]:
