@@ -119,6 +119,22 @@ def connect(client: ClientConnection, server: Server,
     return pump(client, server.conn)
 
 
+def ready_for_content(server: Server) -> ClientConnection:
+    """A client connected to ``server`` that said EHLO, MAIL, RCPT and DATA and got 354:
+    its next send is the message."""
+    from simsmtp.protocol.events import Data, Ehlo, MailFrom, RcptTo
+
+    client = ClientConnection()
+    connect(client, server)
+    client.send(Ehlo())
+    pump(client, server.conn)
+    client.send(MailFrom("a@x.org"))
+    client.send(RcptTo("b@y.org"))
+    client.send(Data())
+    pump(client, server.conn)
+    return client
+
+
 @pytest.fixture(scope="session")
 def ca() -> trustme.CA:
     """A throwaway certificate authority."""

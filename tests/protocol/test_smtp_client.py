@@ -32,7 +32,7 @@ from simsmtp.protocol.session import ClientState as C
 from simsmtp.protocol.session import ServerState as S
 from simsmtp.protocol.session import allowed_verbs, transitions
 
-from .conftest import Server, connect, drain, pump
+from .conftest import Server, connect, drain, pump, ready_for_content
 
 EHLO_REPLY = (b"250-mail.anotherdomain.org\r\n250-PIPELINING\r\n250-SIZE 1000\r\n"
               b"250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n250 CHUNKING\r\n")
@@ -259,14 +259,7 @@ def test_message_line_endings_are_normalised_and_dots_stuffed() -> None:
 
 def test_hostile_body_reaches_the_server_as_one_message() -> None:
     server = Server()
-    client = ClientConnection()
-    connect(client, server)
-    client.send(Ehlo())
-    pump(client, server.conn)
-    client.send(MailFrom("a@x.org"))
-    client.send(RcptTo("b@y.org"))
-    client.send(Data())
-    pump(client, server.conn)
+    client = ready_for_content(server)
     client.send(Message(b"x\n.\r\nMAIL FROM:<e@v>\r\nRCPT TO:<evil@y>\r\nDATA\r\n\r.\r\nend\n"))
     pump(client, server.conn)
     assert len(server.box.messages) == 1
@@ -276,14 +269,7 @@ def test_hostile_body_reaches_the_server_as_one_message() -> None:
 
 def test_dot_stuffing_round_trip() -> None:
     server = Server()
-    client = ClientConnection()
-    connect(client, server)
-    client.send(Ehlo())
-    pump(client, server.conn)
-    client.send(MailFrom("a@x.org"))
-    client.send(RcptTo("b@y.org"))
-    client.send(Data())
-    pump(client, server.conn)
+    client = ready_for_content(server)
     client.send(Message(b".\r\n..x\r\n.hidden\r\n"))
     assert client.data_to_send() == b"..\r\n...x\r\n..hidden\r\n.\r\n"
     server.conn.receive_data(b"..\r\n...x\r\n..hidden\r\n.\r\n")

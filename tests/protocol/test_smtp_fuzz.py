@@ -12,16 +12,12 @@ from simsmtp.protocol.client import ClientConnection
 from simsmtp.protocol.events import (
     NEED_DATA,
     ConnectionEvent,
-    Data,
-    Ehlo,
-    MailFrom,
     Message,
-    RcptTo,
 )
 from simsmtp.protocol.grammar import normalize_line_endings
 from simsmtp.protocol.session import ServerState
 
-from .conftest import Box, Server, connect, pump
+from .conftest import Box, Server, pump, ready_for_content
 
 REPLY_LINE = re.compile(rb"^\d{3}[ -]")
 FAST = settings(max_examples=150, deadline=None,
@@ -89,14 +85,7 @@ def test_client_content_round_trip(content: bytes) -> None:
     """Whatever the body, the client sends one message and the server stores it as the
     client normalised it (CRLF everywhere, dots unstuffed)."""
     server = Server(size_limit=0)
-    client = ClientConnection()
-    connect(client, server)
-    client.send(Ehlo())
-    pump(client, server.conn)
-    client.send(MailFrom("a@x.org"))
-    client.send(RcptTo("b@y.org"))
-    client.send(Data())
-    pump(client, server.conn)
+    client = ready_for_content(server)
     client.send(Message(content))
     wire = client.data_to_send()
     assert b"\r" not in wire.replace(b"\r\n", b"") and b"\n" not in wire.replace(b"\r\n", b"")
