@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ import pytest
 
 from simsmtp.capture.dnsview import render_dig, render_short
 from simsmtp.net.dns import DNSServer
+from simsmtp.net.loop import EventLoopThread
 from tests.conftest import require_program
 
 SAMPLE = """
@@ -152,19 +151,15 @@ RECORDS = [
 
 class Running:
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
+        self.thread = EventLoopThread(name="dnsview-test").start()
         self.exchanges: list[tuple[bytes, bytes, str]] = []
         self.server = DNSServer(lambda: RECORDS, host="127.0.0.1",
                                 on_query=lambda q, r, _c, t: self.exchanges.append((q, r, t)))
-        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(5)
+        self.thread.run(self.server.start(), timeout=5)
 
     def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(5)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
+        self.thread.run(self.server.close(), timeout=5)
+        self.thread.stop()
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,7 @@ import asyncio
 import socket
 import struct
 import subprocess
-import threading
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -33,6 +32,7 @@ from simsmtp.net.dns import (
     make_async_resolver,
     make_resolver,
 )
+from simsmtp.net.loop import EventLoopThread
 from simsmtp.trace import Trace
 from tests.conftest import require_program
 
@@ -66,32 +66,14 @@ def seed_records() -> list[Rec]:
     ]
 
 
-class LoopThread:
-    """An asyncio loop in a daemon thread; ``run(coro)`` waits for its result."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
-
-
 @pytest.fixture(scope="module")
-def loop() -> Iterator[LoopThread]:
-    thread = LoopThread()
-    yield thread
-    thread.stop()
+def loop() -> Iterator[EventLoopThread]:
+    with EventLoopThread(name="dns-test") as thread:
+        yield thread
 
 
 @pytest.fixture
-def start(loop: LoopThread) -> Iterator[Callable[..., DNSServer]]:
+def start(loop: EventLoopThread) -> Iterator[Callable[..., DNSServer]]:
     """``start(records=..., **kwargs)`` boots a server on 127.0.0.1; closed afterwards."""
     servers: list[DNSServer] = []
 
@@ -377,7 +359,7 @@ def test_tcp_carries_several_pipelined_queries(start: Callable[..., DNSServer]) 
 
 
 def test_udp_and_tcp_share_the_port_and_close_releases_both(
-        loop: LoopThread) -> None:
+        loop: EventLoopThread) -> None:
     server = DNSServer(lambda: seed_records(), host="127.0.0.1")
     loop.run(server.start())
     ip, port = server.address
@@ -390,7 +372,7 @@ def test_udp_and_tcp_share_the_port_and_close_releases_both(
         tcp.bind((ip, port))
 
 
-def test_close_drops_open_tcp_connections(loop: LoopThread) -> None:
+def test_close_drops_open_tcp_connections(loop: EventLoopThread) -> None:
     server = DNSServer(lambda: seed_records(), host="127.0.0.1")
     loop.run(server.start())
     query = dns.message.make_query("anotherdomain.org", "MX").to_wire()
@@ -403,7 +385,7 @@ def test_close_drops_open_tcp_connections(loop: LoopThread) -> None:
         assert sock.recv(10) == b""  # the server hung up
 
 
-def test_start_retries_when_tcp_port_is_taken(loop: LoopThread,
+def test_start_retries_when_tcp_port_is_taken(loop: EventLoopThread,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     real = asyncio.start_server
     calls: list[int] = []
@@ -640,7 +622,7 @@ def test_resolver_uses_only_the_world(start: Callable[..., DNSServer]) -> None:
 
 
 def test_async_lookup_on_the_servers_own_loop(start: Callable[..., DNSServer],
-                                              loop: LoopThread) -> None:
+                                              loop: EventLoopThread) -> None:
     server = start()
     resolver = make_async_resolver(*server.address)
     result = loop.run(alookup_mx(resolver, "anotherdomain.org"))
