@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import base64
 import ssl
-from pathlib import Path
 
 import pytest
 
 from simsmtp.capture.eavesdropper import eavesdrop
-from simsmtp.net.ca import CertificateAuthority
 from tests.capture._scripted import (
     Wire,
     b64,
-    make_ca,
     mirrored_smtp,
     new_tap,
     plain_smtp,
@@ -22,12 +19,6 @@ from tests.capture._scripted import (
     smtps,
     starttls_smtp,
 )
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[CertificateAuthority, Path]:
-    directory = tmp_path_factory.mktemp("ca")
-    return make_ca(directory, keylog=directory / "keys.log"), directory / "keys.log"
 
 
 @pytest.mark.parametrize("auth", ["PLAIN", "PLAIN-334"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ssl
-from pathlib import Path
 
 import pytest
 
@@ -16,12 +15,10 @@ from simsmtp.capture.transcript import (
     transcript,
     view_connection,
 )
-from simsmtp.net.ca import CertificateAuthority
 from simsmtp.net.tap import Tap
 from tests.capture._scripted import (
     Wire,
     dns_mx,
-    make_ca,
     mirrored_smtp,
     new_tap,
     plain_smtp,
@@ -29,12 +26,6 @@ from tests.capture._scripted import (
     smtps,
     starttls_smtp,
 )
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[CertificateAuthority, Path]:
-    directory = tmp_path_factory.mktemp("ca")
-    return make_ca(directory, keylog=directory / "keys.log"), directory / "keys.log"
 
 
 def test_plaintext_smtp_reads_like_swaks() -> None:
