@@ -19,6 +19,7 @@ from difflib import get_close_matches
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from simsmtp.protocol.server import ServerConfig as _SMTPD
 from simsmtp.trace import Trace
 from simsmtp.world.clock import IdGenerator, VirtualClock
 from simsmtp.world.faults import FaultBook
@@ -158,26 +159,27 @@ class Policy:
         auth_failure_limit: failed AUTH attempts before ``421`` and close.
     """
 
-    size_limit: int = 52428800
+    # The limits the SMTP server also has take its defaults (Postfix's), stated once there.
+    size_limit: int = _SMTPD.size_limit
     starttls: bool = True
     tls_required_inbound: bool = False
     auth_plaintext: bool = False
     relay_networks: list[str] = field(default_factory=list)
     outbound_tls: str = "opportunistic"
-    max_recipients: int = 1000
+    max_recipients: int = _SMTPD.max_recipients
     persona: str = "postfix"
     idle_timeout: float = 300.0
-    smtputf8: bool = False
+    smtputf8: bool = _SMTPD.smtputf8
     pop3_plaintext: bool = False
     mailauth: str = "enforce"
     min_data_rate: float = 500.0
     max_connections: int = 100
     max_per_client: int = 50
-    hard_error_limit: int = 20
-    soft_error_limit: int = 10
-    error_sleep_time: float = 1.0
-    junk_command_limit: int = 100
-    auth_failure_limit: int = 3
+    hard_error_limit: int = _SMTPD.hard_error_limit
+    soft_error_limit: int = _SMTPD.soft_error_limit
+    error_sleep_time: float = _SMTPD.error_sleep_time
+    junk_command_limit: int = _SMTPD.junk_command_limit
+    auth_failure_limit: int = _SMTPD.auth_failure_limit
 
     def may_relay(self, address: str) -> bool:
         """Whether a client at ``address`` is in :attr:`relay_networks`."""

@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import dns.flags
@@ -18,6 +17,7 @@ import pytest
 from simsmtp.capture.dnsview import render_dig, render_short
 from simsmtp.net.dns import DNSServer
 from simsmtp.net.loop import EventLoopThread
+from simsmtp.world.model import Record
 from tests.conftest import require_program
 
 SAMPLE = """
@@ -127,25 +127,19 @@ def test_render_short() -> None:
 # --------------------------------------------------------------------------- real dig
 
 
-@dataclass(frozen=True)
-class Rec:
-    name: str
-    rtype: str
-    value: str
-    ttl: int = 3600
 
 
 RECORDS = [
-    Rec("anotherdomain.org", "MX", "10 mail.anotherdomain.org."),
-    Rec("anotherdomain.org", "NS", "ns.anotherdomain.org."),
-    Rec("anotherdomain.org", "TXT", '"v=spf1 mx -all" "second string"'),
-    Rec("ns.anotherdomain.org", "A", "127.0.0.53"),
-    Rec("mail.anotherdomain.org", "A", "127.0.0.3"),
-    Rec("mail.anotherdomain.org", "AAAA", "::1"),
-    Rec("www.anotherdomain.org", "CNAME", "mail.anotherdomain.org.", 300),
-    Rec("nullmx.test", "MX", "0 ."),
-    *[Rec("x" * n + ".test", "A", "127.0.0.9") for n in (15, 16, 17, 18, 22, 23, 24, 25, 40)],
-    *[Rec("big.test", "TXT", f'"{i}{"y" * 200}"') for i in range(4)],
+    Record("anotherdomain.org", "MX", "10 mail.anotherdomain.org."),
+    Record("anotherdomain.org", "NS", "ns.anotherdomain.org."),
+    Record("anotherdomain.org", "TXT", '"v=spf1 mx -all" "second string"'),
+    Record("ns.anotherdomain.org", "A", "127.0.0.53"),
+    Record("mail.anotherdomain.org", "A", "127.0.0.3"),
+    Record("mail.anotherdomain.org", "AAAA", "::1"),
+    Record("www.anotherdomain.org", "CNAME", "mail.anotherdomain.org.", 300),
+    Record("nullmx.test", "MX", "0 ."),
+    *[Record("x" * n + ".test", "A", "127.0.0.9") for n in (15, 16, 17, 18, 22, 23, 24, 25, 40)],
+    *[Record("big.test", "TXT", f'"{i}{"y" * 200}"') for i in range(4)],
 ]
 
 

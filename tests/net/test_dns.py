@@ -7,7 +7,6 @@ import socket
 import struct
 import subprocess
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import dns.flags
@@ -34,35 +33,28 @@ from simsmtp.net.dns import (
 )
 from simsmtp.net.loop import EventLoopThread
 from simsmtp.trace import Trace
+from simsmtp.world.model import Record
 from tests.conftest import require_program
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Rec:
-    """Stands in for simsmtp.world's Record (same four attributes)."""
-
-    name: str
-    rtype: str
-    value: str
-    ttl: int = 3600
 
 
-def seed_records() -> list[Rec]:
+def seed_records() -> list[Record]:
     return [
-        Rec("anotherdomain.org", "MX", "10 mail.anotherdomain.org."),
-        Rec("mail.anotherdomain.org", "A", "127.0.0.3"),
-        Rec("www.anotherdomain.org", "CNAME", "mail"),  # relative to the zone apex
-        Rec("out.anotherdomain.org", "CNAME", "mail.example.com."),
-        Rec("loop1.anotherdomain.org", "CNAME", "loop2.anotherdomain.org."),
-        Rec("loop2.anotherdomain.org", "CNAME", "loop1.anotherdomain.org."),
-        Rec("deep.sub.anotherdomain.org", "A", "127.0.0.9"),
-        Rec("example.com", "MX", "10 mail.example.com."),
-        Rec("example.com", "MX", "20 backup.example.com."),
-        Rec("mail.example.com", "A", "127.0.0.2"),
-        Rec("backup.example.com", "A", "127.0.0.4"),
-        Rec("nullmx.test", "MX", "0 ."),
+        Record("anotherdomain.org", "MX", "10 mail.anotherdomain.org."),
+        Record("mail.anotherdomain.org", "A", "127.0.0.3"),
+        Record("www.anotherdomain.org", "CNAME", "mail"),  # relative to the zone apex
+        Record("out.anotherdomain.org", "CNAME", "mail.example.com."),
+        Record("loop1.anotherdomain.org", "CNAME", "loop2.anotherdomain.org."),
+        Record("loop2.anotherdomain.org", "CNAME", "loop1.anotherdomain.org."),
+        Record("deep.sub.anotherdomain.org", "A", "127.0.0.9"),
+        Record("example.com", "MX", "10 mail.example.com."),
+        Record("example.com", "MX", "20 backup.example.com."),
+        Record("mail.example.com", "A", "127.0.0.2"),
+        Record("backup.example.com", "A", "127.0.0.4"),
+        Record("nullmx.test", "MX", "0 ."),
     ]
 
 
@@ -77,7 +69,7 @@ def start(loop: EventLoopThread) -> Iterator[Callable[..., DNSServer]]:
     """``start(records=..., **kwargs)`` boots a server on 127.0.0.1; closed afterwards."""
     servers: list[DNSServer] = []
 
-    def _start(records: Iterable[Rec] | Callable[[], Iterable[Rec]] | None = None,
+    def _start(records: Iterable[Record] | Callable[[], Iterable[Record]] | None = None,
                **kwargs: Any) -> DNSServer:
         if records is None:
             records = seed_records()
@@ -171,7 +163,7 @@ def test_empty_non_terminal_is_nodata_not_nxdomain(start: Callable[..., DNSServe
 def test_given_soa_is_served_and_used_for_negative_answers(
         start: Callable[..., DNSServer]) -> None:
     soa = "ns.simsmtp.test. hostmaster.zone.test. 2025031001 3600 900 604800 60"
-    server = start([Rec("zone.test", "SOA", soa), Rec("a.zone.test", "A", "127.0.0.5")])
+    server = start([Record("zone.test", "SOA", soa), Record("a.zone.test", "A", "127.0.0.5")])
     assert lines(ask(server, "zone.test", "SOA").answer) == [f"zone.test. 3600 IN SOA {soa}"]
     negative = ask(server, "b.zone.test")
     assert negative.rcode() == dns.rcode.NXDOMAIN
@@ -202,7 +194,7 @@ def test_cname_query_and_chain_ends(start: Callable[..., DNSServer]) -> None:
 
 
 def test_cname_to_missing_name_is_nxdomain(start: Callable[..., DNSServer]) -> None:
-    server = start([Rec("a.zone.test", "CNAME", "gone.zone.test.")])
+    server = start([Record("a.zone.test", "CNAME", "gone.zone.test.")])
     response = ask(server, "a.zone.test", "A")
     assert response.rcode() == dns.rcode.NXDOMAIN  # rcode of the last name (RFC 6604 §3)
     assert [r.rdtype for r in response.answer] == [dns.rdatatype.CNAME]
@@ -259,8 +251,8 @@ def test_multiple_mx_additionals_and_ns_glue(start: Callable[..., DNSServer]) ->
         "backup.example.com. 3600 IN A 127.0.0.4",
         "mail.example.com. 3600 IN A 127.0.0.2",
     ]
-    server2 = start([Rec("zone.test", "NS", "ns.zone.test."),
-                     Rec("ns.zone.test", "A", "127.0.0.53")])
+    server2 = start([Record("zone.test", "NS", "ns.zone.test."),
+                     Record("ns.zone.test", "A", "127.0.0.53")])
     assert lines(ask(server2, "zone.test", "NS").additional) == [
         "ns.zone.test. 3600 IN A 127.0.0.53"]
 
@@ -270,7 +262,7 @@ def test_answers_follow_live_edits(start: Callable[..., DNSServer]) -> None:
     server = start(lambda: records)
     before = ask(server, "anotherdomain.org", "MX")
     serial = ask(server, "anotherdomain.org", "SOA").answer[0][0].serial
-    records[0] = Rec("anotherdomain.org", "MX", "5 mail.example.com.")
+    records[0] = Record("anotherdomain.org", "MX", "5 mail.example.com.")
     after = ask(server, "anotherdomain.org", "MX")
     assert lines(before.answer) != lines(after.answer)
     assert lines(after.answer) == ["anotherdomain.org. 3600 IN MX 5 mail.example.com."]
@@ -285,16 +277,16 @@ def test_zone_data_is_cached_while_records_are_unchanged(
 
 
 def test_rrset_ttl_is_the_smallest(start: Callable[..., DNSServer]) -> None:
-    server = start([Rec("a.zone.test", "A", "127.0.0.5", 600),
-                    Rec("a.zone.test", "A", "127.0.0.6", 60)])
+    server = start([Record("a.zone.test", "A", "127.0.0.5", 600),
+                    Record("a.zone.test", "A", "127.0.0.6", 60)])
     assert ask(server, "a.zone.test").answer[0].ttl == 60  # RFC 2181 §5.2
 
 
 # --------------------------------------------------------------------------- truncation
 
 
-def _big_txt(count: int) -> list[Rec]:
-    return [Rec("big.zone.test", "TXT", f'"{i:03d}{"x" * 190}"') for i in range(count)]
+def _big_txt(count: int) -> list[Record]:
+    return [Record("big.zone.test", "TXT", f'"{i:03d}{"x" * 190}"') for i in range(count)]
 
 
 def test_udp_without_edns_is_truncated_at_512(start: Callable[..., DNSServer]) -> None:
@@ -321,8 +313,8 @@ def test_udp_never_exceeds_our_edns_payload(start: Callable[..., DNSServer]) -> 
 
 def test_additional_that_does_not_fit_is_dropped_without_tc(
         start: Callable[..., DNSServer]) -> None:
-    records = [Rec("zone.test", "MX", "10 mx.zone.test.")]
-    records += [Rec("mx.zone.test", "A", f"127.0.1.{i}") for i in range(40)]
+    records = [Record("zone.test", "MX", "10 mx.zone.test.")]
+    records += [Record("mx.zone.test", "A", f"127.0.1.{i}") for i in range(40)]
     server = start(records)
     response = ask(server, "zone.test", "MX", use_edns=False)
     assert not response.flags & dns.flags.TC  # RFC 2181 §9
@@ -472,7 +464,7 @@ def test_any_bytes_get_an_answer_or_are_dropped_never_a_crash(packet: bytes) -> 
 
 def test_bad_record_breaks_only_its_zone(start: Callable[..., DNSServer]) -> None:
     trace = Trace()
-    records = [*seed_records(), Rec("broken.test", "MX", "not-a-number mail.broken.test.")]
+    records = [*seed_records(), Record("broken.test", "MX", "not-a-number mail.broken.test.")]
     server = start(records, trace=trace)
     assert ask(server, "broken.test", "MX").rcode() == dns.rcode.SERVFAIL
     assert ask(server, "anotherdomain.org", "MX").rcode() == dns.rcode.NOERROR
@@ -483,15 +475,15 @@ def test_bad_record_breaks_only_its_zone(start: Callable[..., DNSServer]) -> Non
 
 
 def test_cname_beside_other_data_is_a_broken_zone() -> None:
-    zone = build_zones([Rec("a.zone.test", "CNAME", "b.zone.test."),
-                        Rec("a.zone.test", "A", "127.0.0.1")])
+    zone = build_zones([Record("a.zone.test", "CNAME", "b.zone.test."),
+                        Record("a.zone.test", "A", "127.0.0.1")])
     assert "RFC 1034" in zone.broken[dns.name.from_text("zone.test")]
 
 
 def test_records_callable_raising_gives_servfail(start: Callable[..., DNSServer]) -> None:
     trace = Trace()
 
-    def explode() -> list[Rec]:
+    def explode() -> list[Record]:
         raise RuntimeError("world is being edited")
 
     server = start(explode, trace=trace)
@@ -501,9 +493,9 @@ def test_records_callable_raising_gives_servfail(start: Callable[..., DNSServer]
 
 def test_unparsable_record_name_is_a_zone_error() -> None:
     with pytest.raises(ZoneError):
-        build_zones([Rec("a..b", "A", "127.0.0.1")])
+        build_zones([Record("a..b", "A", "127.0.0.1")])
     with pytest.raises(ZoneError):
-        build_zones([Rec("a.test", "NOTATYPE", "x")])
+        build_zones([Record("a.test", "NOTATYPE", "x")])
 
 
 # --------------------------------------------------------------------------- zones
@@ -511,10 +503,10 @@ def test_unparsable_record_name_is_a_zone_error() -> None:
 
 def test_zone_apexes_from_soa_zones_and_guess() -> None:
     zone = build_zones(
-        [Rec("mail.anotherdomain.org", "A", "127.0.0.3"),
-         Rec("3.0.0.127.in-addr.arpa", "PTR", "mail.anotherdomain.org."),
-         Rec("127.in-addr.arpa", "SOA", "ns.simsmtp.test. h.simsmtp.test. 1 2 3 4 5"),
-         Rec("x.mail.example.co.uk", "A", "127.0.0.8")],
+        [Record("mail.anotherdomain.org", "A", "127.0.0.3"),
+         Record("3.0.0.127.in-addr.arpa", "PTR", "mail.anotherdomain.org."),
+         Record("127.in-addr.arpa", "SOA", "ns.simsmtp.test. h.simsmtp.test. 1 2 3 4 5"),
+         Record("x.mail.example.co.uk", "A", "127.0.0.8")],
         zones=["example.co.uk"])
     assert sorted(a.to_text() for a in zone.apexes) == [
         "127.in-addr.arpa.", "anotherdomain.org.", "example.co.uk."]
@@ -591,9 +583,9 @@ def test_lookup_mx_statuses(start: Callable[..., DNSServer]) -> None:
 
 
 def test_lookup_mx_follows_cname_and_a(start: Callable[..., DNSServer]) -> None:
-    server = start([Rec("alias.zone.test", "CNAME", "zone.test."),
-                    Rec("zone.test", "MX", "10 mx.zone.test."),
-                    Rec("mx.zone.test", "A", "127.0.0.7")])
+    server = start([Record("alias.zone.test", "CNAME", "zone.test."),
+                    Record("zone.test", "MX", "10 mx.zone.test."),
+                    Record("mx.zone.test", "A", "127.0.0.7")])
     resolver = make_resolver(*server.address)
     assert lookup_mx(resolver, "alias.zone.test").records == [(10, "mx.zone.test")]
     a = lookup_a(resolver, "mx.zone.test")
@@ -603,7 +595,7 @@ def test_lookup_mx_follows_cname_and_a(start: Callable[..., DNSServer]) -> None:
 
 
 def test_servfail_and_timeout_are_tempfail(start: Callable[..., DNSServer]) -> None:
-    server = start([Rec("broken.test", "MX", "bad")])
+    server = start([Record("broken.test", "MX", "bad")])
     servfail = lookup_mx(make_resolver(*server.address), "broken.test")
     assert servfail.status == "tempfail" and "SERVFAIL" in servfail.error
     assert servfail.response is not None
