@@ -424,7 +424,6 @@ class Network:
             agent.tls_policy = policy.outbound_tls
             agent.client_tls_context = self.ca.client_context(
                 verify=policy.outbound_tls == "required")
-        self.world.trace.record("policy.changed", host=host.name, field=name)
 
     def _make_agent(self, host: Host) -> None:
         from .agent import DeliveryAgent

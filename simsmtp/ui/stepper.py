@@ -275,8 +275,19 @@ def run_script(session: SMTPStepper, script: Iterable[Action]) -> list[Step]:
 def seed_dialogue(session: SMTPStepper, message: str | bytes, **kw: Any) -> list[Step]:
     """Play the seed dialogue on ``session`` now (really) and return its steps.
 
-    ``kw`` go to :func:`seed_script` (sender, recipients, tls).
+    ``kw`` go to :func:`seed_script` (sender, recipients, tls). Without ``sender`` and
+    ``recipients``, they come from the session's world: its first sender, and a user whose
+    mail the session's server keeps (Alice and Bob in the seed).
     """
+    world = getattr(session, "world", None)
+    if world is not None and session.host_name is not None:
+        from simsmtp.world import cast
+
+        if "sender" not in kw:
+            kw["sender"] = cast.sender(world)
+        if "recipients" not in kw:
+            kw["recipients"] = cast.recipient_at(world, session.host_name, kw["sender"],
+                                                 arg="recipients")
     return run_script(session, seed_script(message, **kw))
 
 

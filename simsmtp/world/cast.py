@@ -106,6 +106,20 @@ def recipient(world: World, sender_address: str | None = None, *,
     raise _missing(world, "user in a domain with an MX host", arg)
 
 
+def recipient_at(world: World, host: str, sender_address: str | None = None, *,
+                 arg: str = "recipient") -> str:
+    """The first user whose mail ``host`` keeps (a recipient its RCPT accepts), preferring
+    another domain than the sender's: ``bob@anotherdomain.org`` at the seed's MX."""
+    h = world.host(host)
+    own = _bare((sender_address or "").rpartition("@")[2])
+    kept = [world.domains[name] for name in world.local_domains(h)]
+    kept.sort(key=lambda d: (d.name == own, d.name != h.domain))
+    for domain in kept:
+        if domain.users:
+            return next(iter(domain.users.values())).address
+    raise _missing(world, f"user whose mail {h.name} keeps", arg)
+
+
 def receiving_host(world: World, recipient_address: str | None = None, *,
                    arg: str = "host") -> str:
     """The MX host of ``recipient_address``'s domain (default: of :func:`recipient`):
@@ -156,5 +170,5 @@ def mailbox(world: World, address: str) -> str:
 
 
 __all__ = ["MissingPart", "client_host", "display_name", "mail_host", "mailbox",
-           "receiving_host", "recipient", "sender", "sending_host", "spoofer_address",
-           "user_of"]
+           "receiving_host", "recipient", "recipient_at", "sender", "sending_host",
+           "spoofer_address", "user_of"]
