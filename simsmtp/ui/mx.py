@@ -142,9 +142,16 @@ def _agent_rng(net: Network, sender: str) -> random.Random:
     return rng
 
 
-def default_sender(net: Network) -> str:
-    """The world's first host with an outbound agent (mail.example.com in the seed)."""
-    return cast.sending_host(net.world, arg="sender")
+def default_sender(net: Network, domain: str | None = None) -> str:
+    """The world's first host with an outbound agent (mail.example.com in the seed); for a
+    ``domain``, the first one that does not keep that domain's mail itself (one that
+    routes it by its MX records), if there is one."""
+    first = cast.sending_host(net.world, arg="sender")
+    if domain is not None:
+        for host in net.world.hosts_with_role("outbound"):
+            if not net.world.keeps_mail_for(host, domain):
+                return host.name
+    return first
 
 
 def sender_route(net: Network, domain: str, sender: str | None = None) -> RoutePlan:
@@ -153,11 +160,12 @@ def sender_route(net: Network, domain: str, sender: str | None = None) -> RouteP
     Args:
         net: the running world.
         domain: the recipient domain.
-        sender: the delivering host (default: the first host with an outbound agent).
+        sender: the delivering host (default: the first host with an outbound agent that
+            does not keep ``domain``'s mail itself).
     """
     from simsmtp.net.dns import lookup_a, lookup_mx, make_resolver
 
-    sender = net.world.host(sender).name if sender else default_sender(net)
+    sender = net.world.host(sender).name if sender else default_sender(net, domain)
     # a patient resolver: a busy machine (a CI runner, a shared JupyterHub) may take more
     # than the usual 2 s to run the world's DNS server thread
     resolver = make_resolver(*net.dns_address, lifetime=RESOLVER_LIFETIME)
@@ -217,7 +225,8 @@ class MXEditor(View):
         net: the running world (``net = world.start()``).
         domain: the domain to edit (default: the domain of the world's first recipient,
             :func:`simsmtp.world.cast.recipient`; ``anotherdomain.org`` in the seed).
-        sender: the host whose route is shown (default: the first outbound host).
+        sender: the host whose route is shown (default: the first outbound host that
+            does not keep ``domain``'s mail itself).
 
     Controls (for tests and the curious): ``rows`` (each with ``preference``,
     ``exchange``, ``remove``), ``add_button``, ``clear_button`` (remove all: implicit MX),
@@ -236,7 +245,8 @@ class MXEditor(View):
             domain = cast.recipient(self.world, _first_sender(self.world),
                                     arg="domain").rpartition("@")[2]
         self.domain = self.world.domain(domain)
-        self.sender = sender or default_sender(net)
+        self.sender = self.world.host(sender).name if sender else default_sender(
+            net, self.domain.name)
         self._original = (list(self.domain.mx), self.domain.null_mx, list(self.world.records))
         self.options = sorted(h.name for h in self.world.hosts.values())
         self.rows: list[MXRow] = []
