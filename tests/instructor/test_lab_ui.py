@@ -103,7 +103,7 @@ def test_auth_records_default_to_the_senders_domain(net: Network) -> None:
 
 
 def test_a_spoof_needs_a_world_host(net: Network, lab: World) -> None:
-    with pytest.raises(KeyError, match="no host 'mallory.evil.example'"):
+    with pytest.raises(KeyError, match=r"no host 'mallory\.evil\.example'"):
         ui.mallory_sends(net, host="mallory.evil.example")
 
 
@@ -205,7 +205,7 @@ def test_tls_wire_and_trace_widgets_on_the_lab(net: Network) -> None:
     assert "The certificate chain of mail.shop.example" in chain.plain
     with pytest.raises(ValueError, match="serves no port"):
         ui.certificate_chain(net, EVE_HOST)
-    with pytest.raises(KeyError, match="no host 'mail.anotherdomain.org'"):
+    with pytest.raises(KeyError, match=r"no host 'mail\.anotherdomain\.org'"):
         ui.certificate_chain(net, "mail.anotherdomain.org")
     eve = net.eavesdropper()
     ui.alice_sends(net)
