@@ -868,10 +868,10 @@ def user_sends(net: Network, sender: str | None = None, recipient: str | None = 
             reply = str(e.get("reply") or "")
     from_header = next((line[6:] for line in message.decode().split("\r\n")
                         if line.startswith("From: ")), sender)
-    return _judge(net, label=f"{cast.display_name(world, sender)}'s real mail", since=since,
-                  sender_host=host, mail_from=sender, from_header=from_header,
-                  recipient=recipient, message_id=_message_id(message), reply=reply,
-                  smtp=steps)
+    label = f"{cast.possessive(cast.display_name(world, sender))} real mail"
+    return _judge(net, label=label, since=since, sender_host=host, mail_from=sender,
+                  from_header=from_header, recipient=recipient,
+                  message_id=_message_id(message), reply=reply, smtp=steps)
 
 
 def alice_sends(net: Network, *, recipient: str | None = None, subject: str = SEED_SUBJECT,
@@ -936,7 +936,8 @@ def spoof_sends(net: Network, impersonate: str | None = None, host: str | None =
     since = len(world.trace)
     steps, reply = _drive(net, receiver, host, mail_from, recipient, message)
     own = cast.spoofer_address(world, host)
-    label = f"{cast.display_name(world, own)}'s spoof" if own else f"The spoof from {host}"
+    label = (f"{cast.possessive(cast.display_name(world, own))} spoof" if own
+             else f"The spoof from {host}")
     return _judge(net, label=label, since=since, sender_host=host,
                   mail_from=mail_from, from_header=from_header, recipient=recipient,
                   message_id=_message_id(message), reply=reply, smtp=steps)
@@ -1101,7 +1102,8 @@ class MailAuthLab(View):
             mail_froms.append((f"{own} (her own domain)", own))
         self.mallory_from = w.Dropdown(
             options=mail_froms,
-            description=f"{self.spoofer_name}'s MAIL FROM", layout=w.Layout(width="450px"),
+            description=f"{cast.possessive(self.spoofer_name)} MAIL FROM",
+            layout=w.Layout(width="450px"),
             style={"description_width": "150px"})
         self.check_button = w.Button(description="Check: send both", icon="paper-plane",
                                      button_style="primary", layout=w.Layout(width="auto"))
@@ -1119,8 +1121,9 @@ class MailAuthLab(View):
         self._load_controls()
         title = w.HTML(f"<b>Email authentication records of {escape(self.domain.name)}</b> <span "
                        f"style='color:{COLORS['muted']}'>(Check publishes them in the "
-                       f"world's DNS, then sends {escape(self.sender_name)}'s mail and "
-                       f"{escape(self.spoofer_name)}'s spoof to {escape(recipient)})</span>")
+                       f"world's DNS, then sends {escape(cast.possessive(self.sender_name))} "
+                       f"mail and {escape(cast.possessive(self.spoofer_name))} spoof to "
+                       f"{escape(recipient)})</span>")
         form = w.VBox([title, self.spf, self.dkim_box,
                        w.HBox([self.policy, self.adkim, self.aspf]), self.preview,
                        self.mallory_from, w.HBox([self.check_button, self.reset_button]),
@@ -1205,10 +1208,11 @@ class MailAuthLab(View):
     def _show(self, alice: AuthOutcome | None, mallory: AuthOutcome | None) -> None:
         empty = callout("note", "Not sent yet.")
         self.alice_view.value = panel(alice.html() if alice else empty,
-                                      f"{self.sender_name}'s real mail "
+                                      f"{cast.possessive(self.sender_name)} real mail "
                                       f"(from {self.sender}'s server)")
         self.mallory_view.value = panel(mallory.html() if mallory else empty,
-                                        f"{self.spoofer_name}'s spoof (from {self.spoofer})")
+                                        f"{cast.possessive(self.spoofer_name)} spoof "
+                                        f"(from {self.spoofer})")
 
     def summary(self) -> str:
         """One line per message: the results and where it went."""

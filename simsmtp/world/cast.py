@@ -82,16 +82,18 @@ def sender(world: World, host: str | None = None, *, arg: str = "sender") -> str
 
 
 def mail_host(world: World, domain: str) -> str | None:
-    """The most preferred MX of ``domain`` that is a world host serving port 25 (None when
-    it has none)."""
+    """The most preferred MX of ``domain`` that is a world host serving port 25, else the
+    domain's own first host with the ``mx`` role (its MX records may be edited away for a
+    lesson); None when it has neither."""
     found = world.domains.get(_bare(domain))
-    if found is None or found.null_mx:
+    if found is None:
         return None
     for record in sorted(found.mx, key=lambda r: r.preference):
         host = world.hosts.get(_bare(record.exchange))
         if host is not None and host.has_role("mx"):
             return host.name
-    return None
+    own = [h.name for h in world.hosts_with_role("mx") if h.domain == found.name]
+    return own[0] if own else None
 
 
 def recipient(world: World, sender_address: str | None = None, *,
@@ -163,12 +165,17 @@ def display_name(world: World, address: str) -> str:
     return address.rpartition("@")[0] or address
 
 
+def possessive(name: str) -> str:
+    """``Alice's``, ``Bank Alerts'``: a label's owner."""
+    return f"{name}'" if name.endswith("s") else f"{name}'s"
+
+
 def mailbox(world: World, address: str) -> str:
     """``Alice <alice@example.com>`` (the address alone when the user has no name)."""
     user = world.user(address)
     return f"{user.name} <{address}>" if user is not None and user.name else address
 
 
-__all__ = ["MissingPart", "client_host", "display_name", "mail_host", "mailbox",
+__all__ = ["MissingPart", "client_host", "display_name", "mail_host", "mailbox", "possessive",
            "receiving_host", "recipient", "recipient_at", "sender", "sending_host",
            "spoofer_address", "user_of"]

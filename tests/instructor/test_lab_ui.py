@@ -40,7 +40,7 @@ def test_the_lab_refuses_a_spoof_of_the_bank(net: Network) -> None:
     lab.check_button.click()
     assert lab.alice is not None and lab.mallory is not None
     real, spoof = lab.alice, lab.mallory
-    assert real.label == "Bank Alerts's real mail"
+    assert real.label == "Bank Alerts' real mail"
     assert (real.action, real.results["dkim"], real.results["dmarc"]) == ("inbox", "pass",
                                                                           "pass")
     # the spoof forges the lab's own domain and sender, not the seed's Alice
@@ -52,7 +52,7 @@ def test_the_lab_refuses_a_spoof_of_the_bank(net: Network) -> None:
                                                                             "reject")
     assert spoof.reply.startswith("550")
     assert "Eve's spoof (from eve.attacker.example)" in unescape(lab.mallory_view.value)
-    assert "Bank Alerts's real mail" in unescape(lab.alice_view.value)
+    assert "Bank Alerts' real mail" in unescape(lab.alice_view.value)
     assert "example.com" not in lab.text() and "Alice" not in lab.summary()
     # Eve's own domain as envelope sender: SPF passes for it, DMARC still fails
     lab.mallory_from.value = "eve@attacker.example"
