@@ -173,3 +173,26 @@ def test_a_new_policy_object_is_watched_too(net: Network) -> None:
     with pytest.raises(WorldFileError):
         net.world.host("mail.bank.example").policy = Policy(outbound_tls="sometimes")
     assert net.world.host("mail.bank.example").policy.outbound_tls == "none"
+
+
+def test_helpers_on_a_world_without_the_part_they_need_say_which_argument() -> None:
+    from simsmtp import ui
+
+    world = World.from_toml(
+        '[domains."a.example"]\nusers.ann = { password = "x" }\n'
+        '[hosts."smtp.a.example"]\ndomain = "a.example"\nroles = ["submission"]\n')
+    with world.start(storage="memory") as net:
+        with pytest.raises(cast.MissingPart, match=r"pass host=\.\.\."):
+            net.session()
+        with pytest.raises(cast.MissingPart, match=r"pass between=\.\.\."):
+            net.eavesdropper()
+        with pytest.raises(cast.MissingPart, match=r"pass target=\.\.\."):
+            net.strip_starttls()
+        with pytest.raises(cast.MissingPart, match=r"pass domain=\.\.\."):
+            ui.MXEditor(net)
+        with pytest.raises(cast.MissingPart, match=r"pass sender=\.\.\."):
+            ui.sender_route(net, "a.example")
+        # named, the same helpers work: a session to the submission port plays "localhost"
+        with net.session("smtp.a.example", 587) as session:
+            assert session.local_name == "localhost"
+            assert session.connect().code == 220
