@@ -169,6 +169,8 @@ class Network:
         self.store = (MaildirStore(self.directory / "mail", key_factory=self._mail_key)
                       if self.storage == "maildir"
                       else MemoryStore(hostname="simsmtp", key_factory=self._mail_key))
+        self._configs.clear()  # a world booted again has new certificates
+        self._server_contexts.clear()
         self.loop = EventLoopThread(name=f"simsmtp {world.name}").start()
         self._started = True
         for host in world.hosts.values():

@@ -196,3 +196,20 @@ def test_helpers_on_a_world_without_the_part_they_need_say_which_argument() -> N
         with net.session("smtp.a.example", 587) as session:
             assert session.local_name == "localhost"
             assert session.connect().code == 220
+
+
+def test_a_world_booted_again_serves_its_new_certificates(lab: World) -> None:
+    net = lab.start(storage="memory")
+    try:
+        with net.session() as session:
+            session.connect()
+            session.ehlo()
+            assert session.starttls().code == 220
+        net.stop()
+        net.start()
+        with net.session() as session:  # verifies against the new CA
+            session.connect()
+            session.ehlo()
+            assert session.starttls().code == 220 and session.ehlo().code == 250
+    finally:
+        net.stop()
