@@ -413,6 +413,8 @@ class Network:
         kept), then make it reach what runs. The next connection to the host gets the new
         server settings (a connection already open keeps the ones it started with); the
         listeners' limits and the outbound agent's ``outbound_tls`` change at once."""
+        if not self._started:  # a watcher that followed a replaced Policy past stop()
+            return
         self.world.check()
         for key in [k for k in self._configs if k[0] == host.name]:
             self._configs.pop(key, None)
