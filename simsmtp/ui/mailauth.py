@@ -15,7 +15,13 @@ or DMARC on its own: the verdicts shown are the MX's::
     ui.MailAuthLab(net)                       # edit SPF and DMARC; Alice vs Mallory
 
 The lab sends both messages through the world each time *Check* is clicked and shows the
-two verdicts side by side.
+two verdicts side by side. In any world, names left out come from the world itself
+(:mod:`simsmtp.world.cast`: its first sender and recipient, its attacker's host), and the
+generic helpers stand beside the seed's story::
+
+    ui.user_sends(net, "alerts@bank.example", "ada@university.edu")   # a user's real mail
+    ui.spoof_sends(net, "alerts@bank.example", "eve.attacker.example")  # a spoof of her
+    ui.MailAuthLab(net, "bank.example")       # the bank's records; the bank vs the attacker
 """
 
 from __future__ import annotations
@@ -981,7 +987,7 @@ def forward_message(net: Network, mailbox: str, to: str, *, via: str | None = No
     stored = [e for e in world.trace.events("delivery.stored") if e.get("recipient") ==
               mailbox]
     mail_from = str(stored[-1].get("sender") or "") if stored else ""
-    via = via or _mx_host(net, mailbox.rpartition("@")[2])
+    via = world.host(via).name if via else _mx_host(net, mailbox.rpartition("@")[2])
     receiver = _mx_host(net, to.rpartition("@")[2])
     parsed = _as_message(data)
     since = len(world.trace)
