@@ -195,6 +195,14 @@ def test_seed_dialogue_and_the_stepper_on_the_lab(net: Network) -> None:
     for _ in range(7):
         live.next_button.click()
     assert net.mailbox(ADA)
+    # a live script without names takes them from the session's world when it runs
+    default = ui.Stepper(net.session(), script=ui.seed_script(seed_message(world)))
+    for _ in range(7):
+        default.next_button.click()
+    sent = [step.sent for step in default.steps]
+    assert b"MAIL FROM:<ada@university.edu>\r\n" in sent
+    assert b"RCPT TO:<orders@shop.example>\r\n" in sent
+    assert net.mailbox(ORDERS)
 
 
 # ------------------------------------------------------------------ TLS, wire, trace
