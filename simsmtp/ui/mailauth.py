@@ -17,7 +17,7 @@ or DMARC on its own: the verdicts shown are the MX's::
 The lab sends both messages through the world each time *Check* is clicked and shows the
 two verdicts side by side. In any world, names left out come from the world itself
 (:mod:`simsmtp.world.cast`: its first sender and recipient, its attacker's host), and the
-generic helpers stand beside the seed's story::
+generic functions stand beside the seed's story::
 
     ui.user_sends(net, "alerts@bank.example", "ada@university.edu")   # a user's real mail
     ui.spoof_sends(net, "alerts@bank.example", "eve.attacker.example")  # a spoof of her

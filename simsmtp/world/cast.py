@@ -1,4 +1,4 @@
-"""Who plays which part in a world: the defaults every helper takes from the world it is
+"""Who plays which part in a world: the defaults every function takes from the world it is
 given, never from the seed's names.
 
 The seed's story is "Alice (example.com) writes to Bob (anotherdomain.org); Mallory spoofs
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 
 class MissingPart(ValueError):
-    """The world has no host or user for a part a helper needs: pass its name."""
+    """The world has no host or user for a part a function needs: pass its name."""
 
 
 def _missing(world: World, what: str, arg: str) -> MissingPart:

@@ -175,7 +175,7 @@ def test_a_new_policy_object_is_watched_too(net: Network) -> None:
     assert net.world.host("mail.bank.example").policy.outbound_tls == "none"
 
 
-def test_helpers_on_a_world_without_the_part_they_need_say_which_argument() -> None:
+def test_functions_on_a_world_without_the_part_they_need_say_which_argument() -> None:
     from simsmtp import ui
 
     world = World.from_toml(
@@ -192,7 +192,7 @@ def test_helpers_on_a_world_without_the_part_they_need_say_which_argument() -> N
             ui.MXEditor(net)
         with pytest.raises(cast.MissingPart, match=r"pass sender=\.\.\."):
             ui.sender_route(net, "a.example")
-        # named, the same helpers work: a session to the submission port plays "localhost"
+        # named, the same functions work: a session to the submission port plays "localhost"
         with net.session("smtp.a.example", 587) as session:
             assert session.local_name == "localhost"
             assert session.connect().code == 220

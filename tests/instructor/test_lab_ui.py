@@ -1,5 +1,5 @@
 """The public ui API on an instructor's world (examples/lab_world.toml): every widget and
-helper the course uses, called without the seed's names, with its buttons clicked. The
+function the course uses, called without the seed's names, with its buttons clicked. The
 defaults come from the lab (its first outbound host, its attacker, its users), and the
 lessons come out as on the seed: a spoof of the lab's own domain is refused under
 p=reject, greylisting retries 300 s later, the backup MX takes over."""
@@ -75,7 +75,7 @@ def test_the_lab_widget_defaults_come_from_the_world(net: Network) -> None:
 
 
 @needs_aliases
-def test_helpers_without_names_use_the_labs_parts(net: Network) -> None:
+def test_functions_without_names_use_the_labs_parts(net: Network) -> None:
     _no_greylisting(net)
     real = ui.alice_sends(net)
     assert (real.mail_from, real.recipient, real.receiver) == (ADA, ORDERS,
