@@ -121,6 +121,11 @@ class Network:
         self.answer_caches: dict[str, Any] = {}
         #: How many times a world booted on this directory before (0: a fresh one).
         self.generation = 0
+        #: (host, service) -> the server config its next connection gets (dropped when the
+        #: host's policy changes); host -> its TLS server context; policy watchers to undo.
+        self._configs: dict[tuple[str, str], Any] = {}
+        self._server_contexts: dict[str, Any] = {}
+        self._unwatch: list[Callable[[], None]] = []
 
     # ---------------------------------------------------------------- lifecycle
     def __enter__(self) -> Network:
@@ -164,8 +169,12 @@ class Network:
         self.store = (MaildirStore(self.directory / "mail", key_factory=self._mail_key)
                       if self.storage == "maildir"
                       else MemoryStore(hostname="simsmtp", key_factory=self._mail_key))
+        self._configs.clear()  # a world booted again has new certificates
+        self._server_contexts.clear()
         self.loop = EventLoopThread(name=f"simsmtp {world.name}").start()
         self._started = True
+        for host in world.hosts.values():
+            self._unwatch.append(host.policy.watch(self._policy_watcher(host)))
         try:
             self.loop.run(self._boot(), timeout=30)
         except BaseException:
@@ -237,6 +246,9 @@ class Network:
             if not self._started:
                 return
             self._started = False
+        for unwatch in self._unwatch:
+            unwatch()
+        self._unwatch.clear()
         loop = self.loop
         if loop is not None and loop.running:
             with contextlib.suppress(Exception):
@@ -320,8 +332,7 @@ class Network:
         from simsmtp.protocol.server import ServerConfig
 
         policy = host.policy
-        assert self.ca is not None
-        tls = self.ca.server_context(host.name) if policy.starttls or service == "smtps" \
+        tls = self._server_context(host.name) if policy.starttls or service == "smtps" \
             else None
         submission = service in ("submission", "smtps")
         return ServerConfig(
@@ -349,10 +360,13 @@ class Network:
 
         from .services import InboundHandler, ServiceConnection, SubmissionHandler
 
-        config = self._smtp_config(host, service)
         handler_class = InboundHandler if service == "smtp" else SubmissionHandler
+        key = (host.name, service)
 
         def factory(*, peer: tuple[str, int], local: tuple[str, int]) -> ServiceConnection:
+            config = self._configs.get(key)
+            if config is None:  # first connection, or the host's policy changed
+                config = self._configs[key] = self._smtp_config(host, service)
             handler = handler_class(self, host, service)
             core = ServerConnection(handler, config, Session(peer=peer, local=local))
             return ServiceConnection(core, handler)
@@ -364,17 +378,56 @@ class Network:
 
         from .services import ServiceConnection, pop3_authenticator
 
-        assert self.ca is not None
-        config = POP3Config(
-            hostname=host.name, greeting=f"{host.name} POP3 server ready",
-            allow_plaintext_auth=host.policy.pop3_plaintext,
-            tls_context=self.ca.server_context(host.name) if host.policy.starttls else None)
         authenticate = pop3_authenticator(self, host)
+        key = (host.name, "pop3")
 
         def factory(*, peer: tuple[str, int], local: tuple[str, int]) -> ServiceConnection:
+            config = self._configs.get(key)
+            if config is None:  # first connection, or the host's policy changed
+                config = self._configs[key] = POP3Config(
+                    hostname=host.name, greeting=f"{host.name} POP3 server ready",
+                    allow_plaintext_auth=host.policy.pop3_plaintext,
+                    tls_context=self._server_context(host.name) if host.policy.starttls
+                    else None)
             return ServiceConnection(POP3ServerConnection(authenticate, config), None)
 
         return factory
+
+    def _server_context(self, host_name: str) -> Any:
+        """The TLS server context presenting ``host_name``'s certificate (made once)."""
+        context = self._server_contexts.get(host_name)
+        if context is None:
+            assert self.ca is not None
+            context = self._server_contexts[host_name] = self.ca.server_context(host_name)
+        return context
+
+    def _policy_watcher(self, host: Host) -> Callable[[Any, str], None]:
+        def changed(policy: Any, name: str) -> None:
+            self._policy_changed(host, policy, name)
+
+        return changed
+
+    def _policy_changed(self, host: Host, policy: Any, name: str) -> None:
+        """A notebook changed ``host``'s policy while the world runs: check it like a world
+        file (a bad value raises :class:`~simsmtp.world.loader.WorldFileError` and is not
+        kept), then make it reach what runs. The next connection to the host gets the new
+        server settings (a connection already open keeps the ones it started with); the
+        listeners' limits and the outbound agent's ``outbound_tls`` change at once."""
+        if not self._started:  # a watcher that followed a replaced Policy past stop()
+            return
+        self.world.check()
+        for key in [k for k in self._configs if k[0] == host.name]:
+            self._configs.pop(key, None)
+        for (owner, _port), listener in list(self._listeners.items()):
+            if owner == host.name:
+                listener.idle_timeout = policy.idle_timeout
+                for limit, value in _limits(policy, _LISTENER_LIMITS).items():
+                    setattr(listener, limit, value)
+        agent = self.agents.get(host.name)
+        if agent is not None and self.ca is not None:
+            agent.tls_policy = policy.outbound_tls
+            agent.client_tls_context = self.ca.client_context(
+                verify=policy.outbound_tls == "required")
 
     def _make_agent(self, host: Host) -> None:
         from .agent import DeliveryAgent
@@ -548,7 +601,7 @@ class Network:
     def _run(self, coro: Any, timeout: float | None = 60) -> Any:
         if self.loop is None or not self._started:
             coro.close()
-            raise RuntimeError("the world is not running: use `with world.start() as net:`")
+            raise self._stopped()
         return self.loop.run(coro, timeout=timeout)
 
     @property
@@ -623,17 +676,38 @@ class Network:
         self._run(run(), timeout=timeout)
 
     def fast_forward(self, seconds: float) -> None:
-        """Move the virtual clock ``seconds`` ahead, running every retry that falls due."""
+        """Move the virtual clock ``seconds`` ahead, running every retry that falls due.
+
+        Every agent shares the world's clock, so they walk one timeline together: the clock
+        jumps to the earliest retry due in any queue, every agent runs what is due then,
+        and so on until ``seconds`` have passed (a retry "in 300 s" runs 300 s later,
+        however many outbound hosts the world has)."""
+        if seconds < 0:
+            raise ValueError("time only moves forward")
+        clock = self.world.clock
+
+        async def run_all() -> None:
+            for agent in list(self.agents.values()):
+                await agent.run_once()
+
         async def run() -> None:
-            if not self.agents:
-                self.world.clock.advance(seconds)
-                return
-            start = self.world.clock.now()
-            for agent in self.agents.values():
-                # every agent shares the world clock: run each over the same window
-                self.world.clock.advance_to(start)
-                await agent.fast_forward(seconds)
-            self.world.clock.advance_to(start + seconds)
+            end = clock.now() + seconds
+            await run_all()
+            again = True  # due right after a run (e.g. a bounce queued): one more run
+            while True:
+                now = clock.now()
+                dues = [due for q in self.queues.values() if (due := q.next_due()) is not None]
+                if again and any(due <= now for due in dues):
+                    again = False
+                    await run_all()
+                    continue
+                later = [due for due in dues if due > now]
+                if not later or min(later) > end:
+                    break
+                clock.advance_to(min(later))
+                again = True
+                await run_all()
+            clock.advance_to(end)
 
         self._run(run(), timeout=120)
 
@@ -675,14 +749,28 @@ class Network:
         return f"<Network {self.world.name!r} {state} hosts={list(self.hosts)}>"
 
     # ---------------------------------------------------------------- stepping by hand
-    def session(self, host: str = "mail.anotherdomain.org", port: int = 25,
+    def session(self, host: str | None = None, port: int = 25,
                 **kw: Any) -> SMTPStepper:
         """A steppable SMTP client for ``host``'s well-known ``port`` (not yet connected:
         call ``connect()`` for the greeting). ``kw`` go to
-        :class:`~simsmtp.net.stepper.SMTPStepper`."""
+        :class:`~simsmtp.net.stepper.SMTPStepper`.
+
+        Defaults come from the world (:mod:`simsmtp.world.cast`): ``host`` is the MX of its
+        first recipient (``mail.anotherdomain.org`` in the seed) and ``local_name`` its
+        first outbound host (``mail.example.com``), whose address the session uses."""
         from .stepper import SMTPStepper
 
+        self.require_running("net.session()")
         return SMTPStepper(self, host, port, **kw)
+
+    def require_running(self, what: str = "this") -> None:
+        """Raise a plain ``RuntimeError`` when the world is stopped."""
+        if not self._started:
+            raise self._stopped(what)
+
+    def _stopped(self, what: str = "this") -> RuntimeError:
+        return RuntimeError(f"this world is stopped: {what} needs a running world "
+                            "(boot it again with net = world.start())")
 
     def submit(self, message: bytes, *, sender: str, recipients: str | list[str], user: str,
                password: str, host: str | None = None, port: int = 587) -> list[Step]:
@@ -695,22 +783,36 @@ class Network:
                       password=password, host=host, port=port)
 
     # ---------------------------------------------------------------- attacks on the path
-    def eavesdropper(self, between: tuple[str, str] = ("mail.example.com",
-                                                       "mail.anotherdomain.org"),
+    def eavesdropper(self, between: tuple[str, str] | None = None,
                      **kw: Any) -> Eavesdropper:
         """A passive eavesdropper on the path between two hosts; its ``report()`` is live.
-        ``kw`` go to :class:`~simsmtp.net.attacker.Eavesdropper`."""
+        ``kw`` go to :class:`~simsmtp.net.attacker.Eavesdropper`.
+
+        Default path: the world's first outbound host and the MX of its first recipient
+        (``mail.example.com`` and ``mail.anotherdomain.org`` in the seed)."""
+        from simsmtp.world import cast
+
         from .attacker import Eavesdropper
 
+        if between is None:
+            between = (cast.sending_host(self.world, arg="between"),
+                       cast.receiving_host(self.world, arg="between"))
         return Eavesdropper(self, between, **kw)
 
-    def strip_starttls(self, target: str = "mail.anotherdomain.org",
+    def strip_starttls(self, target: str | None = None,
                        **kw: Any) -> OnPathAttacker:
         """Put a STARTTLS-stripping attacker on the path to ``target``'s port 25 (started;
         ``.stop()`` removes it). ``kw`` go to :class:`~simsmtp.net.attacker.OnPathAttacker`.
+        Default ``target``: the MX of the world's first recipient (the seed's
+        ``mail.anotherdomain.org``).
         """
+        from simsmtp.world import cast
+
         from .attacker import OnPathAttacker
 
+        self.require_running("net.strip_starttls()")
+        if target is None:
+            target = cast.receiving_host(self.world, arg="target")
         return OnPathAttacker(self, target, **kw).start()
 
 

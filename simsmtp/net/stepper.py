@@ -66,9 +66,11 @@ from simsmtp.protocol.events import (
 )
 from simsmtp.protocol.replies import Reply
 from simsmtp.protocol.session import ClientState, ServerState
+from simsmtp.world import cast
 
 if TYPE_CHECKING:
     from simsmtp.trace import Trace, TraceEvent
+    from simsmtp.world.model import World
 
     from .network import Network
 
@@ -213,15 +215,29 @@ class _Exchange:
     server_events: list[TraceEvent] = field(default_factory=list)
 
 
+def _default_local_name(world: World) -> str:
+    """Who a session plays when not told: the world's first outbound host, else its first
+    client host, else ``localhost``."""
+    for find in (cast.sending_host, cast.client_host):
+        try:
+            return find(world)
+        except cast.MissingPart:
+            continue
+    return "localhost"
+
+
 class SMTPStepper:
     """A blocking SMTP client session that goes one command at a time.
 
     Args:
         network_or_address: a running :class:`~simsmtp.net.network.Network` (then ``host``
             and the well-known ``port`` say where to connect), or a raw ``(ip, port)``.
-        host: the world host to talk to (with a Network; default: its first ``mx`` host).
+        host: the world host to talk to (with a Network; default: the MX of the world's
+            first recipient, :func:`simsmtp.world.cast.receiving_host`).
         port: the well-known port with a Network (25, 587, 465); ignored for a raw address.
-        local_name: our name in EHLO/HELO.
+        local_name: our name in EHLO/HELO (default with a Network: the world's first
+            outbound host, else its first client host, else ``localhost``; for a raw
+            address ``mail.example.com``).
         tls_context: for STARTTLS / implicit TLS; default with a Network: a context that
             verifies against the world's CA (chain and host name).
         timeout: seconds to wait for a connect or a reply before :class:`StepTimeout`.
@@ -236,14 +252,16 @@ class SMTPStepper:
     """
 
     def __init__(self, network_or_address: Network | tuple[str, int], host: str | None = None,
-                 port: int = 25, *, local_name: str = "mail.example.com",
+                 port: int = 25, *, local_name: str | None = None,
                  tls_context: ssl.SSLContext | None = None, timeout: float = 5.0,
                  server_hostname: str | None = None, implicit_tls: bool | None = None,
                  source_ip: str | None = None) -> None:
-        self.local_name = local_name
         self.timeout = timeout
         self._trace: Trace | None = None
+        #: The world this session belongs to (None for a raw address).
+        self.world: World | None = None
         if isinstance(network_or_address, tuple):
+            local_name = local_name or "mail.example.com"
             self.host_name: str | None = host
             self.address: tuple[str, int] = (str(network_or_address[0]),
                                              int(network_or_address[1]))
@@ -252,11 +270,11 @@ class SMTPStepper:
             sni = server_hostname or self.address[0]
         else:
             net = network_or_address
+            self.world = net.world
             if host is None:
-                mx = net.world.hosts_with_role("mx")
-                if not mx:
-                    raise ValueError("this world has no mx host: say which host to talk to")
-                host = mx[0].name
+                host = cast.receiving_host(net.world, arg="host")
+            if local_name is None:
+                local_name = _default_local_name(net.world)
             self.host_name = net.world.host(host).name
             self.address = net.address(self.host_name, port)
             self.well_known_port = port
@@ -270,6 +288,7 @@ class SMTPStepper:
                 # Playing a world host: connect from its address, so the server sees the
                 # peer (PTR, Received:, SPF) that host would be.
                 source_ip = own.ip
+        self.local_name: str = local_name
         self.source_ip = source_ip
         self.tls_context = tls_context
         self._config = ClientConfig(hostname=local_name, tls_context=tls_context,

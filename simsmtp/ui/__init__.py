@@ -68,9 +68,11 @@ _EXPORTS: dict[str, str] = {
     "received_table": "mailbox",
     "dialogue": "mailbox",
     "ports_table": "mailbox",
-    # exercises
+    # exercises (an instructor's own: ui.register(ui.Exercise(key, title, question, check)))
     "exercise": "exercises",
     "exercises_for": "exercises",
+    "Exercise": "exercises",
+    "register": "exercises",
     # stepper: a real session forward and backward; EHLO capabilities
     "Stepper": "stepper",
     "capability_table": "stepper",
@@ -102,6 +104,8 @@ _EXPORTS: dict[str, str] = {
     "AuthOutcome": "mailauth",
     "alice_sends": "mailauth",
     "mallory_sends": "mailauth",
+    "user_sends": "mailauth",
+    "spoof_sends": "mailauth",
     "forward_message": "mailauth",
     "auth_records": "mailauth",
     "auth_story": "mailauth",

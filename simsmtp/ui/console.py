@@ -22,6 +22,8 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING, Any
 
+from simsmtp.world import cast
+
 from .base import View
 from .stepper import conversation_html, explanation_html, tight
 from .style import COLORS, callout, escape
@@ -31,14 +33,15 @@ if TYPE_CHECKING:
     from simsmtp.net.stepper import SMTPStepper, Step
 
 #: Templates the quick buttons put in the input box (the learner edits, then sends).
+#: ``{sender}``, ``{recipient}`` and ``{user}`` are the world's own (Alice, Bob in the seed).
 COMMAND_TEMPLATES: list[tuple[str, str]] = [
     ("EHLO", "EHLO {local_name}"),
-    ("MAIL FROM", "MAIL FROM:<alice@example.com>"),
-    ("RCPT TO", "RCPT TO:<bob@anotherdomain.org>"),
+    ("MAIL FROM", "MAIL FROM:<{sender}>"),
+    ("RCPT TO", "RCPT TO:<{recipient}>"),
     ("DATA", "DATA"),
     ("RSET", "RSET"),
     ("NOOP", "NOOP"),
-    ("VRFY", "VRFY bob"),
+    ("VRFY", "VRFY {user}"),
     ("HELP", "HELP"),
     ("QUIT", "QUIT"),
 ]
@@ -46,9 +49,24 @@ COMMAND_TEMPLATES: list[tuple[str, str]] = [
 CONTENT_TEMPLATES: list[tuple[str, str]] = [
     ("Subject:", "Subject: Typed by hand"),
     ("(empty line)", ""),
-    ("Hello", "Hello Bob, this message was typed line by line."),
+    ("Hello", "Hello {name}, this message was typed line by line."),
     ("“.” (end)", "."),
 ]
+
+
+def _template_names(world: Any, host: str) -> dict[str, str]:
+    """The world's own names for the quick buttons: a sender, a recipient ``host`` keeps
+    mail for, that recipient's user name and name (Alice and Bob at the seed's MX)."""
+    try:
+        sender = cast.sender(world)
+    except cast.MissingPart:
+        sender = "someone@example.org"
+    try:
+        recipient = cast.recipient_at(world, host, sender)
+    except cast.MissingPart:
+        recipient = "someone@example.org"
+    return {"sender": sender, "recipient": recipient,
+            "user": recipient.rpartition("@")[0], "name": cast.display_name(world, recipient)}
 
 
 class Console(View):
@@ -56,10 +74,13 @@ class Console(View):
 
     Args:
         net: the running world.
-        host: the server to talk to.
+        host: the server to talk to (default: the MX of the world's first recipient,
+            :func:`simsmtp.world.cast.receiving_host`; ``mail.anotherdomain.org`` in the
+            seed).
         port: its well-known port (25, 587; 465 starts with TLS).
         local_name: who we are (the default name in the EHLO template); when it is a
-            world host, the connection comes from that host's address.
+            world host, the connection comes from that host's address (default: the
+            world's first outbound host, ``mail.example.com`` in the seed).
         timeout: seconds to wait for a reply.
 
     Controls a test (or a learner) can drive: ``connect_button``, ``input`` (set
@@ -67,14 +88,18 @@ class Console(View):
     ``status.value`` show what the learner sees.
     """
 
-    def __init__(self, net: Network, host: str = "mail.anotherdomain.org", port: int = 25,
-                 *, local_name: str = "mail.example.com", timeout: float = 5.0) -> None:
+    def __init__(self, net: Network, host: str | None = None, port: int = 25,
+                 *, local_name: str | None = None, timeout: float = 5.0) -> None:
         import ipywidgets as w
 
+        from simsmtp.net.stepper import _default_local_name
+
+        world = net.world
         self.net = net
-        self.host = host
+        self.host = host = world.host(host).name if host else cast.receiving_host(world)
         self.port = port
-        self.local_name = local_name
+        self.local_name = local_name = local_name or _default_local_name(world)
+        self._fill = _template_names(world, host)
         self.timeout = timeout
         self.session: SMTPStepper | None = None
         #: The steps of the current connection.
@@ -88,7 +113,7 @@ class Console(View):
                                        tooltip=f"open a TCP connection to {host} port {port}",
                                        layout=w.Layout(width="110px"))
         self.connect_button.on_click(lambda _: self.connect())
-        self.input = w.Text(placeholder="type a command, e.g. EHLO mail.example.com, and "
+        self.input = w.Text(placeholder=f"type a command, e.g. EHLO {local_name}, and "
                                         "press Enter", layout=w.Layout(width="60%"))
         self.input.add_class("simsmtp-console-input")
         with warnings.catch_warnings():  # Enter: the Text widget's submit event
@@ -119,9 +144,11 @@ class Console(View):
     def _quick(self, label: str, line: str) -> Any:
         import ipywidgets as w
 
-        button = w.Button(description=label, tooltip=line or "an empty line",
+        tip = line.format(local_name="{local_name}", **self._fill)
+        button = w.Button(description=label, tooltip=tip or "an empty line",
                           layout=w.Layout(width="auto"))
-        button.on_click(lambda _: self.fill(line.format(local_name=self.local_name)))
+        button.on_click(lambda _: self.fill(line.format(local_name=self.local_name,
+                                                        **self._fill)))
         return button
 
     # -------------------------------------------------------------- actions

@@ -15,7 +15,13 @@ or DMARC on its own: the verdicts shown are the MX's::
     ui.MailAuthLab(net)                       # edit SPF and DMARC; Alice vs Mallory
 
 The lab sends both messages through the world each time *Check* is clicked and shows the
-two verdicts side by side.
+two verdicts side by side. In any world, names left out come from the world itself
+(:mod:`simsmtp.world.cast`: its first sender and recipient, its attacker's host), and the
+generic functions stand beside the seed's story::
+
+    ui.user_sends(net, "alerts@bank.example", "ada@university.edu")   # a user's real mail
+    ui.spoof_sends(net, "alerts@bank.example", "eve.attacker.example")  # a spoof of her
+    ui.MailAuthLab(net, "bank.example")       # the bank's records; the bank vs the attacker
 """
 
 from __future__ import annotations
@@ -31,9 +37,10 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from typing import TYPE_CHECKING, Any
 
+from simsmtp.world import cast
 from simsmtp.world.mailauth import aligned, organizational_domain, parse_record, parse_signature
 from simsmtp.world.mailauth.spf import MEANINGS as SPF_MEANINGS
-from simsmtp.world.scenario import SEED_RECIPIENT, SEED_SENDER, SEED_SUBJECT, seed_message
+from simsmtp.world.scenario import SEED_RECIPIENT, SEED_SENDER, SEED_SUBJECT, letter, seed_message
 
 from .base import View
 from .exercises import Exercise, choice, register, text
@@ -60,11 +67,12 @@ if TYPE_CHECKING:
 SPOOFER = "mallory.evil.example"
 #: Mallory's own address.
 MALLORY = "mallory@evil.example"
-#: What Mallory writes, pretending to be Alice.
+#: What Mallory writes, pretending to be Alice (``SPOOF_LETTER`` with the names left open).
 SPOOF_SUBJECT = "Urgent: please wire the money today"
-SPOOF_BODY = ("Hi Bob,\r\n\r\nPlease wire 9,800 EUR to the new supplier today, account\r\n"
-              "DE00 1234 5678 9000. I am in meetings all day, so no calls please.\r\n\r\n"
-              "Alice\r\n")
+SPOOF_LETTER = ("Hi {recipient},\r\n\r\nPlease wire 9,800 EUR to the new supplier today, "
+                "account\r\nDE00 1234 5678 9000. I am in meetings all day, so no calls "
+                "please.\r\n\r\n{sender}\r\n")
+SPOOF_BODY = SPOOF_LETTER.format(recipient="Bob", sender="Alice")
 
 #: What each DKIM result means (RFC 6376 §6.1; RFC 8601 §2.7.1).
 DKIM_MEANINGS = {
@@ -258,13 +266,20 @@ class RecordRow:
     meaning: str
 
 
-def record_rows(net: Network, domain: str = "example.com") -> list[RecordRow]:
+def _sender_domain(net: Network, arg: str = "domain") -> str:
+    """The domain of the world's first sender (``example.com`` in the seed)."""
+    return cast.sender(net.world, arg=arg).rpartition("@")[2]
+
+
+def record_rows(net: Network, domain: str | None = None) -> list[RecordRow]:
     """Ask the world's DNS for ``domain``'s SPF, DKIM key and DMARC records (TXT).
 
     Args:
         net: the running world.
-        domain: the domain whose records to read.
+        domain: the domain whose records to read (default: the domain of the world's
+            first sender, :func:`simsmtp.world.cast.sender`).
     """
+    domain = domain or _sender_domain(net)
     rows: list[RecordRow] = []
     apex = _txt(net, domain) or []
     spf = [v for v in apex if v.lower().startswith("v=spf1")]
@@ -305,9 +320,11 @@ def record_rows(net: Network, domain: str = "example.com") -> list[RecordRow]:
     return rows
 
 
-def auth_records(net: Network, domain: str = "example.com") -> HTMLText:
+def auth_records(net: Network, domain: str | None = None) -> HTMLText:
     """``domain``'s SPF, DKIM and DMARC records as the world's DNS serves them now, each
-    read in plain words (HTML in a notebook, text elsewhere)."""
+    read in plain words (HTML in a notebook, text elsewhere). Default ``domain``: the
+    domain of the world's first sender (``example.com`` in the seed)."""
+    domain = domain or _sender_domain(net)
     rows = record_rows(net, domain)
     headers = ["record", "name (TXT)", "value", "what it says"]
 
@@ -399,10 +416,11 @@ def body_hash(message: EmailMessage | bytes | str, canonicalization: str = "rela
     return base64.b64encode(hashlib.sha256(canon).digest()).decode("ascii")
 
 
-def received_message(world: World, host: str = "mail.anotherdomain.org",
-                     index: int = -1) -> bytes:
+def received_message(world: World, host: str | None = None, index: int = -1) -> bytes:
     """A message exactly as it crossed the wire into ``host`` (from the trace's
-    ``smtp.message`` events; ``index`` -1 is the latest one accepted)."""
+    ``smtp.message`` events; ``index`` -1 is the latest one accepted). Default ``host``:
+    the MX of the world's first recipient (``mail.anotherdomain.org`` in the seed)."""
+    host = world.host(host).name if host else cast.receiving_host(world)
     found = [e for e in world.trace.events("smtp.message", host=host)
              if e.get("accepted") and e.get("content")]
     if not found:
@@ -817,24 +835,33 @@ def _submission_host(world: World, sender: str) -> str:
     return next((h.name for h in hosts if h.domain == domain), hosts[0].name)
 
 
-def alice_sends(net: Network, *, recipient: str = SEED_RECIPIENT,
-                subject: str = SEED_SUBJECT, sender: str = SEED_SENDER,
-                timeout: float = 10.0) -> AuthOutcome:
-    """Alice's real mail: submitted to her own server (587, STARTTLS, AUTH), which signs it
-    and delivers it to the recipient's MX; returns that MX's verdict.
+def user_sends(net: Network, sender: str | None = None, recipient: str | None = None, *,
+               subject: str = SEED_SUBJECT, body: str | None = None,
+               timeout: float = 10.0) -> AuthOutcome:
+    """A user's real mail: submitted to the server of their domain (587, STARTTLS, AUTH),
+    which signs it (when the domain has a DKIM key) and delivers it to the recipient's MX;
+    returns that MX's verdict.
 
     Args:
         net: the running world.
-        recipient: the addressee.
+        sender: the author, a user of the world with a password (default: the world's
+            first sender, :func:`simsmtp.world.cast.sender`; Alice in the seed).
+        recipient: the addressee (default: the world's first recipient for that sender;
+            Bob in the seed).
         subject: the Subject.
-        sender: the author, a user of the world (her password is the world's).
+        body: the text (default: the seed's letter, with the two users' names).
         timeout: seconds to wait for the delivery.
     """
     world = net.world
+    sender = sender or cast.sender(world)
+    recipient = recipient or cast.recipient(world, sender)
     user = world.user(sender)
     if user is None or user.password is None:
-        raise ValueError(f"{sender} is not a user of this world with a password")
-    message = seed_message(world, sender=sender, recipient=recipient, subject=subject)
+        raise ValueError(f"{sender} is not a user of world {world.name!r} with a password: "
+                         "pass sender=... (one of "
+                         + ", ".join(u.address for u in world.users() if u.password) + ")")
+    message = seed_message(world, sender=sender, recipient=recipient, subject=subject,
+                           body=body)
     since = len(world.trace)
     steps = net.submit(message, sender=sender, recipients=[recipient], user=sender,
                        password=user.password)
@@ -847,9 +874,17 @@ def alice_sends(net: Network, *, recipient: str = SEED_RECIPIENT,
             reply = str(e.get("reply") or "")
     from_header = next((line[6:] for line in message.decode().split("\r\n")
                         if line.startswith("From: ")), sender)
-    return _judge(net, label="Alice's real mail", since=since, sender_host=host,
-                  mail_from=sender, from_header=from_header, recipient=recipient,
+    label = f"{cast.possessive(cast.display_name(world, sender))} real mail"
+    return _judge(net, label=label, since=since, sender_host=host, mail_from=sender,
+                  from_header=from_header, recipient=recipient,
                   message_id=_message_id(message), reply=reply, smtp=steps)
+
+
+def alice_sends(net: Network, *, recipient: str | None = None, subject: str = SEED_SUBJECT,
+                sender: str | None = None, timeout: float = 10.0) -> AuthOutcome:
+    """Alice's real mail (the seed's story; any world: its first sender): see
+    :func:`user_sends`."""
+    return user_sends(net, sender, recipient, subject=subject, timeout=timeout)
 
 
 def _drive(net: Network, receiver: str, local_name: str, mail_from: str, recipient: str,
@@ -867,33 +902,63 @@ def _drive(net: Network, receiver: str, local_name: str, mail_from: str, recipie
     return steps, reply
 
 
-def mallory_sends(net: Network, *, mail_from: str = SEED_SENDER,
-                  from_header: str = "Alice <alice@example.com>",
-                  recipient: str = SEED_RECIPIENT, subject: str = SPOOF_SUBJECT,
-                  body: str = SPOOF_BODY, host: str = SPOOFER) -> AuthOutcome:
-    """Mallory's spoof: a message with ``From: Alice``, sent from Mallory's own machine
-    (its own 127.0.0.x) straight to the recipient's MX on port 25, unsigned.
+def spoof_sends(net: Network, impersonate: str | None = None, host: str | None = None, *,
+                mail_from: str | None = None, from_header: str | None = None,
+                recipient: str | None = None, subject: str = SPOOF_SUBJECT,
+                body: str | None = None) -> AuthOutcome:
+    """A spoof: a message claiming to come from ``impersonate``, sent from ``host``'s own
+    address straight to the recipient's MX on port 25, unsigned.
 
     Args:
         net: the running world.
-        mail_from: the envelope sender she gives (Alice's, or her own
-            ``mallory@evil.example``).
-        from_header: the From: the reader sees.
-        recipient: the victim.
+        impersonate: the address the spoof pretends to come from (default: the world's
+            first sender, :func:`simsmtp.world.cast.sender`; Alice in the seed).
+        host: the world host it is sent from (default: the world's first host with only
+            the ``client`` role, its attacker; ``mallory.evil.example`` in the seed). A
+            name that is not a host of the world is refused: the spoof must come from an
+            address the world knows.
+        mail_from: the envelope sender (default: ``impersonate``; or e.g. the attacker's
+            own address, whose domain's SPF she controls).
+        from_header: the From: the reader sees (default: ``impersonate`` with its name).
+        recipient: the victim (default: the world's first recipient for ``impersonate``).
         subject: the Subject.
-        body: the text.
-        host: the machine she sends from (a world host: it connects from its address).
+        body: the text (default: an urgent money request, with the users' names).
     """
     world = net.world
-    message = seed_message(world, sender=_address(from_header) or mail_from,
-                           recipient=recipient, subject=subject, body=body,
-                           from_header=from_header)
+    host = world.host(host).name if host else cast.client_host(world, arg="host")
+    if host not in net.hosts:
+        raise ValueError(f"{host} has no address in this running world: pass host=... "
+                         "(a host of the world, e.g. one with the 'client' role)")
+    impersonate = impersonate or _address(from_header or "") or cast.sender(
+        world, arg="impersonate")
+    mail_from = impersonate if mail_from is None else mail_from
+    from_header = from_header or cast.mailbox(world, impersonate)
+    recipient = recipient or cast.recipient(world, impersonate)
+    if body is None:
+        body = letter(world, impersonate, recipient, SPOOF_LETTER)
+    message = seed_message(world, sender=impersonate, recipient=recipient, subject=subject,
+                           body=body, from_header=from_header)
     receiver = _mx_host(net, recipient.rpartition("@")[2])
     since = len(world.trace)
     steps, reply = _drive(net, receiver, host, mail_from, recipient, message)
-    return _judge(net, label="Mallory's spoof", since=since, sender_host=host,
+    own = cast.spoofer_address(world, host)
+    label = (f"{cast.possessive(cast.display_name(world, own))} spoof" if own
+             else f"The spoof from {host}")
+    return _judge(net, label=label, since=since, sender_host=host,
                   mail_from=mail_from, from_header=from_header, recipient=recipient,
                   message_id=_message_id(message), reply=reply, smtp=steps)
+
+
+def mallory_sends(net: Network, *, mail_from: str | None = None,
+                  from_header: str | None = None, recipient: str | None = None,
+                  subject: str = SPOOF_SUBJECT, body: str | None = None,
+                  host: str | None = None) -> AuthOutcome:
+    """Mallory's spoof (the seed's story): a message with ``From: Alice``, sent from
+    Mallory's own machine (its own 127.0.0.x) straight to the recipient's MX on port 25,
+    unsigned. In any world: its first sender spoofed from its attacker's host; see
+    :func:`spoof_sends` for the arguments."""
+    return spoof_sends(net, None, host, mail_from=mail_from, from_header=from_header,
+                       recipient=recipient, subject=subject, body=body)
 
 
 def forward_message(net: Network, mailbox: str, to: str, *, via: str | None = None,
@@ -922,7 +987,7 @@ def forward_message(net: Network, mailbox: str, to: str, *, via: str | None = No
     stored = [e for e in world.trace.events("delivery.stored") if e.get("recipient") ==
               mailbox]
     mail_from = str(stored[-1].get("sender") or "") if stored else ""
-    via = via or _mx_host(net, mailbox.rpartition("@")[2])
+    via = world.host(via).name if via else _mx_host(net, mailbox.rpartition("@")[2])
     receiver = _mx_host(net, to.rpartition("@")[2])
     parsed = _as_message(data)
     since = len(world.trace)
@@ -935,10 +1000,15 @@ def forward_message(net: Network, mailbox: str, to: str, *, via: str | None = No
 
 # -------------------------------------------------------------------------------- lab
 
-#: SPF records to pick from in the lab (any other can be typed).
+#: SPF records to pick from in the lab (any other can be typed), for the seed's signer.
 SPF_CHOICES = ["v=spf1 mx -all", "v=spf1 mx ~all", "v=spf1 mx ?all", "v=spf1 -all",
                "v=spf1 a:mail.example.com -all", "v=spf1 ip4:127.0.0.0/8 -all",
                "v=spf1 +all"]
+
+
+def spf_choices(server: str) -> list[str]:
+    """:data:`SPF_CHOICES` with ``a:`` naming ``server`` (the lab's sending server)."""
+    return [c.replace("a:mail.example.com", f"a:{server}") for c in SPF_CHOICES]
 #: The DMARC policies of the lab's dropdown; "" publishes no DMARC record.
 POLICY_CHOICES = [("reject", "reject"), ("quarantine", "quarantine"), ("none", "none"),
                   ("(no DMARC record)", "")]
@@ -975,10 +1045,16 @@ class MailAuthLab(View):
 
     Args:
         net: the running world.
-        domain: the domain to edit (Alice's).
-        sender: Alice's address.
-        recipient: who both messages go to.
-        spoofer: the machine Mallory sends from.
+        domain: the domain to edit (Alice's; default: the domain of the world's first
+            sender, :func:`simsmtp.world.cast.sender`).
+        sender: Alice's address (default: the first user of ``domain`` with a password).
+        recipient: who both messages go to (default: the world's first recipient for
+            ``sender``, in another domain).
+        spoofer: the machine Mallory sends from (default: the world's first host with
+            only the ``client`` role). Her spoof forges ``sender`` in From:.
+
+    The labels use the world's own names: "Alice's real mail" and "Mallory's spoof" in
+    the seed, "<sender's name>'s real mail" and "<the spoofer's user>'s spoof" elsewhere.
 
     Controls (for tests and the curious): ``spf`` (a text box with suggestions; empty:
     no SPF record), ``dkim_box`` (the server signs), ``policy`` (p=), ``adkim``, ``aspf``,
@@ -988,15 +1064,23 @@ class MailAuthLab(View):
     (:class:`AuthOutcome`).
     """
 
-    def __init__(self, net: Network, domain: str = "example.com", *,
-                 sender: str = SEED_SENDER, recipient: str = SEED_RECIPIENT,
-                 spoofer: str = SPOOFER) -> None:
+    def __init__(self, net: Network, domain: str | None = None, *,
+                 sender: str | None = None, recipient: str | None = None,
+                 spoofer: str | None = None) -> None:
         import ipywidgets as w
 
         self.net = net
-        self.world = net.world
-        self.domain = self.world.domain(domain)
+        self.world = world = net.world
+        self.domain = world.domain(domain or _sender_domain(net))
+        sender = sender or cast.user_of(world, self.domain.name, arg="sender")
+        recipient = recipient or cast.recipient(world, sender)
+        spoofer = world.host(spoofer).name if spoofer else cast.client_host(world,
+                                                                             arg="spoofer")
         self.sender, self.recipient, self.spoofer = sender, recipient, spoofer
+        #: What the lab calls the two senders (the world's names for them).
+        self.sender_name = cast.display_name(world, sender)
+        own = cast.spoofer_address(world, spoofer)
+        self.spoofer_name = cast.display_name(world, own) if own else spoofer
         self._original = (self.domain.spf, self.domain.dmarc, self.domain.dkim_selector)
         self._selector = self.domain.dkim_selector or "mail"
         self.alice: AuthOutcome | None = None
@@ -1005,10 +1089,11 @@ class MailAuthLab(View):
 
         wide = w.Layout(width="230px")
         label = {"description_width": "75px"}
-        self.spf = w.Combobox(options=SPF_CHOICES, ensure_option=False, description="SPF",
+        self.signer = _submission_host(self.world, sender)
+        self.spf = w.Combobox(options=spf_choices(self.signer), ensure_option=False,
+                              description="SPF",
                               placeholder="empty: no SPF record", layout=w.Layout(width="460px"),
                               style=label)
-        self.signer = _submission_host(self.world, sender)
         self.dkim_box = w.Checkbox(indent=False, description=f"{self.signer} signs with DKIM "
                                    f"(key at {self._selector}._domainkey.{self.domain.name})",
                                    layout=w.Layout(width="auto"))
@@ -1018,10 +1103,13 @@ class MailAuthLab(View):
                                 style=label)
         self.aspf = w.Dropdown(options=_MODE_CHOICES, description="aspf=", layout=wide,
                                style=label)
+        mail_froms = [(f"{sender} (the same as From:)", sender)]
+        if own:
+            mail_froms.append((f"{own} (her own domain)", own))
         self.mallory_from = w.Dropdown(
-            options=[(f"{sender} (the same as From:)", sender),
-                     (f"{MALLORY} (her own domain)", MALLORY)],
-            description="Mallory's MAIL FROM", layout=w.Layout(width="450px"),
+            options=mail_froms,
+            description=f"{cast.possessive(self.spoofer_name)} MAIL FROM",
+            layout=w.Layout(width="450px"),
             style={"description_width": "150px"})
         self.check_button = w.Button(description="Check: send both", icon="paper-plane",
                                      button_style="primary", layout=w.Layout(width="auto"))
@@ -1039,7 +1127,8 @@ class MailAuthLab(View):
         self._load_controls()
         title = w.HTML(f"<b>Email authentication records of {escape(self.domain.name)}</b> <span "
                        f"style='color:{COLORS['muted']}'>(Check publishes them in the "
-                       "world's DNS, then sends Alice's mail and Mallory's spoof to "
+                       f"world's DNS, then sends {escape(cast.possessive(self.sender_name))} "
+                       f"mail and {escape(cast.possessive(self.spoofer_name))} spoof to "
                        f"{escape(recipient)})</span>")
         form = w.VBox([title, self.spf, self.dkim_box,
                        w.HBox([self.policy, self.adkim, self.aspf]), self.preview,
@@ -1094,14 +1183,17 @@ class MailAuthLab(View):
         """Publish the records, send Alice's real mail and Mallory's spoof, show both."""
         self.apply()
         self.checks += 1
-        self.alice = alice_sends(self.net, recipient=self.recipient, sender=self.sender)
-        self.mallory = mallory_sends(self.net, mail_from=str(self.mallory_from.value),
-                                     recipient=self.recipient, host=self.spoofer)
+        self.alice = user_sends(self.net, self.sender, self.recipient)
+        # the spoof forges this lab's own sender, with the name the world gives her
+        self.mallory = spoof_sends(self.net, self.sender, self.spoofer,
+                                   mail_from=str(self.mallory_from.value),
+                                   recipient=self.recipient)
         self._show(self.alice, self.mallory)
         note = ""
         a, m = self.alice.client_ip, self.mallory.client_ip
         if a == m:
-            note = (f" Careful: Mallory and {self.alice.sender_host} share the address {a} "
+            note = (f" Careful: {self.spoofer_name} and {self.alice.sender_host} share the "
+                    f"address {a} "
                     "on this machine, so SPF cannot tell them apart.")
         self.status.value = callout("note", escape(f"Check {self.checks}: "
                                                    f"{self.summary()}{note}"))
@@ -1122,14 +1214,17 @@ class MailAuthLab(View):
     def _show(self, alice: AuthOutcome | None, mallory: AuthOutcome | None) -> None:
         empty = callout("note", "Not sent yet.")
         self.alice_view.value = panel(alice.html() if alice else empty,
-                                      f"Alice's real mail (from {self.sender}'s server)")
+                                      f"{cast.possessive(self.sender_name)} real mail "
+                                      f"(from {self.sender}'s server)")
         self.mallory_view.value = panel(mallory.html() if mallory else empty,
-                                        f"Mallory's spoof (from {self.spoofer})")
+                                        f"{cast.possessive(self.spoofer_name)} spoof "
+                                        f"(from {self.spoofer})")
 
     def summary(self) -> str:
         """One line per message: the results and where it went."""
         parts = []
-        for name, outcome in (("Alice", self.alice), ("Mallory", self.mallory)):
+        for name, outcome in ((self.sender_name, self.alice),
+                              (self.spoofer_name, self.mallory)):
             if outcome is None:
                 parts.append(f"{name}: not sent yet")
             else:
@@ -1283,5 +1378,8 @@ __all__ = [
     "results_table",
     "signature_table",
     "signature_tags",
+    "spf_choices",
     "spf_terms",
+    "spoof_sends",
+    "user_sends",
 ]

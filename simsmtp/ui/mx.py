@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from simsmtp.world import cast
 from simsmtp.world.model import MXRecord, Record
 from simsmtp.world.routing import Route, plan_route
 
@@ -23,6 +24,7 @@ from .style import COLORS, HTMLText, callout, escape, panel, pre, span
 
 if TYPE_CHECKING:
     from simsmtp.net.network import Network
+    from simsmtp.world.model import World
 
 # A host name (RFC 1035 §2.3.1 letters, digits, hyphens; labels of 1-63), or "." for a
 # null MX (RFC 7505 §3).
@@ -46,6 +48,9 @@ class RoutePlan:
         has_address: whether the domain itself has an address (asked only without MX).
         route: the decision of :func:`~simsmtp.world.routing.plan_route`.
         addresses: per target, in order: (exchange, its addresses; empty: does not resolve).
+        local: the sender keeps ``domain``'s mail itself (it is the domain's server or one
+            of its MX hosts): it stores the message and never routes it (``route`` then
+            says so; its MX records are not used).
     """
 
     domain: str
@@ -55,11 +60,13 @@ class RoutePlan:
     has_address: bool | None
     route: Route
     addresses: tuple[tuple[str, tuple[str, ...]], ...]
+    local: bool = False
 
     @property
     def order(self) -> list[str]:
-        """The servers the sender will try, in order (those that resolve)."""
-        return [name for name, addrs in self.addresses if addrs]
+        """The servers the sender will try, in order (those that resolve; none when it
+        stores the mail itself)."""
+        return [] if self.local else [name for name, addrs in self.addresses if addrs]
 
     def text(self) -> str:
         """The plan in words (the same as the widget shows)."""
@@ -73,7 +80,10 @@ class RoutePlan:
             lines.append(f"{self.sender} asks the DNS: A? {self.domain} -> "
                          + ("an address" if self.has_address else "no address"))
         r = self.route
-        if r.kind == "deliver":
+        if self.local:
+            lines.append(f"Plan: store it here: {self.sender} keeps the mail of {self.domain} "
+                         "itself (no SMTP)")
+        elif r.kind == "deliver":
             lines.append("Plan: deliver, trying in this order:")
             for i, (name, addrs) in enumerate(self.addresses, 1):
                 pref = r.targets[i - 1].preference
@@ -89,6 +99,9 @@ class RoutePlan:
     def html(self) -> str:
         """The plan as HTML (what the widget shows)."""
         r = self.route
+        if self.local:
+            return callout("ok", escape(r.reason),
+                           f"{self.sender} stores the message itself:")
         if r.kind == "deliver":
             items = []
             for i, (name, addrs) in enumerate(self.addresses, 1):
@@ -129,12 +142,16 @@ def _agent_rng(net: Network, sender: str) -> random.Random:
     return rng
 
 
-def default_sender(net: Network) -> str:
-    """The world's first host with an outbound agent (mail.example.com in the seed)."""
-    hosts = net.world.hosts_with_role("outbound")
-    if not hosts:
-        raise ValueError("this world has no host with the 'outbound' role")
-    return hosts[0].name
+def default_sender(net: Network, domain: str | None = None) -> str:
+    """The world's first host with an outbound agent (mail.example.com in the seed); for a
+    ``domain``, the first one that does not keep that domain's mail itself (one that
+    routes it by its MX records), if there is one."""
+    first = cast.sending_host(net.world, arg="sender")
+    if domain is not None:
+        for host in net.world.hosts_with_role("outbound"):
+            if not net.world.keeps_mail_for(host, domain):
+                return host.name
+    return first
 
 
 def sender_route(net: Network, domain: str, sender: str | None = None) -> RoutePlan:
@@ -143,11 +160,12 @@ def sender_route(net: Network, domain: str, sender: str | None = None) -> RouteP
     Args:
         net: the running world.
         domain: the recipient domain.
-        sender: the delivering host (default: the first host with an outbound agent).
+        sender: the delivering host (default: the first host with an outbound agent that
+            does not keep ``domain``'s mail itself).
     """
     from simsmtp.net.dns import lookup_a, lookup_mx, make_resolver
 
-    sender = sender or default_sender(net)
+    sender = net.world.host(sender).name if sender else default_sender(net, domain)
     # a patient resolver: a busy machine (a CI runner, a shared JupyterHub) may take more
     # than the usual 2 s to run the world's DNS server thread
     resolver = make_resolver(*net.dns_address, lifetime=RESOLVER_LIFETIME)
@@ -169,6 +187,14 @@ def sender_route(net: Network, domain: str, sender: str | None = None) -> RouteP
     addresses = tuple((t.exchange.rstrip("."),
                        tuple(lookup_a(resolver, t.exchange.rstrip(".")).addresses))
                       for t in route.targets)
+    if net.world.keeps_mail_for(sender, domain):
+        # Its submission server stores mail for its own domains (and those it is an MX
+        # of) at once: the agent never looks the domain up, so no route, no loop.
+        route = Route("deliver", domain, (), "",
+                      f"{sender} keeps the mail of {domain} itself (its own domain, or an "
+                      "MX record names it), so it stores the message in the mailbox at "
+                      "once: no MX lookup, no SMTP, no loop.")
+        return RoutePlan(domain, sender, found.status, mx, has_address, route, (), True)
     return RoutePlan(domain, sender, found.status, mx, has_address, route, addresses)
 
 
@@ -197,8 +223,10 @@ class MXEditor(View):
 
     Args:
         net: the running world (``net = world.start()``).
-        domain: the domain to edit.
-        sender: the host whose route is shown (default: the first outbound host).
+        domain: the domain to edit (default: the domain of the world's first recipient,
+            :func:`simsmtp.world.cast.recipient`; ``anotherdomain.org`` in the seed).
+        sender: the host whose route is shown (default: the first outbound host that
+            does not keep ``domain``'s mail itself).
 
     Controls (for tests and the curious): ``rows`` (each with ``preference``,
     ``exchange``, ``remove``), ``add_button``, ``clear_button`` (remove all: implicit MX),
@@ -207,14 +235,18 @@ class MXEditor(View):
     decision is ``plan`` (a :class:`RoutePlan`).
     """
 
-    def __init__(self, net: Network, domain: str = "anotherdomain.org", *,
+    def __init__(self, net: Network, domain: str | None = None, *,
                  sender: str | None = None) -> None:
         import ipywidgets as w
 
         self.net = net
         self.world = net.world
+        if domain is None:  # the domain of the world's first recipient
+            domain = cast.recipient(self.world, _first_sender(self.world),
+                                    arg="domain").rpartition("@")[2]
         self.domain = self.world.domain(domain)
-        self.sender = sender or default_sender(net)
+        self.sender = self.world.host(sender).name if sender else default_sender(
+            net, self.domain.name)
         self._original = (list(self.domain.mx), self.domain.null_mx, list(self.world.records))
         self.options = sorted(h.name for h in self.world.hosts.values())
         self.rows: list[MXRow] = []
@@ -278,10 +310,13 @@ class MXEditor(View):
 
     # -- actions ------------------------------------------------------------------------
     def add_backup(self, exchange: str | None = None, preference: int | None = None) -> None:
-        """Add a record: by default preference (highest + 10), a host not listed yet."""
+        """Add a record: by default preference (highest + 10), an mx host of this domain
+        not listed yet, else ``backup.<domain>`` (a name that does not resolve: another
+        domain's server would refuse to relay the mail)."""
         listed = {r.exchange.value.strip().lower().rstrip(".") for r in self.rows}
         if exchange is None:
-            mx_hosts = [h.name for h in self.world.hosts_with_role("mx")]
+            mx_hosts = [h.name for h in self.world.hosts_with_role("mx")
+                        if h.domain == self.domain.name]
             exchange = next((h for h in mx_hosts if h not in listed),
                             f"backup.{self.domain.name}")
         if preference is None:
@@ -382,6 +417,13 @@ class MXEditor(View):
     def records(self) -> list[MXRecord]:
         """The MX records the world publishes now."""
         return self.domain.mx_records()
+
+
+def _first_sender(world: World) -> str | None:
+    try:
+        return cast.sender(world)
+    except cast.MissingPart:
+        return None
 
 
 def route_text(net: Network, domain: str, sender: str | None = None) -> HTMLText:

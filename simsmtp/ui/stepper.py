@@ -29,6 +29,9 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from simsmtp.world import cast
+from simsmtp.world.scenario import SEED_RECIPIENT, SEED_SENDER
+
 from .base import View
 from .exercises import Exercise, choice, register, text
 from .style import COLORS, HTMLText, Raw, callout, code_color, escape, html_table, text_table
@@ -242,22 +245,44 @@ def steps_table(steps: Sequence[Step]) -> HTMLText:
 
 # ------------------------------------------------------------------------------ scripts
 
-def seed_script(message: str | bytes, *, sender: str = "alice@example.com",
-                recipients: str | Iterable[str] = "bob@anotherdomain.org",
+def seed_script(message: str | bytes, *, sender: str | None = None,
+                recipients: str | Iterable[str] | None = None,
                 tls: bool = False) -> list[Action]:
     """The seed dialogue as a script for a live :class:`Stepper`, one action per step.
 
     Greeting, EHLO, (STARTTLS and EHLO again with ``tls``), MAIL FROM, RCPT TO per
     recipient, DATA, the message, QUIT: RFC 5321 §3.3 (a mail transaction).
+
+    Without ``sender`` and ``recipients`` they come from the session's world when the
+    script runs: its first sender, and a user whose mail the session's server keeps
+    (``alice@example.com`` and ``bob@anotherdomain.org`` in the seed, and for a session
+    to a raw address).
     """
-    rcpts = [recipients] if isinstance(recipients, str) else list(recipients)
     script: list[Action] = [lambda s: s.connect(), lambda s: s.ehlo()]
     if tls:
         script += [lambda s: s.starttls(), lambda s: s.ehlo()]
-    script.append(lambda s: s.mail(sender))
-    script += [_rcpt(r) for r in rcpts]
+    script.append(lambda s: s.mail(sender or _sender(s)))
+    if recipients is None:
+        script.append(lambda s: s.rcpt(_recipient(s, sender or _sender(s))))
+    else:
+        rcpts = [recipients] if isinstance(recipients, str) else list(recipients)
+        script += [_rcpt(r) for r in rcpts]
     script += [lambda s: s.data(), lambda s: s.message(message), lambda s: s.quit()]
     return script
+
+
+def _sender(session: SMTPStepper) -> str:
+    """The world's first sender (the seed's Alice for a session without a world)."""
+    world = getattr(session, "world", None)
+    return SEED_SENDER if world is None else cast.sender(world)
+
+
+def _recipient(session: SMTPStepper, sender: str) -> str:
+    """A user whose mail the session's server keeps (the seed's Bob without a world)."""
+    world = getattr(session, "world", None)
+    if world is None or session.host_name is None:
+        return SEED_RECIPIENT
+    return cast.recipient_at(world, session.host_name, sender, arg="recipients")
 
 
 def _rcpt(address: str) -> Action:
@@ -275,7 +300,9 @@ def run_script(session: SMTPStepper, script: Iterable[Action]) -> list[Step]:
 def seed_dialogue(session: SMTPStepper, message: str | bytes, **kw: Any) -> list[Step]:
     """Play the seed dialogue on ``session`` now (really) and return its steps.
 
-    ``kw`` go to :func:`seed_script` (sender, recipients, tls).
+    ``kw`` go to :func:`seed_script` (sender, recipients, tls). Without ``sender`` and
+    ``recipients``, they come from the session's world: its first sender, and a user whose
+    mail the session's server keeps (Alice and Bob in the seed).
     """
     return run_script(session, seed_script(message, **kw))
 

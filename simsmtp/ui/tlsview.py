@@ -184,16 +184,25 @@ def tls_records(net: Any, conn: Any = None, *, keylog: Any = None,
                     title + "\n" + text_table(headers, rows))
 
 
-def certificate_chain(net: Any, host: str = "mail.anotherdomain.org", *,
+def certificate_chain(net: Any, host: str | None = None, *,
                       fingerprints: bool = False) -> HTMLText:
     """The chain ``host`` presents, leaf first, then the world's CA (the trust anchor).
 
     Args:
         net: the running world.
-        host: the server.
+        host: the server, a host of the world that serves a port (default: the MX of
+            the world's first recipient; ``mail.anotherdomain.org`` in the seed).
         fingerprints: add the serial number and SHA-256 fingerprint (new keys every time a
             world boots, so they differ from run to run).
     """
+    from simsmtp.world import cast
+
+    world = net.world
+    host = world.host(host).name if host else cast.receiving_host(world)
+    if not world.host(host).ports():
+        raise ValueError(f"{host} serves no port, so it presents no certificate: pass "
+                         "host=... (one of " + ", ".join(
+                             h.name for h in world.hosts.values() if h.ports()) + ")")
     chain = net.ca.certificate_chain(host)
     headers = ["", "subject", "issued by", "names (SAN)", "key", "valid"]
     if fingerprints:

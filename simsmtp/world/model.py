@@ -7,6 +7,7 @@ the change validated like a world file.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hmac
 import ipaddress
@@ -186,6 +187,45 @@ class Policy:
         ip = ipaddress.ip_address(address)
         return any(ip in ipaddress.ip_network(net, strict=False) for net in self.relay_networks)
 
+    # -- live edits: a running network watches the policies of its hosts ----------------
+    def __setattr__(self, name: str, value: Any) -> None:
+        watchers: list[PolicyWatcher] | None = self.__dict__.get("_watchers")
+        if not watchers or name.startswith("_"):
+            object.__setattr__(self, name, value)
+            return
+        old = self.__dict__.get(name)
+        object.__setattr__(self, name, value)
+        try:
+            for watcher in list(watchers):
+                watcher(self, name)
+        except BaseException:
+            # refused (a bad value): the old value stays, and the running servers with it
+            object.__setattr__(self, name, old)
+            for watcher in list(watchers):
+                with contextlib.suppress(Exception):
+                    watcher(self, name)
+            raise
+
+    def watch(self, watcher: PolicyWatcher) -> Callable[[], None]:
+        """Call ``watcher(policy, field_name)`` after every change of a field (a running
+        network applies it to its servers and agent, or raises to refuse it); returns a
+        function that stops watching."""
+        watchers: list[PolicyWatcher] = self.__dict__.setdefault("_watchers", [])
+        watchers.append(watcher)
+
+        def unwatch() -> None:
+            with contextlib.suppress(ValueError):
+                watchers.remove(watcher)
+
+        return unwatch
+
+    def __getstate__(self) -> dict[str, Any]:  # copies and pickles do not carry watchers
+        return {k: v for k, v in self.__dict__.items() if k != "_watchers"}
+
+
+#: Called after a policy field changed: ``watcher(policy, field_name)``; raising refuses it.
+PolicyWatcher = Callable[[Policy, str], None]
+
 
 @dataclass
 class User:
@@ -286,6 +326,23 @@ class Host:
     roles: list[str] = field(default_factory=list)
     policy: Policy = field(default_factory=Policy)
     down: bool = False
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        old = self.__dict__.get("policy") if name == "policy" else None
+        object.__setattr__(self, name, value)
+        watchers = [] if old is None or old is value else old.__dict__.get("_watchers") or []
+        if watchers:
+            # a new Policy object for a running host: its watchers follow it, and hear
+            # about every field at once (a refused one puts the old policy back)
+            try:
+                for watcher in list(watchers):
+                    value.watch(watcher)
+                    watcher(value, "*")
+            except BaseException:
+                value.__dict__.pop("_watchers", None)
+                object.__setattr__(self, name, old)
+                raise
+            old.__dict__.pop("_watchers", None)
 
     def has_role(self, role: str) -> bool:
         return role in self.roles
