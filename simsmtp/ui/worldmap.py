@@ -223,14 +223,13 @@ def picture(source: Any) -> WorldPicture:
     pic = WorldPicture(world_name=world.name)
     infos = getattr(net, "hosts", {}) if net is not None else {}
     faults: dict[str, list[str]] = {}
+    used_up: dict[str, list[str]] = {}
     from fnmatch import fnmatch
 
     for rule in world.faults:
-        if not rule.active:
-            continue
         for name in world.hosts:
             if fnmatch(name, rule.host):
-                faults.setdefault(name, []).append(str(rule))
+                (faults if rule.active else used_up).setdefault(name, []).append(str(rule))
 
     # the DNS server
     dns_lines = [world.nameserver]
@@ -253,6 +252,7 @@ def picture(source: Any) -> WorldPicture:
         if host.down:
             lines.append("DOWN: refuses connections")
         lines += [f"fault: {text_}" for text_ in faults.get(host.name, [])]
+        lines += [f"fault used up: {text_}" for text_ in used_up.get(host.name, [])]
         pic.nodes.append(Node(host.name, "host", host.name, host.domain, _host_column(host),
                               tuple(lines), host.down, tuple(faults.get(host.name, []))))
 
