@@ -107,7 +107,7 @@ def test_a_click_on_a_host_shows_what_it_is_and_its_last_conversation(
     view.host_buttons["DNS"].click()
     assert "MX? anotherdomain.org" not in view.detail.value  # the DNS has no dialogue
     assert "Step 2 · DNS lookup" in view.detail.value
-    html_, plain = host_story(journey_world, "mua:alice@example.com")
+    _, plain = host_story(journey_world, "mua:alice@example.com")
     assert "Step 1 · submission" in plain and "587/465 submission" in plain
 
 
