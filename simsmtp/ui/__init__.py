@@ -127,6 +127,8 @@ _EXPORTS: dict[str, str] = {
     "SideBySide": "sidebyside",
     "side_by_side": "sidebyside",
     "side_by_side_text": "sidebyside",
+    # the instructor's kit
+    "student_exercise": "labkit",
 }
 
 __all__ = sorted(_EXPORTS)
