@@ -19,7 +19,8 @@ it) and the answer (``answer = None ...`` then ``ex.check(answer)``, or
   the answer an *autograded answer* cell, and after it comes an *autograder tests* cell
   worth one point, whose hidden test was stripped as ``nbgrader generate_assignment``
   strips it. So the copy runs top to bottom (*Run All*) as the originals do.
-* **nbgrader/**: the same notebooks as an nbgrader *source* assignment
+* **nbgrader/**: the same notebooks (questions without solutions too) as an nbgrader
+  *source* assignment
   (``source/simsmtp/``): the answer between ``### BEGIN SOLUTION`` and
   ``### END SOLUTION`` (the accepted answer, checked with the exercise's own check), the
   hidden test (``assert ex.check(answer).correct``) between ``### BEGIN HIDDEN TESTS`` and
@@ -160,10 +161,10 @@ def convert(notebook: dict[str, Any], *, version: str) -> dict[str, Any]:
                 exercise(key)
             except KeyError as exc:
                 raise LabKitError(str(exc).strip("\"'")) from None
-            if version == "student":
-                cell["source"] = _lines(source.replace("ui.exercise(", "ui.student_exercise("))
-                cell["outputs"] = _question_outputs(student_exercise(key),
-                                                    cell.get("execution_count"))
+            # both versions: what nbgrader releases from the source is the students' copy
+            cell["source"] = _lines(source.replace("ui.exercise(", "ui.student_exercise("))
+            cell["outputs"] = _question_outputs(student_exercise(key),
+                                                cell.get("execution_count"))
             cell.setdefault("metadata", {})["nbgrader"] = _meta(_grade_id(key, "question"),
                                                                 locked=True)
             cells.append(cell)
@@ -187,9 +188,10 @@ def convert(notebook: dict[str, Any], *, version: str) -> dict[str, Any]:
             _grade_id(key, "answer"), solution=takes_answer)
         cells.append(cell)
         test = f'assert ex.check({check.group("arg")}).correct, "exercise {key} is not right yet"'
-        head = f"# Autograder cell for exercise {key} (1 point): nbgrader runs its hidden test"
+        head = (f"# Autograder cell for exercise {key} (1 point): nbgrader runs its hidden "
+                "test\n# when it grades the notebook; it does nothing here.")
         body_ = f"{head}\n{BEGIN_HIDDEN}\n{test}\n{END_HIDDEN}" if version == "source" \
-            else f"{head}\n# when it grades the notebook; it does nothing here."
+            else head
         grade_id = _grade_id(key, "test")
         cells.append(_code_cell(body_, {"nbgrader": _meta(grade_id, grade=True, locked=True,
                                                           points=1)}, grade_id))
