@@ -442,7 +442,7 @@ class Inbox(View):
             cells.append(w.HTML(f"<i>({escape(folder)} is empty)</i>"))
         self.listing.children = cells
         gone = refused(self.net.world, self.address) if hasattr(self.net, "world") else []
-        if gone and folder == INBOX:
+        if gone:
             rows = [(g["sender"], g["client_ip"], g["summary"], g["reply"] or g["reason"])
                     for g in gone]
             self.refused_view.value = str(callout(

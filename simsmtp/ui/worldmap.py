@@ -613,7 +613,7 @@ class WorldMap(View):
 
     Args:
         source: the running world (``net``) or a :class:`~simsmtp.world.model.World`.
-        step: the step to show first (0: the map alone).
+        step: the step to show first (0: the map alone; -1: the last one).
 
     Controls (plain widgets, so a test or a curious learner can drive them):
     ``play`` (▶ animates the steps), ``slider`` (the step shown, 0 = none), ``prev_button``
@@ -666,7 +666,7 @@ class WorldMap(View):
         self.refresh_button.on_click(lambda _: self.refresh())
         self.refresh()
         if step:
-            self.show_step(step)
+            self.show_step(step if step > 0 else len(self.steps) + 1 + step)
 
     @property
     def steps(self) -> list[Step]:
