@@ -237,16 +237,34 @@ def pick(net: Any, *, tls: bool, service: str = "smtp") -> Any:
     return found[-1]
 
 
+def _ends(conn: Any) -> tuple[str, str]:
+    return conn.client[0], conn.server[0]
+
+
+def pick_pair(net: Any, service: str = "smtp") -> tuple[Any, Any]:
+    """(plaintext, STARTTLS): the latest plaintext connection of ``service`` and the latest
+    STARTTLS one on the same path (same client and server addresses), so the two carry
+    the same kind of message between the same hosts; else the latest of each."""
+    from .wire import connections
+
+    found = connections(net, services=[service])
+    plain = [c for c in found if not _is_tls(net, c)]
+    tls = [c for c in found if _is_tls(net, c)]
+    for p in reversed(plain):
+        same = [t for t in tls if _ends(t) == _ends(p)]
+        if same:
+            return p, same[-1]
+    return pick(net, tls=False, service=service), pick(net, tls=True, service=service)
+
+
 def _resolve(net: Any, what: Any, tls: bool) -> tuple[Any, Any]:
-    """(network, connection) of ``what``: None (the latest), a connection, an id, a
-    stepper, or a ``(net, conn)`` pair for a capture of another world."""
+    """(network, connection) of ``what``: a connection, an id, a stepper, or a
+    ``(net, conn)`` pair for a capture of another world."""
     from .wire import find_connection
 
     if isinstance(what, tuple) and len(what) == 2 and hasattr(what[0], "tap"):
         other, conn = what
         return other, (pick(other, tls=tls) if conn is None else find_connection(other, conn))
-    if what is None:
-        return net, pick(net, tls=tls)
     return net, find_connection(net, what)
 
 
@@ -256,9 +274,10 @@ def compare(net: Any, plain: Any = None, tls: Any = None, *,
 
     Args:
         net: the running world.
-        plain: the plaintext connection (default: the latest SMTP one without TLS); a
-            ``(net, conn)`` pair takes it from another running world.
-        tls: the STARTTLS connection (default: the latest SMTP one with TLS).
+        plain: the plaintext connection (default: the latest SMTP one without TLS, on the
+            path of a STARTTLS one: see :func:`pick_pair`); a ``(net, conn)`` pair takes
+            it from another running world.
+        tls: the STARTTLS connection (default: the latest SMTP one with TLS on that path).
         keys: name the encrypted steps with the world's key log.
     """
     from pathlib import Path
@@ -267,8 +286,14 @@ def compare(net: Any, plain: Any = None, tls: Any = None, *,
 
     from .wire import connection_label
 
-    p_net, p_conn = _resolve(net, plain, False)
-    t_net, t_conn = _resolve(net, tls, True)
+    if plain is None and tls is None:
+        p_net = t_net = net
+        p_conn, t_conn = pick_pair(net)
+    else:
+        p_net, p_conn = (net, pick(net, tls=False)) if plain is None else \
+            _resolve(net, plain, False)
+        t_net, t_conn = (net, pick(net, tls=True)) if tls is None else \
+            _resolve(net, tls, True)
     path = getattr(t_net, "keylog_file", None) if keys else None
     keylog = read_keylog(path) if path is not None and Path(path).exists() else None
     left = capture_steps(p_net.tap, p_conn, title=connection_label(p_net, p_conn))
@@ -479,4 +504,4 @@ class SideBySide(View):
 
 
 __all__ = ["Capture", "Row", "SideBySide", "WireStep", "align", "capture_steps", "compare",
-           "leaks", "pick", "rows_text", "side_by_side", "side_by_side_text"]
+           "leaks", "pick", "pick_pair", "rows_text", "side_by_side", "side_by_side_text"]

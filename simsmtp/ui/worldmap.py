@@ -73,7 +73,7 @@ PHASE_WORDS: dict[str, str] = {
     "note": "note",
 }
 
-_NODE_W, _NODE_GAP, _COL_W, _TOP, _LINE = 230, 34, 310, 64, 14
+_NODE_W, _NODE_GAP, _COL_W, _TOP, _LINE = 196, 30, 262, 64, 14
 _TEXT = COLORS["text"]
 
 
@@ -246,7 +246,7 @@ def picture(source: Any) -> WorldPicture:
     # the hosts
     for host in world.hosts.values():
         info = infos.get(host.name)
-        lines = [f"{host.domain}  ({', '.join(host.roles) or 'no role'})"]
+        lines = [host.domain, f"roles: {', '.join(host.roles) or 'none'}"]
         lines.append(info.ip if info is not None else "(not running)")
         lines.append(_ports_line(host, info))
         if host.down:
@@ -551,11 +551,11 @@ def draw_svg(pic: WorldPicture, current: Step | None = None) -> str:
                    f'stroke="{border}" stroke-width="{3 if node.down or node.faults else 1.5}"'
                    f'{dash}/>')
         out.append(f'<text x="{x + 8}" y="{y + 18}" font-size="12.5" font-weight="bold" '
-                   f'fill="{_TEXT}">{escape(_clip(node.label, 31))}</text>')
+                   f'fill="{_TEXT}">{escape(_clip(node.label, 26))}</text>')
         for index, line in enumerate(node.lines):
             weight = ' font-weight="bold"' if line.startswith(("DOWN", "fault")) else ""
             out.append(f'<text x="{x + 8}" y="{y + 34 + index * _LINE}" font-size="11"'
-                       f'{weight} fill="{_TEXT}">{escape(_clip(line, 36))}</text>')
+                       f'{weight} fill="{_TEXT}">{escape(_clip(line, 29))}</text>')
         out.append("</g>")
     out.append("</svg>")
     return "".join(out)

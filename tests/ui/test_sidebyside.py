@@ -107,6 +107,16 @@ def test_the_widget_reacts_to_clicks_and_is_readable(both: Any) -> None:
             assert contrast(color, background) >= 4.5, (color, background)
 
 
+def test_the_default_pair_is_on_one_path_even_after_other_mail(both: Any) -> None:
+    ui.mallory_sends(both)  # a later plaintext connection, from another host
+    assert ui.wait_closed(both)
+    left, right, _ = compare(both)
+    assert left.connection.client[0] == right.connection.client[0] == \
+        both.hosts["mail.example.com"].ip
+    assert left.message_octets == right.steps[[s.key for s in right.steps]
+                                              .index("message")].octets - 22
+
+
 def test_nothing_to_compare_is_said_in_words() -> None:
     world = World.seed_world()
     with world.start(storage="memory") as net:
