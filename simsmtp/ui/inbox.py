@@ -445,10 +445,11 @@ class Inbox(View):
         if gone:
             rows = [(g["sender"], g["client_ip"], g["summary"], g["reply"] or g["reason"])
                     for g in gone]
+            title = f"Refused at the door, never stored ({len(gone)}): from the trace"
             self.refused_view.value = str(callout(
-                "fail", str(html_table(["MAIL FROM", "from address", "checks", "answered"],
-                                       rows, mono_columns=(0, 1))),
-                f"Refused at the door, never stored ({len(gone)}): from the trace"))
+                "fail", f"<b>{escape(title)}</b>" + str(html_table(
+                    ["MAIL FROM", "from address", "checks", "answered"], rows,
+                    mono_columns=(0, 1)))))
         else:
             self.refused_view.value = ""
         if self.opened is None:
@@ -475,7 +476,7 @@ class Inbox(View):
         summary = [("From", _flat(parsed["From"])), ("To", _flat(parsed["To"])),
                    ("Subject", _flat(parsed["Subject"])), ("Date", _flat(parsed["Date"])),
                    ("Folder", row.folder), ("File", row.file)]
-        self.panes[0].value = (str(callout(kind, escape(why), "Where it came from:"))
+        self.panes[0].value = (str(callout(kind, f"<b>Where it came from:</b> {escape(why)}"))
                                + str(html_table(["", ""], summary, mono_columns=(1,)))
                                + str(pre(body.replace("\r\n", "\n"), max_height="16em")))
         self.panes[1].value = str(html_table(

@@ -434,10 +434,10 @@ def _html(left: Capture, right: Capture, rows: list[Row], keys: bool) -> str:
     leak_html = html_table(["still visible under TLS", "what the eavesdropper reads"],
                            leak_rows, caption="What TLS does not hide (read without keys "
                                               "by the eavesdropper's own code)")
-    verdict = callout("ok", escape(
+    verdict = callout("ok", "<b>In one glance:</b> " + escape(
         "TLS hides the commands, the envelope, the headers and the body. It does not "
         "hide who talks to whom, what was said before STARTTLS, the sizes or the "
-        "timing."), "In one glance:")
+        "timing."))
     return head + str(table) + str(leak_html) + str(verdict)
 
 

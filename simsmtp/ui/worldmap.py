@@ -734,7 +734,8 @@ class WorldMap(View):
         self.selected = ""
         transcript = step_transcript(self.world, current)
         kind = "fail" if current.error else "note"
-        self.detail.value = (callout(kind, escape(_step_line(current)), current.text())
+        self.detail.value = (callout(kind, f"<b>{escape(current.text())}</b><br>"
+                                           f"{escape(_step_line(current))}")
                              + pre(transcript, max_height="22em"))
 
     def _picked(self, change: dict[str, Any]) -> None:

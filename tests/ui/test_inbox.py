@@ -23,7 +23,7 @@ from simsmtp.ui.inbox import (
 from simsmtp.ui.style import COLORS
 from simsmtp.world import World
 
-from .readability import contrast, font_sizes
+from .readability import contrast, font_sizes, text_colors
 
 BOB = "bob@anotherdomain.org"
 
@@ -120,7 +120,9 @@ def test_the_widget_reacts_to_clicks(spoofed: Any) -> None:
     assert box.folder == "Junk"
     for pane in [box.title, box.refused_view, *box.panes]:
         assert min(font_sizes(pane.value) or [12]) >= 10
-    assert contrast(COLORS["text"], "#FFFFFF") >= 4.5
+        for color in text_colors(pane.value):
+            assert contrast(color, "#FFFFFF") >= 4.5, color
+            assert contrast(color, COLORS["background"]) >= 4.5, color
 
 
 def test_memory_storage_lists_without_files() -> None:

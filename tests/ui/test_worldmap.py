@@ -151,6 +151,14 @@ def test_the_picture_is_readable(journey_world: World) -> None:
             for background in ("#FFFFFF", COLORS["highlight"], COLORS["background"]):
                 assert contrast(color, background) >= 4.5, (color, background)
     assert 'width="' in svg and "viewBox" in svg  # drawn at its own size, never shrunk
+    view = WorldMap(journey_world, step=-1)
+    for key in view.host_buttons:
+        view.show_host(key)
+        for color in text_colors(view.detail.value):
+            assert contrast(color, COLORS["background"]) >= 4.5, (key, color)
+    view.show_step(3)
+    assert min(font_sizes(view.detail.value)) >= 10
+    assert all(contrast(c, COLORS["background"]) >= 4.5 for c in text_colors(view.detail.value))
     shown = world_map(journey_world, step=3)
     assert "Step 3 · SMTP hop" in shown.html and "What happened (4 steps)" in repr(shown)
 
