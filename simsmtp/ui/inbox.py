@@ -359,12 +359,15 @@ class Inbox(View):
         mark_read: opening a message marks it read (moves it to ``cur/``), as a mail
             program does.
 
-    Controls: ``folder_picker`` (ToggleButtons), ``open_buttons`` (one per message, in
-    list order), ``refresh_button`` (read the Maildir again), ``tabs`` (the opened message:
-    Read | Headers | Source | Authentication-Results | Received: chain).
+    Controls: ``folder_picker`` (ToggleButtons), ``open_buttons`` (one per message shown,
+    in list order: the newest :attr:`LIMIT`), ``refresh_button`` (read the Maildir
+    again), ``tabs`` (the opened message: Read | Headers | Source |
+    Authentication-Results | Received: chain).
     """
 
     TABS = ("Read", "Headers", "Source", "Authentication-Results", "Received: chain")
+    #: How many messages the list shows at most (the newest).
+    LIMIT = 100
 
     def __init__(self, net: Any, address: str = "bob@anotherdomain.org", *,
                  folder: str = INBOX, open_first: bool = False, mark_read: bool = True
@@ -427,7 +430,10 @@ class Inbox(View):
         head = [w.HTML(f"<b>{escape(h)}</b>") for h in ("", "From", "Subject", "Date", "Size")]
         cells: list[Any] = list(head)
         self.open_buttons = []
-        for index, row in enumerate(self.rows):
+        first = max(0, len(self.rows) - self.LIMIT)  # the newest, as a mail program scrolls
+        if first:
+            cells += [w.HTML(f"<i>{first} older</i>")] + [w.HTML("") for _ in range(4)]
+        for index, row in enumerate(self.rows[first:], first):
             button = w.Button(description="open" if row.read else "● open (new)",
                               tooltip=row.file, layout=w.Layout(width="auto"))
             button.add_class("simsmtp-inbox-open")

@@ -221,9 +221,11 @@ def align(plain: list[WireStep], tls: list[WireStep]) -> list[Row]:
 # ------------------------------------------------------------------------------ choosing
 
 def _is_tls(net: Any, conn: Any) -> bool:
-    from simsmtp.capture.transcript import view_connection
+    """Did this connection turn to TLS (STARTTLS, or TLS from the first byte)?"""
+    from simsmtp.capture.tlsinspect import tls_start
 
-    return view_connection(conn, net.tap.segments(conn.id)).tls is not None
+    starts = tls_start(net.tap.stream(conn.id, "c2s"), net.tap.stream(conn.id, "s2c"))
+    return starts != (None, None)
 
 
 def pick(net: Any, *, tls: bool, service: str = "smtp") -> Any:

@@ -286,9 +286,9 @@ def picture(source: Any) -> WorldPicture:
                 if mx != host.name and link not in pic.links:
                     pic.links.append(link)
 
-    pic.steps = steps(world)
-    known = {n.key for n in pic.nodes}
     j = journey(world)
+    pic.steps = steps(world, read=j)
+    known = {n.key for n in pic.nodes}
     for step in pic.steps:  # a client the world does not know (a learner's own script)
         for key in (step.source, step.target):
             if key not in known:
@@ -298,15 +298,16 @@ def picture(source: Any) -> WorldPicture:
     return pic
 
 
-def steps(source: Any, *, since: int = 0) -> list[Step]:
+def steps(source: Any, *, since: int = 0, read: Any = None) -> list[Step]:
     """The delivery step by step, from the trace (see the module docstring).
 
     Args:
         source: a world (best), a trace, or a list of events.
         since: ignore events before this trace position.
+        read: the :class:`~simsmtp.ui.journey.Journey` of ``source`` if already made.
     """
     events, _ = trace_events(source)
-    j = journey(source, since=since)
+    j = read if read is not None else journey(source, since=since)
     by_seq = {e.seq: e for e in events}
     groups: list[tuple[str, list[Arrow]]] = []
     title = ""
@@ -369,13 +370,14 @@ def _names(world: World) -> dict[str, str]:
     return names
 
 
-def host_story(source: Any, key: str, *, limit: int = 12) -> tuple[str, str]:
+def host_story(source: Any, key: str, *, limit: int = 12,
+               pic: WorldPicture | None = None) -> tuple[str, str]:
     """(HTML, text) of what a click on a node shows: what it is, what it did (its steps),
     its last conversation in swaks notation, and its latest trace events."""
     from .mailbox import dialogue
 
     world, _ = _world_and_net(source)
-    pic = picture(source)
+    pic = pic if pic is not None else picture(source)
     node = pic.node(key)
     if node is None:
         note = f"{key} is not on the map (any more): press Refresh."
@@ -745,7 +747,7 @@ class WorldMap(View):
     def show_host(self, key: str) -> None:
         """What a click on a host (or the DNS, or a mail program) shows in ``detail``."""
         self.selected = key
-        html_, _ = host_story(self.source, key)
+        html_, _ = host_story(self.source, key, pic=self.picture)
         self.detail.value = html_
 
     def __repr__(self) -> str:

@@ -134,3 +134,10 @@ def test_memory_storage_lists_without_files() -> None:
         assert b"Meeting Tomorrow" in read_message(net, BOB, rows[0].key)
         box = Inbox(net, open_first=True)
         assert box.opened is not None and "dmarc=pass" in box.panes[0].value
+        ui.alice_sends(net)
+        box.LIMIT = 1  # a long list shows the newest only
+        box.refresh_button.click()
+        assert len(box.rows) == 2 and len(box.open_buttons) == 1
+        assert "1 older" in box.listing.children[5].value
+        box.open_buttons[0].click()
+        assert box.opened is not None and box.opened.key == box.rows[-1].key
