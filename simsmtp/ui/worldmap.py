@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from simsmtp.trace import TraceEvent
 
 from .base import View, trace_events
-from .journey import DNS_LANE, Arrow, journey, journey_text
+from .journey import DNS_LANE, Arrow, Journey, journey, journey_text
 from .style import COLORS, HTMLText, callout, escape, html_table, pre, short, text_table
 
 if TYPE_CHECKING:
@@ -151,11 +151,7 @@ class Step:
     server: str = ""
     conn: int | None = None
 
-    @property
-    def first_seq(self) -> int:
-        return self.arrows[0].seq if self.arrows else -1
-
-    def text(self, labels: dict[str, str] | None = None) -> str:
+    def text(self) -> str:
         """``Step 2 · DNS lookup: mail.example.com asks the DNS``."""
         mark = " ✗" if self.error else ""
         return f"Step {self.number} · {PHASE_WORDS[self.phase]}: {self.title}{mark}"
@@ -352,14 +348,7 @@ def step_transcript(world: World, step: Step) -> str:
         events = [e for e in world.trace.events() if e.get("conn") == step.conn]
         if events:
             return render_dialogue(events, step.server, step.conn, names=_names(world))
-    return journey_text(_one(step))
-
-
-def _one(step: Step) -> Any:
-    from .journey import Journey
-
-    j = Journey(arrows=list(step.arrows))
-    return j
+    return journey_text(Journey(arrows=list(step.arrows)))
 
 
 def _names(world: World) -> dict[str, str]:
