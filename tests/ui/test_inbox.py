@@ -125,6 +125,19 @@ def test_the_widget_reacts_to_clicks(spoofed: Any) -> None:
             assert contrast(color, COLORS["background"]) >= 4.5, color
 
 
+def test_a_sent_folder_is_listed_once_it_exists() -> None:
+    world = World.seed_world()
+    with world.start() as net:
+        assert folders(net, BOB) == ["INBOX"]
+        net.store.deliver(BOB, b"From: Bob <bob@anotherdomain.org>\r\nSubject: re: lunch"
+                               b"\r\n\r\nYes!\r\n", folder="Sent")
+        net.store.deliver(BOB, b"Subject: old\r\n\r\nold\r\n", folder="Archive")
+        assert folders(net, BOB) == ["INBOX", "Sent", "Archive"]
+        box = Inbox(net, BOB, folder="Sent")
+        assert [r.subject for r in box.rows] == ["re: lunch"]
+        assert box.rows[0].file.startswith(".Sent/new/")
+
+
 def test_memory_storage_lists_without_files() -> None:
     world = World.seed_world()
     with world.start(storage="memory") as net:
