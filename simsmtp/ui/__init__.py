@@ -28,7 +28,11 @@ One module per widget family (add a new family as a new module and list its publ
 * :mod:`~simsmtp.ui.console` a console to type SMTP by hand, like telnet;
 * :mod:`~simsmtp.ui.wire` one connection as transcript | hexdump | eavesdropper;
 * :mod:`~simsmtp.ui.tlsview` TLS records annotated, the certificate chain, the entropy chart;
-* :mod:`~simsmtp.ui.mailauth` SPF, DKIM and DMARC: records, signatures, verdicts, the lab.
+* :mod:`~simsmtp.ui.mailauth` SPF, DKIM and DMARC: records, signatures, verdicts, the lab;
+* :mod:`~simsmtp.ui.worldmap` the map of the world, a delivery played along it;
+* :mod:`~simsmtp.ui.inbox` a user's Maildir as a mail program shows it;
+* :mod:`~simsmtp.ui.sidebyside` one message in plaintext and with STARTTLS, side by side;
+* :mod:`~simsmtp.ui.labkit` the instructor's kit: the students' copy and the answer key.
 
 ``import simsmtp`` never imports this package, and importing it loads neither ipywidgets
 nor matplotlib: each name below is imported on first use.
@@ -114,6 +118,21 @@ _EXPORTS: dict[str, str] = {
     "received_message": "mailauth",
     "results_table": "mailauth",
     "alignment_table": "mailauth",
+    # the map of the world
+    "WorldMap": "worldmap",
+    "world_map": "worldmap",
+    "world_map_text": "worldmap",
+    # a mailbox as a mail program shows it
+    "Inbox": "inbox",
+    "inbox": "inbox",
+    "inbox_text": "inbox",
+    "message_text": "inbox",
+    # plaintext and STARTTLS side by side
+    "SideBySide": "sidebyside",
+    "side_by_side": "sidebyside",
+    "side_by_side_text": "sidebyside",
+    # the instructor's kit
+    "student_exercise": "labkit",
 }
 
 __all__ = sorted(_EXPORTS)
