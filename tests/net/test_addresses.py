@@ -15,8 +15,10 @@ from simsmtp.net.addresses import (
     loopback_aliases_available,
 )
 
-linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
-                                reason="127/8 is routed to lo only on Linux by default")
+linux_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or addresses.single_loopback_forced(),
+    reason="127/8 is routed to lo only on Linux by default (and not under "
+           "SIMSMTP_LOOPBACK=single)")
 
 
 @linux_only
