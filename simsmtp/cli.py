@@ -378,6 +378,29 @@ def _retrieve(net: Network, host: str, user: str, password: str,
 
 # ------------------------------------------------------------------------------ up
 
+#: The signals that stop ``up`` cleanly, where the platform has them: Ctrl+C (SIGINT),
+#: ``kill`` and service managers (SIGTERM), and on Windows Ctrl+Break (SIGBREAK).
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGBREAK")
+
+
+def _catch_stop_signals(handler: Callable[[int, Any], None]) -> dict[Any, Any]:
+    """Install ``handler`` for each of :data:`STOP_SIGNALS` this platform has; returns
+    the previous handlers, to put back. Outside the main thread (where Python allows no
+    handler) nothing is installed: Ctrl+C then stops ``up`` as a KeyboardInterrupt."""
+    import signal
+
+    previous: dict[Any, Any] = {}
+    for name in STOP_SIGNALS:
+        sig = getattr(signal, name, None)
+        if sig is None:
+            continue
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except (ValueError, OSError):  # not the main thread; a signal it may not catch
+            continue
+    return previous
+
+
 def up(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """``simsmtp up``: serve a world until SIGINT or SIGTERM, then stop cleanly."""
     import json
@@ -394,7 +417,7 @@ def up(args: argparse.Namespace, out: TextIO | None = None) -> int:
         stop.set()
 
     # Installed before the world boots, so a signal during the boot is not lost.
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = _catch_stop_signals(on_signal)
     try:
         if capture_dir is not None:
             capture_dir.mkdir(parents=True, exist_ok=True)

@@ -1113,6 +1113,11 @@ def _ip_family(host: str) -> socket.AddressFamily | None:
     return None
 
 
+#: Whether a client socket's connect is started here, before the event loop takes it
+#: (selector loops); Windows' proactor loop connects with ``ConnectEx`` itself.
+_CONNECT_BY_HAND = sys.platform != "win32"
+
+
 def _start_connect(host: str, port: int, local_host: str | None,
                    bound: Callable[[Address], object] | None = None,
                    ) -> tuple[socket.socket, bool] | None:
@@ -1124,6 +1129,9 @@ def _start_connect(host: str, port: int, local_host: str | None,
     Knowing the connect is done spares ``create_connection``'s writer registration and
     the loop iteration that waits for it; an IP literal spares its resolving.
     ``bound(local)`` is called with the socket's local address between bind and connect.
+
+    On Windows the socket is only made (and bound): its event loop (the proactor,
+    ``ConnectEx``) connects it itself, so it comes back as not connected yet.
 
     Raises:
         OSError: the connect failed at once (refused), as ``create_connection`` says it.
@@ -1138,6 +1146,8 @@ def _start_connect(host: str, port: int, local_host: str | None,
             sock.bind((local_host, 0))
             if bound is not None:
                 bound(_sockaddr_of(sock.getsockname()))
+        if not _CONNECT_BY_HAND:
+            return sock, False
         err = sock.connect_ex((host, port))
         if err not in (0, errno.EINPROGRESS):
             raise OSError(err, f"Connect call failed {(host, port)}")
