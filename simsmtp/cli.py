@@ -512,6 +512,14 @@ def describe_text(net: Network) -> str:
               f"CA certificate (give it to clients that verify): {info['ca_file']}", "",
               "Users and their passwords:"]
     lines += [f"  {address:<30} {password}" for address, password in info["users"].items()]
+    if any("world_ip" in host for host in info["hosts"].values()):
+        lines += ["", "Every host listens on 127.0.0.1 here (its address in the world: "
+                      "`up --json`). A tool is",
+                  "an outside client, never one of the world's servers: mail it hands "
+                  "straight to an MX",
+                  "in the name of a domain with SPF and DMARC fails them, as a spoof does "
+                  "(550 5.7.1);", "through submission (587, 465) it goes out from the "
+                  "domain's own server."]
     lines += ["", "Try, in another terminal:"]
     for command in example_commands(net):
         lines.append(f"  {command}")
@@ -549,7 +557,9 @@ def example_commands(net: Network) -> list[str]:
         # MX's SPF check (RFC 7208), and DMARC with it, pass for the sender's domain.
         relay = next((h for h in world.hosts_with_role("outbound")
                       if h.domain == sender.domain), None)
-        if relay is not None:
+        # Where hosts share 127.0.0.1 ("world_ip" differs), a tool cannot take a host's
+        # address: it is an outside client, and the MX treats it as one.
+        if relay is not None and "world_ip" not in hosts[relay.name]:
             base += f" --local-interface {hosts[relay.name]['ip']} --helo {relay.name}"
         commands += [base, f"{base} -tls",
                      # -crlf: SMTP lines end in CRLF; -ign_eof: a line typed as "RCPT"

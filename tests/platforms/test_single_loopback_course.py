@@ -3,8 +3,10 @@
 ``SIMSMTP_LOOPBACK=single`` makes this machine behave like a Mac without loopback
 aliases: every host's sockets share 127.0.0.1. The course notebooks 00-08 then run under
 strict nbval against their stored outputs, which were made on Linux (one address per
-host), so a lesson that teaches differently fails here; only ports (already sanitized for
-every run) and the shared transport address the world's certificates also name may differ.
+host), so a lesson that teaches differently fails here; only ports (sanitized for every
+run) and the shared transport address a certificate also names may differ
+(``notebooks/nbval_sanitize_shared_loopback.cfg``, which ``notebooks/conftest.py`` adds
+wherever hosts share 127.0.0.1).
 The hardening tests run the same way. Both run in a child pytest, because the setting
 must reach the notebooks' kernels and every world the tests boot.
 """
@@ -24,23 +26,6 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-SANITIZE = ROOT / "notebooks" / "nbval_sanitize.cfg"
-
-#: What may differ from Linux beyond the ports: a host's certificate also names the
-#: shared transport address (so tools told 127.0.0.1 by ``up`` verify it).
-TRANSPORT_SANITIZE = r"""
-[the shared transport address among a certificate's names]
-regex: (127\.\d{1,3}\.\d{1,3}\.\d{1,3}), 127\.0\.0\.1\b
-replace: \1
-
-[the width of a text table's column that held it]
-regex: ( ){2,}
-replace: \1\1
-
-[and of its rule]
-regex: (-){2,}
-replace: \1\1
-"""
 
 
 def _child_pytest(*args: str) -> subprocess.CompletedProcess[str]:
@@ -56,13 +41,10 @@ def _failures(result: subprocess.CompletedProcess[str]) -> str:
     return (result.stdout[-6000:] + result.stderr[-2000:]).strip()
 
 
-def test_the_course_notebooks_teach_the_same_on_one_shared_address(
-        tmp_path: Path) -> None:
+def test_the_course_notebooks_teach_the_same_on_one_shared_address() -> None:
     assert len(NOTEBOOKS) >= 9, NOTEBOOKS
-    sanitize = tmp_path / "sanitize.cfg"
-    sanitize.write_text(SANITIZE.read_text() + TRANSPORT_SANITIZE)
-    result = _child_pytest("--nbval-sanitize-with", str(sanitize),
-                           *(str(n.relative_to(ROOT)) for n in NOTEBOOKS))
+    # notebooks/conftest.py adds nbval_sanitize_shared_loopback.cfg by itself here.
+    result = _child_pytest(*(str(n.relative_to(ROOT)) for n in NOTEBOOKS))
     assert result.returncode == 0, _failures(result)
     assert " passed" in result.stdout and "failed" not in result.stdout
 
