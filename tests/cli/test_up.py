@@ -16,7 +16,7 @@ import pytest
 
 from simsmtp.cli import main
 from tests.cli._up import ROOT, UpProcess, run_simsmtp
-from tests.conftest import require_program
+from tests.conftest import posix_only, require_program
 
 SEED_HOSTS = {"mail.example.com": {"465", "587"}, "mail.anotherdomain.org": {"25", "110"}}
 
@@ -33,6 +33,7 @@ def send_plain(up: UpProcess, subject: str) -> str:
     return text.decode()
 
 
+@posix_only
 def test_json_first_line_is_describe_and_sigterm_exits_0() -> None:
     up = UpProcess()
     try:
@@ -55,6 +56,7 @@ def test_json_first_line_is_describe_and_sigterm_exits_0() -> None:
     assert up.tail == ""  # --json: one line, nothing else on stdout
 
 
+@posix_only
 def test_stop_says_421_to_connected_clients_and_closes_the_sockets() -> None:
     up = UpProcess()
     address = up.address("mail.anotherdomain.org", 25)
@@ -75,6 +77,7 @@ def test_stop_says_421_to_connected_clients_and_closes_the_sockets() -> None:
         pass
 
 
+@posix_only
 def test_without_json_a_table_and_commands_to_paste_then_sigint_exits_0() -> None:
     up = UpProcess(json_line=False)
     lines = [up.first_line]
@@ -116,6 +119,7 @@ def test_without_json_a_table_and_commands_to_paste_then_sigint_exits_0() -> Non
     assert up.tail.endswith("Stopped.\n")
 
 
+@posix_only
 def test_directory_keeps_the_ca_the_queue_and_the_maildirs(tmp_path: Path) -> None:
     up = UpProcess("--directory", str(tmp_path))
     try:
@@ -129,6 +133,7 @@ def test_directory_keeps_the_ca_the_queue_and_the_maildirs(tmp_path: Path) -> No
     assert any(b"Subject: kept" in p.read_bytes() for p in stored)
 
 
+@posix_only
 def test_memory_storage_writes_no_mailbox_files(tmp_path: Path) -> None:
     up = UpProcess("--storage", "memory", "--directory", str(tmp_path))
     try:
@@ -139,6 +144,7 @@ def test_memory_storage_writes_no_mailbox_files(tmp_path: Path) -> None:
     assert not [p for p in tmp_path.rglob("*") if p.is_file() and b"in memory" in p.read_bytes()]
 
 
+@posix_only
 def test_seed_changes_the_queue_ids() -> None:
     replies = []
     for seed in ("1", "1", "3"):
@@ -219,6 +225,7 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.interop
+@posix_only
 def test_capture_writes_a_pcap_and_a_key_log_on_exit(tmp_path: Path) -> None:
     tshark = require_program("tshark")
     up = UpProcess("--capture", str(tmp_path), "--storage", "memory")
@@ -261,6 +268,7 @@ def test_importing_the_cli_stays_light() -> None:
 
 
 @pytest.mark.interop
+@posix_only
 def test_the_commands_to_paste_work() -> None:
     for program in ("dig", "swaks", "openssl"):
         require_program(program)
