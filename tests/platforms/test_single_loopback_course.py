@@ -7,7 +7,8 @@ host), so a lesson that teaches differently fails here; only ports (sanitized fo
 run) and the shared transport address a certificate also names may differ
 (``notebooks/nbval_sanitize_shared_loopback.cfg``, which ``notebooks/conftest.py`` adds
 wherever hosts share 127.0.0.1).
-The hardening tests run the same way. Both run in a child pytest, because the setting
+The hardening tests (with AUTH), and the world's SPF/DKIM/DMARC and attack tests, run the
+same way. Both run in a child pytest, because the setting
 must reach the notebooks' kernels and every world the tests boot.
 """
 
@@ -49,7 +50,8 @@ def test_the_course_notebooks_teach_the_same_on_one_shared_address() -> None:
     assert " passed" in result.stdout and "failed" not in result.stdout
 
 
-def test_the_hardening_tests_pass_on_one_shared_address() -> None:
-    result = _child_pytest("tests/hardening", "tests/net/test_single_loopback.py")
+def test_the_hardening_and_mail_auth_tests_pass_on_one_shared_address() -> None:
+    result = _child_pytest("tests/hardening", "tests/net/test_single_loopback.py",
+                           "tests/net/test_mailauth_world.py", "tests/net/test_attacks.py")
     assert result.returncode == 0, _failures(result)
     assert " passed" in result.stdout and "failed" not in result.stdout
