@@ -7,7 +7,9 @@ way if the world took the shared transport address for the client's identity.
 
 from __future__ import annotations
 
+import asyncio
 import smtplib
+import socket
 from collections.abc import Iterator
 from email.message import EmailMessage
 
@@ -169,3 +171,55 @@ def test_an_attacker_on_the_path_relays_from_the_senders_identity(net: Network) 
     assert _peers(net, MX, "smtp") == [sender_ip]
     assert mitm.relays[0].client[0] == sender_ip
     assert "spf=pass" in net.mailbox(BOB)[0]["Authentication-Results"]
+
+
+# ---------------------------------------------------------------- the socket layer alone
+
+def test_a_listener_sees_the_registered_host_and_caps_clients_by_identity() -> None:
+    from simsmtp.net.addresses import AddressBook
+    from simsmtp.net.listener import create_listener, open_connection
+    from simsmtp.net.tap import Tap
+    from tests.net.test_client_channel import Lines
+    from tests.net.test_listener import LineConn
+
+    book = AddressBook()
+    book.host("127.0.0.2", "127.0.0.1")
+    book.host("127.0.0.3", "127.0.0.1")
+    tap = Tap()
+    cores: list[LineConn] = []
+
+    def factory(*, peer: tuple[str, int], local: tuple[str, int]) -> LineConn:
+        cores.append(LineConn(peer=peer, local=local))
+        return cores[-1]
+
+    async def main() -> None:
+        listener = await create_listener("127.0.0.1", 0, factory=factory, tap=tap,
+                                         name="mx", service="smtp", max_per_client=1,
+                                         on_refused=lambda peer: b"421 busy\r\n",
+                                         identify=book.identify)
+        book.listening(listener.address, "127.0.0.3")
+        loop = asyncio.get_running_loop()
+        outside = socket.create_connection(listener.address)  # swaks, telnet
+        outside.setblocking(False)
+        try:
+            assert await loop.sock_recv(outside, 100) == b"+OK ready\r\n"
+            channel = await open_connection(*listener.address, Lines(), local_host="127.0.0.1",
+                                            identity=("127.0.0.2", book), timeout=5)
+            assert await channel.next_event() == b"+OK ready"
+            assert channel.local[0] == "127.0.0.2" and channel.peer[0] == "127.0.0.3"
+            second = socket.create_connection(listener.address)  # over the outside's cap
+            second.setblocking(False)
+            assert await loop.sock_recv(second, 100) == b"421 busy\r\n"
+            second.close()
+            await channel.close()
+        finally:
+            outside.close()
+            await listener.close()
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+    assert [core.peer[0] for core in cores] == ["127.0.0.1", "127.0.0.2"]
+    assert {core.local[0] for core in cores} == {"127.0.0.3"}
+    recorded = [(c.client[0], c.server[0]) for c in tap.connections()]
+    assert recorded == [("127.0.0.1", "127.0.0.3"), ("127.0.0.2", "127.0.0.3"),
+                        ("127.0.0.1", "127.0.0.3")]
+    assert book.identify(("127.0.0.1", cores[1].peer[1])) == ("127.0.0.1", cores[1].peer[1])
