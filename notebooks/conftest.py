@@ -14,17 +14,42 @@ a virtualenv without a registered ``python3`` kernel works too). Explicit option
 win: ``pytest --nbval notebooks/00_start_here.ipynb --nbval-sanitize-with other.cfg``,
 ``--nbval-lax`` and ``--nbval-kernel-name`` behave as documented by nbval.
 
+Where every host shares 127.0.0.1 (macOS; ``SIMSMTP_LOOPBACK=single``), the rules of
+``nbval_sanitize_shared_loopback.cfg`` are added: the stored outputs come from Linux.
+
 The README's test command reaches this directory through ``testpaths`` in pyproject.toml.
 """
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 SANITIZE = Path(__file__).with_name("nbval_sanitize.cfg")
+#: Added where the world's hosts share 127.0.0.1 (see the file).
+SANITIZE_SHARED = Path(__file__).with_name("nbval_sanitize_shared_loopback.cfg")
+_combined: list[str] = []
+
+
+def _sanitize_file() -> str:
+    """``nbval_sanitize.cfg``, plus ``nbval_sanitize_shared_loopback.cfg`` where only
+    127.0.0.1 can be bound (the two joined in a temporary file, made once)."""
+    from simsmtp.net.addresses import loopback_aliases_available
+
+    if loopback_aliases_available():
+        return str(SANITIZE)
+    if not _combined:
+        directory = tempfile.mkdtemp(prefix="nbval-sanitize-")
+        atexit.register(shutil.rmtree, directory, True)
+        combined = Path(directory) / "sanitize.cfg"
+        combined.write_text(SANITIZE.read_text() + "\n" + SANITIZE_SHARED.read_text())
+        _combined.append(str(combined))
+    return _combined[0]
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Any:
@@ -32,7 +57,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Any:
         return None
     option = parent.config.option
     if getattr(option, "nbval_sanitize_with", None) is None:
-        option.nbval_sanitize_with = str(SANITIZE)
+        option.nbval_sanitize_with = _sanitize_file()
     if not getattr(option, "nbval_kernel_name", None):
         option.nbval_current_env = True
     if getattr(option, "nbval", False) or getattr(option, "nbval_lax", False):

@@ -378,6 +378,29 @@ def _retrieve(net: Network, host: str, user: str, password: str,
 
 # ------------------------------------------------------------------------------ up
 
+#: The signals that stop ``up`` cleanly, where the platform has them: Ctrl+C (SIGINT),
+#: ``kill`` and service managers (SIGTERM), and on Windows Ctrl+Break (SIGBREAK).
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGBREAK")
+
+
+def _catch_stop_signals(handler: Callable[[int, Any], None]) -> dict[Any, Any]:
+    """Install ``handler`` for each of :data:`STOP_SIGNALS` this platform has; returns
+    the previous handlers, to put back. Outside the main thread (where Python allows no
+    handler) nothing is installed: Ctrl+C then stops ``up`` as a KeyboardInterrupt."""
+    import signal
+
+    previous: dict[Any, Any] = {}
+    for name in STOP_SIGNALS:
+        sig = getattr(signal, name, None)
+        if sig is None:
+            continue
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except (ValueError, OSError):  # not the main thread; a signal it may not catch
+            continue
+    return previous
+
+
 def up(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """``simsmtp up``: serve a world until SIGINT or SIGTERM, then stop cleanly."""
     import json
@@ -394,7 +417,7 @@ def up(args: argparse.Namespace, out: TextIO | None = None) -> int:
         stop.set()
 
     # Installed before the world boots, so a signal during the boot is not lost.
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = _catch_stop_signals(on_signal)
     try:
         if capture_dir is not None:
             capture_dir.mkdir(parents=True, exist_ok=True)
@@ -489,6 +512,14 @@ def describe_text(net: Network) -> str:
               f"CA certificate (give it to clients that verify): {info['ca_file']}", "",
               "Users and their passwords:"]
     lines += [f"  {address:<30} {password}" for address, password in info["users"].items()]
+    if any("world_ip" in host for host in info["hosts"].values()):
+        lines += ["", "Every host listens on 127.0.0.1 here (its address in the world: "
+                      "`up --json`). A tool is",
+                  "an outside client, never one of the world's servers: mail it hands "
+                  "straight to an MX",
+                  "in the name of a domain with SPF and DMARC fails them, as a spoof does "
+                  "(550 5.7.1);", "through submission (587, 465) it goes out from the "
+                  "domain's own server."]
     lines += ["", "Try, in another terminal:"]
     for command in example_commands(net):
         lines.append(f"  {command}")
@@ -526,7 +557,9 @@ def example_commands(net: Network) -> list[str]:
         # MX's SPF check (RFC 7208), and DMARC with it, pass for the sender's domain.
         relay = next((h for h in world.hosts_with_role("outbound")
                       if h.domain == sender.domain), None)
-        if relay is not None:
+        # Where hosts share 127.0.0.1 ("world_ip" differs), a tool cannot take a host's
+        # address: it is an outside client, and the MX treats it as one.
+        if relay is not None and "world_ip" not in hosts[relay.name]:
             base += f" --local-interface {hosts[relay.name]['ip']} --helo {relay.name}"
         commands += [base, f"{base} -tls",
                      # -crlf: SMTP lines end in CRLF; -ign_eof: a line typed as "RCPT"

@@ -15,6 +15,11 @@ import pytest
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
+#: For tests that kill a process with SIGKILL or read a child's pipe with ``selectors``:
+#: Windows has neither (``up`` itself runs there; these ways of testing it do not).
+posix_only = pytest.mark.skipif(os.name == "nt",
+                                reason="needs POSIX signals (SIGKILL) and selectable pipes")
+
 
 def require_program(name: str, package: str | None = None) -> str:
     """Return the path of ``name``; skip (or fail under CI) when it is not installed."""

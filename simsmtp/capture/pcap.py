@@ -14,7 +14,8 @@ scapy (imported only there) as Ethernet / IPv4 / TCP or UDP:
   By default the frames carry the well-known port of the connection's ``service``
   (smtp 25, submission 587, smtps 465, pop3 110, pop3s 995, dns 53), so tshark dissects
   SMTP, POP3, DNS and TLS with no ``-d`` hint; the client side keeps its real port, and the
-  IP addresses are the real loopback ones. ``well_known_ports=False`` keeps the real
+  IP addresses are the hosts' own loopback ones (each host's address in the world, also
+  where the hosts' sockets share 127.0.0.1). ``well_known_ports=False`` keeps the real
   server ports (then use e.g. ``tshark -d tcp.port==PORT,smtp``). If mapping makes two
   connections share a 4-tuple, the later one's client port is moved to a free one.
 * A connection recorded from both ends (an outbound client and a listener of the same

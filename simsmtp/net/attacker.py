@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -383,12 +384,17 @@ class _Relay:
         self.attacker = attacker
         self.client = transport
         self.upstream: asyncio.Transport | None = None
+        self.upstream_socket: Address | None = None
         self.stripper = StartTLSStripper(strip=attacker.strip,
                                          on_starttls=attacker.on_starttls)
         peer = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
-        self.peer: Address = (str(peer[0]), int(peer[1]))
-        self.local: Address = (str(local[0]), int(local[1]))
+        #: The sender's socket address, and who it is in the world (they differ where
+        #: every host shares 127.0.0.1).
+        self.peer_socket: Address = (str(peer[0]), int(peer[1]))
+        book = attacker.net.address_book
+        self.peer: Address = book.identify(self.peer_socket)
+        self.local: Address = book.identify((str(local[0]), int(local[1])))
         tap = attacker.net.tap
         self.id = next_conn_id(tap)
         self.info = Relayed(self.id, self.peer)
@@ -404,17 +410,28 @@ class _Relay:
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
         ip, port = self.attacker.upstream
+        book = self.attacker.net.address_book
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        local: Address | None = None
         try:
-            # From the sender's own address: a transparent box leaves the addresses alone.
-            transport, _ = await loop.create_connection(
-                lambda: _UpstreamSide(self), ip, port, local_addr=(self.peer[0], 0))
+            # From the sender's own address: a transparent box leaves the addresses alone
+            # (its socket address, and its identity in the world's address book).
+            sock.setblocking(False)
+            sock.bind((self.peer_socket[0], 0))
+            name = sock.getsockname()
+            local = (str(name[0]), int(name[1]))
+            self.info.upstream = book.outgoing(local, self.peer[0])
+            await loop.sock_connect(sock, (ip, port))
+            transport, _ = await loop.create_connection(lambda: _UpstreamSide(self), sock=sock)
         except OSError as exc:
+            sock.close()
+            if local is not None:
+                book.forget(local)
             self.attacker.record("attack.upstream_failed", conn=self.id, error=str(exc))
             self.close_client("server")
             return
         self.upstream = transport
-        local = transport.get_extra_info("sockname")
-        self.info.upstream = (str(local[0]), int(local[1]))
+        self.upstream_socket = local
         if self.client.is_closing():  # the sender left while we were connecting
             self.upstream.close()
             return
@@ -497,6 +514,8 @@ class _UpstreamSide(asyncio.Protocol):
         self.relay.from_server(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.relay.upstream_socket is not None:
+            self.relay.attacker.net.address_book.closed(self.relay.upstream_socket)
         self.relay.flush()
         self.relay.close_client("server")
 
@@ -546,6 +565,8 @@ class OnPathAttacker:
         self._server = await loop.create_server(lambda: _ClientSide(self), self.upstream[0], 0)
         sock = self._server.sockets[0].getsockname()
         self._address = (str(sock[0]), int(sock[1]))
+        # In the world, she stands at the target's own address (another port).
+        self.net.address_book.listening(self._address, self.net.hosts[self.target].ip)
         self.net.redirects[self.target] = self._address[1]
         if self not in self.net.attackers:
             self.net.attackers.append(self)
@@ -569,6 +590,8 @@ class OnPathAttacker:
         with contextlib.suppress(ValueError):
             self.net.attackers.remove(self)
         server.close()
+        if self._address is not None:
+            self.net.address_book.stopped_listening(self._address)
         for relay in list(self.active):
             relay.close_upstream()
             relay.close_client("server")
@@ -616,8 +639,9 @@ class OnPathAttacker:
     def _upstream_conn(self, info: Relayed) -> int | None:
         if info.upstream is None:
             return None
+        server = self.net.address_book.identify(self.upstream)
         for conn in self.net.tap.connections():
-            if conn.client == info.upstream and conn.server == self.upstream:
+            if conn.client == info.upstream and conn.server == server:
                 return conn.id
         return None
 

@@ -111,7 +111,8 @@ class CertificateAuthority:
         cert_file = self.directory / f"{stem}.pem"
         key_file = self.directory / f"{stem}.key"
         cert_file.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+                     | getattr(os, "O_BINARY", 0), 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(leaf.private_key_pem.bytes())
         result = LeafCert(names, cert_file, key_file, leaf.cert_chain_pems[0].bytes())

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
 
 from ..trace import Trace
+from .addresses import AddressBook
 from .loop import EventLoopThread
 from .tap import Address, Tap, next_conn_id
 
@@ -222,6 +223,11 @@ class Listener:
         need_data: the core's ``NEED_DATA`` sentinel (found on the core if not given).
         backlog: the listen backlog.
         close_timeout: how long :meth:`close` waits for each connection to flush.
+        identify: ``identify((ip, port)) -> (ip, port)``: who a socket address is in the
+            world (:meth:`~simsmtp.net.addresses.AddressBook.identify`), applied once at
+            accept to the peer and our own end; everything (the core, the caps, the
+            trace, the capture) then sees those identities. ``None``: the addresses as
+            they are.
     """
 
     def __init__(self, host: str, port: int = 0, *, factory: ConnectionFactory,
@@ -235,7 +241,8 @@ class Listener:
                  on_refused: Callable[[Address], bytes] | None = None,
                  on_event: Callable[[ConnectionInfo, object], None] | None = None,
                  need_data: object = _UNSET, backlog: int = 100,
-                 close_timeout: float = DEFAULT_CLOSE_TIMEOUT) -> None:
+                 close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+                 identify: Callable[[Address], Address] | None = None) -> None:
         if idle_reset not in ("event", "data"):
             raise ValueError(f"idle_reset must be 'event' or 'data', not {idle_reset!r}")
         if min_data_rate is not None and not min_data_rate > 0:
@@ -258,6 +265,7 @@ class Listener:
         self.need_data = need_data
         self.backlog = backlog
         self.close_timeout = close_timeout
+        self.identify = identify
         self._server: asyncio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._protocols: dict[ServerProtocol, None] = {}  # ordered set
@@ -421,6 +429,8 @@ class ServerProtocol(asyncio.BufferedProtocol):
         self.lost = self._loop.create_future()
         peer = _sockaddr(transport, "peername")
         local = _sockaddr(transport, "sockname")
+        if listener.identify is not None:  # hosts sharing 127.0.0.1 keep their own address
+            peer, local = listener.identify(peer), listener.identify(local)
         self._ip = peer[0]
         conn_id = next_conn_id(listener.tap)
         self.info = ConnectionInfo(conn_id, listener.service, listener.name, peer, local,
@@ -781,8 +791,10 @@ class ClientChannel(asyncio.BufferedProtocol):
 
     def __init__(self, conn: SansIOClient, *, need_data: object = _UNSET,
                  tap: Tap | None = None, trace: Trace | None = None, name: str = "",
-                 service: str = "smtp", default_timeout: float | None = None) -> None:
+                 service: str = "smtp", default_timeout: float | None = None,
+                 identity: tuple[str, AddressBook] | None = None) -> None:
         self.conn = conn
+        self.identity = identity
         self.need_data = resolve_need_data(conn, need_data)
         self.tap = tap
         self.trace = trace
@@ -804,6 +816,7 @@ class ClientChannel(asyncio.BufferedProtocol):
         self._closed_by: str | None = None
         self._error: BaseException | None = None
         self._buffer = read_buffer()
+        self._sockname: Address = ("", 0)
 
     # -- asyncio callbacks ---------------------------------------------------------------
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -814,8 +827,11 @@ class ClientChannel(asyncio.BufferedProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
-        local = _sockaddr(transport, "sockname")
+        local = self._sockname = _sockaddr(transport, "sockname")
         peer = _sockaddr(transport, "peername")
+        if self.identity is not None:
+            ip, book = self.identity
+            local, peer = book.outgoing(local, ip), book.identify(peer)
         self.info = ConnectionInfo(self._id, self.service, self.name, peer, local,
                                    time.time())
         if self.tap is not None:
@@ -847,6 +863,8 @@ class ClientChannel(asyncio.BufferedProtocol):
         self._closed_by = self._closed_by or "server"
         if not self.conn.closed:
             self._feed_eof()
+        if self.identity is not None:
+            self.identity[1].closed(self._sockname)
         if self.tap is not None:
             self.tap.close(self._id, by=self._closed_by)
         self._record("tcp.close", by=self._closed_by, error=str(exc) if exc else None,
@@ -1022,6 +1040,7 @@ async def open_connection(host: str, port: int, conn: SansIOClient, *,
                           tap: Tap | None = None, name: str = "", service: str = "smtp",
                           timeout: float | None = 30.0, trace: Trace | None = None,
                           local_host: str | None = None,
+                          identity: tuple[str, AddressBook] | None = None,
                           need_data: object = _UNSET) -> ClientChannel:
     """Connect to ``host:port`` and drive the client core ``conn`` over the socket.
 
@@ -1038,6 +1057,11 @@ async def open_connection(host: str, port: int, conn: SansIOClient, *,
         trace: where ``tcp.connect`` and ``tcp.close`` go.
         local_host: bind this source address first (a world host's own 127.0.0.x), so the
             server sees the right client IP.
+        identity: ``(world ip, address book)``: the connecting host's world address and
+            the world's :class:`~simsmtp.net.addresses.AddressBook`. The socket is
+            registered there as that host's before it connects (so the server knows who
+            it is even where every host shares 127.0.0.1), and the channel's addresses
+            are the world's.
         need_data: the core's ``NEED_DATA`` sentinel (found on the core if not given).
 
     Raises:
@@ -1046,19 +1070,32 @@ async def open_connection(host: str, port: int, conn: SansIOClient, *,
     """
     loop = asyncio.get_running_loop()
     channel = ClientChannel(conn, need_data=need_data, tap=tap, trace=trace, name=name,
-                            service=service, default_timeout=timeout)
-    started = _start_connect(host, port, local_host)
-    if started is not None:  # an IP literal: no resolving
-        sock, connected = started
-        try:
-            if not connected:
-                async with asyncio.timeout(timeout):
-                    await loop.sock_connect(sock, (host, port))
-            await loop.create_connection(lambda: channel, sock=sock)
-        except BaseException:
-            sock.close()
-            raise
-        return channel
+                            service=service, default_timeout=timeout, identity=identity)
+    registered: list[Address] = []
+
+    def bound(local: Address) -> None:
+        if identity is not None:
+            identity[1].outgoing(local, identity[0])
+            registered.append(local)
+
+    try:
+        started = _start_connect(host, port, local_host, bound)
+        if started is not None:  # an IP literal: no resolving
+            sock, connected = started
+            try:
+                if not connected:
+                    async with asyncio.timeout(timeout):
+                        await loop.sock_connect(sock, (host, port))
+                await loop.create_connection(lambda: channel, sock=sock)
+            except BaseException:
+                sock.close()
+                raise
+            return channel
+    except BaseException:
+        if identity is not None:  # never connected: no server will ask who it was
+            for local in registered:
+                identity[1].forget(local)
+        raise
     local_addr = (local_host, 0) if local_host else None
     async with asyncio.timeout(timeout):  # no task per connect, unlike wait_for
         await loop.create_connection(lambda: channel, host, port, local_addr=local_addr)
@@ -1076,8 +1113,14 @@ def _ip_family(host: str) -> socket.AddressFamily | None:
     return None
 
 
-def _start_connect(host: str, port: int,
-                   local_host: str | None) -> tuple[socket.socket, bool] | None:
+#: Whether a client socket's connect is started here, before the event loop takes it
+#: (selector loops); Windows' proactor loop connects with ``ConnectEx`` itself.
+_CONNECT_BY_HAND = sys.platform != "win32"
+
+
+def _start_connect(host: str, port: int, local_host: str | None,
+                   bound: Callable[[Address], object] | None = None,
+                   ) -> tuple[socket.socket, bool] | None:
     """Start a non-blocking connect to the IP literal ``host``: the socket, and whether
     it is connected already, as it is on loopback (the kernel runs the whole handshake
     inside ``connect``). None when ``host`` (or ``local_host``) is a name, or the two are
@@ -1085,6 +1128,10 @@ def _start_connect(host: str, port: int,
 
     Knowing the connect is done spares ``create_connection``'s writer registration and
     the loop iteration that waits for it; an IP literal spares its resolving.
+    ``bound(local)`` is called with the socket's local address between bind and connect.
+
+    On Windows the socket is only made (and bound): its event loop (the proactor,
+    ``ConnectEx``) connects it itself, so it comes back as not connected yet.
 
     Raises:
         OSError: the connect failed at once (refused), as ``create_connection`` says it.
@@ -1097,6 +1144,10 @@ def _start_connect(host: str, port: int,
         sock.setblocking(False)
         if local_host:
             sock.bind((local_host, 0))
+            if bound is not None:
+                bound(_sockaddr_of(sock.getsockname()))
+        if not _CONNECT_BY_HAND:
+            return sock, False
         err = sock.connect_ex((host, port))
         if err not in (0, errno.EINPROGRESS):
             raise OSError(err, f"Connect call failed {(host, port)}")

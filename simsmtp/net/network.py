@@ -1,10 +1,13 @@
 """A running world: every host's servers on loopback, the DNS server, the CA and the agents.
 
 ``with world.start() as net:`` boots the whole world on a background event-loop thread in
-about a tenth of a second: each host gets its own ``127.0.0.x`` address (``127.0.0.1`` where
-only that exists) and ephemeral ports for its well-known ones (25, 587, 465, 110; 53 for
-the DNS server). No root, no fixed ports: many worlds run side by side. Leaving the block
-(or interpreter exit, or a kernel restart) stops everything: sockets, threads, files.
+about a tenth of a second: each host gets its own ``127.0.0.x`` address and ephemeral
+ports for its well-known ones (25, 587, 465, 110; 53 for the DNS server). No root, no fixed
+ports: many worlds run side by side. Where only ``127.0.0.1`` can be bound (a Mac), the
+hosts' sockets share it and the world's :class:`~simsmtp.net.addresses.AddressBook` keeps
+each host's own address for everything the lessons reason about (DNS, SPF, ``Received:``,
+the capture and the views). Leaving the block (or interpreter exit, or a kernel restart)
+stops everything: sockets, threads, files.
 
 What runs, by host role (:data:`simsmtp.world.model.ROLE_PORTS`):
 
@@ -31,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from simsmtp.protocol.replies import Reply
 
-from .addresses import allocate_addresses
+from .addresses import AddressBook, allocate_addresses, bind_addresses
 from .loop import EventLoopThread
 from .tap import Tap
 
@@ -62,13 +65,19 @@ class HostInfo:
 
     Attributes:
         name: the host name.
-        ip: its loopback address.
+        ip: its loopback address in the world (DNS, SPF, ``Received:``, the views).
         ports: well-known port -> the real (ephemeral) port it listens on.
+        bind_ip: the address its sockets really use: ``ip`` itself, or ``127.0.0.1``
+            where only that can be bound (connect there to reach it).
     """
 
     name: str
     ip: str
     ports: dict[int, int] = field(default_factory=dict)
+    bind_ip: str = ""
+
+    def __post_init__(self) -> None:
+        self.bind_ip = self.bind_ip or self.ip
 
 
 class Network:
@@ -107,6 +116,8 @@ class Network:
         self.agents: dict[str, DeliveryAgent] = {}
         self._listeners: dict[tuple[str, int], Listener] = {}
         self._by_ip: dict[str, str] = {}
+        #: Which host owns which socket, when hosts share one transport address.
+        self.address_book = AddressBook()
         self._tls_conns: set[int] = set()
         #: host name -> the port its port 25 has for the outbound agents (an on-path
         #: attacker, simsmtp.net.attacker); the attackers on the path, closed at stop.
@@ -152,10 +163,11 @@ class Network:
         # server, so adding one to a world does not move the addresses of the others.
         clients = [n for n, h in world.hosts.items() if h.roles and set(h.roles) == {"client"}]
         names = [*(n for n in world.hosts if n not in clients), world.nameserver, *clients]
-        for name, ip in zip(names, allocate_addresses(len(names), base=self._base_address),
-                            strict=True):
-            self.hosts[name] = HostInfo(name, ip)
+        ips = allocate_addresses(len(names), base=self._base_address)
+        for name, ip, bind in zip(names, ips, bind_addresses(ips), strict=True):
+            self.hosts[name] = HostInfo(name, ip, bind_ip=bind)
             self._by_ip.setdefault(ip, name)
+            self.address_book.host(ip, bind)
         keylog: Path | None = None
         if self._keylog is None or self._keylog is True:
             keylog = self.directory / "tls" / "keylog.txt"
@@ -164,7 +176,9 @@ class Network:
         self.ca = CertificateAuthority(self.directory / "tls", keylog=keylog)
         for host in world.hosts.values():
             if host.ports():  # its name and its address, so clients given the IP verify too
-                self.ca.issue([host.name, self.hosts[host.name].ip])
+                info = self.hosts[host.name]
+                self.ca.issue([host.name, info.ip] +
+                              ([info.bind_ip] if info.bind_ip != info.ip else []))
         self._key_rng = world.ids.rng("maildir")
         self.store = (MaildirStore(self.directory / "mail", key_factory=self._mail_key)
                       if self.storage == "maildir"
@@ -189,10 +203,11 @@ class Network:
 
         world = self.world
         ns = self.hosts[world.nameserver]
-        self.dns = DNSServer(self._records, host=ns.ip, trace=world.trace,
+        self.dns = DNSServer(self._records, host=ns.bind_ip, trace=world.trace,
                              on_query=self._tap_dns, name=world.nameserver)
         await self.dns.start()
         ns.ports[DNS_PORT] = self.dns.address[1]
+        self.address_book.listening(self.dns.address, ns.ip)
         for host in world.hosts.values():
             if host.has_role("outbound"):
                 self._make_agent(host)
@@ -283,6 +298,7 @@ class Network:
     async def _close_listener(self, key: tuple[str, int]) -> None:
         listener = self._listeners.pop(key)
         await listener.close(goodbye=_goodbye)
+        self.address_book.stopped_listening(listener.address)
 
     def take_down(self, name: str) -> None:
         """Make a host refuse connections (its listeners close), e.g. a primary MX down."""
@@ -322,11 +338,14 @@ class Network:
             factory=factory, name=host.name, service=service, trace=self.world.trace,
             tap=self.tap, idle_timeout=host.policy.idle_timeout, on_timeout=_timeout,
             on_event=self._on_event, on_refused=refused if service != "pop3" else None,
+            identify=self.address_book.identify,
             **_limits(host.policy, _LISTENER_LIMITS))
         try:
-            return await create_listener(info.ip, old_port, **options)
+            listener = await create_listener(info.bind_ip, old_port, **options)
         except OSError:
-            return await create_listener(info.ip, 0, **options)
+            listener = await create_listener(info.bind_ip, 0, **options)
+        self.address_book.listening(listener.address, info.ip)
+        return listener
 
     def _smtp_config(self, host: Host, service: str) -> Any:
         from simsmtp.protocol.server import ServerConfig
@@ -450,14 +469,17 @@ class Network:
             return await alookup_a(resolver_box[0], name)
 
         own_ip = self.hosts[host.name].ip
+        book = self.address_book
 
         async def connect(ip: str, port: int, mx_name: str, conn: Any) -> Any:
             # The receiving listener taps the connection; tapping it here too would
-            # record every byte twice.
-            return await open_connection(ip, port, conn, tap=None, name=host.name,
+            # record every byte twice. From the host's own socket address, registered as
+            # the host's before the connect (its identity where hosts share 127.0.0.1).
+            to_ip, to_port = book.transport((ip, port))
+            return await open_connection(to_ip, to_port, conn, tap=None, name=host.name,
                                          service="smtp", trace=world.trace,
-                                         local_host=own_ip if own_ip != "127.0.0.1" else None,
-                                         timeout=10.0)
+                                         local_host=book.bind_ip(own_ip),
+                                         identity=(own_ip, book), timeout=10.0)
 
         policy = host.policy.outbound_tls
         context = self.ca.client_context(verify=policy == "required")
@@ -587,7 +609,8 @@ class Network:
         assert self.dns is not None
         if transport == "in-process":  # the MX's own lookups (authpolicy): no socket
             return
-        server = self.dns.address
+        book = self.address_book
+        server, client = book.identify(self.dns.address), book.identify(client)
         self.tap.datagram(client, server, query, "c2s", service="dns",
                           host=self.world.nameserver)
         if response:
@@ -622,12 +645,13 @@ class Network:
         return None if self.ca is None else self.ca.keylog
 
     def address(self, host: str, port: int = 25) -> tuple[str, int]:
-        """(ip, real port) where ``host`` serves its well-known ``port``."""
+        """(ip, real port) where ``host`` serves its well-known ``port``: where to connect
+        (the host's own address, or ``127.0.0.1`` where hosts share it)."""
         info = self.hosts[self.world.host(host).name]
         if port not in info.ports:
             served = ", ".join(str(p) for p in sorted(info.ports)) or "nothing"
             raise KeyError(f"{host} does not serve port {port} (it serves {served})")
-        return info.ip, info.ports[port]
+        return info.bind_ip, info.ports[port]
 
     def resolver(self) -> dns.resolver.Resolver:
         """A dnspython resolver that asks the world's DNS server (never the Internet)."""
@@ -663,7 +687,7 @@ class Network:
         start = time.perf_counter()
         response = (dns.query.tcp if tcp else dns.query.udp)(query, ip, port=port, timeout=5)
         elapsed = (time.perf_counter() - start) * 1000 if elapsed_ms is None else elapsed_ms
-        return render_dig(query, response, server=ip,
+        return render_dig(query, response, server=self.hosts[self.world.nameserver].ip,
                           port=port if show_port is None else show_port,
                           elapsed_ms=elapsed, transport="TCP" if tcp else "UDP")
 
@@ -720,7 +744,11 @@ class Network:
         """Everything a learner or a tool needs to reach the world (``up --json``)."""
         return {
             "dns": {"ip": self.dns_address[0], "port": self.dns_address[1]},
-            "hosts": {name: {"ip": h.ip, "ports": {str(p): r for p, r in sorted(h.ports.items())}}
+            # "ip" is where a tool connects; "world_ip" the host's address inside the
+            # world (DNS, SPF, Received:), when the two differ (a Mac: 127.0.0.1 shared).
+            "hosts": {name: {"ip": h.bind_ip,
+                             **({"world_ip": h.ip} if h.ip != h.bind_ip else {}),
+                             "ports": {str(p): r for p, r in sorted(h.ports.items())}}
                       for name, h in self.hosts.items() if name != self.world.nameserver},
             "ca_file": str(self.ca_file),
             "users": {u.address: u.password for u in self.world.users()},

@@ -228,10 +228,18 @@ class Discarded:
     reason: str
 
 
+#: Windows opens files in text mode (LF -> CRLF on write) unless told otherwise.
+_BINARY = getattr(os, "O_BINARY", 0)
+
+
 def _fsync_directory(path: Path) -> None:
-    """fsync a directory so a rename or a new name inside it is durable (POSIX)."""
+    """fsync a directory so a rename or a new name inside it is durable (POSIX; skipped
+    where directories cannot be opened: no ``os.O_DIRECTORY``, as on Windows)."""
+    flag = getattr(os, "O_DIRECTORY", None)
+    if flag is None:
+        return
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        fd = os.open(path, os.O_RDONLY | flag)
     except OSError:  # pragma: no cover - platforms that cannot open directories
         return
     try:
@@ -343,7 +351,7 @@ class Queue:
             if queue_id in self._messages or final_path.exists():
                 raise QueueError(f"queue id {queue_id} is already in the queue")
             tmp_path = self.tmp_dir / f"{queue_id}.{os.getpid()}"
-            fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _BINARY, 0o600)
             try:
                 try:
                     _write_all(fd, data)
@@ -372,7 +380,7 @@ class Queue:
         path = self.status_dir / queue_id
         new = not path.exists()
         data = b"".join(json.dumps(r, sort_keys=True).encode() + b"\n" for r in records)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _BINARY, 0o600)
         try:
             _write_all(fd, data)
             if self.fsync:

@@ -72,6 +72,7 @@ if TYPE_CHECKING:
     from simsmtp.trace import Trace, TraceEvent
     from simsmtp.world.model import World
 
+    from .addresses import AddressBook
     from .network import Network
 
 __all__ = ["SMTPStepper", "Step", "StepTimeout", "submit"]
@@ -260,6 +261,7 @@ class SMTPStepper:
         self._trace: Trace | None = None
         #: The world this session belongs to (None for a raw address).
         self.world: World | None = None
+        self._book: AddressBook | None = None
         if isinstance(network_or_address, tuple):
             local_name = local_name or "mail.example.com"
             self.host_name: str | None = host
@@ -279,6 +281,7 @@ class SMTPStepper:
             self.address = net.address(self.host_name, port)
             self.well_known_port = port
             self._trace = net.world.trace
+            self._book = net.address_book
             implicit = port == 465 if implicit_tls is None else implicit_tls
             sni = server_hostname or self.host_name
             if tls_context is None and net.ca is not None:
@@ -302,8 +305,11 @@ class SMTPStepper:
         self._conn_id: Any = None
         self._peer = ""
         self._server_state: ServerState | None = None
-        #: The client's local (ip, port) once connected.
+        #: The client's local (ip, port) once connected (the world host's own address
+        #: even where every host's sockets share 127.0.0.1).
         self.local_address: tuple[str, int] | None = None
+        self._sockname: tuple[str, int] | None = None
+        self._identity: tuple[str, int] | None = None
 
     # ------------------------------------------------------------------ what a widget reads
     @property
@@ -347,12 +353,10 @@ class SMTPStepper:
         if self._conn is not None:
             raise LocalProtocolError("connect() was called before: one stepper is one "
                                      "connection, make a new one")
-        source = (self.source_ip, 0) if self.source_ip else None
         if self._trace is not None:
             self._trace_pos = len(self._trace)
         try:
-            sock = socket.create_connection(self.address, timeout=self.timeout,
-                                            source_address=source)
+            sock = self._open_socket()
         except TimeoutError as exc:
             raise StepTimeout(f"connecting to {self._where()} took longer than "
                               f"{self.timeout:g} s") from exc
@@ -361,10 +365,38 @@ class SMTPStepper:
                 f"{self._where()} refused the connection (is the host down?)") from exc
         self._sock = sock
         local = sock.getsockname()
+        self._sockname = (str(local[0]), int(local[1]))
+        local = self._identity or self._sockname
         self.local_address = (str(local[0]), int(local[1]))
         self._peer = f"{local[0]}:{local[1]}"
         self._conn = _RecordingClient(self._config)
         return self._run("<greeting>", lambda: None)
+
+    def _open_socket(self) -> socket.socket:
+        """The connected socket, from ``source_ip``. Playing a world host, the socket is
+        bound to the host's own address (``127.0.0.1`` where hosts share it) and entered
+        in the world's address book as that host's before it connects, so the server
+        knows who connected whatever address carried it."""
+        book, ip = self._book, self.source_ip
+        if book is None or not ip:
+            source = (ip, 0) if ip else None
+            return socket.create_connection(self.address, timeout=self.timeout,
+                                            source_address=source)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        local: tuple[str, int] | None = None
+        try:
+            sock.settimeout(self.timeout)
+            sock.bind((book.bind_ip(ip), 0))
+            name = sock.getsockname()
+            local = (str(name[0]), int(name[1]))
+            self._identity = book.outgoing(local, ip)
+            sock.connect(self.address)
+        except BaseException:
+            if local is not None:
+                book.forget(local)
+            sock.close()
+            raise
+        return sock
 
     def close(self) -> None:
         """Close the socket (hanging up, without QUIT). Safe to call twice."""
@@ -373,6 +405,8 @@ class SMTPStepper:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.close()
+            if self._book is not None and self._sockname is not None:
+                self._book.closed(self._sockname)
 
     def __del__(self) -> None:
         # A stepper forgotten in a notebook cell: hang up quietly (no ResourceWarning).

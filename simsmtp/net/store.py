@@ -27,6 +27,12 @@ Choices, documented for learners:
 * Keys are ``<sec>.M<usec>P<pid>Q<n>R<random>.<host>`` (the Maildir "unique name"),
   at most 70 characters so each is also a valid POP3 UIDL unique-id (RFC 1939 §7).
   A world can pass ``key_factory`` for reproducible keys in notebooks.
+* A file in ``cur/`` is ``<key><sep>2,<flags>``; ``<sep>`` is ``:`` (the Maildir spec),
+  except on Windows, where ``:`` cannot be in a file name: there it is ``!``, as Dovecot's
+  ``maildir_info_separator`` chooses. :func:`info_separator` says which, and
+  :func:`open_maildir` is how every reader opens a Maildir with it.
+* Where a directory cannot be opened to ``fsync`` it (Windows: no ``O_DIRECTORY``;
+  NTFS journals the rename itself), the directory ``fsync`` is skipped.
 """
 
 from __future__ import annotations
@@ -136,12 +142,36 @@ def _uid_for(key: str) -> str:
 
 
 def _fsync_dir(path: Path) -> None:
-    """Make a directory entry (a rename, a new file, a removal) durable."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    """Make a directory entry (a rename, a new file, a removal) durable (POSIX).
+
+    Skipped where directories cannot be opened (no ``os.O_DIRECTORY``: Windows, whose
+    NTFS journals the rename itself)."""
+    flag = getattr(os, "O_DIRECTORY", None)
+    if flag is None:
+        return
+    fd = os.open(path, os.O_RDONLY | flag)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+#: What separates a Maildir file's unique name from its info (``<key>:2,<flags>``); on
+#: Windows, where ``:`` cannot be in a file name, ``!`` (Dovecot's maildir_info_separator).
+INFO_SEPARATOR = "!" if os.name == "nt" else ":"
+
+
+def info_separator() -> str:
+    """The Maildir info separator of this platform (see :data:`INFO_SEPARATOR`)."""
+    return INFO_SEPARATOR
+
+
+def open_maildir(path: Path, *, create: bool = False) -> _mailbox.Maildir:
+    """The stdlib ``mailbox.Maildir`` at ``path`` (bytes messages), using this platform's
+    :func:`info_separator`: the one way this package opens a Maildir to read it."""
+    md = _mailbox.Maildir(path, factory=None, create=create)
+    md.colon = info_separator()
+    return md
 
 
 def _in_cur(box: Path, key: str) -> bool:
@@ -149,7 +179,7 @@ def _in_cur(box: Path, key: str) -> bool:
 
     A plain listing and a prefix test: cheaper than a glob (no pattern to compile per
     delivery) and exact for keys with glob characters in them."""
-    prefix = key + ":"
+    prefix = key + info_separator()
     try:
         return any(name.startswith(prefix) for name in os.listdir(box / "cur"))
     except FileNotFoundError:
@@ -361,7 +391,8 @@ class MaildirStore(MessageStore):
                     continue
                 try:
                     fd = os.open(box / "tmp" / key, os.O_WRONLY | os.O_CREAT | os.O_EXCL
-                                 | getattr(os, "O_CLOEXEC", 0), 0o600)
+                                 | getattr(os, "O_CLOEXEC", 0)
+                                 | getattr(os, "O_BINARY", 0), 0o600)  # Windows: no CRLF
                 except FileExistsError:
                     continue
                 break
@@ -396,7 +427,7 @@ class MaildirStore(MessageStore):
     def _discard(self, domain: str, local: str, folder: str | None, key: str) -> None:
         box = self._dir(domain, local, folder)
         _unlink_quietly(box / "new" / key)
-        for path in (box / "cur").glob(f"{key}:*"):
+        for path in (box / "cur").glob(f"{key}{info_separator()}*"):
             _unlink_quietly(path)
         _fsync_dir(box / "new")
 
@@ -405,7 +436,7 @@ class MaildirStore(MessageStore):
         path = self._dir(domain, local, _check_folder(folder))
         if not (path / "new").is_dir():
             return None
-        return _mailbox.Maildir(path, factory=None, create=False)
+        return open_maildir(path)
 
     def mailbox(self, address: str) -> MaildirMailbox:
         """The POP3 view of the INBOX (``new/`` and ``cur/``; created if missing)."""
@@ -447,7 +478,7 @@ class MaildirMailbox:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._md = _mailbox.Maildir(path, factory=None, create=True)
+        self._md = open_maildir(path, create=True)
         self._keys: dict[str, str] = {}  # uid -> key
         self._infos: list[MessageInfo] | None = None
 

@@ -34,7 +34,9 @@ class Connection:
         id: the connection id (also in the trace's ``tcp.*`` events as ``conn``).
         transport: ``"tcp"`` or ``"udp"``.
         client: the client's (ip, port).
-        server: the server's (ip, port).
+        server: the server's (ip, port). For a world's sockets both are the hosts' own
+            addresses in the world (the real ports), even where every host's sockets share
+            127.0.0.1 (:class:`~simsmtp.net.addresses.AddressBook`).
         service: what the server speaks (``"smtp"``, ``"submission"``, ``"dns"`` …).
         host: the world host that recorded it (server name, or the client's for outbound).
         opened_at: time of the connect (first datagram for UDP).

@@ -26,6 +26,7 @@ from simsmtp.net.queue import Queue
 from simsmtp.net.store import MaildirStore
 from simsmtp.world import World
 from simsmtp.world.model import Host, MXRecord
+from tests.conftest import posix_only
 
 from .conftest import (
     ALICE,
@@ -223,6 +224,7 @@ def _count_after_restart(tmp_path: Path, mark: str) -> int:
 
 
 @pytest.mark.parametrize("mode", ["queued", "delivered"])
+@posix_only
 def test_g76_accepted_mail_survives_sigkill_and_is_delivered_exactly_once(
         tmp_path: Path, mode: str) -> None:
     # queued: 250 to the submission, then SIGKILL with the message still in the queue;

@@ -34,8 +34,11 @@ def unique(what: str) -> str:
 def as_alices_server(world: UpProcess) -> list[str]:
     """swaks options to speak as mail.example.com: from its address (so SPF, and with it
     DMARC, pass for alice@example.com, RFC 7208 / RFC 7489) and with its name."""
-    ip = world.info["hosts"][SUBMISSION]["ip"]
-    return ["--local-interface", ip, "--helo", SUBMISSION]
+    host = world.info["hosts"][SUBMISSION]
+    if "world_ip" in host:
+        pytest.skip("the hosts share 127.0.0.1 here: a tool cannot speak from a host's "
+                    "address (it is an outside client)")
+    return ["--local-interface", host["ip"], "--helo", SUBMISSION]
 
 
 def test_plaintext_to_port_25_is_delivered(world: UpProcess) -> None:

@@ -21,6 +21,7 @@ from simsmtp.net.queue import (
     RecipientStatus,
 )
 from simsmtp.trace import Trace
+from tests.conftest import posix_only
 
 MESSAGE = b"From: alice@example.com\r\nTo: bob@anotherdomain.org\r\n\r\nHello Bob\r\n"
 ROOT = Path(__file__).resolve().parents[2]
@@ -284,6 +285,7 @@ def _run_and_kill(tmp_path: Path, mode: str) -> str:
     return line
 
 
+@posix_only
 def test_sigkill_right_after_enqueue_returns_keeps_the_message(tmp_path: Path) -> None:
     assert _run_and_kill(tmp_path, "enqueue") == "done"
     queue = Queue(tmp_path / "q")
@@ -292,6 +294,7 @@ def test_sigkill_right_after_enqueue_returns_keeps_the_message(tmp_path: Path) -
     assert [r.status for r in msg.recipients] == [RecipientStatus.PENDING] * 2
 
 
+@posix_only
 def test_sigkill_after_recorded_250_never_delivers_that_recipient_again(
         tmp_path: Path) -> None:
     assert _run_and_kill(tmp_path, "result") == "done"
@@ -301,6 +304,7 @@ def test_sigkill_after_recorded_250_never_delivers_that_recipient_again(
     assert [r.address for r in due[0].due_recipients(10.0)] == ["carol@anotherdomain.org"]
 
 
+@posix_only
 def test_sigkill_halfway_through_writing_is_never_delivered(tmp_path: Path) -> None:
     assert _run_and_kill(tmp_path, "midwrite") == "writing"
     (partial,) = (tmp_path / "q" / "tmp").iterdir()  # the partial file is there...

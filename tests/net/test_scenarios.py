@@ -20,6 +20,7 @@ from simsmtp.protocol.session import ServerState
 from simsmtp.trace import TraceEvent
 from simsmtp.world import World
 from simsmtp.world.scenario import seed_message
+from tests.conftest import posix_only
 
 ALICE, BOB = "alice@example.com", "bob@anotherdomain.org"
 ROOT = Path(__file__).resolve().parents[2]
@@ -324,6 +325,7 @@ time.sleep(120)
 """
 
 
+@posix_only
 def test_a_message_accepted_with_250_survives_a_killed_process(tmp_path: Path) -> None:
     child = subprocess.Popen([sys.executable, "-c", _CHILD, str(tmp_path)], cwd=ROOT,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
