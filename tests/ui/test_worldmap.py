@@ -46,7 +46,8 @@ def test_nodes_and_links_come_from_the_world_and_its_addresses(net: Any) -> None
             "mua:bob@anotherdomain.org"} <= set(keys)
     mx = pic.node("mail.anotherdomain.org")
     assert mx is not None
-    ip, port25 = net.address("mail.anotherdomain.org", 25)
+    _, port25 = net.address("mail.anotherdomain.org", 25)
+    ip = net.hosts["mail.anotherdomain.org"].ip  # the world's own address, on every platform
     assert ip in mx.lines and f"25→{port25}" in " ".join(mx.lines)
     dns = pic.node("DNS")
     assert dns is not None and f"port 53→{net.dns_address[1]}" in " ".join(dns.lines)
