@@ -155,7 +155,7 @@ def test_a9_command_order_violations_get_503(net: Network, setup: bytes, command
 
 def test_a10_unknown_and_empty_commands_do_not_drop_the_session(net: Network) -> None:
     with smtp(net) as wire:
-        assert codes(send_recv(wire, b"FOOBAR\r\n")) == [502]  # RFC 5321 §4.2.4
+        assert codes(send_recv(wire, b"FOOBAR\r\n")) == [500]  # RFC 5321 §4.2.4
         assert send_recv(wire, b"\r\n")[0].startswith(b"500 5.5.2 Error: bad syntax")
         assert codes(send_recv(wire, b"NOOP\r\n")) == [250]  # RFC 5321 §3.8: no close
 
