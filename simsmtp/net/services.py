@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from simsmtp.protocol.events import NEED_DATA
 from simsmtp.protocol.handler import Handler
-from simsmtp.protocol.persona import Persona
+from simsmtp.protocol.persona import Persona, clip
 from simsmtp.protocol.replies import Reply
 from simsmtp.protocol.session import Envelope, Session
 
@@ -135,7 +135,8 @@ class WorldHandler(Handler):
             refusal = None
         else:
             refusal = self.relay_refusal(full)
-        return refusal or self.persona.reply("vrfy_default", arg=bare)
+        # 252 echoes the argument as given (Postfix: "VRFY <bob@...>" -> "252 2.0.0 <bob@...>")
+        return refusal or self.persona.reply("vrfy_default", arg=clip(address.strip()))
 
     def may_relay(self, session: Session) -> bool:
         """Whether this client may send mail to other domains through us."""

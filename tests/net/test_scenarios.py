@@ -311,7 +311,7 @@ def test_vrfy_answers_as_postfix_known_and_unknown_users(net: Network) -> None:
         assert "VRFY" in s.extensions
         assert str(s.line("VRFY bob@anotherdomain.org").reply) == "252 2.0.0 bob@anotherdomain.org"
         assert str(s.line("VRFY <bob@anotherdomain.org>").reply) == \
-            "252 2.0.0 bob@anotherdomain.org"
+            "252 2.0.0 <bob@anotherdomain.org>"
         assert str(s.line("VRFY nosuchuser@anotherdomain.org").reply) == (
             "550 5.1.1 <nosuchuser@anotherdomain.org>: Recipient address rejected: "
             "User unknown in virtual mailbox table")
