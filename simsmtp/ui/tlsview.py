@@ -414,8 +414,8 @@ register(Exercise(
     solution="mail.anotherdomain.org: the SNI travels in clear in the ClientHello so that "
              "the server can pick the right certificate. (This world's delivery agent sends "
              "SNI; Postfix's SMTP client sends none by default, smtp_tls_servername being "
-             "empty, and then the eavesdropper reads the name in the certificate instead, "
-             "which TLS 1.2 sends in clear, or only the IP address with TLS 1.3.)",
+             "empty. The eavesdropper still reads the server's name in its 220 greeting, "
+             "in clear before STARTTLS.)",
     answer_help='Write a host name in quotes instead of None (e.g. answer = "ns.simsmtp.test") '
     'and run the cell.'))
 
