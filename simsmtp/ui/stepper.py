@@ -46,8 +46,10 @@ CAPABILITIES: dict[str, tuple[str, str]] = {
                    "waiting for each reply (the replies come back in the same order)"),
     "SIZE": ("RFC 1870", "the largest message the server takes, in octets; a client "
              "declares its size in MAIL FROM (SIZE=…) and is refused before sending it"),
-    "VRFY": ("RFC 5321 §3.5", "the client may ask whether a mailbox exists (VRFY bob); many "
-             "servers answer vaguely, since it helps spammers collect addresses"),
+    "VRFY": ("RFC 5321 §3.5", "the client may ask whether a mailbox exists (VRFY "
+             "bob@anotherdomain.org): Postfix answers 252 if it does and 550 if not, which "
+             "helps spammers collect addresses, so sites may switch it off (Postfix "
+             "disable_vrfy_command, RFC 5321 §7.3)"),
     "ETRN": ("RFC 1985", "a server that was offline may ask this one to send now the mail "
              "queued for its domain (ETRN anotherdomain.org)"),
     "STARTTLS": ("RFC 3207", "the client may switch this connection to TLS (encrypted) "
