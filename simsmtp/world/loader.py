@@ -25,6 +25,8 @@ host. Keys not listed here are errors (with a "did you mean" suggestion)::
     [hosts."mail.example.com".policy]  # every key optional, see simsmtp.world.model.Policy
     outbound_tls = "opportunistic"
     mailauth = "enforce"               # an mx's SPF/DKIM/DMARC: "enforce", "report", "off"
+    unauth_destination = "defer"       # relay refused: "defer" 454 4.7.1 (Postfix's default)
+                                       # or "reject" 554 5.7.1; disable_vrfy_command = false
 
     [[records]]                        # extra DNS records
     name = "example.com"
