@@ -18,6 +18,7 @@ sees them only when asking. Exercise keys are ``"<notebook number>.<name>"``;
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -157,11 +158,22 @@ def _text(answer: Any) -> str:
     return " ".join(str(answer).split()).strip().strip("<>").rstrip("./").lower()
 
 
+def _number(answer: Any) -> float:
+    """``587``, ``"587"``, ``"port 587"``, ``"300 s"`` -> the one number in the answer."""
+    if isinstance(answer, int | float) and not isinstance(answer, bool):
+        return float(answer)
+    found = re.findall(r"[-+]?\d+(?:\.\d+)?", str(answer))
+    if len(found) != 1:
+        raise ValueError(f"write one number, not {answer!r}")
+    return float(found[0])
+
+
 def number(expected: float, wrong: dict[float, str] | None = None,
            right: str = "") -> Callable[[Any], Verdict]:
-    """A checker for a number; ``wrong`` maps tempting wrong answers to an explanation."""
+    """A checker for a number (also written with words around it: ``"port 587"``);
+    ``wrong`` maps tempting wrong answers to an explanation."""
     def check(answer: Any) -> Verdict:
-        value = float(str(answer).strip())
+        value = _number(answer)
         if value == expected:
             return True, right
         return False, (wrong or {}).get(value, f"{answer} is not it.")
@@ -187,6 +199,9 @@ def choice(correct: str, explanations: dict[str, str],
     """A checker for a multiple-choice letter; ``explanations`` say why a letter is wrong."""
     def check(answer: Any) -> Verdict:
         given = _text(answer).strip("()")
+        letter = re.fullmatch(r"\(?([a-z])\)?(?:[ .:)-].*)?", given)  # "(b) keep it…", "b."
+        if letter is not None:
+            given = letter.group(1)
         if given == correct:
             return True, right
         return False, explanations.get(given, f"Answer with one of the letters "
@@ -427,8 +442,6 @@ register(Exercise(
     answer_help="Run ex.check(world) after your experiment."))
 
 def _ports(answer: Any) -> Verdict:
-    import re
-
     if isinstance(answer, str | bytes):  # "587, 465" or "(587, 465)"
         given = tuple(int(x) for x in re.findall(r"\d+", str(answer)))
         if not given:

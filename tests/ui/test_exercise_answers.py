@@ -19,7 +19,7 @@ from simsmtp.ui.exercises import exercise
 
 #: Right answers in the forms a learner may plausibly write them.
 ACCEPTED: dict[str, list[Any]] = {
-    "00.submission-port": [587, "587", " 587 "],
+    "00.submission-port": [587, "587", " 587 ", "port 587", "587/tcp"],
     "00.dns-questions": [2, "2"],
     "00.who-stored": ["mail.anotherdomain.org", "Mail.AnotherDomain.org.",
                       "<mail.anotherdomain.org>"],
@@ -29,8 +29,8 @@ ACCEPTED: dict[str, list[Any]] = {
     "02.pipelining": ["PIPELINING", " pipelining ", "250-PIPELINING"],
     "02.state-after-data": ["DATA", "data", "ServerState.DATA"],
     "02.bounce-to": ["b", "(b)", "B"],
-    "03.transient": ["b", "(b)"],
-    "03.first-retry": [300, "300", 300.0],
+    "03.transient": ["b", "(b)", "(b) keep it in its queue", "b."],
+    "03.first-retry": [300, "300", 300.0, "300 s", "300 seconds"],
     "04.base64": ["builder", "Builder"],
     "04.what-leaks": ["d", "(d)"],
     "04.filter": ['smtp.req.command == "AUTH"', 'smtp.req.command=="AUTH"',
@@ -67,7 +67,8 @@ REFUSED: dict[str, list[tuple[Any, str]]] = {
                             ("GREETED", "<CRLF>.<CRLF>"), ("354", "reply code")],
     "02.bounce-to": [("a", "envelope"), ("c", "recipient")],
     "03.transient": [("a", "transient"), ("c", "silently")],
-    "03.first-retry": [(600, "second failure"), (5, "seconds"), (1800, "RFC 5321 §4.5.4.1"),
+    "03.first-retry": [(600, "second failure"), ("5 minutes", "seconds"),
+                       (1800, "RFC 5321 §4.5.4.1"),
                        (4000, "maximal_backoff_time")],
     "04.base64": [("bob", "user name"), ("AGJvYgBidWlsZGVy", "base64")],
     "04.what-leaks": [("a", "in clear"), ("c", "base64")],
@@ -119,6 +120,11 @@ def test_plausible_wrong_answers_are_explained(key: str, answer: Any, words: str
 
 def test_every_typed_exercise_is_in_both_tables() -> None:
     assert set(ACCEPTED) == set(REFUSED)
+
+
+def test_two_numbers_are_not_one_answer() -> None:
+    feedback = exercise("00.submission-port").check("587 or 465")
+    assert not feedback.correct and "could not be checked" in feedback.message
 
 
 def test_08_spf_only_hint_allows_softfail() -> None:
