@@ -116,6 +116,12 @@ class WorldHandler(Handler):
             else "relay_denied"
         return self.persona.reply(key, addr=address)
 
+    def handle_ETRN(self, session: Session, domain: str) -> Reply | None:
+        """Postfix's ETRN: a flush only for ``fast_flush_domains`` (by default the domains
+        it relays for); a world host relays for no domain, so ``459 <domain>: service
+        unavailable``, as a real Postfix answers for its own final destinations."""
+        return self.persona.reply("etrn_unavailable", arg=clip(domain))
+
     def handle_VRFY(self, session: Session, address: str) -> Reply | None:
         """Postfix's VRFY: the recipient checks of RCPT TO on the argument, then ``252 2.0.0
         <address>`` (exists, or will be relayed) or the refusal RCPT TO would get.
@@ -126,8 +132,8 @@ class WorldHandler(Handler):
         bare = address.strip()
         if bare.startswith("<") and bare.endswith(">"):
             bare = bare[1:-1]
-        if not bare or " " in bare:
-            return None  # the core's default answer
+        if not bare or " " in bare:  # Postfix: "VRFY <>", "VRFY Bob Builder"
+            return self.persona.reply("bad_recipient")
         full = self.qualify(bare)
         if self.is_local(full):
             refusal = self.local_rcpt(full)

@@ -80,6 +80,8 @@ POSTFIX: Mapping[str, tuple[int, str]] = MappingProxyType({
     "too_many_rcpts": (452, "4.5.3 Error: too many recipients"),  # RFC 5321 §4.5.3.1.10
     "etrn_ok": (250, "Queuing started"),  # RFC 1985 §5
     "etrn_refused": (458, "Unable to queue messages for node {arg}"),  # RFC 1985 §5
+    # Postfix, for a domain outside fast_flush_domains (default: the relay domains)
+    "etrn_unavailable": (459, "<{arg}>: service unavailable"),  # RFC 1985 §5: 459
     "vrfy_default": (252, "2.0.0 {arg}"),  # RFC 5321 §3.5.3: cannot verify, will try
     "vrfy_disabled": (502, "5.5.1 VRFY command is disabled"),  # disable_vrfy_command = yes
     # Sequence (RFC 5321 §4.1.4, 503 bad sequence)

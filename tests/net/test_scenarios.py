@@ -316,6 +316,10 @@ def test_vrfy_answers_as_postfix_known_and_unknown_users(net: Network) -> None:
             "550 5.1.1 <nosuchuser@anotherdomain.org>: Recipient address rejected: "
             "User unknown in virtual mailbox table")
         assert str(s.line("VRFY bob").reply) == "252 2.0.0 bob"
+        assert str(s.line("VRFY Bob Builder").reply) == "501 5.1.3 Bad recipient address syntax"
+        assert str(s.line("VRFY <>").reply) == "501 5.1.3 Bad recipient address syntax"
+        assert str(s.line("ETRN anotherdomain.org").reply) == \
+            "459 <anotherdomain.org>: service unavailable"
         assert s.line("VRFY postmaster@anotherdomain.org").code == 252  # RFC 5321 §4.5.1
         assert str(s.line("VRFY victim@elsewhere.example").reply) == \
             "454 4.7.1 <victim@elsewhere.example>: Relay access denied"
