@@ -103,6 +103,7 @@ POSTFIX: Mapping[str, tuple[int, str]] = MappingProxyType({
     "non_ascii": (500, "5.5.2 Error: non-ASCII character received"),  # RFC 5321 §2.4
     "bad_utf8": (500, "5.5.2 Error: invalid UTF-8 received"),  # RFC 6531 §3.3
     "syntax": (501, "5.5.4 Syntax: {usage}"),  # RFC 5321 §4.2.2 501
+    "helo_syntax": (501, "Syntax: {verb} hostname"),  # Postfix 3.7.11: no enhanced code
     "mail_syntax": (501, "5.5.4 Syntax: MAIL FROM:<address>"),
     "rcpt_syntax": (501, "5.5.4 Syntax: RCPT TO:<address>"),
     "bad_sender": (501, "5.1.7 Bad sender address syntax"),

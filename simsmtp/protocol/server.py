@@ -637,7 +637,7 @@ class ServerConnection(SansIOConnection):
     def _hello(self, arg: str, line: bytes, tr: Transition, *, esmtp: bool) -> ConnectionEvent:
         verb = "EHLO" if esmtp else "HELO"
         if not arg:  # RFC 5321 §4.1.1.1: the argument is required
-            return self._reject(line, "syntax", usage=f"{verb} hostname")
+            return self._reject(line, "helo_syntax", verb=verb)
         command: Command = Ehlo(arg) if esmtp else Helo(arg)
         hook = self.handler.handle_EHLO if esmtp else self.handler.handle_HELO
         custom = self._call(hook, self.session, arg)

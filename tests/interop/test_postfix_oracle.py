@@ -132,7 +132,7 @@ def _conversation(address: tuple[str, int]) -> list[bytes]:
     for line in (b"EHLO client.example.net", b"VRFY bob@anotherdomain.org",
                  b"VRFY <bob@anotherdomain.org>", b"VRFY nosuchuser@anotherdomain.org",
                  b"VRFY victim@elsewhere.example", b"FOO bar", b"HELP", b"EXPN staff",
-                 b"VRFY Bob Builder", b"VRFY <>", b"ETRN anotherdomain.org",
+                 b"VRFY Bob Builder", b"VRFY <>", b"ETRN anotherdomain.org", b"HELO",
                  b"RCPT TO:<victim@elsewhere.example>",
                  b"MAIL FROM:<carol@client.example.net>",
                  b"RCPT TO:<victim@elsewhere.example>", b"RCPT TO:<bob@anotherdomain.org>",
@@ -171,7 +171,7 @@ def test_the_oracle_answers_are_the_measured_ones(postfix: dict[str, int]) -> No
     assert real[4] == (b"550 5.1.1 <nosuchuser@anotherdomain.org>: Recipient address "
                        b"rejected: User unknown in virtual mailbox table\r\n")
     assert real[6] == real[7] == b"500 5.5.2 Error: command not recognized\r\n"
-    assert real[17] == b"250 2.0.0 Ok: queued as ID\r\n"  # the 5,000-character line
+    assert real[18] == b"250 2.0.0 Ok: queued as ID\r\n"  # the 5,000-character line
     strict = _conversation(("127.0.0.1", postfix["strict"]))
     assert strict[2] == b"502 5.5.1 VRFY command is disabled\r\n"
-    assert strict[14] == b"554 5.7.1 <victim@elsewhere.example>: Relay access denied\r\n"
+    assert strict[15] == b"554 5.7.1 <victim@elsewhere.example>: Relay access denied\r\n"
