@@ -25,7 +25,17 @@ Postfix the same questions when one can run):
   ``line_length_limit`` (2048) and puts it back together on delivery, so the message is
   stored intact (see server.py).
 
-Documented choices where Postfix and this project differ or Postfix says nothing:
+Documented choices where Postfix and this project differ or Postfix says nothing (the
+first four measured against Postfix 3.7.11 with its default settings):
+
+* ``postmaster@<local domain>`` is always accepted (RFC 5321 §4.5.1); Postfix refuses it
+  with ``550 5.1.1`` unless its maps list postmaster, as real set-ups do.
+* ``QUIT now`` (an argument): ``501 5.5.4 Syntax: QUIT`` (RFC 5321 §4.1.1.10); Postfix
+  ignores the argument and says ``221``.
+* ``RCPT TO:bob@anotherdomain.org`` (no angle brackets): ``501`` (RFC 5321 §4.1.2);
+  Postfix accepts it (``strict_rfc821_envelopes = no``).
+* ``STARTTLS`` on a host without TLS: ``454 4.7.0 TLS not available due to local
+  problem`` (RFC 3207 §4); Postfix says ``502 5.5.1 Error: command not implemented``.
 
 * ``AUTH`` without TLS when plaintext AUTH is off: ``538 5.7.11`` (RFC 4954 §6); Postfix
   says ``504 5.5.4 Encryption required ...`` for the same case.

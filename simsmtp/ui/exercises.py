@@ -210,11 +210,17 @@ def choice(correct: str, explanations: dict[str, str],
 
 
 def sequence(expected: list[str], right: str = "") -> Callable[[Any], Verdict]:
-    """A checker for an ordered list of names (a list, or one comma-separated string)."""
+    """A checker for an ordered list of names (a list, or one string separated by commas,
+    spaces or arrows); a host name may be given by its first label (``mx-a``)."""
+    full = [_text(e) for e in expected]
+    short = {f.split(".")[0]: f for f in full}
+
     def check(answer: Any) -> Verdict:
-        items = answer.split(",") if isinstance(answer, str) else list(answer)
-        given = [_text(i) for i in items if _text(i)]
-        if given == [_text(e) for e in expected]:
+        items = re.split(r"[,\s>]+|->", answer) if isinstance(answer, str) else list(answer)
+        given = [_text(i) for i in items if _text(i).strip("-")]
+        if len(short) == len(full):  # first labels are unambiguous: accept them
+            given = [short.get(g, g) for g in given]
+        if given == full:
             return True, right
         if sorted(given) == sorted(_text(e) for e in expected):
             return False, "The right names, but not in the right order."
