@@ -507,7 +507,7 @@ def describe_text(net: Network) -> str:
     dns = info["dns"]
     lines.append(f"{world.nameserver:<{width}}  {dns['ip']:<11}  DNS (53) on port "
                  f"{dns['port']}")
-    lines += ["", "(25 SMTP, 587 submission, 465 SMTPS, 110 POP3: the world's well-known "
+    lines += ["", "(25 SMTP, 587 submission, 465 submissions, 110 POP3: the world's well-known "
                   "ports, each mapped to the free port shown)", "",
               f"CA certificate (give it to clients that verify): {info['ca_file']}", "",
               "Users and their passwords:"]

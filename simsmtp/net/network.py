@@ -844,8 +844,8 @@ class Network:
         return OnPathAttacker(self, target, **kw).start()
 
 
-#: Denial-of-service limits a host's policy may set (Postfix names in comments); absent
-#: ones keep the defaults of :class:`~simsmtp.net.listener.Listener` and
+#: Denial-of-service limits and Postfix settings a host's policy may set (Postfix names in
+#: comments); absent ones keep the defaults of :class:`~simsmtp.net.listener.Listener` and
 #: :class:`~simsmtp.protocol.server.ServerConfig`.
 _LISTENER_LIMITS = (
     "min_data_rate",    # smtpd_min_data_rate (default 500 octets/s)
@@ -858,6 +858,7 @@ _SERVER_LIMITS = (
     "error_sleep_time",    # smtpd_error_sleep_time (1 s)
     "junk_command_limit",  # smtpd_junk_command_limit (100)
     "auth_failure_limit",  # failed AUTH attempts before 421 (3)
+    "disable_vrfy_command",  # disable_vrfy_command (no)
 )
 
 

@@ -1,9 +1,13 @@
 """The world's mail services: the policy handlers behind each listening port.
 
 * :class:`InboundHandler` (port 25, role ``mx``): accepts mail for the host's domains,
-  ``550 5.1.1`` for unknown users, ``454 4.7.1 Relay access denied`` for foreign domains from
-  unauthenticated clients outside ``relay_networks``; prepends a ``Received:`` header and
-  stores into the recipients' Maildirs (``fsync``ed) before the ``250`` (RFC 5321 §6.1).
+  ``550 5.1.1`` for unknown users, ``454 4.7.1 Relay access denied`` (or ``554 5.7.1`` with
+  the policy ``unauth_destination = "reject"``) for foreign domains from unauthenticated
+  clients outside ``relay_networks``; VRFY runs the same recipient checks, as Postfix's
+  does (``252`` for a user who exists, ``550 5.1.1`` for one who does not); prepends a
+  ``Received:`` header and stores into the recipients' Maildirs (``fsync``ed) before the
+  ``250`` (RFC 5321 §6.1; a real MTA commits the message to its queue at the ``250`` and
+  its delivery agent writes the mailbox later: this world does both at once).
 * :class:`SubmissionHandler` (587 STARTTLS then AUTH, 465 implicit TLS; role
   ``submission``): authenticated users may send anywhere; remote recipients go to the durable
   outbound queue, local ones straight to their mailboxes.
@@ -22,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from simsmtp.protocol.events import NEED_DATA
 from simsmtp.protocol.handler import Handler
-from simsmtp.protocol.persona import Persona
+from simsmtp.protocol.persona import Persona, clip
 from simsmtp.protocol.replies import Reply
 from simsmtp.protocol.session import Envelope, Session
 
@@ -103,8 +107,42 @@ class WorldHandler(Handler):
             return self.local_rcpt(address)
         if self.may_relay(session):
             return None
-        # Postfix >= 2.10 default: defer_unauth_destination (454 4.7.1).
-        return self.persona.reply("relay_denied", addr=address)
+        return self.relay_refusal(address)
+
+    def relay_refusal(self, address: str) -> Reply:
+        """The policy's answer to an unauthorised relay attempt: Postfix's default
+        ``defer_unauth_destination`` (454 4.7.1) or ``reject_unauth_destination`` (554 5.7.1)."""
+        key = "relay_rejected" if self.host.policy.unauth_destination == "reject" \
+            else "relay_denied"
+        return self.persona.reply(key, addr=address)
+
+    def handle_ETRN(self, session: Session, domain: str) -> Reply | None:
+        """Postfix's ETRN: a flush only for ``fast_flush_domains`` (by default the domains
+        it relays for); a world host relays for no domain, so ``459 <domain>: service
+        unavailable``, as a real Postfix answers for its own final destinations."""
+        return self.persona.reply("etrn_unavailable", arg=clip(domain))
+
+    def handle_VRFY(self, session: Session, address: str) -> Reply | None:
+        """Postfix's VRFY: the recipient checks of RCPT TO on the argument, then ``252 2.0.0
+        <address>`` (exists, or will be relayed) or the refusal RCPT TO would get.
+
+        A bare local part (``VRFY bob``) is taken as a user of this host's domain (Postfix
+        appends ``$myorigin``, which in its usual set-up is that domain).
+        """
+        bare = address.strip()
+        if bare.startswith("<") and bare.endswith(">"):
+            bare = bare[1:-1]
+        if not bare or " " in bare:  # Postfix: "VRFY <>", "VRFY Bob Builder"
+            return self.persona.reply("bad_recipient")
+        full = self.qualify(bare)
+        if self.is_local(full):
+            refusal = self.local_rcpt(full)
+        elif self.may_relay(session):
+            refusal = None
+        else:
+            refusal = self.relay_refusal(full)
+        # 252 echoes the argument as given (Postfix: "VRFY <bob@...>" -> "252 2.0.0 <bob@...>")
+        return refusal or self.persona.reply("vrfy_default", arg=clip(address.strip()))
 
     def may_relay(self, session: Session) -> bool:
         """Whether this client may send mail to other domains through us."""

@@ -6,10 +6,37 @@ the fields the core passes (``{addr}``, ``{id}``, ...). A template with ``\\n`` 
 multi-line reply. A world may override entries (``ServerConfig.replies``) to play another
 MTA: keep the codes, change the words.
 
-Documented choices where Postfix and this project differ or Postfix says nothing:
+Answers measured from Postfix 3.7.11 (virtual mailboxes; ``tests/interop`` asks a real
+Postfix the same questions when one can run):
 
-* ``HELP``: Postfix answers ``502 5.5.2 Error: command not recognized``; we answer ``214``
-  with a short list of commands (RFC 5321 §4.1.1.8), which is friendlier for learners.
+* an unknown command (``FOO bar``) and ``HELP`` (Postfix implements no HELP): ``500 5.5.2
+  Error: command not recognized``. RFC 5321 §4.2.4 says a server SHOULD answer 500 to an
+  unrecognized command; 502 is for a command it recognizes but does not implement.
+* ``VRFY bob@anotherdomain.org`` -> ``252 2.0.0 bob@anotherdomain.org`` and ``VRFY
+  nosuchuser@anotherdomain.org`` -> ``550 5.1.1 <nosuchuser@anotherdomain.org>: Recipient
+  address rejected: User unknown in virtual mailbox table``: Postfix runs its recipient
+  checks on the VRFY argument (the world's handler does it here), so by default VRFY *does*
+  tell whether a user exists. ``disable_vrfy_command = yes`` gives ``502 5.5.1 VRFY command
+  is disabled`` (RFC 5321 §7.3).
+* relaying refused: ``454 4.7.1`` is Postfix's safety default (``defer_unauth_destination``,
+  so that a configuration mistake defers mail instead of bouncing it); production
+  configurations use ``reject_unauth_destination``: ``554 5.7.1`` (``relay_rejected``).
+* a content line over 1000 octets (RFC 5321 §4.5.3.1.6) is accepted: Postfix chops it at
+  ``line_length_limit`` (2048) and puts it back together on delivery, so the message is
+  stored intact (see server.py).
+
+Documented choices where Postfix and this project differ or Postfix says nothing (the
+first four measured against Postfix 3.7.11 with its default settings):
+
+* ``postmaster@<local domain>`` is always accepted (RFC 5321 §4.5.1); Postfix refuses it
+  with ``550 5.1.1`` unless its maps list postmaster, as real set-ups do.
+* ``QUIT now`` (an argument): ``501 5.5.4 Syntax: QUIT`` (RFC 5321 §4.1.1.10); Postfix
+  ignores the argument and says ``221``.
+* ``RCPT TO:bob@anotherdomain.org`` (no angle brackets): ``501`` (RFC 5321 §4.1.2);
+  Postfix accepts it (``strict_rfc821_envelopes = no``).
+* ``STARTTLS`` on a host without TLS: ``454 4.7.0 TLS not available due to local
+  problem`` (RFC 3207 §4); Postfix says ``502 5.5.1 Error: command not implemented``.
+
 * ``AUTH`` without TLS when plaintext AUTH is off: ``538 5.7.11`` (RFC 4954 §6); Postfix
   says ``504 5.5.4 Encryption required ...`` for the same case.
 * The path limits (RFC 5321 §4.5.3.1.1-3), which Postfix does not check: ``553`` for a
@@ -37,9 +64,9 @@ POSTFIX: Mapping[str, tuple[int, str]] = MappingProxyType({
     "helo": (250, "{host}"),  # RFC 5321 §4.1.1.1
     "quit": (221, "2.0.0 Bye"),  # RFC 5321 §4.1.1.10
     "ok": (250, "2.0.0 Ok"),  # RSET, NOOP: RFC 5321 §4.1.1.5, §4.1.1.9
-    "help": (214, "2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT\n"
-                  "2.0.0 VRFY ETRN HELP STARTTLS AUTH\n"
-                  "2.0.0 See RFC 5321 for what each one does"),  # RFC 5321 §4.1.1.8
+    # Postfix implements no HELP (RFC 5321 §4.1.1.8 lets a server answer 214 with help text;
+    # a persona override can): it is an unknown command to Postfix.
+    "help": (500, "5.5.2 Error: command not recognized"),
     "no_service": (503, "5.5.1 Error: no SMTP service here, send QUIT"),  # RFC 5321 §3.1
     "timeout": (421, "4.4.2 {host} Error: timeout exceeded"),  # RFC 5321 §4.5.3.2.7
     "shutdown": (421, "4.3.2 {host} Service shutting down"),  # RFC 5321 §3.8
@@ -55,11 +82,18 @@ POSTFIX: Mapping[str, tuple[int, str]] = MappingProxyType({
     "bdat_ok": (250, "2.0.0 Ok: {size} bytes"),  # RFC 3030 §2: 250 per chunk
     "user_unknown": (550, "5.1.1 <{addr}>: Recipient address rejected: User unknown in "
                           "virtual mailbox table"),  # for handlers (RFC 5321 §4.2.2 550)
-    "relay_denied": (454, "4.7.1 <{addr}>: Relay access denied"),  # Postfix defer_unauth
+    # Relaying refused: Postfix's default defer_unauth_destination (454, a safety net for
+    # configuration mistakes), and reject_unauth_destination (554) of production
+    # configurations; RFC 3463 §3.8: X.7.1 is useful only as a permanent error.
+    "relay_denied": (454, "4.7.1 <{addr}>: Relay access denied"),
+    "relay_rejected": (554, "5.7.1 <{addr}>: Relay access denied"),
     "too_many_rcpts": (452, "4.5.3 Error: too many recipients"),  # RFC 5321 §4.5.3.1.10
     "etrn_ok": (250, "Queuing started"),  # RFC 1985 §5
     "etrn_refused": (458, "Unable to queue messages for node {arg}"),  # RFC 1985 §5
+    # Postfix, for a domain outside fast_flush_domains (default: the relay domains)
+    "etrn_unavailable": (459, "<{arg}>: service unavailable"),  # RFC 1985 §5: 459
     "vrfy_default": (252, "2.0.0 {arg}"),  # RFC 5321 §3.5.3: cannot verify, will try
+    "vrfy_disabled": (502, "5.5.1 VRFY command is disabled"),  # disable_vrfy_command = yes
     # Sequence (RFC 5321 §4.1.4, 503 bad sequence)
     "need_helo": (503, "5.5.1 Error: send HELO/EHLO first"),
     "need_mail": (503, "5.5.1 Error: need MAIL command"),
@@ -70,7 +104,7 @@ POSTFIX: Mapping[str, tuple[int, str]] = MappingProxyType({
     "data_after_bdat": (503, "5.5.1 Error: DATA after BDAT"),  # RFC 3030 §2
     "bad_sequence": (503, "5.5.1 Error: {verb} not allowed here; allowed: {allowed}"),
     # Syntax (RFC 5321 §4.2.2 500/501/502, §4.5.3.1.9)
-    "unknown": (502, "5.5.2 Error: command not recognized"),
+    "unknown": (500, "5.5.2 Error: command not recognized"),  # RFC 5321 §4.2.4: 500
     "empty": (500, "5.5.2 Error: bad syntax"),
     "command_too_long": (500, "5.5.2 Error: command too long"),  # RFC 5321 §4.5.3.1.4
     "bare_lf": (500, "5.5.2 Error: bare <LF> received"),  # RFC 5321 §2.3.8
@@ -79,6 +113,7 @@ POSTFIX: Mapping[str, tuple[int, str]] = MappingProxyType({
     "non_ascii": (500, "5.5.2 Error: non-ASCII character received"),  # RFC 5321 §2.4
     "bad_utf8": (500, "5.5.2 Error: invalid UTF-8 received"),  # RFC 6531 §3.3
     "syntax": (501, "5.5.4 Syntax: {usage}"),  # RFC 5321 §4.2.2 501
+    "helo_syntax": (501, "Syntax: {verb} hostname"),  # Postfix 3.7.11: no enhanced code
     "mail_syntax": (501, "5.5.4 Syntax: MAIL FROM:<address>"),
     "rcpt_syntax": (501, "5.5.4 Syntax: RCPT TO:<address>"),
     "bad_sender": (501, "5.1.7 Bad sender address syntax"),
@@ -95,7 +130,6 @@ POSTFIX: Mapping[str, tuple[int, str]] = MappingProxyType({
     "size_declared": (552, "5.3.4 Message size exceeds fixed limit"),
     "data_too_big": (552, "5.3.4 Error: too much mail data"),
     "chunk_too_big": (552, "5.3.4 Chunk exceeds message size limit"),  # RFC 3030 §2
-    "line_too_long": (500, "5.5.2 Error: line too long"),  # RFC 5321 §4.5.3.1.6
     # STARTTLS (RFC 3207 §4)
     "starttls_ready": (220, "2.0.0 Ready to start TLS"),
     "tls_unavailable": (454, "4.7.0 TLS not available due to local problem"),

@@ -10,7 +10,7 @@ from enum import IntEnum
 
 class ReplyCode(IntEnum):
     """Basic reply codes (RFC 5321 §4.2.2/§4.2.3; 235/334/454/530/535/538: RFC 4954;
-    556: RFC 7505)."""
+    521/556: RFC 7504, 556 being what a null MX (RFC 7505 §4.1) leads to)."""
 
     SYSTEM_STATUS = 211
     HELP = 214
@@ -43,6 +43,7 @@ class ReplyCode(IntEnum):
     MAILBOX_NAME_NOT_ALLOWED = 553
     TRANSACTION_FAILED = 554
     PARAMETERS_NOT_RECOGNIZED = 555
+    HOST_ACCEPTS_NO_MAIL = 521
     DOMAIN_ACCEPTS_NO_MAIL = 556
 
 
@@ -83,7 +84,7 @@ ENHANCED_DETAIL = {
     "1.6": "Destination mailbox has moved, no forwarding address",
     "1.7": "Bad sender's mailbox address syntax",
     "1.8": "Bad sender's system address",
-    "1.10": "Recipient address has null MX (RFC 7505)",
+    "1.10": "Recipient address has null MX (RFC 7505 §4.1)",
     "2.0": "Other or undefined mailbox status",
     "2.1": "Mailbox disabled, not accepting messages",
     "2.2": "Mailbox full",
@@ -123,7 +124,7 @@ ENHANCED_DETAIL = {
     "7.23": "SPF validation failed",
     "7.25": "Reverse DNS validation failed",
     "7.26": "Multiple authentication checks failed",
-    "7.27": "Sender address has null MX",
+    "7.27": "Sender address has null MX (RFC 7505 §4.2)",
 }
 
 
@@ -224,7 +225,8 @@ _CODE_MEANING = {
     ReplyCode.MAILBOX_BUSY: "mailbox unavailable for now (busy, greylisted, blocked for policy)",
     ReplyCode.LOCAL_ERROR: "aborted: local error in processing",
     ReplyCode.INSUFFICIENT_STORAGE: "insufficient system storage (or too many recipients)",
-    ReplyCode.TEMPORARY_FAILURE: "temporary failure (TLS not available, or relay deferred)",
+    ReplyCode.TEMPORARY_FAILURE: ("temporary failure (TLS not available, or relay deferred "
+                                  "by Postfix's default defer_unauth_destination)"),
     ReplyCode.PARAMETERS_NOT_ACCOMMODATED_TEMP: "server unable to accommodate parameters",
     ReplyCode.SYNTAX_ERROR: "syntax error, command unrecognized (or line too long)",
     ReplyCode.PARAMETER_SYNTAX_ERROR: "syntax error in parameters or arguments",
@@ -241,5 +243,7 @@ _CODE_MEANING = {
     ReplyCode.MAILBOX_NAME_NOT_ALLOWED: "mailbox name not allowed (bad address syntax)",
     ReplyCode.TRANSACTION_FAILED: "transaction failed (or no SMTP service here)",
     ReplyCode.PARAMETERS_NOT_RECOGNIZED: "MAIL/RCPT parameters not recognized or implemented",
-    ReplyCode.DOMAIN_ACCEPTS_NO_MAIL: "domain does not accept mail (null MX, RFC 7505)",
+    ReplyCode.HOST_ACCEPTS_NO_MAIL: "this host does not accept mail (RFC 7504)",
+    ReplyCode.DOMAIN_ACCEPTS_NO_MAIL: ("domain does not accept mail (RFC 7504), e.g. it "
+                                       "publishes a null MX (RFC 7505)"),
 }

@@ -19,12 +19,14 @@ Line-ending policies (RFC 5321 §2.3.8, §4.1.1.4; catalogue tests 20-30):
   and a smuggled end-of-data cannot reach the next hop. A leading dot is removed from a
   line that has more after it (RFC 5321 §4.5.2). NUL bytes are kept as they are.
 * BDAT chunks are read as exactly *n* octets, no dot handling; the same stray CR/LF policy
-  is applied to the assembled message. The 1000-octet text line limit is enforced for DATA
-  only.
+  is applied to the assembled message.
+* A text line over 1000 octets (RFC 5321 §4.5.3.1.6) is accepted and kept whole, as Postfix
+  does (it chops such lines at ``line_length_limit``, 2048, and reconstructs them on
+  delivery): a client that does not wrap its lines still gets its mail through.
 
 Memory stays bounded by the limits: an overlong command line is discarded as it arrives
 (one ``500`` when it finally ends); DATA and BDAT content stops being kept once past
-``size_limit`` or once a line is over 1000 octets, and the error is given at the end.
+``size_limit`` (a long line counts as it arrives), and the error is given at the end.
 """
 
 from __future__ import annotations
@@ -141,6 +143,9 @@ class ServerConfig:
         error_sleep_time: that delay hint in seconds (Postfix ``smtpd_error_sleep_time``).
         auth_failure_limit: failed AUTH attempts before ``421`` and close.
         junk_command_limit: NOOP/VRFY/ETRN/RSET allowed before each counts as an error.
+        disable_vrfy_command: answer VRFY ``502 5.5.1 VRFY command is disabled`` and leave
+            it out of the EHLO reply (Postfix ``disable_vrfy_command``, default no; RFC 5321
+            §7.3: VRFY tells who exists, so sites may turn it off).
         queue_ids: gives the queue id of each transaction.
         replies: persona overrides, ``key -> (code, template)`` (see persona.py).
     """
@@ -162,6 +167,7 @@ class ServerConfig:
     error_sleep_time: float = 1.0
     auth_failure_limit: int = 3
     junk_command_limit: int = 100
+    disable_vrfy_command: bool = False
     queue_ids: Callable[[], str] = field(default_factory=queue_id_generator)
     replies: Mapping[str, tuple[int, str]] = field(default_factory=dict)
 
@@ -263,7 +269,7 @@ class ServerConnection(SansIOConnection):
         self._data_lines: list[bytes] = []
         self._data_size = 0
         self._data_error: str | None = None
-        self._skip_line = False
+        self._partial: bytearray | None = None  # the start of a line over 1000 octets
         # BDAT reader
         self._chunk: _Chunk | None = None
         self._bdat_parts: list[bytes] = []
@@ -328,8 +334,10 @@ class ServerConnection(SansIOConnection):
         """The EHLO extension lines this connection would advertise now, in order."""
         cfg = self.config
         exts = ["PIPELINING",  # RFC 2920
-                f"SIZE {cfg.size_limit}" if cfg.size_limit else "SIZE",  # RFC 1870
-                "VRFY", "ETRN"]  # RFC 5321 §3.5.2, RFC 1985
+                f"SIZE {cfg.size_limit}" if cfg.size_limit else "SIZE"]  # RFC 1870
+        if not cfg.disable_vrfy_command:
+            exts.append("VRFY")  # RFC 5321 §3.5.2 (Postfix lists it unless disabled)
+        exts.append("ETRN")  # RFC 1985
         if cfg.tls_context is not None and not self.tls_active:
             exts.append("STARTTLS")  # RFC 3207 §4.2: never after TLS is up
         if cfg.auth_enabled and (self.tls_active or cfg.auth_plaintext):
@@ -629,7 +637,7 @@ class ServerConnection(SansIOConnection):
     def _hello(self, arg: str, line: bytes, tr: Transition, *, esmtp: bool) -> ConnectionEvent:
         verb = "EHLO" if esmtp else "HELO"
         if not arg:  # RFC 5321 §4.1.1.1: the argument is required
-            return self._reject(line, "syntax", usage=f"{verb} hostname")
+            return self._reject(line, "helo_syntax", verb=verb)
         command: Command = Ehlo(arg) if esmtp else Helo(arg)
         hook = self.handler.handle_EHLO if esmtp else self.handler.handle_HELO
         custom = self._call(hook, self.session, arg)
@@ -774,7 +782,7 @@ class ServerConnection(SansIOConnection):
             return self._reject(line, "syntax", usage="DATA")
         self._mode = _Mode.DATA
         self._data_lines, self._data_size, self._data_error = [], 0, None
-        self._skip_line = False
+        self._partial = None
         return self._done(line, Data(), self.persona.reply("data_go"), tr)
 
     def _cmd_rset(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
@@ -803,6 +811,8 @@ class ServerConnection(SansIOConnection):
         if not arg:  # RFC 5321 §4.1.1.6
             return self._reject(line, "syntax", usage="VRFY address")
         self._junk()
+        if self.config.disable_vrfy_command:  # Postfix disable_vrfy_command = yes
+            return self._done(line, Vrfy(arg), self.persona.reply("vrfy_disabled"), tr)
         custom = self._call(self.handler.handle_VRFY, self.session, arg)
         reply = custom or self.persona.reply("vrfy_default", arg=clip(arg))
         return self._done(line, Vrfy(arg), reply, tr)
@@ -924,42 +934,47 @@ class ServerConnection(SansIOConnection):
     def _read_data(self) -> ConnectionEvent | None:
         buf = self._in
         limit = self.config.size_limit
-        if not self._skip_line and self._data_error is None and buf[:3] != b".\r\n":
+        if self._partial is None and self._data_error is None and buf[:3] != b".\r\n":
             self._take_data_lines(buf, limit)
         pos = 0
         while True:
             i = buf.find(b"\r\n", pos)
             if i < 0:
                 break
-            if self._skip_line:  # the end of an overlong line already refused
-                self._skip_line = False
-                pos = i + 2
-                continue
             line = bytes(buf[pos:i])
             pos = i + 2
-            if line == b".":  # <CRLF>.<CRLF>: the only end of data
+            if self._partial is not None:  # the end of a long line begun in earlier reads
+                line, self._partial = bytes(self._partial) + line, None
+            elif line == b".":  # <CRLF>.<CRLF>: the only end of data
                 del buf[:pos]
                 return self._end_of_data()
-            if line[:1] == b".":  # RFC 5321 §4.5.2: remove the transparency dot
+            elif line[:1] == b".":  # RFC 5321 §4.5.2: remove the transparency dot
                 line = line[1:]
             if self._data_error is not None:
                 continue  # discard: the error is held until the end of data
-            if len(line) + 2 > MAX_TEXT_LINE:  # RFC 5321 §4.5.3.1.6
-                self._data_error, self._data_lines = "line_too_long", []
-                continue
             self._data_size += len(line) + 2
             if limit and self._data_size > limit:  # RFC 1870 §6, RFC 5321 §4.5.3.1.9
                 self._data_error, self._data_lines = "data_too_big", []
                 continue
             self._data_lines.append(line)
         del buf[:pos]
-        if self._skip_line:
-            del buf[:len(buf) - (1 if buf.endswith(b"\r") else 0)]
-        elif len(buf) > MAX_TEXT_LINE:  # a line this long can only be too long
+        if len(buf) > MAX_TEXT_LINE:
+            # A line longer than RFC 5321 §4.5.3.1.6 allows: accepted, as Postfix does (it
+            # chops at line_length_limit and joins the pieces again on delivery). Its first
+            # part waits in _partial, counted against the size limit, so memory stays
+            # bounded by the size limit; a CR that may start the CRLF stays in the buffer.
+            take = len(buf) - (1 if buf.endswith(b"\r") else 0)
+            piece = bytes(buf[:take])
+            del buf[:take]
+            if self._partial is None:
+                self._partial = bytearray()
+                if piece[:1] == b".":  # RFC 5321 §4.5.2, at the start of the line
+                    piece = piece[1:]
             if self._data_error is None:
-                self._data_error, self._data_lines = "line_too_long", []
-            del buf[:len(buf) - (1 if buf.endswith(b"\r") else 0)]
-            self._skip_line = True
+                self._partial += piece
+                if limit and self._data_size + len(self._partial) + 2 > limit:
+                    self._data_error, self._data_lines = "data_too_big", []
+                    self._partial = bytearray()
         return None
 
     def _take_data_lines(self, buf: bytearray, limit: int) -> None:
@@ -967,8 +982,8 @@ class ServerConnection(SansIOConnection):
 
         The same outcome as :meth:`_read_data`'s line loop (which then finds the end, or
         keeps the unfinished last line), split in C instead of line by line in Python. Only
-        when no line would break a limit: otherwise nothing is taken and the loop decides,
-        line by line, which limit was broken first.
+        when the lines stay within the size limit: otherwise nothing is taken and the loop
+        decides, line by line, where the limit was broken.
         """
         end = buf.find(b"\r\n.\r\n")  # the first "." line after a line start
         stop = end if end >= 0 else buf.rfind(b"\r\n")
@@ -978,8 +993,6 @@ class ServerConnection(SansIOConnection):
         lines = block.split(b"\r\n")
         if block[:1] == b"." or b"\r\n." in block:  # RFC 5321 §4.5.2: transparency dots
             lines = [line[1:] if line[:1] == b"." else line for line in lines]
-        if max(map(len, lines)) + 2 > MAX_TEXT_LINE:  # RFC 5321 §4.5.3.1.6
-            return
         size = self._data_size + sum(map(len, lines)) + 2 * len(lines)
         if limit and size > limit:  # RFC 1870 §6, RFC 5321 §4.5.3.1.9
             return
@@ -992,6 +1005,7 @@ class ServerConnection(SansIOConnection):
         error = self._data_error
         lines = self._data_lines
         self._data_lines, self._data_size, self._data_error = [], 0, None
+        self._partial = None
         self._mode = _Mode.COMMAND
         content = b"\r\n".join(lines) + b"\r\n" if lines else b""
         return self._deliver(content, error, tr, "DATA")

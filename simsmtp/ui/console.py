@@ -2,8 +2,9 @@
 
 The learner types a line, presses Enter (or clicks Send) and sees the real server's answer,
 mistakes included: ``503`` for a command out of order (RCPT before MAIL, RFC 5321 §4.1.4),
-``501`` for bad arguments (``MAIL FROM:<bad``), ``502`` for an unknown command and ``500``
-for a line the server cannot parse (an empty line, a non-ASCII character), each with
+``501`` for bad arguments (``MAIL FROM:<bad``), ``500`` for an unknown command (Postfix,
+as RFC 5321 §4.2.4 says) and for a line the server cannot parse (an empty line, a non-ASCII
+character), each with
 :meth:`~simsmtp.protocol.replies.Reply.explain` and the states of both sides::
 
     console = ui.Console(net, "mail.anotherdomain.org", 25)

@@ -18,6 +18,7 @@ sees them only when asking. Exercise keys are ``"<notebook number>.<name>"``;
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -172,11 +173,22 @@ def _text(answer: Any) -> str:
     return " ".join(str(answer).split()).strip().strip("<>").rstrip("./").lower()
 
 
+def _number(answer: Any) -> float:
+    """``587``, ``"587"``, ``"port 587"``, ``"300 s"`` -> the one number in the answer."""
+    if isinstance(answer, int | float) and not isinstance(answer, bool):
+        return float(answer)
+    found = re.findall(r"[-+]?\d+(?:\.\d+)?", str(answer))
+    if len(found) != 1:
+        raise ValueError(f"write one number, not {answer!r}")
+    return float(found[0])
+
+
 def number(expected: float, wrong: dict[float, str] | None = None,
            right: str = "") -> Callable[[Any], Verdict]:
-    """A checker for a number; ``wrong`` maps tempting wrong answers to an explanation."""
+    """A checker for a number (also written with words around it: ``"port 587"``);
+    ``wrong`` maps tempting wrong answers to an explanation."""
     def check(answer: Any) -> Verdict:
-        value = float(str(answer).strip())
+        value = _number(answer)
         if value == expected:
             return True, right
         return False, (wrong or {}).get(value, f"{answer} is not it.")
@@ -202,6 +214,9 @@ def choice(correct: str, explanations: dict[str, str],
     """A checker for a multiple-choice letter; ``explanations`` say why a letter is wrong."""
     def check(answer: Any) -> Verdict:
         given = _text(answer).strip("()")
+        letter = re.fullmatch(r"\(?([a-z])\)?(?:[ .:)-].*)?", given)  # "(b) keep it…", "b."
+        if letter is not None:
+            given = letter.group(1)
         if given == correct:
             return True, right
         return False, explanations.get(given, f"Answer with one of the letters "
@@ -210,11 +225,17 @@ def choice(correct: str, explanations: dict[str, str],
 
 
 def sequence(expected: list[str], right: str = "") -> Callable[[Any], Verdict]:
-    """A checker for an ordered list of names (a list, or one comma-separated string)."""
+    """A checker for an ordered list of names (a list, or one string separated by commas,
+    spaces or arrows); a host name may be given by its first label (``mx-a``)."""
+    full = [_text(e) for e in expected]
+    short = {f.split(".")[0]: f for f in full}
+
     def check(answer: Any) -> Verdict:
-        items = answer.split(",") if isinstance(answer, str) else list(answer)
-        given = [_text(i) for i in items if _text(i)]
-        if given == [_text(e) for e in expected]:
+        items = re.split(r"[,\s>]+|->", answer) if isinstance(answer, str) else list(answer)
+        given = [_text(i) for i in items if _text(i).strip("-")]
+        if len(short) == len(full):  # first labels are unambiguous: accept them
+            given = [short.get(g, g) for g in given]
+        if given == full:
             return True, right
         if sorted(given) == sorted(_text(e) for e in expected):
             return False, "The right names, but not in the right order."
@@ -242,13 +263,17 @@ register(Exercise(
     "On which port (the well-known number) did it connect?",
     number(587, {25: "25 is where servers deliver to each other (relay); a mail program "
                      "submits on its own port.",
-                 465: "465 is submission with TLS from the first byte; Alice's program "
-                      "said STARTTLS on a plaintext connection first."},
+                 465: "465 is submission with TLS from the first byte (IANA name "
+                      "'submissions', RFC 8314 §7.3); Alice's program said STARTTLS on a "
+                      "plaintext connection first.",
+                 110: "110 is POP3: Bob's program fetches mail there, nobody sends on it.",
+                 53: "53 is the DNS: mail.example.com asked it where Bob's mail goes."},
            "587 is the submission port (RFC 6409): mail programs submit there, after "
            "STARTTLS and AUTH."),
     hint="Look at the first arrow of the diagram: 'connect to port …'.",
     solution="587, the submission port (RFC 6409 §3.1). Servers talk to each other on 25; "
-             "465 is submission over TLS from the start (RFC 8314).",
+             "465 ('submissions') is submission over TLS from the start (RFC 8314 §3.3, "
+             "§7.3).",
     answer_help="Write a number instead of None (e.g. answer = 110) and run the cell."))
 
 register(Exercise(
@@ -256,13 +281,21 @@ register(Exercise(
     "How many questions did mail.example.com ask the DNS before it could connect to "
     "Bob's server?",
     number(2, {1: "It asked which server takes anotherdomain.org's mail (MX)… and then it "
-                  "still needed that server's address.",
-               0: "Look again: the pink arrows go to the DNS lane."},
+                  "still needed that server's address. (The MX answer's ADDITIONAL section "
+                  "carried the address too, but MTAs do not trust additional data: they ask "
+                  "again.)",
+               0: "Look again: the pink arrows go to the DNS lane.",
+               3: "With IPv6 an MTA also asks AAAA? mail.anotherdomain.org (Postfix does with "
+                  "inet_protocols = all): 3 questions. This world's agent speaks IPv4 only: "
+                  "count the pink arrows."},
            "MX? anotherdomain.org (which server takes the mail), then A? "
-           "mail.anotherdomain.org (where that server is)."),
+           "mail.anotherdomain.org (where that server is). An IPv6-capable MTA would also "
+           "ask AAAA?."),
     hint="Count the pink arrows from mail.example.com to the DNS lane.",
     solution="2: MX? anotherdomain.org answered 'MX 10 mail.anotherdomain.org', then "
-             "A? mail.anotherdomain.org answered its address (RFC 5321 §5.1).",
+             "A? mail.anotherdomain.org answered its address (RFC 5321 §5.1). The address in "
+             "the MX answer's ADDITIONAL section is not used: MTAs look it up themselves. "
+             "With IPv6 there is a third question, AAAA?.",
     answer_help="Write a number instead of None (e.g. answer = 7) and run the cell."))
 
 register(Exercise(
@@ -271,12 +304,21 @@ register(Exercise(
     text("mail.anotherdomain.org",
          {"mail.example.com": "mail.example.com only relayed it: it is Alice's provider, "
                               "not Bob's.",
-          "bob": "Bob's mail program only fetched it later, with POP3."},
-         "mail.anotherdomain.org, the MX of Bob's domain, stored it (and only then said "
-         "250, RFC 5321 §6.1)."),
+          "bob": "Bob's mail program only fetched it later, with POP3.",
+          "bob@anotherdomain.org": "That is the mailbox; the question asks which host wrote "
+                                   "into it.",
+          "ns.simsmtp.test": "The name server only answered questions; it never sees the "
+                             "message.",
+          "alice": "Alice's program only submitted it to mail.example.com."},
+         "mail.anotherdomain.org, the MX of Bob's domain. Its 250 meant 'I am responsible "
+         "for it now' (RFC 5321 §6.1); in this world it writes the mailbox at once, while a "
+         "real MTA puts the message in its queue at the 250 and a delivery agent (an MDA, "
+         "e.g. Postfix's virtual, or Dovecot over LMTP) writes the mailbox just after."),
     hint="Look for the note 'stored in bob@anotherdomain.org's mailbox' and its lane.",
-    solution="mail.anotherdomain.org: the server the MX record names. It stored the message "
-             "on disk before answering 250, and Bob's program fetched it from there.",
+    solution="mail.anotherdomain.org: the server the MX record names. It took "
+             "responsibility with its 250 (RFC 5321 §6.1) and its delivery agent (the MDA "
+             "role; here the same program) wrote the message into Bob's Maildir, from "
+             "which Bob's program (his MUA) fetched it with POP3.",
     answer_help='Write a host name in quotes instead of None (e.g. answer = "ns.simsmtp.test") '
     'and run the cell.'))
 
@@ -329,16 +371,21 @@ register(Exercise(
     "01.null-mx", "Mail not welcome",
     "A domain publishes a null MX (MX 0 .). Which enhanced status code does a sender put "
     "in the bounce it sends back, without even trying?",
-    text("5.1.10", {"5.4.4": "5.4.4 is for a domain with neither MX nor address: nothing "
-                             "to try. A null MX says more: 'this domain takes no mail'.",
-                    "5.1.1": "5.1.1 is 'no such user': a server must have been asked.",
-                    "556": "556 is the reply code; the question asks for the enhanced "
-                           "status code (x.y.z)."},
-         "5.1.10 (RFC 7505 §4.1, with reply code 556): the domain says it accepts no "
-         "mail."),
+    text(["5.1.10", "556 5.1.10", "x.1.10"],
+         {"5.4.4": "5.4.4 is for a domain with neither MX nor address: nothing "
+                   "to try. A null MX says more: 'this domain takes no mail'.",
+          "5.1.1": "5.1.1 is 'no such user': a server must have been asked.",
+          "556": "556 is the reply code (RFC 7504); the question asks for the enhanced "
+                 "status code (x.y.z).",
+          "5.7.27": "5.7.27 is for a SENDER address whose domain has a null MX (RFC 7505 "
+                    "§4.2); here the recipient's domain has one.",
+          "5.1.2": "5.1.2 'bad destination system address' is the older, vaguer code; RFC "
+                   "7505 §4.1 registers a precise one for a null MX."},
+         "5.1.10 (RFC 7505 §4.1, with reply code 556 from RFC 7504): the domain says it "
+         "accepts no mail."),
     hint="The MX editor's 'Null MX' button shows what the sender decides.",
     solution="5.1.10: 'Recipient address has null MX' (RFC 7505 §4.1; the reply code is "
-             "556).",
+             "556, defined in RFC 7504).",
     answer_help='Write a status code in quotes instead of None (e.g. answer = "4.7.1") and run '
     'the cell.'))
 
@@ -348,7 +395,8 @@ register(Exercise(
     "(a) bounce the message back to Alice at once; (b) keep it in its queue and try "
     "again later; (c) give up on Bob silently.",
     choice("b", {"a": "A 4xx is a transient failure: 'not now'. Bouncing is for 5xx "
-                      "(or after days of 4xx).",
+                      "(or after days of 4xx: Postfix gives up after maximal_queue_lifetime, "
+                      "5 days).",
                  "c": "A mail server never drops a message silently: it delivers it or "
                       "tells the sender (RFC 5321 §6.1)."},
            "A 4xx means 'try again later' (RFC 5321 §4.2.1): the message stays queued and "
@@ -362,14 +410,20 @@ register(Exercise(
     "03.first-retry", "How long to wait",
     "After the first 450, how many seconds did mail.example.com wait before its next try?",
     number(300, {600: "600 s is the wait after the second failure (the wait doubles).",
-                 60: "Not a minute: look at the arrow 'retry in … min' in the timeline."},
+                 60: "Not a minute: look at the arrow 'retry in … min' in the timeline.",
+                 5: "5 is the number of minutes; the question asks for seconds.",
+                 1800: "1800 s (30 minutes) is what RFC 5321 §4.5.4.1 suggests as a minimum; "
+                       "Postfix (and this world) starts at 300 s.",
+                 4000: "4000 s is Postfix's maximal_backoff_time, the longest wait, not the "
+                       "first."},
            "300 s (Postfix's minimal_backoff_time); after that the wait doubles, up to "
            "4000 s."),
     hint="The timeline's orange arrow says 'retry in … min'; the trace's delivery.deferred "
          "event has a retry_in field.",
-    solution="300 seconds (5 minutes): Postfix's minimal_backoff_time. RFC 5321 §4.5.4.1 "
-             "asks for at least 30 minutes; greylisting servers usually accept a retry after "
-             "a few minutes.",
+    solution="300 seconds (5 minutes): Postfix's minimal_backoff_time, Postfix's choice. "
+             "RFC 5321 §4.5.4.1 says the retry interval SHOULD be at least 30 minutes; "
+             "greylisting servers usually accept a retry after a few minutes, which is one "
+             "reason MTAs retry sooner.",
     answer_help="Write a number of seconds instead of None (e.g. answer = 60) and run the cell."))
 
 
@@ -409,12 +463,25 @@ register(Exercise(
     answer_help="Run ex.check(world) after your experiment."))
 
 def _ports(answer: Any) -> Verdict:
-    given = tuple(int(x) for x in answer)
+    if isinstance(answer, str | bytes):  # "587, 465" or "(587, 465)"
+        given = tuple(int(x) for x in re.findall(r"\d+", str(answer)))
+        if not given:
+            raise ValueError("write two port numbers, e.g. (25, 110)")
+    else:
+        given = tuple(int(x) for x in answer)
     if given == (587, 465):
-        return True, "587 with STARTTLS (RFC 6409), 465 with TLS from the start (RFC 8314)."
+        return True, "587 with STARTTLS (RFC 6409), 465 with TLS from the start (RFC 8314 " \
+                     "§3.3; IANA calls it 'submissions', §7.3)."
     if given == (465, 587):
         return False, "Swapped: which one starts in plaintext and says STARTTLS?"
-    return False, "25 is for servers delivering to each other, 110 for fetching mail."
+    if len(given) != 2:
+        return False, "Give two ports: (starttls_port, implicit_tls_port)."
+    if 25 in given:
+        return False, "25 is where servers deliver to each other (relay), with STARTTLS " \
+                      "when offered; mail programs submit on their own ports."
+    if 993 in given or 995 in given or 110 in given or 143 in given:
+        return False, "110/995 (POP3) and 143/993 (IMAP) are for fetching mail, not sending."
+    return False, "Neither is a submission port: look at the ports table's TLS column."
 
 
 register(Exercise(
@@ -424,7 +491,8 @@ register(Exercise(
     _ports,
     hint="The ports table above has a 'TLS' column.",
     solution="(587, 465): 587 starts in plaintext and upgrades with STARTTLS (RFC 6409); "
-             "465 starts with TLS (RFC 8314, which prefers it).",
+             "465 ('submissions') starts with TLS (RFC 8314 §3.3, which prefers it to "
+             "STARTTLS).",
     answer_help="Write a pair of numbers instead of None (e.g. answer = (25, 110)) and run the "
     "cell."))
 
@@ -448,28 +516,44 @@ register(Exercise(
     "06.relay", "No open relay",
     "What reply code does mail.anotherdomain.org give to RCPT TO:<someone@elsewhere.example> "
     "from a client that did not log in?",
-    number(454, {550: "Postfix answers relay attempts with a temporary-looking 454 4.7.1 by "
-                      "default (smtpd_relay_restrictions defer_unauth_destination).",
+    number(454, {554: "554 5.7.1 is what most production servers answer (Postfix with "
+                      "reject_unauth_destination), and RFC 3463 §3.8 calls X.7.1 useful only "
+                      "as a permanent error. But this MX keeps Postfix's default, "
+                      "defer_unauth_destination, which answers 454: look at the reply above.",
+                 550: "550 is 'mailbox unavailable' (e.g. 550 5.1.1 for an unknown user of "
+                      "its own domain). For a foreign domain Postfix answers 454 4.7.1 by "
+                      "default (defer_unauth_destination), 554 5.7.1 with "
+                      "reject_unauth_destination.",
                  250: "Then it would be an open relay: anyone could send spam through it.",
                  530: "530 is 'authentication required' (on 587); port 25 does not offer "
-                      "AUTH."},
-           "454 4.7.1 Relay access denied: the server takes mail only for its own domains."),
+                      "AUTH.",
+                 503: "503 is 'bad sequence of commands': the RCPT came in the right place."},
+           "454 4.7.1 Relay access denied: Postfix's default, defer_unauth_destination, a "
+           "safety net that defers instead of bouncing while the configuration is young. "
+           "Production servers usually say 554 5.7.1 (reject_unauth_destination); a world "
+           "sets it with the policy key unauth_destination = \"reject\"."),
     hint="Look at the reply after the RCPT to a foreign domain in the dialogue above.",
     solution="454 (4.7.1 Relay access denied): an MX accepts mail for its own domains only; "
-             "relaying for strangers would make it an open relay.",
+             "relaying for strangers would make it an open relay. 454 is Postfix's default "
+             "(defer_unauth_destination); with reject_unauth_destination the answer is "
+             "554 5.7.1, what most production servers say.",
     answer_help="Write a number instead of None (e.g. answer = 7) and run the cell."))
 
 register(Exercise(
     "07.new", "Where it landed",
     "In which subdirectory of Bob's Maildir did the delivered message land?",
-    text("new", {"tmp": "tmp/ holds a message only while it is being written; it is renamed "
-                        "into new/ once it is safe on disk.",
-                 "cur": "cur/ is for messages a mail program has seen; nobody has yet."},
+    text(["new", "Maildir/new", "bob/new"],
+         {"tmp": "tmp/ holds a message only while it is being written; it is renamed "
+                 "into new/ once it is safe on disk.",
+          "cur": "cur/ is for messages a mail program has seen; nobody has yet.",
+          "inbox": "In a Maildir the inbox is the directory itself; the question asks for "
+                   "the subdirectory: tmp, new or cur."},
          "new/: delivered, not yet seen by a mail program."),
     hint="Look at the tree: tmp/, new/, cur/.",
-    solution="new/: the server writes into tmp/, fsyncs, then renames into new/ (so a "
-             "reader never sees half a message); a mail program moves it to cur/ once "
-             "seen.",
+    solution="new/: the delivery agent (here the MX itself; in a real set-up the MDA, "
+             "e.g. Postfix's virtual or Dovecot's LMTP) writes into tmp/, fsyncs, then "
+             "renames into new/ (so a reader never sees half a message); a mail program "
+             "moves it to cur/ once seen.",
     answer_help='Write a directory name in quotes instead of None (e.g. answer = "tmp") and run '
     'the cell.'))
 
@@ -477,7 +561,11 @@ register(Exercise(
     "07.first-hop", "Bottom to top",
     "Reading the Received: headers bottom to top: which server handled the message first?",
     text("mail.example.com", {"mail.anotherdomain.org": "That is the top header: the last "
-                                                        "server, the one that stored it."},
+                                                        "server, the one that stored it.",
+                              "127.0.0.1": "That is where the message came from (the 'from' "
+                                           "part of the bottom header: Alice's program, "
+                                           "which adds no Received: header). Which server "
+                                           "wrote that header (its 'by' part)?"},
          "mail.example.com received it first (from Alice's program) and added the bottom "
          "header; each later server adds its header on top."),
     hint="Each server puts its Received: header on top of the others (RFC 5321 §4.4).",
@@ -490,9 +578,13 @@ register(Exercise(
     "07.dele", "Deleting with POP3",
     "Which POP3 command marks a message for deletion? (It is really removed only when the "
     "session ends with QUIT.)",
-    text("DELE", {"quit": "QUIT ends the session (and performs the deletions), but it "
-                          "does not choose what to delete.",
-                  "rset": "RSET undoes the deletion marks."},
+    text(["DELE", "DELE 1", "DELE n", "DELE msg"],
+         {"quit": "QUIT ends the session (and performs the deletions), but it "
+                  "does not choose what to delete.",
+          "rset": "RSET undoes the deletion marks.",
+          "retr": "RETR downloads a message; it stays on the server unless DELE marks it.",
+          "expunge": "EXPUNGE is IMAP (RFC 9051); POP3's command is shorter.",
+          "del": "Close: POP3 commands are four letters (RFC 1939 §3)."},
          "DELE n marks message n; QUIT enters the UPDATE state, which removes it "
          "(RFC 1939 §6)."),
     hint="RFC 1939 §5 lists the TRANSACTION-state commands: STAT, LIST, RETR, DELE, NOOP, "

@@ -1252,7 +1252,10 @@ register(Exercise(
                                  "not that soft.",
                       "pass": "Mallory's address is still not an address of example.com's "
                               "MX host: 'mx' does not match.",
-                      "none": "example.com still publishes an SPF record."},
+                      "none": "example.com still publishes an SPF record.",
+                      "permerror": "The record is valid: one mechanism and one qualified "
+                                   "'all'.",
+                      "reject": "'reject' is a DMARC policy (p=reject), not an SPF result."},
          "softfail (RFC 7208 §8.5): 'probably not authorized'. Only the last term, ~all, "
          "matches Mallory's address."),
     hint="Mallory's address does not match 'mx'; which result does the qualifier '~' give "
@@ -1344,10 +1347,14 @@ register(Exercise(
     "Check, then run the check with the running network.",
     _spf_only,
     hint="The record must allow mail.example.com's address and nothing of Mallory's: "
-         "'mx', 'a:mail.example.com' or its ip4: address, then -all.",
+         "'mx', 'a:mail.example.com' or its ip4: address, then -all or ~all (DMARC counts "
+         "only an SPF pass, so softfail does not let Mallory through).",
     solution="SPF 'v=spf1 mx -all' (or 'v=spf1 a:mail.example.com -all', or 'v=spf1 "
-             "ip4:127.0.0.2 -all'), DKIM unticked, p=reject, Check. Careful with "
-             "ip4:127.0.0.0/8: it allows Mallory too. Then ex.check(net).",
+             "ip4:127.0.0.2 -all'; ~all works too: for DMARC a softfail is not a pass), DKIM "
+             "unticked, p=reject, Check. Careful with ip4:127.0.0.0/8: it allows Mallory "
+             "too. Then ex.check(net). (RFC 7489 §10.1 is why many domains pair p=reject "
+             "with ~all rather than -all: a receiver that rejects on SPF -all before DMARC "
+             "runs refuses forwarded mail that DKIM would have saved.)",
     answer_help="Run ex.check(net) after clicking Check in the lab."))
 
 

@@ -171,7 +171,8 @@ def dialogue(world: Any, host: str, service: str | None = None, index: int = -1,
 _SERVICES = {
     25: ("smtp", "mail between servers (RFC 5321)"),
     587: ("submission", "a mail program sends mail (RFC 6409)"),
-    465: ("smtps", "submission over TLS from the first byte (RFC 8314)"),
+    # IANA's name for 465 since RFC 8314 §7.3 ("smtps" before)
+    465: ("submissions", "submission over TLS from the first byte (RFC 8314 §3.3)"),
     110: ("pop3", "a mail program fetches mail (RFC 1939)"),
 }
 

@@ -49,8 +49,10 @@ CAPABILITIES: dict[str, tuple[str, str]] = {
                    "waiting for each reply (the replies come back in the same order)"),
     "SIZE": ("RFC 1870", "the largest message the server takes, in octets; a client "
              "declares its size in MAIL FROM (SIZE=…) and is refused before sending it"),
-    "VRFY": ("RFC 5321 §3.5", "the client may ask whether a mailbox exists (VRFY bob); many "
-             "servers answer vaguely, since it helps spammers collect addresses"),
+    "VRFY": ("RFC 5321 §3.5", "the client may ask whether a mailbox exists (VRFY "
+             "bob@anotherdomain.org): Postfix answers 252 if it does and 550 if not, which "
+             "helps spammers collect addresses, so sites may switch it off (Postfix "
+             "disable_vrfy_command, RFC 5321 §7.3)"),
     "ETRN": ("RFC 1985", "a server that was offline may ask this one to send now the mail "
              "queued for its domain (ETRN anotherdomain.org)"),
     "STARTTLS": ("RFC 3207", "the client may switch this connection to TLS (encrypted) "
@@ -521,10 +523,16 @@ register(Exercise(
     "02.pipelining", "Without waiting",
     "Which EHLO keyword tells the client that it may send MAIL FROM, RCPT TO and DATA in "
     "one go, without waiting for each reply?",
-    text("PIPELINING", {"CHUNKING": "CHUNKING is about sending the message in pieces (BDAT), "
-                                    "not about the commands.",
-                        "8BITMIME": "8BITMIME is about the bytes of the message.",
-                        "STARTTLS": "STARTTLS switches the connection to TLS."},
+    text(["PIPELINING", "250-PIPELINING"],
+         {"CHUNKING": "CHUNKING is about sending the message in pieces (BDAT), "
+                      "not about the commands.",
+          "8BITMIME": "8BITMIME is about the bytes of the message.",
+          "STARTTLS": "STARTTLS switches the connection to TLS.",
+          "ENHANCEDSTATUSCODES": "ENHANCEDSTATUSCODES adds the x.y.z codes to the replies.",
+          "SIZE": "SIZE announces the largest message the server takes.",
+          "DSN": "DSN lets the client ask for delivery status notifications.",
+          "ETRN": "ETRN asks the server to flush its queue for a domain.",
+          "VRFY": "VRFY asks about an address; it says nothing about sending in one go."},
          "PIPELINING (RFC 2920): the replies then come back in the order of the commands."),
     hint="Look at the table of capabilities in the stepper's EHLO step.",
     solution="PIPELINING (RFC 2920 §3.1). The client still waits for the 354 after DATA "
@@ -536,10 +544,17 @@ register(Exercise(
     "02.state-after-data", "Where the server is",
     "The server has just answered DATA with 354. In which state is the server now "
     "(a name from the state diagram)?",
-    text("DATA", {"RCPT": "RCPT is where it was before DATA: the 354 moved it on.",
-                  "MAIL": "MAIL was two commands ago.",
-                  "GREETED": "It returns to GREETED only after the final <CRLF>.<CRLF> and "
-                             "its 250."},
+    text(["DATA", "ServerState.DATA"],
+         {"RCPT": "RCPT is where it was before DATA: the 354 moved it on.",
+          "MAIL": "MAIL was two commands ago.",
+          "GREETED": "It returns to GREETED only after the final <CRLF>.<CRLF> and "
+                     "its 250.",
+          "MESSAGE": "MESSAGE is the CLIENT's state after the 354 (the table shows both "
+                     "sides): the client now sends the message. The question asks for the "
+                     "server's state, which this server core calls DATA.",
+          "ClientState.MESSAGE": "That is the client's state (it now sends the message); "
+                                 "the question asks for the server's, DATA.",
+          "354": "354 is the reply code; the question asks for a state name."},
          "DATA: from now on every line is message content, until a line holding only '.' "
          "(RFC 5321 §4.1.1.4)."),
     hint="Step to the DATA step in the stepper and read the server's state after it.",
@@ -587,8 +602,8 @@ register(Exercise(
     "MAIL FROM:<alice@example.com>. If Bob's server could not deliver it, to which "
     "address would the bounce go? (a) queen@example.com, the From: header; "
     "(b) alice@example.com, the envelope sender; (c) bob@anotherdomain.org.",
-    choice("b", {"a": "The From: header is for people; servers never read it to route "
-                      "mail. Bounces follow the envelope.",
+    choice("b", {"a": "The From: header is for people; servers do not route by it. "
+                      "Bounces follow the envelope.",
                  "c": "Bob is the recipient it could not be delivered to."},
            "The envelope sender (the reverse-path, RFC 5321 §4.5.5 and §6.1) gets every "
            "bounce; that is why it is also called the return path."),

@@ -410,26 +410,59 @@ class TLSInspector(CaptureView):
 register(Exercise(
     "05.sni", "The name on the envelope",
     "Even under TLS the eavesdropper read one host name in the ClientHello. Which one?",
-    text("mail.anotherdomain.org", {"mail.example.com": "That is the client. The ClientHello "
-                                                        "names the server it wants."},
+    text(["mail.anotherdomain.org", "mail.anotherdomain.org."],
+         {"mail.example.com": "That is the client. The ClientHello names the server it "
+                              "wants.",
+          "anotherdomain.org": "That is the mail domain; SNI carries the host name of the "
+                               "server the client connects to (the MX host).",
+          "ns.simsmtp.test": "The name server is never contacted over TLS here."},
          "mail.anotherdomain.org, in the server_name extension (SNI, RFC 6066 §3): sent "
          "before any key exists, so in clear (Encrypted Client Hello is the fix being "
          "deployed)."),
     hint="Look at the 'Handshake in clear' table: ClientHello: server name (SNI).",
     solution="mail.anotherdomain.org: the SNI travels in clear in the ClientHello so that "
-             "the server can pick the right certificate.",
+             "the server can pick the right certificate. (This world's delivery agent sends "
+             "SNI; Postfix's SMTP client sends none by default, smtp_tls_servername being "
+             "empty. The eavesdropper still reads the server's name in its 220 greeting, "
+             "in clear before STARTTLS.)",
     answer_help='Write a host name in quotes instead of None (e.g. answer = "ns.simsmtp.test") '
     'and run the cell.'))
+
+def _handshake_name(answer: Any) -> str:
+    """ "Server Hello", "server_hello", "ServerHello" -> "serverhello"."""
+    return "".join(ch for ch in str(answer).lower() if ch.isalnum())
+
+
+_LAST_CLEAR_WRONG = {
+    "clienthello": "The server answers it in clear too: the ServerHello comes after it.",
+    "certificate": "In TLS 1.3 the Certificate is already encrypted (in TLS 1.2 it was "
+                   "not).",
+    "encryptedextensions": "EncryptedExtensions is the FIRST encrypted message: it comes "
+                           "right after the last one in clear.",
+    "certificateverify": "CertificateVerify is encrypted in TLS 1.3.",
+    "finished": "Finished is encrypted in TLS 1.3.",
+    "changecipherspec": "The change_cipher_spec record after the ServerHello does travel in "
+                        "clear, but in TLS 1.3 it is a dummy record for middleboxes (RFC "
+                        "8446 Appendix D.4), not a handshake message.",
+    "helloretryrequest": "A HelloRetryRequest (a ServerHello asking for another key share) "
+                         "happens only when the client guessed the wrong group; then a "
+                         "second ClientHello and ServerHello follow.",
+}
+
+
+def _last_clear(answer: Any) -> tuple[bool, str]:
+    given = _handshake_name(answer)
+    if given in ("serverhello", "tlsserverhello"):
+        return True, ("ServerHello: from its key share both sides compute the handshake "
+                      "keys; everything after it is encrypted (RFC 8446 §2).")
+    return False, _LAST_CLEAR_WRONG.get(given, f"{answer!r} is not a handshake message that "
+                                               "travels in clear in TLS 1.3.")
+
 
 register(Exercise(
     "05.last-clear", "Where the curtain falls",
     "With TLS 1.3, which is the last handshake message an eavesdropper can read?",
-    text("ServerHello", {"clienthello": "The server answers it in clear too.",
-                         "certificate": "In TLS 1.3 the Certificate is already encrypted "
-                                        "(in TLS 1.2 it was not).",
-                         "finished": "Finished is encrypted in TLS 1.3."},
-         "ServerHello: from its key share both sides compute the handshake keys; "
-         "everything after it is encrypted (RFC 8446 §2)."),
+    _last_clear,
     hint="In the records table, find the last row whose content says 'in clear'.",
     solution="ServerHello. Then come EncryptedExtensions, Certificate, CertificateVerify "
              "and Finished, all inside application_data records.",

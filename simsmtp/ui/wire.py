@@ -17,6 +17,7 @@ connection it opened), or nothing (the latest SMTP connection).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -493,18 +494,56 @@ register(Exercise(
     'cell.'))
 
 
+#: Display filters that select exactly the AUTH command (checked against tshark 4.0 in
+#: tests/ui): ``==``/``eq``/``===`` and ``contains``/``in`` compare case-sensitively, so the
+#: verb is written as sent, "AUTH"; ``matches``/``~`` take a regular expression and ignore
+#: case. An optional ``&& tcp.port == 587`` narrows it to the submission port.
+_VERB = r"smtp\.req\.command"
+_RIGHT_FILTERS = (
+    rf'{_VERB} ?(?:==|===|eq) ?(?:"AUTH"|AUTH)',
+    rf'{_VERB} (?:contains) "AUTH"',
+    rf'{_VERB} in ?\{{ ?"AUTH" ?\}}',
+    rf'{_VERB} (?:matches|~) "(?:\(\?i\))?\^?auth\$?"',
+)
+_NARROWER = r"(?: ?(?:&&|and) ?tcp\.(?:dst)?port ?(?:==|eq) ?587)?"
+_FILTER_HINTS = (
+    (rf'{_VERB} ?(?:==|===|eq|contains|in) ?\{{? ?"(?!AUTH")(?i:auth)" ?\}}?',
+     'Wireshark compares strings case-sensitively with ==, eq, contains and in, and '
+     'the client sent the verb in capitals: this filter matches no packet. Write "AUTH" '
+     '(or use matches, which ignores case).'),
+    (rf"{_VERB} ?(?:==|eq) ?'",
+     "Wireshark wants strings in double quotes: 'AUTH' in single quotes is a character "
+     "constant, and tshark refuses the filter."),
+    (r'smtp ?(?:contains|matches|~) ',
+     "That searches the whole SMTP payload, so it also shows the server's EHLO reply "
+     "listing 250-AUTH PLAIN LOGIN. Compare the request's verb instead: smtp.req.command."),
+    (r"smtp\.auth\.",
+     "The smtp.auth.* fields hold decoded credentials (some only with "
+     "-o smtp.decryption:TRUE): they mark the lines that carry a user name or password. "
+     "With AUTH PLAIN and an initial response that is the AUTH line, but with AUTH LOGIN "
+     "they are the lines after it, which are not AUTH commands."),
+    (r"smtp\.req\.parameter",
+     "smtp.req.parameter is the argument: a filter on PLAIN finds AUTH PLAIN only (AUTH "
+     "LOGIN would be missed). The verb is in smtp.req.command."),
+    (rf'{_VERB} ?(?:==|eq) ?"(?:PLAIN|LOGIN)"',
+     "PLAIN and LOGIN are SASL mechanisms, the argument of AUTH; the verb is AUTH."),
+    (r"(?:smtp|smtp\.req|tcp\.port ?(?:==|eq) ?(?:25|587)|tcp)",
+     "That shows every SMTP packet (or every packet of the port), not only the login."),
+)
+
+
 def _filter(answer: Any) -> tuple[bool, str]:
-    given = " ".join(str(answer).split()).lower()
-    if given in ("smtp.req.command == \"auth\"", "smtp.req.command==\"auth\"",
-                 "smtp.req.command == auth", "smtp.req.command==auth"):
-        return True, "tshark -r FILE -Y 'smtp.req.command == \"AUTH\"' shows only the AUTH " \
-                     "lines (Wireshark's SMTP dissector names the verb smtp.req.command)."
-    if "smtp.auth" in given:
-        return True, "That works too: smtp.auth.* fields (with -o smtp.decryption:TRUE " \
-                     "Wireshark decodes PLAIN itself)."
-    if given in ("smtp", "tcp.port == 587", "tcp.port==587"):
-        return False, "That shows every SMTP packet, not only the login."
-    return False, "Not a filter that picks out the AUTH command."
+    given = " ".join(str(answer).split())
+    if any(re.fullmatch(f + _NARROWER, given, re.IGNORECASE if "matches" in f else 0)
+           for f in _RIGHT_FILTERS):
+        return True, "Only the AUTH command: tshark -r FILE -Y 'smtp.req.command == \"AUTH\"' " \
+                     "(Wireshark's SMTP dissector names the verb smtp.req.command; == " \
+                     "compares case-sensitively, matches ignores case)."
+    for pattern, why in _FILTER_HINTS:
+        if re.fullmatch(pattern + r".*", given):
+            return False, why
+    return False, "Not a display filter that picks out the AUTH command: compare the " \
+                  "field smtp.req.command with the verb."
 
 
 register(Exercise(
@@ -513,10 +552,13 @@ register(Exercise(
     "client sends the AUTH command? Wireshark names the verb of an SMTP request "
     "smtp.req.command.",
     _filter,
-    hint='Compare a field with a string: field == "VALUE" (Wireshark is case-sensitive '
-         "here: the verb as sent).",
+    hint='Compare a field with a string: field == "VALUE" (Wireshark compares strings '
+         "case-sensitively: write the verb as it was sent).",
     solution='smtp.req.command == "AUTH"  (e.g. tshark -r 04_sniffed.pcap -Y '
-             "'smtp.req.command == \"AUTH\"' -T fields -e smtp.req.parameter)",
+             "'smtp.req.command == \"AUTH\"' -T fields -e smtp.req.parameter). "
+             'Equivalent: smtp.req.command eq "AUTH", smtp.req.command in {"AUTH"}, '
+             'smtp.req.command contains "AUTH", smtp.req.command matches "^auth$" (matches '
+             'ignores case; == does not).',
     answer_help='Write the filter in quotes instead of None (e.g. answer = "tcp.port == 25") '
     'and run the cell.'))
 

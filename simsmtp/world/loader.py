@@ -25,6 +25,8 @@ host. Keys not listed here are errors (with a "did you mean" suggestion)::
     [hosts."mail.example.com".policy]  # every key optional, see simsmtp.world.model.Policy
     outbound_tls = "opportunistic"
     mailauth = "enforce"               # an mx's SPF/DKIM/DMARC: "enforce", "report", "off"
+    unauth_destination = "defer"       # relay refused: "defer" 454 4.7.1 (Postfix's default)
+                                       # or "reject" 554 5.7.1; disable_vrfy_command = false
 
     [[records]]                        # extra DNS records
     name = "example.com"
@@ -63,6 +65,7 @@ from simsmtp.world.model import (
     MAILAUTH_MODES,
     OUTBOUND_TLS,
     ROLES,
+    UNAUTH_DESTINATION,
     Domain,
     Host,
     MXRecord,
@@ -283,6 +286,9 @@ def _policy(r: _Reader, value: Any, path: KeyPath) -> Policy:
         "error_sleep_time": lambda v, p: r.number(v, p, 0, why=" (seconds)"),
         "junk_command_limit": lambda v, p: r.integer(v, p, 1),
         "auth_failure_limit": lambda v, p: r.integer(v, p, 1),
+        # Postfix's teaching-relevant choices, by their Postfix names (see Policy).
+        "disable_vrfy_command": r.boolean,
+        "unauth_destination": lambda v, p: r.choice(v, p, UNAUTH_DESTINATION),
     }
     table = r.table(value, path, checks)
     return Policy(**{key: checks[key](v, (*path, key)) for key, v in table.items()})
@@ -676,6 +682,9 @@ def validate_world(world: World) -> None:
         if policy.mailauth not in MAILAUTH_MODES:
             r.fail((*path, "policy", "mailauth"), _one_of(MAILAUTH_MODES),
                    show(policy.mailauth))
+        if policy.unauth_destination not in UNAUTH_DESTINATION:
+            r.fail((*path, "policy", "unauth_destination"), _one_of(UNAUTH_DESTINATION),
+                   show(policy.unauth_destination))
     for i, record in enumerate(world.records):
         if record.rtype == "MX" and record.name in world.domains:
             r.fail(("records", i, "type"), f"MX records of {record.name} in "

@@ -53,6 +53,11 @@ DEFAULT_TTL = 3600
 #: Authentication-Results header, or skip the checks.
 MAILAUTH_MODES = ("enforce", "report", "off")
 
+#: What an MX answers to an unauthorised relay attempt, by Postfix's restriction names:
+#: ``defer_unauth_destination`` (454 4.7.1, Postfix's default since 2.10) or
+#: ``reject_unauth_destination`` (554 5.7.1).
+UNAUTH_DESTINATION = ("defer", "reject")
+
 #: Default DKIM key size. RFC 8301 §3.2 allows 1024 bits (2048 advised); a seeded 2048-bit
 #: key costs 0.5-1.2 s of pure-Python prime search, a seeded 1024-bit key about 0.05-0.1 s.
 DEFAULT_DKIM_BITS = 1024
@@ -158,6 +163,14 @@ class Policy:
         error_sleep_time: that delay in seconds.
         junk_command_limit: NOOP/VRFY/ETRN/RSET allowed before each counts as an error.
         auth_failure_limit: failed AUTH attempts before ``421`` and close.
+        disable_vrfy_command: Postfix's ``disable_vrfy_command`` (default no): when true,
+            VRFY gets ``502 5.5.1 VRFY command is disabled`` and is not listed in EHLO;
+            when false, VRFY answers ``252`` for a user who exists and ``550 5.1.1`` for one
+            who does not, which lets anyone harvest addresses (RFC 5321 §7.3).
+        unauth_destination: what an unauthorised relay attempt gets: ``"defer"`` (Postfix's
+            default ``defer_unauth_destination``: ``454 4.7.1``, a safety net against
+            configuration mistakes) or ``"reject"`` (``reject_unauth_destination`` of
+            production configurations: ``554 5.7.1``).
     """
 
     # The limits the SMTP server also has take its defaults (Postfix's), stated once there.
@@ -181,6 +194,8 @@ class Policy:
     error_sleep_time: float = _SMTPD.error_sleep_time
     junk_command_limit: int = _SMTPD.junk_command_limit
     auth_failure_limit: int = _SMTPD.auth_failure_limit
+    disable_vrfy_command: bool = _SMTPD.disable_vrfy_command
+    unauth_destination: str = "defer"
 
     def may_relay(self, address: str) -> bool:
         """Whether a client at ``address`` is in :attr:`relay_networks`."""

@@ -121,11 +121,11 @@ def test_f65_data_above_the_minimum_rate_outlasts_the_idle_timeout(tight: Networ
 
 def test_f66_too_many_errors_get_421_4_7_0_and_a_close(tight: Network) -> None:
     with smtp(tight) as wire:
-        assert codes(send_recv(wire, b"BOGUS0\r\n")) == [502]  # RFC 5321 §3.8: no close
+        assert codes(send_recv(wire, b"BOGUS0\r\n")) == [500]  # RFC 5321 §3.8: no close
         wire.send(b"".join(b"BOGUS%d\r\n" % i for i in range(1, 25)))
         said = _closed_with(wire, 5.0).split(b"\r\n")[:-1]
-        # hard limit 20 (Postfix smtpd_hard_error_limit): 20 x 502, then the 421
-        assert [line[:3] for line in said] == [b"502"] * 19 + [b"421"]
+        # hard limit 20 (Postfix smtpd_hard_error_limit): 20 x 500, then the 421
+        assert [line[:3] for line in said] == [b"500"] * 19 + [b"421"]
         assert said[-1] == f"421 4.7.0 {MX} Error: too many errors".encode()
 
 
@@ -133,9 +133,9 @@ def test_f66_past_the_soft_error_limit_every_reply_is_delayed() -> None:
     sleep = 0.3  # Postfix smtpd_error_sleep_time (1 s by default)
     with hardening_world(mx={"error_sleep_time": sleep}).start() as net, smtp(net) as wire:
         for _ in range(9):  # smtpd_soft_error_limit 10: the first nine errors are prompt
-            assert codes(send_recv(wire, b"BOGUS\r\n")) == [502]
+            assert codes(send_recv(wire, b"BOGUS\r\n")) == [500]
         start = time.monotonic()
-        assert codes(send_recv(wire, b"BOGUS\r\nNOOP\r\n", replies=2)) == [502, 250]
+        assert codes(send_recv(wire, b"BOGUS\r\nNOOP\r\n", replies=2)) == [500, 250]
         assert time.monotonic() - start >= 2 * sleep * 0.9  # both replies held back
 
 

@@ -77,17 +77,21 @@ def test_a3_megabyte_line_without_crlf_keeps_memory_bounded(uncaptured: Network)
         assert wire.silent(0.1)  # and only one 500 was sent
 
 
-def test_a4_overlong_text_line_error_is_held_to_the_end_of_data(net: Network) -> None:
+def test_a4_overlong_text_line_is_accepted_whole_as_postfix_does(net: Network) -> None:
+    # Catalogue test 4 expects a 5xx (aiosmtpd); issue 21 follows the Postfix oracle
+    # instead: a real Postfix 3.7 answers 250 and rebuilds the line on delivery
+    # (tests/interop/test_postfix_oracle.py asks one).
     mark = token()
     with smtp(net) as wire:
         assert _mail(wire) == [250, 250]
         assert codes(send_recv(wire, b"DATA\r\n")) == [354]
         wire.send(message(mark) + b"a" * 1003)
-        assert wire.silent()  # RFC 5321 §4.5.3.1.6: no reply before the end of data
+        assert wire.silent()  # nothing is said before the end of data
         (reply,) = send_recv(wire, b"\r\n.\r\n")
-        assert reply.startswith(b"500 5.5.2")
+        assert reply.startswith(b"250 2.0.0 Ok: queued as")
         assert codes(send_recv(wire, b"NOOP\r\n")) == [250]
-    assert stored(net, BOB, mark) == []
+    (kept,) = stored(net, BOB, mark)
+    assert b"a" * 1003 in kept
 
 
 def test_a5_local_part_limit_is_64_octets(net: Network) -> None:
@@ -155,7 +159,7 @@ def test_a9_command_order_violations_get_503(net: Network, setup: bytes, command
 
 def test_a10_unknown_and_empty_commands_do_not_drop_the_session(net: Network) -> None:
     with smtp(net) as wire:
-        assert codes(send_recv(wire, b"FOOBAR\r\n")) == [502]  # RFC 5321 §4.2.4
+        assert codes(send_recv(wire, b"FOOBAR\r\n")) == [500]  # RFC 5321 §4.2.4
         assert send_recv(wire, b"\r\n")[0].startswith(b"500 5.5.2 Error: bad syntax")
         assert codes(send_recv(wire, b"NOOP\r\n")) == [250]  # RFC 5321 §3.8: no close
 

@@ -289,6 +289,68 @@ def test_relay_from_an_outside_client_is_denied_454(net: Network) -> None:
     assert len(net.queues["mail.example.com"]) == 0
 
 
+def test_relay_rejected_554_with_the_reject_unauth_destination_policy() -> None:
+    world = _world(mx_policy='unauth_destination = "reject"')
+    with world.start(storage="memory") as net, \
+            net.session(local_name="outside.example.net") as s:
+        s.connect()
+        s.ehlo()
+        s.mail("spammer@outside.example.net")
+        refused = s.rcpt("victim@elsewhere.example")
+        # Postfix reject_unauth_destination; RFC 3463 §3.8: X.7.1 only as a permanent error
+        assert str(refused.reply) == \
+            "554 5.7.1 <victim@elsewhere.example>: Relay access denied"
+        assert s.line("VRFY victim@elsewhere.example").code == 554  # the same check
+        assert s.rcpt(BOB).code == 250
+
+
+def test_vrfy_answers_as_postfix_known_and_unknown_users(net: Network) -> None:
+    # Postfix 3.7.11, virtual mailboxes (measured; tests/interop asks a real one too)
+    with net.session(local_name="outside.example.net") as s:
+        s.connect()
+        s.ehlo()
+        assert "VRFY" in s.extensions
+        assert str(s.line("VRFY bob@anotherdomain.org").reply) == "252 2.0.0 bob@anotherdomain.org"
+        assert str(s.line("VRFY <bob@anotherdomain.org>").reply) == \
+            "252 2.0.0 <bob@anotherdomain.org>"
+        assert str(s.line("VRFY nosuchuser@anotherdomain.org").reply) == (
+            "550 5.1.1 <nosuchuser@anotherdomain.org>: Recipient address rejected: "
+            "User unknown in virtual mailbox table")
+        assert str(s.line("VRFY bob").reply) == "252 2.0.0 bob"
+        assert str(s.line("VRFY Bob Builder").reply) == "501 5.1.3 Bad recipient address syntax"
+        assert str(s.line("VRFY <>").reply) == "501 5.1.3 Bad recipient address syntax"
+        assert str(s.line("ETRN anotherdomain.org").reply) == \
+            "459 <anotherdomain.org>: service unavailable"
+        assert s.line("VRFY postmaster@anotherdomain.org").code == 252  # RFC 5321 §4.5.1
+        assert str(s.line("VRFY victim@elsewhere.example").reply) == \
+            "454 4.7.1 <victim@elsewhere.example>: Relay access denied"
+
+
+def test_disable_vrfy_command_policy() -> None:
+    world = _world(mx_policy="disable_vrfy_command = true")
+    with world.start(storage="memory") as net, \
+            net.session(local_name="outside.example.net") as s:
+        s.connect()
+        s.ehlo()
+        assert "VRFY" not in s.extensions
+        for who in ("bob@anotherdomain.org", "nosuchuser@anotherdomain.org"):
+            assert str(s.line(f"VRFY {who}").reply) == "502 5.5.1 VRFY command is disabled"
+
+
+def test_a_5000_character_line_reaches_the_mailbox_intact(net: Network) -> None:
+    wide = "".join(f"{i:04d}" for i in range(1250))  # 5,000 characters, no wrapping
+    message = (f"From: <carol@outside.example.net>\r\nTo: <bob@anotherdomain.org>\r\n"
+               f"Subject: wide\r\n\r\n{wide}\r\n").encode()
+    with net.session(local_name="outside.example.net") as s:
+        s.connect()
+        s.ehlo()
+        steps = s.transaction("carol@outside.example.net", [BOB], message)
+        assert steps[-1].code == 250 and str(steps[-1].reply).startswith(
+            "250 2.0.0 Ok: queued as ")
+    (stored,) = net.mailbox(BOB)
+    assert stored.get_payload().strip() == wide
+
+
 def test_required_outbound_tls_defers_when_the_mx_offers_no_starttls() -> None:
     world = _world(outbound_tls="required", mx_policy="starttls = false")
     with world.start(storage="memory") as net:

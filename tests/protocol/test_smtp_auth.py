@@ -168,7 +168,7 @@ def test_auth_ordering() -> None:
         b"503 5.5.1 Error: send HELO/EHLO first\r\n")
     server.say(b"HELO x\r\n")
     assert server.say(b"AUTH PLAIN " + PLAIN_OK + b"\r\n") == (
-        b"502 5.5.2 Error: command not recognized\r\n")
+        b"500 5.5.2 Error: command not recognized\r\n")
 
 
 def test_authentication_required() -> None:

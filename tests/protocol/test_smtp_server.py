@@ -83,7 +83,8 @@ def test_helo_reply_and_no_extensions() -> None:
 def test_hello_without_argument_is_501(line: bytes) -> None:
     server = Server()
     out = server.say(line)
-    assert out.startswith(b"501 5.5.4 Syntax: ")
+    verb = line[:4]
+    assert out == b"501 Syntax: " + verb + b" hostname\r\n"  # Postfix 3.7.11, word for word
     assert server.state is S.CONNECTED
 
 
@@ -233,7 +234,8 @@ def test_starttls_with_an_argument_is_501_and_tls_does_not_start() -> None:
 def test_unknown_and_empty_commands_never_close_the_session() -> None:
     server = Server()
     events, out = server.feed(b"FOOBAR\r\n")
-    assert out == b"502 5.5.2 Error: command not recognized\r\n"
+    # Postfix 3.7.11 (measured): 500, as RFC 5321 §4.2.4 says for an unrecognized command
+    assert out == b"500 5.5.2 Error: command not recognized\r\n"
     assert events[0].command is None and events[0].line == b"FOOBAR"
     assert server.say(b"\r\n") == b"500 5.5.2 Error: bad syntax\r\n"
     assert server.say(b"   \r\n") == b"500 5.5.2 Error: bad syntax\r\n"
@@ -244,7 +246,14 @@ def test_unknown_and_empty_commands_never_close_the_session() -> None:
 def test_expn_and_turn_are_not_recognized() -> None:
     server = Server()
     server.ehlo()
-    assert codes(server.say(b"EXPN staff\r\nTURN\r\n")) == [502, 502]
+    assert codes(server.say(b"EXPN staff\r\nTURN\r\n")) == [500, 500]
+
+
+def test_foo_bar_gets_postfix_s_500() -> None:
+    server = Server()
+    server.ehlo()
+    assert server.say(b"FOO bar\r\n") == b"500 5.5.2 Error: command not recognized\r\n"
+    assert server.state is S.GREETED
 
 
 def test_quit_closes_and_nothing_after_it_is_executed() -> None:
@@ -257,11 +266,27 @@ def test_quit_closes_and_nothing_after_it_is_executed() -> None:
     assert server.say(b"NOOP\r\n") == b""
 
 
-def test_help_lists_the_commands() -> None:
+def test_help_is_not_recognized_as_by_postfix() -> None:
     server = Server()
+    server.ehlo()
     out = server.say(b"HELP\r\n")
-    assert out.startswith(b"214-2.0.0 Commands: EHLO") and out.endswith(b"\r\n")
-    assert codes(out) == [214]
+    assert out == b"500 5.5.2 Error: command not recognized\r\n"  # Postfix 3.7.11
+    assert server.say(b"HELP MAIL\r\n") == b"500 5.5.2 Error: command not recognized\r\n"
+    assert server.state is S.GREETED and not server.conn.closed
+
+
+def test_a_persona_may_answer_help_with_214() -> None:
+    server = Server(replies={"help": (214, "2.0.0 Commands: EHLO MAIL RCPT DATA QUIT")})
+    assert server.say(b"HELP\r\n") == b"214 2.0.0 Commands: EHLO MAIL RCPT DATA QUIT\r\n"
+
+
+def test_disable_vrfy_command() -> None:
+    server = Server(disable_vrfy_command=True)
+    out = server.say(b"EHLO client.example.org\r\n")
+    assert b"250-VRFY" not in out and b"250-ETRN" in out
+    assert server.say(b"VRFY bob@anotherdomain.org\r\n") == (
+        b"502 5.5.1 VRFY command is disabled\r\n")
+    assert b"250-VRFY\r\n" in Server().say(b"EHLO client.example.org\r\n")
 
 
 def test_vrfy_default_and_syntax() -> None:
@@ -628,9 +653,9 @@ def test_hard_error_limit_421_and_close() -> None:
     out = b""
     for i in range(19):
         out += server.say(b"BOGUS%d\r\n" % i)
-    assert codes(out) == [502] * 19 and not server.conn.closed
+    assert codes(out) == [500] * 19 and not server.conn.closed
     events, out = server.feed(b"BOGUS19\r\n")
-    assert out == (b"502 5.5.2 Error: command not recognized\r\n"
+    assert out == (b"500 5.5.2 Error: command not recognized\r\n"
                    b"421 4.7.0 mail.anotherdomain.org Error: too many errors\r\n")
     assert isinstance(events[-1], ReplySent) and events[-1].state_after is S.CLOSED
     assert server.conn.closed
@@ -639,7 +664,7 @@ def test_hard_error_limit_421_and_close() -> None:
 
 def test_first_unknown_command_never_closes_even_with_the_smallest_limit() -> None:
     server = Server(hard_error_limit=2)
-    assert server.say(b"BOGUS\r\n") == b"502 5.5.2 Error: command not recognized\r\n"
+    assert server.say(b"BOGUS\r\n") == b"500 5.5.2 Error: command not recognized\r\n"
     assert not server.conn.closed
 
 

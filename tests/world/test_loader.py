@@ -73,6 +73,21 @@ def test_policy_defaults() -> None:
     assert (p.idle_timeout, p.smtputf8, p.pop3_plaintext) == (300, False, False)
 
 
+def test_postfix_teaching_choices_are_policy_keys_with_postfix_defaults() -> None:
+    assert Policy().disable_vrfy_command is False  # Postfix: disable_vrfy_command = no
+    assert Policy().unauth_destination == "defer"  # Postfix: defer_unauth_destination
+    world = parse_world(HOST + '[hosts."mail.example.com".policy]\n'
+                               'disable_vrfy_command = true\nunauth_destination = "reject"\n',
+                        "good.toml")
+    policy = world.host("mail.example.com").policy
+    assert (policy.disable_vrfy_command, policy.unauth_destination) == (True, "reject")
+    bad = error(HOST + '[hosts."mail.example.com".policy]\nunauth_destination = "bounce"\n')
+    assert 'hosts."mail.example.com".policy.unauth_destination' in str(bad)
+    assert "expected one of defer, reject" in str(bad)
+    bad = error(HOST + '[hosts."mail.example.com".policy]\ndisable_vrfy_command = "yes"\n')
+    assert "disable_vrfy_command" in str(bad)
+
+
 def test_seed_override_changes_ids_only() -> None:
     a, b, c = World.seed_world(), World.seed_world(), World.seed_world(seed=7)
     assert c.seed == 7 and c.name == a.name
