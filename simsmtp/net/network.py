@@ -51,7 +51,10 @@ if TYPE_CHECKING:
     from .stepper import SMTPStepper, Step
 
 #: Well-known port -> the service name the listener, the trace and the capture use.
-SERVICES = {25: "smtp", 587: "submission", 465: "smtps", 110: "pop3"}
+SERVICES = {25: "smtp", 587: "submission", 465: "smtps", 110: "pop3", 995: "pop3s",
+            143: "imap", 993: "imaps"}
+#: The retrieval services (a mail program reads a mailbox): no SMTP 421 when refused.
+RETRIEVAL = frozenset({"pop3", "pop3s", "imap", "imaps"})
 #: The DNS server's well-known port (RFC 1035 §4.2).
 DNS_PORT = 53
 
@@ -298,8 +301,12 @@ class Network:
         service = SERVICES[port]
         info = self.hosts[host.name]
         old_port = info.ports.get(port, 0)  # a host brought back up keeps its ports
-        factory = (self._pop3_factory(host) if service == "pop3"
-                   else self._smtp_factory(host, service))
+        if service in ("pop3", "pop3s"):
+            factory = self._pop3_factory(host, implicit_tls=service == "pop3s")
+        elif service in ("imap", "imaps"):
+            factory = self._imap_factory(host, implicit_tls=service == "imaps")
+        else:
+            factory = self._smtp_factory(host, service)
         hostname = host.name
 
         def refused(peer: tuple[str, int]) -> bytes:
@@ -309,7 +316,7 @@ class Network:
         options: dict[str, Any] = dict(
             factory=factory, name=host.name, service=service, trace=self.world.trace,
             tap=self.tap, idle_timeout=host.policy.idle_timeout, on_timeout=_timeout,
-            on_event=self._on_event, on_refused=refused if service != "pop3" else None,
+            on_event=self._on_event, on_refused=refused if service not in RETRIEVAL else None,
             **_limits(host.policy, _LISTENER_LIMITS))
         try:
             return await create_listener(info.ip, old_port, **options)
@@ -359,7 +366,7 @@ class Network:
 
         return factory
 
-    def _pop3_factory(self, host: Host) -> Callable[..., Any]:
+    def _pop3_factory(self, host: Host, *, implicit_tls: bool = False) -> Callable[..., Any]:
         from simsmtp.protocol.pop3 import POP3Config, POP3ServerConnection
 
         from .services import ServiceConnection, pop3_authenticator
@@ -368,7 +375,9 @@ class Network:
         config = POP3Config(
             hostname=host.name, greeting=f"{host.name} POP3 server ready",
             allow_plaintext_auth=host.policy.pop3_plaintext,
-            tls_context=self.ca.server_context(host.name) if host.policy.starttls else None)
+            tls_context=self.ca.server_context(host.name)
+            if host.policy.starttls or implicit_tls else None,
+            implicit_tls=implicit_tls)
         authenticate = pop3_authenticator(self, host)
 
         def factory(*, peer: tuple[str, int], local: tuple[str, int]) -> ServiceConnection:
@@ -782,7 +791,8 @@ def record_event(trace: Any, info: Any, event: Any, tls_conns: set[int]) -> None
         elif name == "ConnectionClosed":
             tls_conns.discard(info.id)
         return
-    proto = "pop3" if info.service == "pop3" else "smtp"
+    proto = {"pop3": "pop3", "pop3s": "pop3", "imap": "imap", "imaps": "imap"}.get(
+        info.service, "smtp")
     base = {"conn": info.id, "service": info.service, "peer": f"{info.peer[0]}:{info.peer[1]}",
             "tls": info.id in tls_conns}
     before = getattr(getattr(event, "state_before", None), "name", None)

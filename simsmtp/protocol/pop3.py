@@ -1,4 +1,5 @@
-"""The sans-IO POP3 server core (RFC 1939, CAPA of RFC 2449, STLS of RFC 2595).
+"""The sans-IO POP3 server core (RFC 1939, CAPA of RFC 2449, STLS of RFC 2595, SASL AUTH of
+RFC 5034, POP3S of RFC 8314).
 
 Same shape as the SMTP core (after h11): feed the bytes the client sent with
 :meth:`POP3ServerConnection.receive_data` (``b""`` means the client closed), take events
@@ -29,6 +30,12 @@ Policies chosen here (documented for learners):
   Nothing else closes the session except QUIT.
 * Plaintext USER/PASS is refused (Dovecot's text) unless the config allows it or TLS is
   active; CAPA lists ``USER`` only when it would be accepted.
+* ``AUTH PLAIN`` (RFC 5034, RFC 4616) is accepted where USER/PASS would be (after STLS,
+  or on POP3S from the first byte); with no initial response the server sends ``+ `` (a
+  plus, a space) and reads the base64 response on the next line; ``*`` cancels. ``AUTH``
+  alone lists the mechanisms, as Dovecot does. The response line never reaches an event.
+* ``POP3Config(implicit_tls=True)`` is POP3S (port 995, RFC 8314 §3.3): the TLS handshake
+  comes first and the greeting is the first thing said inside it.
 * After ``+OK Begin TLS negotiation`` every plaintext byte already buffered behind the
   STLS line is discarded and reported as :class:`PlaintextDiscarded` (CVE-2021-38084, the
   POP3 twin of CVE-2011-0411); the session is back in AUTHORIZATION afterwards, and the
@@ -146,6 +153,8 @@ TRANSITIONS: Final[tuple[Transition, ...]] = (
     Transition(_A, "USER", _A, "", "RFC 1939 §7"),
     Transition(_A, "PASS", _T, "+OK", "RFC 1939 §7"),
     Transition(_A, "PASS", _A, "-ERR", "RFC 1939 §7"),
+    Transition(_A, "AUTH", _T, "+OK", "RFC 5034 §4"),
+    Transition(_A, "AUTH", _A, "-ERR", "RFC 5034 §4"),
     Transition(_A, "STLS", _H, "+OK", "RFC 2595 §4"),
     Transition(_A, "STLS", _A, "-ERR", "RFC 2595 §4"),
     Transition(_A, "QUIT", _C, "", "RFC 1939 §6"),
@@ -193,6 +202,7 @@ def _next_state(state: POP3State, trigger: str, outcome: str = "") -> POP3State:
 #: the rest of the line (RFC 1939 §7: a password may contain spaces).
 _SYNTAX: Final[dict[str, tuple[int, int, str]]] = {
     "CAPA": (0, 0, "CAPA"),
+    "AUTH": (0, 2, "AUTH [mechanism [initial-response]]"),
     "STLS": (0, 0, "STLS"),
     "QUIT": (0, 0, "QUIT"),
     "STAT": (0, 0, "STAT"),
@@ -204,6 +214,9 @@ _SYNTAX: Final[dict[str, tuple[int, int, str]]] = {
     "RSET": (0, 0, "RSET"),
     "NOOP": (0, 0, "NOOP"),
 }
+
+#: SASL mechanisms the POP3 AUTH command knows (RFC 5034 §6: the CAPA "SASL" line).
+POP3_SASL_MECHANISMS: Final = ("PLAIN",)
 
 #: Commands whose argument is a secret: never kept in an event or its repr.
 _SECRET_VERBS: Final = frozenset({"PASS", "AUTH", "APOP"})
@@ -302,6 +315,8 @@ class POP3Config:
             ``"<hostname> POP3 server ready"``.
         allow_plaintext_auth: accept USER/PASS without TLS (for teaching sniffing).
         tls_context: a server ``ssl.SSLContext``; STLS is offered only when set.
+        implicit_tls: POP3S (RFC 8314 §3.3, port 995): TLS from the first byte; needs
+            ``tls_context``.
         implementation: text for the CAPA IMPLEMENTATION line (RFC 2449 §6.9), or None.
         max_line_length: command line limit incl. CRLF (RFC 2449 §4: 255).
         max_errors: ``-ERR`` replies before ``-ERR too many errors`` and close.
@@ -312,6 +327,7 @@ class POP3Config:
     greeting: str | None = None
     allow_plaintext_auth: bool = False
     tls_context: ssl.SSLContext | None = None
+    implicit_tls: bool = False
     implementation: str | None = None
     max_line_length: int = MAX_LINE_LENGTH
     max_errors: int = MAX_ERRORS
@@ -421,10 +437,27 @@ class POP3ServerConnection:
         self.errors = 0
         #: Failed logins so far.
         self.auth_failures = 0
+        #: A SASL exchange waits for the client's response line (the mechanism's name).
+        self._sasl: str | None = None
+        self._greeted = False
+        if self.config.implicit_tls:
+            if self.config.tls_context is None:
+                raise LocalProtocolError("implicit_tls needs a tls_context")
+            # RFC 8314 §3.3: POP3S: the handshake first, the greeting inside TLS
+            self._state = POP3State.TLS_HANDSHAKE
+            self._tls = TLSLayer(self.config.tls_context, server_side=True)
+            self._tls.start()
+            self._flush_tls()
+        else:
+            self._greet()
+
+    def _greet(self) -> None:
+        self._greeted = True
         text = self.config.greeting or f"{self.config.hostname} POP3 server ready"
         greeting = f"+OK {text}"  # RFC 1939 §4: the greeting is a positive response
         self._write(greeting.encode("utf-8") + CRLF)
-        self._events.append(ConnectionOpened(state_before=_A, state_after=_A, response=greeting))
+        self._events.append(ConnectionOpened(state_before=self._state,
+                                             state_after=self._state, response=greeting))
 
     # --- public API ---------------------------------------------------------------------
 
@@ -586,6 +619,8 @@ class POP3ServerConnection:
                                            state_after=self._state,
                                            version=self._tls.version,
                                            cipher=self._tls.cipher))
+            if not self._greeted:
+                self._greet()  # POP3S: the greeting is the first thing inside TLS
         if plaintext:
             self._split(plaintext)
         if self._tls.closed:
@@ -631,7 +666,14 @@ class POP3ServerConnection:
         before = self._state
         verb, argument = "", ""
         trigger: str | None = None
-        if isinstance(raw, int):
+        if self._sasl is not None and not isinstance(raw, int):
+            mechanism, self._sasl = self._sasl, None
+            argument = "***"  # the SASL response carries the credentials: never kept
+            verb = ""
+            reply = self._sasl_response(mechanism, raw[:-2])
+            trigger = "AUTH"
+        elif isinstance(raw, int):
+            self._sasl = None
             reply = _err("line too long")  # RFC 2449 §4: 255 octets incl. CRLF
         else:
             parsed = _parse_line(raw)
@@ -639,12 +681,18 @@ class POP3ServerConnection:
                 reply = _err(parsed)
             else:
                 verb, rest = parsed
-                argument = ("***" if verb in _SECRET_VERBS and rest
-                            else _mask_line(f"{verb} {rest}").partition(" ")[2])
+                if verb == "AUTH" and rest:
+                    mech, _, initial = rest.partition(" ")
+                    argument = f"{mech} ***" if initial else mech
+                else:
+                    argument = ("***" if verb in _SECRET_VERBS and rest
+                                else _mask_line(f"{verb} {rest}").partition(" ")[2])
                 if verb != "PASS":
                     self._pending_user = None  # RFC 1939 §7: PASS only right after USER
                 reply, trigger = self._dispatch(before, verb, rest)
-        if not reply.ok:
+        if reply.text == "+ ":
+            pass  # a SASL continuation: neither success nor error yet
+        elif not reply.ok:
             if reply.auth_failure:
                 if self.auth_failures >= self.config.max_auth_failures:
                     reply = _err("[AUTH] Authentication failed. Too many failures, bye.")
@@ -657,11 +705,12 @@ class POP3ServerConnection:
         after = before
         if trigger is not None:
             after = _next_state(before, trigger, "+OK" if reply.ok else "-ERR")
-        self._write(reply.first_line.encode("utf-8") + CRLF + (reply.body or b""))
+        first = "+ " if reply.text == "+ " else reply.first_line  # RFC 5034 §4
+        self._write(first.encode("utf-8") + CRLF + (reply.body or b""))
         self._state = after
         self._events.append(CommandReceived(state_before=before, state_after=after,
                                             command=verb, argument=argument,
-                                            response_first_line=reply.first_line))
+                                            response_first_line=first))
         if after is POP3State.TLS_HANDSHAKE:
             self._start_tls()
         elif after is POP3State.UPDATE:
@@ -681,6 +730,10 @@ class POP3ServerConnection:
             return self._user_cmd(rest), verb
         if verb == "PASS":
             return self._pass_cmd(rest), verb
+        if verb == "AUTH":
+            reply = self._auth_cmd(rest)
+            # the mechanism list and the "+ " continuation change no state
+            return reply, "AUTH" if rest and reply.text != "+ " else None
         low, high, usage = _SYNTAX[verb]
         args = rest.split()
         if not low <= len(args) <= high or (rest and not args):
@@ -706,6 +759,10 @@ class POP3ServerConnection:
         user, self._pending_user = self._pending_user, None
         if user is None:
             return _err("No username given.")  # RFC 1939 §7: PASS follows USER
+        return self._login(user, password)
+
+    def _login(self, user: str, password: str, greeting: str | None = None) -> _Reply:
+        """Check the credentials and open the maildrop (PASS and AUTH)."""
         try:
             box = self._authenticator(user, password)
         except MailboxError as exc:
@@ -722,7 +779,45 @@ class POP3ServerConnection:
         self._deleted = set()
         count, size = self._totals()
         # RFC 1939 §7 example: "+OK mrose's maildrop has 2 messages (320 octets)"
-        return _ok(f"{user}'s maildrop has {count} messages ({size} octets)")
+        return _ok(greeting or f"{user}'s maildrop has {count} messages ({size} octets)")
+
+    def _auth_cmd(self, rest: str) -> _Reply:
+        """``AUTH [mechanism [initial-response]]`` (RFC 5034 §4)."""
+        args = rest.split(" ")
+        if not rest:
+            # no mechanism: the list, as Dovecot answers (an older Outlook habit)
+            return _ok("", self._listing(list(POP3_SASL_MECHANISMS)))
+        if not self._plaintext_ok():
+            return _err(PLAINTEXT_DISALLOWED)  # RFC 5034 §4 with RFC 2595 §2.3's rule
+        mechanism = args[0].upper()
+        if mechanism not in POP3_SASL_MECHANISMS:
+            return _err("Unsupported authentication mechanism.")  # Dovecot's text
+        if len(args) == 1:
+            self._sasl = mechanism
+            return _Reply(True, "+ ")  # RFC 5034 §4: "+" SP [base64] CRLF
+        return self._sasl_response(mechanism, args[1].encode("ascii", "replace"))
+
+    def _sasl_response(self, mechanism: str, line: bytes) -> _Reply:
+        """The base64 response of a SASL exchange (RFC 5034 §4, PLAIN of RFC 4616)."""
+        from .sasl import Credentials, PlainServer, SASLError, decode_response
+
+        try:
+            decoded = decode_response(line.decode("ascii"))
+            result = PlainServer().step(decoded)
+        except UnicodeDecodeError:
+            return _err("[AUTH] Invalid base64 in response")
+        except SASLError as exc:
+            if exc.reason == "auth_aborted":
+                return _err("Authentication aborted by client.")  # RFC 5034 §4: "*"
+            if exc.reason == "auth_bad_base64":
+                return _err("[AUTH] Invalid base64 in response")  # Dovecot's text
+            self.auth_failures += 1
+            return _Reply(False, "[AUTH] Authentication failed.", auth_failure=True)
+        assert isinstance(result, Credentials)
+        if result.authzid and result.authzid != result.username:
+            self.auth_failures += 1  # no proxy authorization (RFC 4616 §2)
+            return _Reply(False, "[AUTH] Authentication failed.", auth_failure=True)
+        return self._login(result.username, result.password, greeting="Logged in.")
 
     def _start_tls(self) -> None:
         """After ``+OK Begin TLS negotiation``: drop buffered plaintext, start the server
@@ -788,6 +883,7 @@ class POP3ServerConnection:
         caps = ["CAPA", "TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"]
         if self._plaintext_ok():
             caps.append("USER")  # RFC 2449 §6.2
+            caps.append("SASL " + " ".join(POP3_SASL_MECHANISMS))  # RFC 5034 §6
         if state is POP3State.AUTHORIZATION and self.config.tls_context and not self.secure:
             caps.append("STLS")  # RFC 2595 §4
         if self.config.implementation:

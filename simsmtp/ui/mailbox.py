@@ -173,6 +173,9 @@ _SERVICES = {
     587: ("submission", "a mail program sends mail (RFC 6409)"),
     465: ("smtps", "submission over TLS from the first byte (RFC 8314)"),
     110: ("pop3", "a mail program fetches mail (RFC 1939)"),
+    995: ("pop3s", "POP3 over TLS from the first byte (RFC 8314)"),
+    143: ("imap", "a mail program reads a mailbox that stays (RFC 9051)"),
+    993: ("imaps", "IMAP over TLS from the first byte (RFC 8314)"),
 }
 
 
@@ -185,8 +188,12 @@ def ports_table(net: Network) -> HTMLText:
         for port in host.ports():
             service, purpose = _SERVICES[port]
             policy = host.policy
-            if port == 465:
+            if port in (465, 995, 993):
                 tls, auth = "implicit: TLS first", "yes (inside TLS)"
+            elif port == 143:
+                tls = "STARTTLS" if policy.starttls else "none"
+                auth = "LOGIN after STARTTLS" if not policy.pop3_plaintext else \
+                    "LOGIN (even in plaintext!)"
             elif port == 587:
                 tls = "STARTTLS" if policy.starttls else "none"
                 auth = "only after STARTTLS" if policy.starttls and not \

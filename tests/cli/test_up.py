@@ -78,11 +78,12 @@ def test_without_json_a_table_and_commands_to_paste_then_sigint_exits_0() -> Non
     up = UpProcess(json_line=False)
     lines = [up.first_line]
     try:
-        while "(then type: USER name" not in lines[-1]:
+        while lines[-1].strip() != UP_READY:
             lines.append(up.read_line())
         table = {line.split()[0]: line.split()[1:] for line in lines
                  if line.startswith(("mail.", "ns."))}
-        mx_ip, mx_25, mx_587, mx_465, mx_110 = table["mail.anotherdomain.org"]
+        mx_ip, mx_25, mx_587, mx_465, mx_110, mx_995, mx_143, mx_993 = \
+            table["mail.anotherdomain.org"]
         with smtplib.SMTP(mx_ip, int(mx_25), timeout=10) as client:
             client.sendmail("alice@example.com", ["bob@anotherdomain.org"], b"Subject: x\r\n")
         # what happens is logged as it happens
@@ -93,8 +94,17 @@ def test_without_json_a_table_and_commands_to_paste_then_sigint_exits_0() -> Non
     assert status == 0, up.stderr()
     text = "".join(lines)
     assert mx_587 == mx_465 == "-" and mx_25.isdigit() and mx_110.isdigit()
-    sub_ip, sub_25, sub_587, sub_465, _ = table["mail.example.com"]
-    assert sub_25 == "-"
+    # Bob's server also serves POP3S (RFC 8314 §3.3) and IMAP (RFC 9051: 143, 993)
+    assert mx_995.isdigit() and mx_143.isdigit() and mx_993.isdigit()
+    sub_ip, sub_25, sub_587, sub_465, *retrieval = table["mail.example.com"]
+    assert sub_25 == "-" and retrieval == ["-"] * 4
+    # the seed's "telnet mail.anotherdomain.org 25", with the real address and port,
+    # and the same for POP3 and IMAP (nc -C: Enter sends CRLF)
+    for port, service in ((mx_25, "smtp"), (mx_110, "pop3"), (mx_143, "imap")):
+        assert f"  telnet {mx_ip} {port}  # {service}\n" in text
+        assert f"  nc -C {mx_ip} {port}  # {service}\n" in text
+    assert re.search(rf"openssl s_client -starttls imap -connect {mx_ip}:{mx_143} ", text)
+    assert f"imaps://{mx_ip}:{mx_993}/INBOX" in text and "--user bob:builder" in text
     dns = re.search(r"dig @(\S+) -p (\d+) MX anotherdomain\.org", text)
     assert dns is not None and dns.group(1) == table["ns.simsmtp.test"][0]
     as_alices_server = f"--local-interface {sub_ip} --helo mail.example.com"
@@ -263,7 +273,7 @@ def test_the_commands_to_paste_work() -> None:
     up = UpProcess(json_line=False)
     lines = [up.first_line]
     try:
-        while "(then type: USER name" not in lines[-1]:
+        while lines[-1].strip() != UP_READY:
             lines.append(up.read_line())
         start = lines.index("Try, in another terminal:\n") + 1
         commands = [line.strip() for line in lines[start:] if not line.startswith("    (")]

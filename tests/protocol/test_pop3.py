@@ -215,7 +215,8 @@ def test_capa_lists_capabilities_multiline() -> None:
     conn, _ = make(implementation="simsmtp")
     out, events = talk(conn, b"CAPA\r\n")
     assert out == (b"+OK Capability list follows\r\nCAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\n"
-                   b"AUTH-RESP-CODE\r\nPIPELINING\r\nUSER\r\nIMPLEMENTATION simsmtp\r\n.\r\n")
+                   b"AUTH-RESP-CODE\r\nPIPELINING\r\nUSER\r\nSASL PLAIN\r\n"
+                   b"IMPLEMENTATION simsmtp\r\n.\r\n")
     assert commands(events)[0].response_first_line == "+OK Capability list follows"
 
 
@@ -478,7 +479,7 @@ def test_transition_table_is_data() -> None:
     assert edges[(POP3State.TLS_HANDSHAKE, "tls-established", "")] is AUTH
     assert edges[(TRANS, "QUIT", "")] is POP3State.UPDATE
     assert edges[(POP3State.UPDATE, "update-done", "")] is POP3State.CLOSED
-    assert allowed_commands(AUTH) == ["CAPA", "USER", "PASS", "STLS", "QUIT"]
+    assert allowed_commands(AUTH) == ["CAPA", "USER", "PASS", "AUTH", "STLS", "QUIT"]
     assert allowed_commands(TRANS) == ["STAT", "LIST", "UIDL", "RETR", "TOP", "DELE", "RSET",
                                        "NOOP", "CAPA", "QUIT"]
     assert allowed_commands(POP3State.CLOSED) == []
@@ -880,3 +881,103 @@ def _server_context_for_hypothesis() -> ssl.SSLContext:
 
 
 _HYPOTHESIS_CONTEXT = _server_context_for_hypothesis()
+
+
+# --- SASL AUTH (RFC 5034) and POP3S (RFC 8314) ------------------------------------------------
+
+
+def b64(data: bytes) -> bytes:
+    import base64
+
+    return base64.b64encode(data)
+
+
+PLAIN_OK = b64(b"\0alice\0" + PASSWORD.encode())
+
+
+def test_auth_plain_with_initial_response_logs_in_and_masks_it() -> None:
+    conn, _ = make()
+    out, events = talk(conn, b"AUTH PLAIN " + PLAIN_OK + b"\r\n")
+    assert out == b"+OK Logged in.\r\n"  # Dovecot's text
+    assert conn.state is TRANS and conn.user == "alice"
+    (event,) = commands(events)
+    assert (event.command, event.argument) == ("AUTH", "PLAIN ***")
+    assert event.state_before is AUTH and event.state_after is TRANS
+    assert PLAIN_OK.decode() not in repr(events)
+    assert talk(conn, b"STAT\r\n")[0].startswith(b"+OK 2 ")
+
+
+def test_auth_plain_with_continuation_sends_plus_space_then_reads_the_response() -> None:
+    conn, _ = make()
+    out, events = talk(conn, b"AUTH PLAIN\r\n")
+    assert out == b"+ \r\n"  # RFC 5034 §4: "+" SP, then the client's base64 line
+    assert conn.state is AUTH and commands(events)[0].response_first_line == "+ "
+    out, events = talk(conn, PLAIN_OK + b"\r\n")
+    assert out == b"+OK Logged in.\r\n" and conn.state is TRANS
+    assert commands(events)[0].argument == "***"
+    assert PLAIN_OK.decode() not in repr(events)
+
+
+def test_auth_cancel_bad_base64_wrong_password_and_unknown_mechanism() -> None:
+    conn, _ = make()
+    assert talk(conn, b"AUTH PLAIN\r\n*\r\n")[0] == (
+        b"+ \r\n-ERR Authentication aborted by client.\r\n")
+    assert talk(conn, b"AUTH PLAIN !!!\r\n")[0] == b"-ERR [AUTH] Invalid base64 in response\r\n"
+    assert talk(conn, b"AUTH CRAM-MD5\r\n")[0] == (
+        b"-ERR Unsupported authentication mechanism.\r\n")
+    bad = b64(b"\0alice\0wrong")
+    assert talk(conn, b"AUTH PLAIN " + bad + b"\r\n")[0] == b"-ERR [AUTH] Authentication failed.\r\n"
+    assert conn.state is AUTH and conn.auth_failures == 1
+
+
+def test_auth_alone_lists_mechanisms_and_capa_names_sasl() -> None:
+    conn, _ = make()
+    assert talk(conn, b"AUTH\r\n")[0] == b"+OK\r\nPLAIN\r\n.\r\n"
+    assert conn.state is AUTH
+    assert b"\r\nSASL PLAIN\r\n" in talk(conn, b"CAPA\r\n")[0]  # RFC 5034 §6
+
+
+def test_auth_refused_before_tls_like_user_pass() -> None:
+    conn, _ = make(allow_plaintext_auth=False)
+    out, _ = talk(conn, b"AUTH PLAIN " + PLAIN_OK + b"\r\n")
+    assert out == f"-ERR {PLAINTEXT_DISALLOWED}\r\n".encode() and conn.state is AUTH
+    assert b"SASL" not in talk(conn, b"CAPA\r\n")[0]
+
+
+def test_three_failed_auths_close() -> None:
+    conn, _ = make()
+    bad = b"AUTH PLAIN " + b64(b"\0alice\0nope") + b"\r\n"
+    out, events = talk(conn, bad * 3)
+    assert out.endswith(b"-ERR [AUTH] Authentication failed. Too many failures, bye.\r\n")
+    assert conn.closed
+
+
+def test_auth_plain_after_stls(server_context: ssl.SSLContext, client_tls: TLSLayer) -> None:
+    conn, _ = make(allow_plaintext_auth=False, tls_context=server_context)
+    talk(conn, b"STLS\r\n")
+    handshake(conn, client_tls)
+    capa, _ = tls_talk(conn, client_tls, b"CAPA\r\n")
+    assert b"\r\nSASL PLAIN\r\n" in capa
+    out, _ = tls_talk(conn, client_tls, b"AUTH PLAIN\r\n" + PLAIN_OK + b"\r\n")
+    assert out == b"+ \r\n+OK Logged in.\r\n" and conn.state is TRANS
+
+
+def test_pop3s_greets_inside_tls(server_context: ssl.SSLContext, client_tls: TLSLayer) -> None:
+    mailbox = MemoryMailbox([MSG1])
+    conn = POP3ServerConnection(lambda u, p: mailbox if p == PASSWORD else None,
+                                POP3Config(tls_context=server_context, implicit_tls=True,
+                                           greeting="Dovecot ready."))
+    assert conn.state is POP3State.TLS_HANDSHAKE
+    assert conn.next_event() is NEED_DATA and conn.data_to_send() == b""  # nothing in clear
+    events, plaintext = handshake(conn, client_tls)
+    assert [type(e) for e in events] == [TLSStarted, ConnectionOpened]
+    assert plaintext == b"+OK Dovecot ready.\r\n" and conn.state is AUTH and conn.secure
+    capa, _ = tls_talk(conn, client_tls, b"CAPA\r\n")
+    assert b"STLS" not in capa and b"\r\nUSER\r\n" in capa  # RFC 8314: already secure
+    out, _ = tls_talk(conn, client_tls, b"AUTH PLAIN " + PLAIN_OK + b"\r\nRETR 1\r\n")
+    assert out.startswith(b"+OK Logged in.\r\n+OK ") and MSG1 in out
+
+
+def test_pop3s_needs_a_tls_context() -> None:
+    with pytest.raises(LocalProtocolError):
+        POP3ServerConnection(lambda u, p: None, POP3Config(implicit_tls=True))
