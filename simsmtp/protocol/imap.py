@@ -1013,14 +1013,14 @@ class IMAPServerConnection(SansIOConnection):
             end = self._in.find(CRLF)
             if end < 0:
                 if len(self._in) + len(self._text) > limit:
-                    self._long_tag = (bytes(self._text) or bytes(self._in)).split(b" ", 1)[0]
+                    self._long_tag = (bytes(self._text) or bytes(self._in[:65])).split(b" ", 1)[0]
                     self._discarding = len(self._in)
                     keep = 1 if self._in.endswith(b"\r") else 0
                     del self._in[:len(self._in) - keep]
                     continue
                 return None
             if end + len(self._text) > limit:
-                self._long_tag = (bytes(self._text) or bytes(self._in)).split(b" ", 1)[0]
+                self._long_tag = (bytes(self._text) or bytes(self._in[:65])).split(b" ", 1)[0]
                 del self._in[:end + 2]
                 return b"\0TOOLONG"
             line = bytes(self._in[:end])
@@ -1048,7 +1048,8 @@ class IMAPServerConnection(SansIOConnection):
             if line is None:
                 return None
             if line == b"\0TOOLONG":
-                tag = self._long_tag[:64].decode("ascii", "replace") or "*"
+                head = self._long_tag
+                tag = head.decode("ascii", "replace") if len(head) <= 64 else "*"
                 if not re.fullmatch(r'[^\s(){%*"\\+\0]+', tag):
                     tag = "*"
                 self._reset_command()
@@ -1249,15 +1250,14 @@ class IMAPServerConnection(SansIOConnection):
         if status == "NO" and verb in ("LOGIN", "AUTHENTICATE") and \
                 self.auth_failures >= self.config.max_auth_failures:
             # the 3rd failed login: Dovecot's farewell (RFC 9051 §7.1.5)
-            self._events.append(event)
             self._write(b"* BYE Too many invalid commands." + CRLF)
             after_bye = _next_state(self._state, "disconnect")
-            bye = UpdateSent(reply=IMAPReply("*", "BYE", "Too many invalid commands."),
-                             reason="too many failed logins", state_before=self._state,
-                             state_after=after_bye)
+            self._events.append(UpdateSent(
+                reply=IMAPReply("*", "BYE", "Too many invalid commands."),
+                reason="too many failed logins", state_before=self._state,
+                state_after=after_bye))
             self._state = after_bye
             self.account = None
-            return bye
         return event
 
     # --- login ------------------------------------------------------------------------------
@@ -1599,10 +1599,7 @@ class IMAPServerConnection(SansIOConnection):
         target = "selected" if self._idle_from is _S else "authenticated"
         self._state = _next_state(_I, "DONE", target)
         if line.upper() != b"DONE":
-            self._state = before
-            self._state = _next_state(_I, "DONE", target)
-            return self._reply_event(tag, "IDLE", line[:512], [], "BAD", "Expected DONE.",
-                                     after=self._state, before=before)
+            return self._finish_bad(tag, "IDLE", line[:512], "Expected DONE.")
         return self._reply_event(tag, "DONE", b"DONE", [], "OK", "Idle completed.",
                                  after=self._state, before=before)
 

@@ -731,9 +731,9 @@ class POP3ServerConnection:
         if verb == "PASS":
             return self._pass_cmd(rest), verb
         if verb == "AUTH":
-            reply = self._auth_cmd(rest)
+            auth = self._auth_cmd(rest)
             # the mechanism list and the "+ " continuation change no state
-            return reply, "AUTH" if rest and reply.text != "+ " else None
+            return auth, "AUTH" if rest and auth.text != "+ " else None
         low, high, usage = _SYNTAX[verb]
         args = rest.split()
         if not low <= len(args) <= high or (rest and not args):
