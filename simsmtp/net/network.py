@@ -164,9 +164,11 @@ class Network:
             if host.ports():  # its name and its address, so clients given the IP verify too
                 self.ca.issue([host.name, self.hosts[host.name].ip])
         self._key_rng = world.ids.rng("maildir")
-        self.store = (MaildirStore(self.directory / "mail", key_factory=self._mail_key)
+        self.store = (MaildirStore(self.directory / "mail", key_factory=self._mail_key,
+                                   clock=world.clock.now)
                       if self.storage == "maildir"
-                      else MemoryStore(hostname="simsmtp", key_factory=self._mail_key))
+                      else MemoryStore(hostname="simsmtp", key_factory=self._mail_key,
+                                       clock=world.clock.now))
         self.loop = EventLoopThread(name=f"simsmtp {world.name}").start()
         self._started = True
         try:
@@ -382,6 +384,28 @@ class Network:
 
         def factory(*, peer: tuple[str, int], local: tuple[str, int]) -> ServiceConnection:
             return ServiceConnection(POP3ServerConnection(authenticate, config), None)
+
+        return factory
+
+    def _imap_factory(self, host: Host, *, implicit_tls: bool = False) -> Callable[..., Any]:
+        from simsmtp.protocol.imap import IMAPConfig, IMAPServerConnection
+
+        from .services import ServiceConnection, imap_authenticator
+
+        assert self.ca is not None
+        policy = host.policy
+        config = IMAPConfig(
+            hostname=host.name, allow_plaintext_auth=policy.pop3_plaintext,
+            tls_context=self.ca.server_context(host.name)
+            if policy.starttls or implicit_tls else None,
+            implicit_tls=implicit_tls, max_literal=policy.size_limit or 2 ** 31,
+            now=self.world.clock.now)
+
+        def factory(*, peer: tuple[str, int], local: tuple[str, int]) -> ServiceConnection:
+            service = ServiceConnection(None, None)
+            authenticate = imap_authenticator(self, host, service.wake)
+            service.core = IMAPServerConnection(authenticate, config)
+            return service
 
         return factory
 
@@ -782,7 +806,9 @@ def record_event(trace: Any, info: Any, event: Any, tls_conns: set[int]) -> None
 
     SMTP: ``smtp.command`` / ``smtp.reply`` (each with the states before and after),
     ``smtp.message``, ``tls.handshake``, ``tls.failed``, ``smtp.discarded``,
-    ``smtp.closed``; POP3 the same with ``pop3.``. AUTH lines arrive masked from the core.
+    ``smtp.closed``; POP3 the same with ``pop3.``, IMAP with ``imap.`` (and ``imap.update``
+    for what the server says unprompted, ``* 2 EXISTS`` while idling). AUTH lines arrive
+    masked from the core.
     """
     name = type(event).__name__
     if not trace.enabled:  # switched off: only follow which connections are under TLS
@@ -802,6 +828,15 @@ def record_event(trace: Any, info: Any, event: Any, tls_conns: set[int]) -> None
     if name == "ConnectionOpened":
         reply = getattr(event, "reply", None) or getattr(event, "response", "")
         trace.record(f"{proto}.reply", host, **base, text=str(reply), **states)
+    elif proto == "imap" and name in ("CommandReceived", "UpdateSent"):
+        if name == "CommandReceived":
+            trace.record("imap.command", host, **base, line=_text(event.line),
+                         tag=event.tag, command=event.command, **states)
+            trace.record("imap.reply", host, **base, text=str(event.reply),
+                         status=event.reply.status, **states)
+        else:
+            trace.record("imap.update", host, **base, text=str(event.reply),
+                         lines=list(event.lines), reason=event.reason, **states)
     elif name in ("CommandReceived", "AuthStep", "BdatChunkReceived"):
         if proto == "smtp":
             trace.record("smtp.command", host, **base, line=_text(event.line), **states)

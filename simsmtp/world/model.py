@@ -36,7 +36,7 @@ ROLE_PORTS: dict[str, tuple[int, ...]] = {
     "outbound": (),
     # the retrieval role: POP3 (RFC 1939 §3, STLS: RFC 2595 §4), POP3S (RFC 8314 §3.3),
     # IMAP (RFC 9051 §1: 143, STARTTLS) and IMAPS (RFC 8314 §3.3: 993)
-    "pop3": (110, 995),
+    "pop3": (110, 995, 143, 993),
     "submission": (587, 465),  # RFC 6409 §3.1 (587), RFC 8314 §3.3 (465, implicit TLS)
 }
 ROLES = tuple(sorted(ROLE_PORTS))
