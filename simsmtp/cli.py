@@ -578,8 +578,8 @@ def example_commands(net: Network) -> list[str]:
             else next((u for u in users if u.domain in world.local_domains(imap)), None)
         if p993 is not None and reader is not None:
             commands.append(f"curl --cacert {ca} --user {reader.local_part}:"
-                            f"{reader.password or ''} imaps://{ip}:{p993}/INBOX -X 'FETCH 1:* "
-                            "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])'")
+                            f"{reader.password or ''} imaps://{ip}:{p993}/INBOX "
+                            "-X 'UID FETCH 1:* (FLAGS ENVELOPE)'")
     # The seed's own tools: a bare TCP session, typed line by line (telnet sends CRLF;
     # nc -C turns each Enter into CRLF, which SMTP, POP3 and IMAP lines end with).
     for host, port, service in ((mx, "25", "smtp"), (pop, "110", "pop3"),

@@ -910,6 +910,14 @@ class IMAPServerConnection(SansIOConnection):
         """The server stops: ``* BYE Server shutting down.``, then close."""
         self._bye("Server shutting down.", "shutdown")
 
+    def _logout(self) -> None:
+        """The session ends: forget the account, say close_notify inside TLS (RFC 8446
+        §6.1), so that a client sees a clean end, not a cut."""
+        self.account = None
+        if self._tls is not None and self._tls.handshake_complete and not self._tls.closed:
+            self._tls.close()
+            self._pull_tls()
+
     def _bye(self, text: str, reason: str) -> None:
         if self.closed:
             return
@@ -917,6 +925,7 @@ class IMAPServerConnection(SansIOConnection):
         if before is not _H:
             self._write(f"* BYE {text}".encode() + CRLF)
         self._state = _next_state(before, "disconnect")
+        self._logout()
         self._events.append(UpdateSent(reply=IMAPReply("*", "BYE", text), reason=reason,
                                        state_before=before, state_after=self._state))
 
@@ -1117,6 +1126,7 @@ class IMAPServerConnection(SansIOConnection):
             self._events.append(event)
             self._write(b"* BYE Too many invalid IMAP commands." + CRLF)
             self._state = _next_state(before, "too-many-errors")
+            self._logout()
             return UpdateSent(reply=IMAPReply("*", "BYE", "Too many invalid IMAP commands."),
                               reason="too many errors", state_before=before,
                               state_after=self._state)
@@ -1242,7 +1252,7 @@ class IMAPServerConnection(SansIOConnection):
         self._write(f"{tag} {status} {text}".encode() + CRLF)
         self._state = after if after is not None else before
         if self._state is _L:
-            self.account = None
+            self._logout()
         if self._state is _H:
             self._start_tls()
         reply = IMAPReply(tag, status, text, untagged=len(untagged))
@@ -1257,7 +1267,7 @@ class IMAPServerConnection(SansIOConnection):
                 reason="too many failed logins", state_before=self._state,
                 state_after=after_bye))
             self._state = after_bye
-            self.account = None
+            self._logout()
         return event
 
     # --- login ------------------------------------------------------------------------------

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from simsmtp.cli import main
+from simsmtp.cli import UP_READY, main
 from tests.cli._up import ROOT, UpProcess, run_simsmtp
 from tests.conftest import require_program
 
-SEED_HOSTS = {"mail.example.com": {"465", "587"}, "mail.anotherdomain.org": {"25", "110"}}
+SEED_HOSTS = {"mail.example.com": {"465", "587"},
+              "mail.anotherdomain.org": {"25", "110", "995", "143", "993"}}
 
 
 def send_plain(up: UpProcess, subject: str) -> str:
@@ -268,7 +269,7 @@ def test_importing_the_cli_stays_light() -> None:
 
 @pytest.mark.interop
 def test_the_commands_to_paste_work() -> None:
-    for program in ("dig", "swaks", "openssl"):
+    for program in ("dig", "swaks", "openssl", "curl", "telnet", "nc"):
         require_program(program)
     up = UpProcess(json_line=False)
     lines = [up.first_line]
@@ -276,16 +277,31 @@ def test_the_commands_to_paste_work() -> None:
         while lines[-1].strip() != UP_READY:
             lines.append(up.read_line())
         start = lines.index("Try, in another terminal:\n") + 1
-        commands = [line.strip() for line in lines[start:] if not line.startswith("    (")]
-        assert [c.split()[0] for c in commands] == ["dig", "swaks", "swaks", "openssl",
-                                                    "swaks", "swaks", "openssl"]
+        commands = [line.strip() for line in lines[start:]
+                    if line.startswith("  ") and not line.startswith("    (")]
+        assert [c.split()[0] for c in commands] == [
+            "dig", "swaks", "swaks", "openssl", "swaks", "swaks", "openssl", "openssl", "curl",
+            "telnet", "nc", "telnet", "nc", "telnet", "nc"]
         for command in commands:
-            done = subprocess.run(shlex.split(command), input="QUIT\n", capture_output=True,
-                                  text=True, timeout=30)
+            program = command.split()[0]
+            imap = "imap" in command and "imaps://" not in command
+            done = subprocess.run(shlex.split(command, comments=True), capture_output=True,
+                                  text=True,
+                                  input="a LOGOUT\n" if imap else "QUIT\n", timeout=30)
             assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
-            assert {"dig": "MX\t10 mail.anotherdomain.org.",
-                    "swaks": "250 2.0.0 Ok: queued as",
-                    "openssl": "+OK" if "pop3" in command else "Verify return code: 0 (ok)",
-                    }[command.split()[0]] in done.stdout, command
+            if program == "nc":  # nc -C: each line typed ends in CRLF
+                expected = {"smtp": "221 2.0.0 Bye", "pop3": "+OK",
+                            "imap": "* BYE Logging out"}[command.rsplit(" ", 1)[1]]
+            elif program == "telnet":  # made for typing: from a pipe, the greeting is all
+                expected = {"smtp": "220 mail.anotherdomain.org ESMTP Postfix",
+                            "pop3": "+OK", "imap": "* OK [CAPABILITY"}[command.rsplit(" ", 1)[1]]
+            elif program == "openssl":
+                expected = {"pop3": "+OK", "imap": "* BYE Logging out"}.get(
+                    command.split()[3], "Verify return code: 0 (ok)")
+            else:
+                expected = {"dig": "MX\t10 mail.anotherdomain.org.",
+                            "swaks": "250 2.0.0 Ok: queued as",
+                            "curl": "ENVELOPE ("}[program]
+            assert expected in done.stdout, command
     finally:
         assert up.terminate() == 0, up.stderr()

@@ -926,7 +926,8 @@ def test_auth_cancel_bad_base64_wrong_password_and_unknown_mechanism() -> None:
     assert talk(conn, b"AUTH CRAM-MD5\r\n")[0] == (
         b"-ERR Unsupported authentication mechanism.\r\n")
     bad = b64(b"\0alice\0wrong")
-    assert talk(conn, b"AUTH PLAIN " + bad + b"\r\n")[0] == b"-ERR [AUTH] Authentication failed.\r\n"
+    assert talk(conn, b"AUTH PLAIN " + bad + b"\r\n")[0] == (
+        b"-ERR [AUTH] Authentication failed.\r\n")
     assert conn.state is AUTH and conn.auth_failures == 1
 
 
@@ -947,7 +948,7 @@ def test_auth_refused_before_tls_like_user_pass() -> None:
 def test_three_failed_auths_close() -> None:
     conn, _ = make()
     bad = b"AUTH PLAIN " + b64(b"\0alice\0nope") + b"\r\n"
-    out, events = talk(conn, bad * 3)
+    out, _ = talk(conn, bad * 3)
     assert out.endswith(b"-ERR [AUTH] Authentication failed. Too many failures, bye.\r\n")
     assert conn.closed
 
