@@ -346,7 +346,9 @@ class Network:
             auth_enabled=submission,
             auth_plaintext=policy.auth_plaintext,
             auth_required=submission,
-            smtputf8=policy.smtputf8,
+            # RFC 6531: a host's policy turns SMTPUTF8 on (the seed MX has it off, as its
+            # Postfix); submission always offers it: a mail program may send to jürgen@…
+            smtputf8=policy.smtputf8 or submission,
             max_recipients=policy.max_recipients,
             queue_ids=self.world.ids.queue_id,
             **_limits(policy, _SERVER_LIMITS),
