@@ -206,8 +206,9 @@ def _demo(args: argparse.Namespace, out: TextIO, world: World, pcap: Path | None
         _heading(say, 1, f"{sender_host.name} asks DNS where {domain} takes its mail "
                          "(the MX record)")
         say("(the world's DNS server: port 53 in the world, a free port of this machine "
-            "in fact: the command line and SERVER show that real port, so you can paste it)")
-        out.write(net.dig(domain, "MX", elapsed_ms=0,
+            "in fact; this world stops with the demo, so to paste a dig line with the "
+            "real port, run `python -m simsmtp up`)")
+        out.write(net.dig(domain, "MX", elapsed_ms=0, show_port=53,
                           query_id=world.ids.rng("demo.dig").getrandbits(16)))
         _heading(say, 2, f"{sender_host.name} delivers it to {mx_host.name} by SMTP "
                          "(port 25)")

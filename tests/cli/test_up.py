@@ -292,9 +292,8 @@ def test_the_commands_to_paste_work() -> None:
             if program == "nc":  # nc -C: each line typed ends in CRLF
                 expected = {"smtp": "221 2.0.0 Bye", "pop3": "+OK",
                             "imap": "* BYE Logging out"}[command.rsplit(" ", 1)[1]]
-            elif program == "telnet":  # made for typing: from a pipe, the greeting is all
-                expected = {"smtp": "220 mail.anotherdomain.org ESMTP Postfix",
-                            "pop3": "+OK", "imap": "* OK [CAPABILITY"}[command.rsplit(" ", 1)[1]]
+            elif program == "telnet":  # made for typing: from a pipe it may leave before
+                expected = f"Connected to {command.split()[1]}."  # the greeting comes
             elif program == "openssl":
                 expected = {"pop3": "+OK", "imap": "* BYE Logging out"}.get(
                     command.split()[3], "Verify return code: 0 (ok)")
