@@ -859,7 +859,8 @@ class IMAPServerConnection(SansIOConnection):
         self._literal_buf = bytearray()
         self._discarding = 0  # > 0: dropping the rest of an overlong line / literal
         self._long_tag = b""
-        self._refused: tuple[str, str] | None = None  # (tag, reply) once the rest is dropped
+        # (tag, status, text) of a command refused while its literal is dropped
+        self._refused: tuple[str, str, str] | None = None
         self._sasl_tag: str | None = None  # an AUTHENTICATE waits for its response line
         self._idle_tag: str | None = None
         self._idle_from = _S
@@ -1082,18 +1083,27 @@ class IMAPServerConnection(SansIOConnection):
             size, sync = int(match.group(1)), not match.group(2)
             self._text += line[:match.start()]
             tag = self._text.split(b" ", 1)[0].decode("ascii", "replace")
-            verb = self._text.split(b" ", 2)[1:2]
-            is_append = bool(verb) and verb[0].upper() == b"APPEND"
+            words = self._text.split(b" ", 3)
+            verb = words[1].upper().decode("ascii", "replace") if len(words) > 1 else ""
+            if verb == "UID" and len(words) > 2:
+                verb = words[2].upper().decode("ascii", "replace")
+            is_append = verb == "APPEND"
             limit = self.config.max_literal if is_append else self.config.max_line_length
-            if size > limit or self._refused is not None:
-                if self._refused is None:
-                    self._refused = (tag, "[TOOBIG] Literal too large" if not is_append else
-                                     "[TOOBIG] Mail size is too large")  # RFC 7889
+            if self._refused is None:
+                if not self._may_take_literal(verb):
+                    # not a command that may run now: refused before its literal comes
+                    self._refused = (tag, "BAD", "Error in IMAP command received by server.")
+                elif size > limit:
+                    self._refused = (tag, "NO", "[TOOBIG] Literal too large" if not is_append
+                                     else "[TOOBIG] Mail size is too large")  # RFC 7889
+            if self._refused is not None:
                 if sync:  # RFC 9051 §7.5: no "+": the client never sends the literal
-                    refused_tag, text = self._refused
+                    refused_tag, status, text = self._refused
                     self._reset_command()
+                    if status == "BAD":
+                        return self._finish_bad(refused_tag, verb, b"<refused>", text)
                     return self._finish_no(refused_tag, text)
-                self._literal_left = size
+                self._literal_left = size  # LITERAL+: it comes anyway; read and dropped
                 continue
             if sync:
                 self._write(b"+ OK" + CRLF)  # RFC 9051 §7.5, Dovecot's text
@@ -1101,6 +1111,14 @@ class IMAPServerConnection(SansIOConnection):
             if size == 0:
                 self._literals.append(b"")
                 self._text += b"\0"
+
+    def _may_take_literal(self, verb: str) -> bool:
+        """Whether a command with this verb may run in the current state (the table)."""
+        if verb not in _VERBS:
+            return False
+        return any((self._state, verb, o) in _EDGES for o in ("", "OK", "NO")) or (
+            self._state is _S and verb in ("FETCH", "STORE", "SEARCH", "COPY", "MOVE",
+                                           "EXPUNGE"))
 
     def _reset_command(self) -> None:
         self._text.clear()
@@ -1117,19 +1135,19 @@ class IMAPServerConnection(SansIOConnection):
                                state_before=before, state_after=self._state)
 
     def _finish_bad(self, tag: str, verb: str, line: bytes, text: str,
-                    untagged: int = 0) -> ConnectionEvent:
-        before = self._state
+                    untagged: int = 0, before: IMAPState | None = None) -> ConnectionEvent:
+        before = self._state if before is None else before
         self.bad_commands += 1
         self._write(f"{tag} BAD {text}".encode("utf-8", "replace") + CRLF)
         event = self._event(tag, verb, line, IMAPReply(tag, "BAD", text, untagged), before)
         if self.bad_commands >= self.config.max_bad_commands:
-            self._events.append(event)
             self._write(b"* BYE Too many invalid IMAP commands." + CRLF)
-            self._state = _next_state(before, "too-many-errors")
+            current = self._state
+            self._state = _next_state(current, "too-many-errors")
             self._logout()
-            return UpdateSent(reply=IMAPReply("*", "BYE", "Too many invalid IMAP commands."),
-                              reason="too many errors", state_before=before,
-                              state_after=self._state)
+            self._events.append(UpdateSent(
+                reply=IMAPReply("*", "BYE", "Too many invalid IMAP commands."),
+                reason="too many errors", state_before=current, state_after=self._state))
         return event
 
     def _finish_no(self, tag: str, text: str) -> ConnectionEvent:
@@ -1166,11 +1184,9 @@ class IMAPServerConnection(SansIOConnection):
         self._refused = None
         text = raw.decode("utf-8", "surrogateescape")
         tag, _, rest = text.partition(" ")
-        if refused is not None:
-            self._literals = literals
-            line = self._shown_line("APPEND", text)
-            self._literals = []
-            return self._reply_event(refused[0], "APPEND", line, [], "NO", refused[1])
+        if refused is not None:  # its literals were dropped: only the first line is shown
+            line = text.split("\0", 1)[0].encode("utf-8", "surrogateescape")
+            return self._reply_event(refused[0], "", line, [], refused[1], refused[2])
         if not re.fullmatch(r'[^\s(){%*"\\+\0]+', tag or " ") or "\r" in text or "\n" in text:
             return self._finish_bad("*" if not tag or "\0" in tag else tag[:64], "",
                                     raw[:512], "Error in IMAP command received by server.")
@@ -1609,7 +1625,7 @@ class IMAPServerConnection(SansIOConnection):
         target = "selected" if self._idle_from is _S else "authenticated"
         self._state = _next_state(_I, "DONE", target)
         if line.upper() != b"DONE":
-            return self._finish_bad(tag, "IDLE", line[:512], "Expected DONE.")
+            return self._finish_bad(tag, "IDLE", line[:512], "Expected DONE.", before=_I)
         return self._reply_event(tag, "DONE", b"DONE", [], "OK", "Idle completed.",
                                  after=self._state, before=before)
 

@@ -390,6 +390,8 @@ def test_twenty_bad_commands_say_bye_and_close() -> None:
     assert out.count(b"x BAD ") == 20
     assert out.endswith(b"* BYE Too many invalid IMAP commands.\r\n")
     assert c.conn.closed
+    assert isinstance(c.events[-2], CommandReceived) and isinstance(c.events[-1], UpdateSent)
+    assert c.events[-1].state_before is S.NOT_AUTHENTICATED  # type: ignore[attr-defined]
 
 
 def test_bare_lf_nul_and_missing_tag_are_bad() -> None:
@@ -503,3 +505,14 @@ def test_imaps_greets_inside_tls(server_context: ssl.SSLContext, tls_client: TLS
     assert plaintext.startswith(b"* OK [CAPABILITY IMAP4rev1 ") and b"AUTH=PLAIN" in plaintext
     assert b"STARTTLS" not in plaintext
     assert tls_say(c, tls_client, b"a LOGIN bob builder\r\n").startswith(b"a OK")
+
+
+def test_a_literal_for_a_command_not_allowed_now_gets_no_go_ahead() -> None:
+    c = Client()
+    # before login an APPEND may not run: no "+ OK", so its literal never comes
+    assert c.say(b"l APPEND INBOX {5}\r\n") == (
+        b"l BAD Error in IMAP command received by server.\r\n")
+    # LITERAL+ already on its way: read, thrown away, refused; the next command is fine
+    assert c.say(b"m APPEND INBOX {5+}\r\nhello\r\nn NOOP\r\n") == (
+        b"m BAD Error in IMAP command received by server.\r\nn OK NOOP completed.\r\n")
+    assert c.conn.state is S.NOT_AUTHENTICATED
