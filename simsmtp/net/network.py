@@ -828,8 +828,7 @@ def record_event(trace: Any, info: Any, event: Any, tls_conns: set[int]) -> None
     states = {"state_before": before, "state_after": after}
     host = info.host_name
     if name == "ConnectionOpened":
-        reply = getattr(event, "reply", None) or getattr(event, "response", "")
-        trace.record(f"{proto}.reply", host, **base, text=str(reply), **states)
+        trace.record(f"{proto}.reply", host, **base, text=str(event.reply), **states)
     elif proto == "imap" and name in ("CommandReceived", "UpdateSent"):
         if name == "CommandReceived":
             trace.record("imap.command", host, **base, line=_text(event.line),
@@ -844,12 +843,9 @@ def record_event(trace: Any, info: Any, event: Any, tls_conns: set[int]) -> None
             trace.record("smtp.command", host, **base, line=_text(event.line), **states)
             trace.record("smtp.reply", host, **base, text=str(event.reply),
                          code=event.reply.code, **states)
-        else:
-            arg = getattr(event, "argument", "") or ""
-            line = f"{event.command} {arg}".rstrip()
-            trace.record("pop3.command", host, **base, line=line, **states)
-            trace.record("pop3.reply", host, **base,
-                         text=getattr(event, "response_first_line", ""), **states)
+        else:  # POP3: the same vocabulary (line masked by the core, reply's status line)
+            trace.record("pop3.command", host, **base, line=_text(event.line), **states)
+            trace.record("pop3.reply", host, **base, text=str(event.reply), **states)
     elif name == "MessageReceived":
         env = event.envelope
         trace.record("smtp.message", host, **base, sender=env.mail_from,
@@ -868,8 +864,7 @@ def record_event(trace: Any, info: Any, event: Any, tls_conns: set[int]) -> None
     elif name == "TLSFailed":
         trace.record("tls.failed", host, **base, reason=event.reason, **states)
     elif name == "PlaintextDiscarded":
-        size = len(getattr(event, "data", b"")) or getattr(event, "octets", 0)
-        trace.record(f"{proto}.discarded", host, **base, octets=size, **states)
+        trace.record(f"{proto}.discarded", host, **base, octets=len(event.data), **states)
     elif name == "ConnectionClosed":
         tls_conns.discard(info.id)
         trace.record(f"{proto}.closed", host, **base, reason=event.reason, **states)

@@ -61,7 +61,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, runtime_checkable
 
-from .connection import SansIOConnection
+from .connection import Edge, EdgeTable, SansIOConnection
 from .errors import LocalProtocolError
 from .events import (
     NEED_DATA,
@@ -161,24 +161,9 @@ _H = IMAPState.TLS_HANDSHAKE
 _L = IMAPState.LOGOUT
 
 
-@dataclass(frozen=True)
-class Transition:
-    """One edge of the IMAP state machine.
-
-    Attributes:
-        state: where the session is.
-        trigger: a command (upper case) or a pseudo-event (lower case).
-        target: where the session goes.
-        outcome: ``"OK"``/``"NO"`` when the edge depends on the result, ``""`` if not
-            (``"selected"``/``"authenticated"`` for DONE: where IDLE began).
-        rfc: where the rule comes from.
-    """
-
-    state: IMAPState
-    trigger: str
-    target: IMAPState
-    outcome: str = ""
-    rfc: str = ""
+#: One edge of the IMAP state machine: the shared :class:`~simsmtp.protocol.connection.Edge`
+#: (state, trigger, target, outcome ``"OK"``/``"NO"`` or ``""``, rfc), as in the POP3 core.
+Transition = Edge
 
 
 def _loops(states: Iterable[IMAPState], verbs: str, rfc: str) -> tuple[Transition, ...]:
@@ -222,10 +207,8 @@ TRANSITIONS: Final[tuple[Transition, ...]] = (
     *(Transition(s, "disconnect", _L, "", "RFC 9051 §7.1.5 (BYE)") for s in (_N, _A, _S, _I, _H)),
 )
 
-_EDGES: Final[dict[tuple[IMAPState, str, str], IMAPState]] = {
-    (t.state, t.trigger, t.outcome): t.target for t in TRANSITIONS
-}
-_VERBS: Final[frozenset[str]] = frozenset(t.trigger for t in TRANSITIONS if t.trigger.isupper())
+_TABLE: Final = EdgeTable(TRANSITIONS)
+_VERBS: Final[frozenset[str]] = _TABLE.verbs
 
 
 def transitions() -> tuple[Transition, ...]:
@@ -235,18 +218,12 @@ def transitions() -> tuple[Transition, ...]:
 
 def allowed_commands(state: IMAPState) -> list[str]:
     """The commands a client may send in ``state``, in table order."""
-    seen: list[str] = []
-    for t in TRANSITIONS:
-        if t.state is state and t.trigger.isupper() and t.trigger not in seen:
-            seen.append(t.trigger)
-    return seen
+    return _TABLE.commands(state)
 
 
 def _next_state(state: IMAPState, trigger: str, outcome: str = "") -> IMAPState:
-    target = _EDGES.get((state, trigger, outcome)) or _EDGES.get((state, trigger, ""))
-    if target is None:
-        return state  # the outcome has no edge: nothing changes (e.g. a failed CREATE)
-    return target
+    target: IMAPState | None = _TABLE.target(state, trigger, outcome)
+    return state if target is None else target  # no edge: nothing changes
 
 
 # --- the mailbox, as the core sees it ---------------------------------------------------------
@@ -1116,7 +1093,7 @@ class IMAPServerConnection(SansIOConnection):
         """Whether a command with this verb may run in the current state (the table)."""
         if verb not in _VERBS:
             return False
-        return any((self._state, verb, o) in _EDGES for o in ("", "OK", "NO")) or (
+        return _TABLE.allows(self._state, verb) or (
             self._state is _S and verb in ("FETCH", "STORE", "SEARCH", "COPY", "MOVE",
                                            "EXPUNGE"))
 
@@ -1201,8 +1178,7 @@ class IMAPServerConnection(SansIOConnection):
         if verb not in _VERBS or verb in ("DONE",):
             return self._finish_bad(tag, verb, line, "Error in IMAP command received by server.")
         state = self._state
-        allowed = [s for s in IMAPState if any((s, verb, o) in _EDGES for o in
-                                                ("", "OK", "NO"))]
+        allowed = _TABLE.states_allowing(verb)
         if state not in allowed:
             if allowed == [_S]:
                 text_ = "No mailbox selected"  # Dovecot's text

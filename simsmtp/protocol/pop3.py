@@ -13,8 +13,14 @@ No socket, thread or event loop is involved::
         print(event)
     wire = conn.data_to_send()
 
-Every state change is in ONE table, :data:`TRANSITIONS` (see :func:`transitions`); the
-"not allowed in state X" replies are derived from it.
+Every state change is in ONE table, :data:`TRANSITIONS` (see :func:`transitions`), of the
+cores' shared :class:`~simsmtp.protocol.connection.Edge`; the "not allowed in state X"
+replies are derived from it. The core stands on the shared base
+(:class:`~simsmtp.protocol.connection.SansIOConnection`: buffers, TLS, one event per
+``next_event()``) and speaks the shared event vocabulary: a command's answer is its
+``reply``, the bytes thrown away behind STLS are ``data`` (secrets masked), and
+:class:`TLSStarted`, :class:`TLSFailed`, :class:`PlaintextDiscarded` and
+:class:`ConnectionClosed` are the SMTP and IMAP cores' own.
 
 Policies chosen here (documented for learners):
 
@@ -49,10 +55,18 @@ import ssl
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
-from .errors import LocalProtocolError, TLSFailure
-from .events import NEED_DATA
+from .connection import Edge, EdgeTable, SansIOConnection
+from .errors import LocalProtocolError
+from .events import (
+    NEED_DATA,
+    ConnectionClosed,
+    ConnectionEvent,
+    PlaintextDiscarded,
+    TLSFailed,
+    TLSStarted,
+)
 from .mailbox import Authenticator, Mailbox, MailboxError, MessageInfo, to_crlf
 from .tls import TLSLayer
 
@@ -69,6 +83,7 @@ __all__ = [
     "Disconnect",
     "POP3Config",
     "POP3Event",
+    "POP3Reply",
     "POP3ServerConnection",
     "POP3State",
     "PlaintextDiscarded",
@@ -122,24 +137,9 @@ _H = POP3State.TLS_HANDSHAKE
 _C = POP3State.CLOSED
 
 
-@dataclass(frozen=True)
-class Transition:
-    """One edge of the POP3 state machine.
-
-    Attributes:
-        state: where the session is.
-        trigger: a command verb (upper case) or a pseudo-event (lower case, e.g.
-            ``tls-established``, ``peer-closed``, ``too-many-errors``).
-        target: where the session goes.
-        outcome: ``"+OK"`` or ``"-ERR"`` when the edge depends on the reply, ``""`` if not.
-        rfc: where the rule comes from.
-    """
-
-    state: POP3State
-    trigger: str
-    target: POP3State
-    outcome: str = ""
-    rfc: str = ""
+#: One edge of the POP3 state machine: the shared :class:`~simsmtp.protocol.connection.Edge`
+#: (state, trigger, target, outcome ``"+OK"``/``"-ERR"`` or ``""``, rfc), as in the IMAP core.
+Transition = Edge
 
 
 def _loops(state: POP3State, verbs: str, rfc: str) -> tuple[Transition, ...]:
@@ -171,10 +171,8 @@ TRANSITIONS: Final[tuple[Transition, ...]] = (
     *(Transition(s, "disconnect", _C, "", "RFC 1939 §3 (autologout)") for s in (_A, _T, _H)),
 )
 
-_EDGES: Final[dict[tuple[POP3State, str, str], POP3State]] = {
-    (t.state, t.trigger, t.outcome): t.target for t in TRANSITIONS
-}
-_VERBS: Final[frozenset[str]] = frozenset(t.trigger for t in TRANSITIONS if t.trigger.isupper())
+_TABLE: Final = EdgeTable(TRANSITIONS)
+_VERBS: Final[frozenset[str]] = _TABLE.verbs
 
 
 def transitions() -> tuple[Transition, ...]:
@@ -184,15 +182,11 @@ def transitions() -> tuple[Transition, ...]:
 
 def allowed_commands(state: POP3State) -> list[str]:
     """The commands a client may send in ``state``, in table order."""
-    seen: list[str] = []
-    for t in TRANSITIONS:
-        if t.state is state and t.trigger.isupper() and t.trigger not in seen:
-            seen.append(t.trigger)
-    return seen
+    return _TABLE.commands(state)
 
 
 def _next_state(state: POP3State, trigger: str, outcome: str = "") -> POP3State:
-    target = _EDGES.get((state, trigger, outcome)) or _EDGES.get((state, trigger, ""))
+    target: POP3State | None = _TABLE.target(state, trigger, outcome)
     if target is None:
         raise LocalProtocolError(f"no transition for {trigger!r} in state {state.name}")
     return target
@@ -223,76 +217,61 @@ _SECRET_VERBS: Final = frozenset({"PASS", "AUTH", "APOP"})
 
 
 # --- Events ------------------------------------------------------------------------------
+# The shared vocabulary of the cores (simsmtp.protocol.events): every event is a
+# ConnectionEvent with state_before/state_after; a server's answer is its ``reply``; TLS and
+# the end of the connection are the very events the SMTP and IMAP cores give.
+
+#: The base of every POP3 event (the cores' shared ConnectionEvent).
+POP3Event = ConnectionEvent
+
+
+@dataclass(frozen=True)
+class POP3Reply:
+    """A POP3 status line (RFC 1939 §3): ``+OK text``, ``-ERR text``, or the SASL
+    continuation ``+ `` (RFC 5034 §4). A multi-line body follows on the wire, not here."""
+
+    ok: bool
+    text: str = ""
+    continuation: bool = False
+
+    @property
+    def status(self) -> str:
+        """``+OK``, ``-ERR`` or ``+``."""
+        return "+" if self.continuation else "+OK" if self.ok else "-ERR"
+
+    def __str__(self) -> str:
+        if self.continuation:
+            return "+ "
+        return f"{self.status} {self.text}" if self.text else self.status
 
 
 @dataclass(frozen=True, kw_only=True)
-class POP3Event:
-    """Base of the POP3 events; each says which state it left and which it reached."""
+class ConnectionOpened(ConnectionEvent):
+    """The greeting was queued (``+OK <text>``, RFC 1939 §4)."""
 
-    state_before: POP3State
-    state_after: POP3State
-
-
-@dataclass(frozen=True, kw_only=True)
-class ConnectionOpened(POP3Event):
-    """The greeting was queued (``response`` is the line, without CRLF)."""
-
-    response: str
+    reply: POP3Reply
 
 
 @dataclass(frozen=True, kw_only=True)
-class CommandReceived(POP3Event):
+class CommandReceived(ConnectionEvent):
     """One command line was read and answered.
 
     Attributes:
-        command: the verb in upper case ("" for a line that could not be parsed).
-        argument: the rest of the line; ``"***"`` for PASS (never the password).
-        response_first_line: the reply's first line, without CRLF.
+        command: the verb in upper case (``""`` for a line that could not be parsed, or a
+            SASL response line).
+        line: the line as read, without CRLF; secrets masked (``PASS ***``,
+            ``AUTH PLAIN ***``; a SASL response line is ``***``).
+        reply: the status line of the answer.
     """
 
     command: str
-    argument: str
-    response_first_line: str
+    line: bytes
+    reply: POP3Reply
 
     @property
     def ok(self) -> bool:
         """True for a ``+OK`` reply."""
-        return self.response_first_line.startswith("+OK")
-
-
-@dataclass(frozen=True, kw_only=True)
-class TLSStarted(POP3Event):
-    """The STLS handshake finished; the session is back in AUTHORIZATION."""
-
-    version: str | None
-    cipher: str | None
-
-
-@dataclass(frozen=True, kw_only=True)
-class TLSFailed(POP3Event):
-    """The TLS handshake (or a later TLS record) failed; the connection closes."""
-
-    reason: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class PlaintextDiscarded(POP3Event):
-    """Plaintext that was buffered behind STLS was thrown away (CVE-2021-38084).
-
-    Attributes:
-        octets: how many bytes were dropped.
-        lines: what they said, one entry per line, secrets masked (``PASS ***``).
-    """
-
-    octets: int
-    lines: tuple[str, ...]
-
-
-@dataclass(frozen=True, kw_only=True)
-class ConnectionClosed(POP3Event):
-    """The session is over (QUIT, EOF, limits, TLS failure or :class:`Disconnect`)."""
-
-    reason: str
+        return self.reply.ok and not self.reply.continuation
 
 
 @dataclass(frozen=True)
@@ -340,11 +319,15 @@ class _Reply:
     text: str = ""
     body: bytes | None = None  # a multi-line body, byte-stuffed and terminated
     auth_failure: bool = False
+    continuation: bool = False
+
+    @property
+    def public(self) -> POP3Reply:
+        return POP3Reply(self.ok, self.text, self.continuation)
 
     @property
     def first_line(self) -> str:
-        status = "+OK" if self.ok else "-ERR"
-        return f"{status} {self.text}" if self.text else status
+        return str(self.public)
 
 
 def _ok(text: str = "", body: bytes | None = None) -> _Reply:
@@ -401,32 +384,31 @@ def _parse_line(raw: bytes) -> tuple[str, str] | str:
 # --- The connection ----------------------------------------------------------------------
 
 
-class POP3ServerConnection:
-    """The server side of one POP3 connection, without I/O.
+class POP3ServerConnection(SansIOConnection):
+    """The server side of one POP3 connection, without I/O, on the cores' shared base
+    (:class:`~simsmtp.protocol.connection.SansIOConnection`).
 
     Args:
         authenticator: ``(user, password) -> Mailbox | None``.
         config: behaviour; default :class:`POP3Config()` (plaintext login refused).
 
-    The greeting is queued at once: :meth:`data_to_send` has it, and the first
-    :meth:`next_event` returns :class:`ConnectionOpened`.
+    The greeting is queued at once (POP3S: after the handshake): :meth:`data_to_send` has
+    it, and the first :meth:`next_event` returns :class:`ConnectionOpened`.
     """
 
+    CLOSED_STATE = POP3State.CLOSED
+
     def __init__(self, authenticator: Authenticator, config: POP3Config | None = None) -> None:
+        super().__init__()
         self.config = config or POP3Config()
         self._authenticator = authenticator
         self._state = POP3State.AUTHORIZATION
-        self._out = bytearray()
-        self._events: deque[POP3Event] = deque()
         # Complete plaintext lines not yet handled; an int stands for a too-long line.
         self._lines: deque[bytes | int] = deque()
         self._partial = bytearray()
         self._discarding = 0  # > 0: inside a too-long line, this many octets dropped
         self._cr_pending = False  # while discarding: the last byte dropped was a CR
-        self._cipher = bytearray()
-        self._eof = False
         self._pending_close: str | None = None
-        self._tls: TLSLayer | None = None
         self._pending_user: str | None = None
         #: The user logged in (None before PASS succeeds).
         self.user: str | None = None
@@ -447,17 +429,17 @@ class POP3ServerConnection:
             self._state = POP3State.TLS_HANDSHAKE
             self._tls = TLSLayer(self.config.tls_context, server_side=True)
             self._tls.start()
-            self._flush_tls()
+            self._pull_tls()
         else:
             self._greet()
 
     def _greet(self) -> None:
         self._greeted = True
         text = self.config.greeting or f"{self.config.hostname} POP3 server ready"
-        greeting = f"+OK {text}"  # RFC 1939 §4: the greeting is a positive response
-        self._write(greeting.encode("utf-8") + CRLF)
+        reply = POP3Reply(True, text)  # RFC 1939 §4: the greeting is a positive response
+        self._write(str(reply).encode("utf-8") + CRLF)
         self._events.append(ConnectionOpened(state_before=self._state,
-                                             state_after=self._state, response=greeting))
+                                             state_after=self._state, reply=reply))
 
     # --- public API ---------------------------------------------------------------------
 
@@ -473,64 +455,13 @@ class POP3ServerConnection:
 
     @property
     def secure(self) -> bool:
-        """True once STLS has completed."""
-        return self._tls is not None and self._tls.handshake_complete
+        """True once TLS is up (STLS done, or POP3S)."""
+        return self.tls_active
 
     @property
     def tls(self) -> TLSLayer | None:
         """The TLS layer after STLS (for its ``summary()``), else None."""
         return self._tls
-
-    def receive_data(self, data: bytes) -> None:
-        """Feed bytes received from the client; ``b""`` means the client closed.
-
-        Data after the end of the session is ignored.
-        """
-        if self._state is POP3State.CLOSED or self._eof:
-            return
-        if not data:
-            self._eof = True
-        elif self._tls is not None:
-            self._cipher += data
-        else:
-            self._split(data)
-
-    def next_event(self) -> POP3Event | Any:
-        """Handle input up to the next event and return it, or :data:`NEED_DATA`.
-
-        ``NEED_DATA`` is the sentinel shared with the SMTP cores
-        (``simsmtp.protocol.events.NEED_DATA``); compare with ``is``.
-
-        One command line is handled per call. After :class:`ConnectionClosed`, returns
-        :data:`NEED_DATA` for ever (check :attr:`closed`).
-        """
-        if self._events:
-            return self._events.popleft()
-        if self._state is POP3State.CLOSED:
-            return NEED_DATA
-        if self._pending_close is not None:
-            reason, self._pending_close = self._pending_close, None
-            before = self._state
-            if before is POP3State.UPDATE:
-                self._state = _next_state(before, "update-done")
-            self._finish(reason, before)
-            return self._events.popleft()
-        if self._tls is not None and self._cipher:
-            self._pump_tls()
-            if self._events:
-                return self._events.popleft()
-        if self._state is POP3State.TLS_HANDSHAKE:
-            if self._eof:
-                self._close_by("peer-closed", "client closed during the TLS handshake")
-                return self._events.popleft()
-            return NEED_DATA
-        if self._lines:
-            self._handle_line(self._lines.popleft())
-            return self._events.popleft()
-        if self._eof:
-            self._close_by("peer-closed", "client closed the connection")
-            return self._events.popleft()
-        return NEED_DATA
 
     def send(self, event: Disconnect) -> None:
         """Say ``-ERR <text>`` unprompted and close (autologout, shutdown).
@@ -549,11 +480,53 @@ class POP3ServerConnection:
             self._write(f"-ERR {event.text}".encode() + CRLF)
         self._close_by("disconnect", event.text)
 
-    def data_to_send(self) -> bytes:
-        """The bytes to put on the wire now (TLS records once STLS is done)."""
-        data = bytes(self._out)
-        self._out.clear()
-        return data
+    # --- input: one step per next_event() -------------------------------------------------
+
+    def _step_open(self) -> ConnectionEvent | None:
+        """One command line per call (the base handles TLS records and the end)."""
+        if self._pending_close is not None:
+            reason, self._pending_close = self._pending_close, None
+            before = self._state
+            if before is POP3State.UPDATE:
+                self._state = _next_state(before, "update-done")
+            self._finish(reason, before)
+            return None
+        if self._state is POP3State.TLS_HANDSHAKE:
+            self._in.clear()  # nothing in clear once STLS is answered (RFC 2595 §4)
+            if self._eof:
+                self._close_by("peer-closed", "client closed during the TLS handshake")
+            return None
+        if self._in:
+            self._split(bytes(self._in))
+            self._in.clear()
+        if self._lines:
+            self._handle_line(self._lines.popleft())
+            return None
+        if self._eof:
+            self._close_by("peer-closed", "client closed the connection")
+        return None
+
+    def _feed_tls(self) -> ConnectionEvent | None:
+        """Decrypt what came in; the handshake's end is :class:`TLSStarted` (then, on
+        POP3S, the greeting); a TLS failure closes."""
+        assert self._tls is not None
+        before = self._state
+        failure = self._decrypt()
+        if failure is not None:
+            self._state = _next_state(before, "tls-failed")
+            self._events.append(TLSFailed(state_before=before, state_after=self._state,
+                                          reason=str(failure)))
+            self._finish(f"TLS failed: {failure}", self._state)
+            return None
+        if before is POP3State.TLS_HANDSHAKE and self._tls.handshake_complete:
+            self._state = _next_state(POP3State.TLS_HANDSHAKE, "tls-established")
+            self._events.append(TLSStarted(state_before=POP3State.TLS_HANDSHAKE,
+                                           state_after=self._state,
+                                           version=self._tls.version,
+                                           cipher=self._tls.cipher))
+            if not self._greeted:
+                self._greet()  # POP3S: the greeting is the first thing inside TLS
+        return None
 
     # --- input framing ------------------------------------------------------------------
 
@@ -598,48 +571,6 @@ class POP3ServerConnection:
             self._partial.clear()
             pos = eol
 
-    def _pump_tls(self) -> None:
-        assert self._tls is not None
-        data = bytes(self._cipher)
-        self._cipher.clear()
-        try:
-            plaintext = self._tls.receive(data)
-        except TLSFailure as exc:
-            self._flush_tls()
-            before = self._state
-            self._state = _next_state(before, "tls-failed")
-            self._events.append(TLSFailed(state_before=before, state_after=self._state,
-                                          reason=str(exc)))
-            self._finish(f"TLS failed: {exc}", self._state)
-            return
-        self._flush_tls()
-        if self._state is POP3State.TLS_HANDSHAKE and self._tls.handshake_complete:
-            self._state = _next_state(POP3State.TLS_HANDSHAKE, "tls-established")
-            self._events.append(TLSStarted(state_before=POP3State.TLS_HANDSHAKE,
-                                           state_after=self._state,
-                                           version=self._tls.version,
-                                           cipher=self._tls.cipher))
-            if not self._greeted:
-                self._greet()  # POP3S: the greeting is the first thing inside TLS
-        if plaintext:
-            self._split(plaintext)
-        if self._tls.closed:
-            self._eof = True  # close_notify from the client
-
-    # --- output -------------------------------------------------------------------------
-
-    def _write(self, data: bytes) -> None:
-        if self._tls is None:
-            self._out += data
-        elif self._tls.handshake_complete and not self._tls.closed:
-            self._tls.send(data)
-            self._flush_tls()
-        # else: after STLS nothing is ever written in plaintext; the reply is dropped.
-
-    def _flush_tls(self) -> None:
-        if self._tls is not None:
-            self._out += self._tls.data_to_send()
-
     # --- closing ------------------------------------------------------------------------
 
     def _close_by(self, trigger: str, reason: str) -> None:
@@ -649,14 +580,16 @@ class POP3ServerConnection:
 
     def _finish(self, reason: str, before: POP3State) -> None:
         self._state = POP3State.CLOSED
-        if self._tls is not None and self._tls.handshake_complete:
+        if self._tls is not None and self._tls.handshake_complete and not self._tls.closed:
             self._tls.close()  # close_notify, best effort
-            self._flush_tls()
+            self._pull_tls()
         self._lines.clear()
         self._partial.clear()
+        self._in.clear()
         self._cipher.clear()
         self._discarding = 0
         self._mailbox = None
+        self._closed_reported = True
         self._events.append(ConnectionClosed(state_before=before, state_after=self._state,
                                              reason=reason))
 
@@ -665,6 +598,7 @@ class POP3ServerConnection:
     def _handle_line(self, raw: bytes | int) -> None:
         before = self._state
         verb, argument = "", ""
+        shown = b""
         trigger: str | None = None
         if self._sasl is not None and not isinstance(raw, int):
             mechanism, self._sasl = self._sasl, None
@@ -674,10 +608,13 @@ class POP3ServerConnection:
             trigger = "AUTH"
         elif isinstance(raw, int):
             self._sasl = None
+            shown = f"<line too long: {raw} octets>".encode()
             reply = _err("line too long")  # RFC 2449 §4: 255 octets incl. CRLF
         else:
             parsed = _parse_line(raw)
             if isinstance(parsed, str):
+                shown = _mask_line(raw[:512].rstrip(b"\r\n").decode(
+                    "utf-8", "backslashreplace")).encode("utf-8", "backslashreplace")
                 reply = _err(parsed)
             else:
                 verb, rest = parsed
@@ -690,7 +627,7 @@ class POP3ServerConnection:
                 if verb != "PASS":
                     self._pending_user = None  # RFC 1939 §7: PASS only right after USER
                 reply, trigger = self._dispatch(before, verb, rest)
-        if reply.text == "+ ":
+        if reply.continuation:
             pass  # a SASL continuation: neither success nor error yet
         elif not reply.ok:
             if reply.auth_failure:
@@ -705,12 +642,12 @@ class POP3ServerConnection:
         after = before
         if trigger is not None:
             after = _next_state(before, trigger, "+OK" if reply.ok else "-ERR")
-        first = "+ " if reply.text == "+ " else reply.first_line  # RFC 5034 §4
-        self._write(first.encode("utf-8") + CRLF + (reply.body or b""))
+        self._write(reply.first_line.encode("utf-8") + CRLF + (reply.body or b""))
         self._state = after
+        if not shown:
+            shown = (f"{verb} {argument}".rstrip() if verb else argument).encode("utf-8")
         self._events.append(CommandReceived(state_before=before, state_after=after,
-                                            command=verb, argument=argument,
-                                            response_first_line=first))
+                                            command=verb, line=shown, reply=reply.public))
         if after is POP3State.TLS_HANDSHAKE:
             self._start_tls()
         elif after is POP3State.UPDATE:
@@ -722,7 +659,7 @@ class POP3ServerConnection:
         """Check the verb against the table and the syntax, then run it."""
         if verb not in _VERBS:
             return _err("Unknown command."), None
-        allowed = [s for s in POP3State if (s, verb, "") in _EDGES or (s, verb, "+OK") in _EDGES]
+        allowed = _TABLE.states_allowing(verb)
         if state not in allowed:
             where = " or ".join(s.name for s in allowed)
             return _err(f"{verb} is not allowed in the {state.name} state (only in {where})"), None
@@ -733,7 +670,7 @@ class POP3ServerConnection:
         if verb == "AUTH":
             auth = self._auth_cmd(rest)
             # the mechanism list and the "+ " continuation change no state
-            return auth, "AUTH" if rest and auth.text != "+ " else None
+            return auth, "AUTH" if rest and not auth.continuation else None
         low, high, usage = _SYNTAX[verb]
         args = rest.split()
         if not low <= len(args) <= high or (rest and not args):
@@ -794,7 +731,7 @@ class POP3ServerConnection:
             return _err("Unsupported authentication mechanism.")  # Dovecot's text
         if len(args) == 1:
             self._sasl = mechanism
-            return _Reply(True, "+ ")  # RFC 5034 §4: "+" SP [base64] CRLF
+            return _Reply(True, continuation=True)  # RFC 5034 §4: "+" SP [base64] CRLF
         return self._sasl_response(mechanism, args[1].encode("ascii", "replace"))
 
     def _sasl_response(self, mechanism: str, line: bytes) -> _Reply:
@@ -840,12 +777,13 @@ class POP3ServerConnection:
         self._discarding = 0
         self._pending_user = None
         if octets:
+            # what the lines said, secrets masked (PASS ***): never a password in an event
+            said = "".join(line + "\r\n" for line in lines).encode("utf-8", "backslashreplace")
             self._events.append(PlaintextDiscarded(state_before=self._state,
-                                                   state_after=self._state,
-                                                   octets=octets, lines=tuple(lines)))
+                                                   state_after=self._state, data=said))
         self._tls = TLSLayer(self.config.tls_context, server_side=True)
         self._tls.start()
-        self._flush_tls()
+        self._pull_tls()
 
     # --- TRANSACTION helpers --------------------------------------------------------------
 
