@@ -672,7 +672,7 @@ class MaildirStore(MessageStore):
             path = self._ensure(domain, local, None)
         except OSError as exc:
             raise MailboxError(f"cannot open the maildrop of {address}: {exc}") from exc
-        return MaildirMailbox(path)
+        return MaildirMailbox(path, on_change=lambda: self.changed(domain, local))
 
     def keys(self, address: str, folder: str | None = None) -> list[str]:
         """The keys in ``new/`` and ``cur/`` of a folder (default INBOX), sorted."""
@@ -703,8 +703,9 @@ class MaildirMailbox:
     at login, RFC 1939 §8); sizes are those of the CRLF form POP3 sends.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, on_change: Callable[[], None] | None = None) -> None:
         self.path = path
+        self._on_change = on_change  # tells IMAP sessions (IDLE) about deletions
         self._md = _mailbox.Maildir(path, factory=None, create=True)
         self._keys: dict[str, str] = {}  # uid -> key
         self._infos: list[MessageInfo] | None = None
@@ -752,6 +753,8 @@ class MaildirMailbox:
                 pass  # already removed (another session)
             except OSError:
                 failed.append(uid)
+        if self._on_change is not None:
+            self._on_change()
         try:
             _fsync_dir(self.path / "new")
             _fsync_dir(self.path / "cur")

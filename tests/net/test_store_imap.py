@@ -154,3 +154,14 @@ def test_the_imap_core_over_a_maildir(tmp_path: Path) -> None:
     assert b"* STATUS Junk (MESSAGES 1)" in out and b"* 1 EXISTS" in out
     assert b"BODY[] {" in out and b"f OK Logout completed." in out
     assert [name.split(":")[1] for name in os.listdir(store.path(BOB) / "cur")] == ["2,RS"]
+
+
+def test_a_pop3_deletion_wakes_the_imap_sessions(tmp_path: Path) -> None:
+    store = MaildirStore(tmp_path / "mail", hostname="mx")
+    store.deliver(BOB, MSG)
+    account = store.imap_account(BOB)
+    woken: list[int] = []
+    account.on_change = lambda: woken.append(account.generation())
+    pop = store.mailbox(BOB)
+    pop.delete([info.uid for info in pop.list_messages()])  # POP3's UPDATE state
+    assert woken and account.folder("INBOX").messages == ()
