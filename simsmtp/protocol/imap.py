@@ -1846,10 +1846,13 @@ class IMAPServerConnection(SansIOConnection):
 
     def _cmd_search(self, tag: str, args: _Args, out: list[bytes],
                     uid: bool = False) -> tuple[str, str]:
+        returns: list[str] | None = None
         if args.text[args.pos:].upper().startswith("RETURN "):
             args.atom()
             args.space()
-            args.paren_list()  # ESEARCH return options: the ALL form is always given
+            returns = [r.upper() for r in args.paren_list()] or ["ALL"]  # RFC 4731 §3.1
+            if any(r not in ("MIN", "MAX", "COUNT", "ALL") for r in returns):
+                raise _Bad("Unknown RETURN option")
             args.space()
         if args.text[args.pos:].upper().startswith("CHARSET "):
             args.atom()
@@ -1867,8 +1870,19 @@ class IMAPServerConnection(SansIOConnection):
         for n, message in enumerate(self._messages, 1):
             if all(self._matches(k, n, message, cache) for k in keys):
                 found.append(message.uid if uid else n)
-        if self._rev2:  # RFC 9051 §7.3.4: ESEARCH
-            tail = f" ALL {_uid_set(found)}" if found else ""
+        if returns is None and self._rev2:
+            returns = ["ALL"]  # RFC 9051 §6.4.4: IMAP4rev2 answers with ESEARCH
+        if returns is not None:  # RFC 4731 §3.1 / RFC 9051 §7.3.4
+            parts = []
+            if found and "MIN" in returns:
+                parts.append(f"MIN {min(found)}")
+            if found and "MAX" in returns:
+                parts.append(f"MAX {max(found)}")
+            if "COUNT" in returns:
+                parts.append(f"COUNT {len(found)}")
+            if found and "ALL" in returns:
+                parts.append(f"ALL {_uid_set(found)}")
+            tail = "".join(f" {p}" for p in parts)
             out.append(f'* ESEARCH (TAG "{tag}"){" UID" if uid else ""}{tail}'.encode() + CRLF)
         else:
             out.append(("* SEARCH" + "".join(f" {x}" for x in found)).encode() + CRLF)

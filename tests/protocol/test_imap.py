@@ -516,3 +516,16 @@ def test_a_literal_for_a_command_not_allowed_now_gets_no_go_ahead() -> None:
     assert c.say(b"m APPEND INBOX {5+}\r\nhello\r\nn NOOP\r\n") == (
         b"m BAD Error in IMAP command received by server.\r\nn OK NOOP completed.\r\n")
     assert c.conn.state is S.NOT_AUTHENTICATED
+
+
+def test_search_return_options_give_esearch() -> None:
+    c = Client(MSG, MSG, MSG)
+    c.select()
+    c.say(b"a STORE 2 +FLAGS.SILENT (\\Seen)\r\n")
+    assert c.say(b"b SEARCH RETURN (MIN MAX COUNT) UNSEEN\r\n") == (
+        b'* ESEARCH (TAG "b") MIN 1 MAX 3 COUNT 2\r\nb OK Search completed.\r\n')  # RFC 4731
+    assert c.say(b"c UID SEARCH RETURN () ALL\r\n") == (
+        b'* ESEARCH (TAG "c") UID ALL 1:3\r\nc OK Search completed.\r\n')
+    assert c.say(b"d SEARCH RETURN (COUNT) DRAFT\r\n").startswith(
+        b'* ESEARCH (TAG "d") COUNT 0\r\n')
+    assert c.say(b"e SEARCH RETURN (SAVE) ALL\r\n").startswith(b"e BAD")
