@@ -480,6 +480,12 @@ _TYPE_HINTS = {
     "pop3": "(then type: USER name, PASS password, LIST, RETR 1, QUIT)",
     "imap": "(then type: a LOGIN name password, b SELECT INBOX, c FETCH 1 BODY[], d LOGOUT)",
 }
+#: The same for a session in clear (telnet, nc), where a login is refused before TLS.
+_CLEAR_HINTS = {
+    "pop3": "(then type: CAPA, QUIT; USER/PASS need TLS first: the openssl line above)",
+    "imap": "(then type: a CAPABILITY, b LOGOUT; LOGIN needs TLS first (LOGINDISABLED): the "
+            "openssl line above)",
+}
 #: The last line of ``up``'s text (before the live log).
 UP_READY = "Ctrl-C stops the world."
 
@@ -504,10 +510,16 @@ def describe_text(net: Network) -> str:
               "Users and their passwords:"]
     lines += [f"  {address:<30} {password}" for address, password in info["users"].items()]
     lines += ["", "Try, in another terminal:"]
+    clear_login = {h.name: h.policy.pop3_plaintext for h in world.hosts_with_role("pop3")}
     for command in example_commands(net):
         lines.append(f"  {command}")
         for service, hint in _TYPE_HINTS.items():
-            if command.endswith(f"# {service}") or f"-starttls {service}" in command:
+            if f"-starttls {service}" in command:
+                lines.append(f"    {hint}")
+            elif command.startswith("nc ") and command.endswith(f"# {service}"):
+                # telnet and nc come in pairs: one hint, after the pair
+                if service in _CLEAR_HINTS and not any(clear_login.values()):
+                    hint = _CLEAR_HINTS[service]
                 lines.append(f"    {hint}")
     lines += ["", UP_READY]
     return "\n".join(lines)

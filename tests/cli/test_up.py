@@ -105,6 +105,8 @@ def test_without_json_a_table_and_commands_to_paste_then_sigint_exits_0() -> Non
         assert f"  telnet {mx_ip} {port}  # {service}\n" in text
         assert f"  nc -C {mx_ip} {port}  # {service}\n" in text
     assert re.search(rf"openssl s_client -starttls imap -connect {mx_ip}:{mx_143} ", text)
+    # in clear the seed refuses logins: the hint after telnet/nc says so (RFC 9051 §6.2.3)
+    assert "LOGIN needs TLS first (LOGINDISABLED)" in text and "USER/PASS need TLS" in text
     assert f"imaps://{mx_ip}:{mx_993}/INBOX" in text and "--user bob:builder" in text
     dns = re.search(r"dig @(\S+) -p (\d+) MX anotherdomain\.org", text)
     assert dns is not None and dns.group(1) == table["ns.simsmtp.test"][0]
