@@ -206,7 +206,8 @@ def _demo(args: argparse.Namespace, out: TextIO, world: World, pcap: Path | None
         _heading(say, 1, f"{sender_host.name} asks DNS where {domain} takes its mail "
                          "(the MX record)")
         say("(the world's DNS server: port 53 in the world, a free port of this machine "
-            "in fact)")
+            "in fact; this world stops with the demo, so to paste a dig line with the "
+            "real port, run `python -m simsmtp up`)")
         out.write(net.dig(domain, "MX", elapsed_ms=0, show_port=53,
                           query_id=world.ids.rng("demo.dig").getrandbits(16)))
         _heading(say, 2, f"{sender_host.name} delivers it to {mx_host.name} by SMTP "
@@ -493,11 +494,30 @@ def _live_log(out: TextIO) -> Callable[[TraceEvent], None]:
     return show
 
 
+#: The well-known ports ``up`` shows, in its table's column order.
+UP_PORTS = (25, 587, 465, 110, 995, 143, 993)
+#: What a learner types after a command that opens a session (the line ``up`` prints under it).
+_TYPE_HINTS = {
+    "smtp": "(then type: EHLO me, MAIL FROM:<you@example.com>, RCPT TO:<...>, DATA, "
+            "the message, a lone '.', QUIT)",
+    "pop3": "(then type: USER name, PASS password, LIST, RETR 1, QUIT)",
+    "imap": "(then type: a LOGIN name password, b SELECT INBOX, c FETCH 1 BODY[], d LOGOUT)",
+}
+#: The same for a session in clear (telnet, nc), where a login is refused before TLS.
+_CLEAR_HINTS = {
+    "pop3": "(then type: CAPA, QUIT; USER/PASS need TLS first: the openssl line above)",
+    "imap": "(then type: a CAPABILITY, b LOGOUT; LOGIN needs TLS first (LOGINDISABLED): the "
+            "openssl line above)",
+}
+#: The last line of ``up``'s text (before the live log).
+UP_READY = "Ctrl-C stops the world."
+
+
 def describe_text(net: Network) -> str:
     """A learner's table of a running world and commands to paste (``up`` without --json)."""
     info = net.describe()
     world = net.world
-    ports = (25, 587, 465, 110)
+    ports = UP_PORTS
     lines = [f'World "{world.name}" (seed {world.seed}) is running. Ctrl-C stops it.', ""]
     width = max([len(n) for n in info["hosts"]] + [len(world.nameserver), 4])
     lines.append(f"{'HOST':<{width}}  {'IP':<11}" + "".join(f"{p:>7}" for p in ports))
@@ -507,9 +527,9 @@ def describe_text(net: Network) -> str:
     dns = info["dns"]
     lines.append(f"{world.nameserver:<{width}}  {dns['ip']:<11}  DNS (53) on port "
                  f"{dns['port']}")
-    lines += ["", "(25 SMTP, 587 submission, 465 submissions, 110 POP3: the world's well-known "
-                  "ports, each mapped to the free port shown)", "",
-              f"CA certificate (give it to clients that verify): {info['ca_file']}", "",
+    lines += ["", "(25 SMTP, 587 submission, 465 submissions, 110 POP3, 995 POP3S, 143 IMAP, "
+                  "993 IMAPS: the world's well-known ports, each mapped to the free port shown)",
+              "", f"CA certificate (give it to clients that verify): {info['ca_file']}", "",
               "Users and their passwords:"]
     lines += [f"  {address:<30} {password}" for address, password in info["users"].items()]
     if any("world_ip" in host for host in info["hosts"].values()):
@@ -521,15 +541,25 @@ def describe_text(net: Network) -> str:
                   "(550 5.7.1);", "through submission (587, 465) it goes out from the "
                   "domain's own server."]
     lines += ["", "Try, in another terminal:"]
+    clear_login = {h.name: h.policy.pop3_plaintext for h in world.hosts_with_role("pop3")}
     for command in example_commands(net):
         lines.append(f"  {command}")
-        if "-starttls pop3" in command:
-            lines.append("    (then type: USER name, PASS password, LIST, RETR 1, QUIT)")
+        for service, hint in _TYPE_HINTS.items():
+            if f"-starttls {service}" in command:
+                lines.append(f"    {hint}")
+            elif command.startswith("nc ") and command.endswith(f"# {service}"):
+                # telnet and nc come in pairs: one hint, after the pair
+                if service in _CLEAR_HINTS and not any(clear_login.values()):
+                    hint = _CLEAR_HINTS[service]
+                lines.append(f"    {hint}")
+    lines += ["", UP_READY]
     return "\n".join(lines)
 
 
 def example_commands(net: Network) -> list[str]:
-    """Commands a learner can paste against this running world (dig, swaks, openssl)."""
+    """Commands a learner can paste against this running world (dig, swaks, openssl,
+    telnet and nc, curl). A line for a bare TCP session ends with ``# smtp``, ``# pop3``
+    or ``# imap`` (a shell comment: it pastes as is)."""
     world = net.world
     info = net.describe()
     hosts = info["hosts"]
@@ -583,6 +613,27 @@ def example_commands(net: Network) -> list[str]:
         ip, port = hosts[pop.name]["ip"], hosts[pop.name]["ports"]["110"]
         commands.append(f"openssl s_client -starttls pop3 -connect {ip}:{port} -CAfile {ca} "
                         "-verify_return_error -crlf -quiet")
+    imap = next((h for h in world.hosts_with_role("pop3") if "143" in hosts[h.name]["ports"]),
+                None)
+    if imap is not None:
+        ip, port = hosts[imap.name]["ip"], hosts[imap.name]["ports"]["143"]
+        commands.append(f"openssl s_client -starttls imap -connect {ip}:{port} -CAfile {ca} "
+                        "-verify_return_error -crlf -quiet")
+        p993 = hosts[imap.name]["ports"].get("993")
+        reader = rcpt if rcpt is not None and rcpt.domain in world.local_domains(imap) \
+            else next((u for u in users if u.domain in world.local_domains(imap)), None)
+        if p993 is not None and reader is not None:
+            commands.append(f"curl --cacert {ca} --user {reader.local_part}:"
+                            f"{reader.password or ''} imaps://{ip}:{p993}/INBOX "
+                            "-X 'UID FETCH 1:* (FLAGS ENVELOPE)'")
+    # The seed's own tools: a bare TCP session, typed line by line (telnet sends CRLF;
+    # nc -C turns each Enter into CRLF, which SMTP, POP3 and IMAP lines end with).
+    for host, port, service in ((mx, "25", "smtp"), (pop, "110", "pop3"),
+                                (imap, "143", "imap")):
+        if host is not None:
+            ip, real = hosts[host.name]["ip"], hosts[host.name]["ports"][port]
+            commands.append(f"telnet {ip} {real}  # {service}")
+            commands.append(f"nc -C {ip} {real}  # {service}")
     return commands
 
 

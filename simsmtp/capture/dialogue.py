@@ -45,8 +45,11 @@ __all__ = ["WELL_KNOWN_PORTS", "connections", "render_dialogue"]
 
 #: The trace's service names and the well-known ports a learner knows them by:
 #: SMTP relay RFC 5321 §4.5.4 (25), submission RFC 6409 §3.1 (587), submissions
-#: RFC 8314 §3.3 (465), POP3 RFC 1939 §3 (110).
-WELL_KNOWN_PORTS = {"smtp": 25, "submission": 587, "smtps": 465, "pop3": 110}
+#: RFC 8314 §3.3 (465), POP3 RFC 1939 §3 (110), POP3S (995), IMAP RFC 9051 (143), IMAPS
+#: RFC 8314 §3.3 (993).
+WELL_KNOWN_PORTS = {"smtp": 25, "submission": 587, "smtps": 465, "pop3": 110, "pop3s": 995,
+                    "imap": 143, "imaps": 993}
+_PROTOCOL = {"pop3": "pop3", "pop3s": "pop3", "imap": "imap", "imaps": "imap"}
 
 #: POP3 commands whose +OK answer is multi-line, ended by "." (RFC 1939 §3, RFC 2449 §5).
 _POP3_MULTILINE = {"RETR", "TOP", "CAPA"}
@@ -54,8 +57,8 @@ _POP3_MULTILINE = {"RETR", "TOP", "CAPA"}
 _POP3_MULTILINE_NO_ARG = {"LIST", "UIDL"}
 
 _KINDS = ("tcp.connect", "tcp.close", "smtp.command", "smtp.reply", "smtp.message",
-          "smtp.discarded", "pop3.command", "pop3.reply", "pop3.discarded", "tls.handshake",
-          "tls.failed")
+          "smtp.discarded", "pop3.command", "pop3.reply", "pop3.discarded", "imap.command",
+          "imap.reply", "imap.update", "imap.discarded", "tls.handshake", "tls.failed")
 
 
 def _server_side(event: TraceEvent) -> bool:
@@ -69,7 +72,7 @@ def connections(events: Iterable[TraceEvent], host: str,
     Args:
         events: trace events (``world.trace.events()``).
         host: the serving host's name.
-        service: only this service ("smtp", "submission", "smtps", "pop3").
+        service: only this service ("smtp", "submission", "smtps", "pop3", "imap" ...).
     """
     found: list[int] = []
     for event in events:
@@ -103,6 +106,8 @@ def _stuffed_lines(content: bytes) -> list[str]:
 def _is_error(text: str, protocol: str) -> bool:
     if protocol == "pop3":
         return text.startswith("-ERR")
+    if protocol == "imap":  # RFC 9051 §7.1: NO, BAD, BYE
+        return text.split(" ")[1:2] in (["NO"], ["BAD"], ["BYE"])
     return text[:1] in ("4", "5")
 
 
@@ -134,7 +139,7 @@ def _render(events: Sequence[TraceEvent], host: str, names: dict[str, str],
     for event in events:
         kind = event.kind
         tls = bool(event.get("tls"))
-        protocol = "pop3" if event.get("service") == "pop3" else "smtp"
+        protocol = _PROTOCOL.get(str(event.get("service")), "smtp")
         send, recv, error = (" ~>", "<~ ", "<~*") if tls else (" ->", "<- ", "<**")
         if kind == "tcp.connect":
             port = WELL_KNOWN_PORTS.get(str(event.get("service")), "?")
@@ -154,10 +159,10 @@ def _render(events: Sequence[TraceEvent], host: str, names: dict[str, str],
                        f"{event.get('cipher')}")
         elif kind == "tls.failed":
             out.append(f"*** TLS handshake failed: {event.get('reason')}")
-        elif kind in ("smtp.discarded", "pop3.discarded"):
+        elif kind in ("smtp.discarded", "pop3.discarded", "imap.discarded"):
             out.append(f"*** {event.get('octets')} octets sent behind the STARTTLS command "
                        "were thrown away unread (CVE-2011-0411)")
-        elif kind in ("smtp.command", "pop3.command"):
+        elif kind in ("smtp.command", "pop3.command", "imap.command"):
             line = str(event.get("line", ""))
             last_command = line
             verb, _, arg = line.partition(" ")
@@ -180,7 +185,10 @@ def _render(events: Sequence[TraceEvent], host: str, names: dict[str, str],
             if via != "BDAT":
                 out.append(f"{send} .")  # RFC 5321 §4.1.1.4: <CRLF>.<CRLF> ends DATA
             bdat_sizes.clear()
-        elif kind in ("smtp.reply", "pop3.reply"):
+        elif kind == "imap.update":  # said unprompted: * 2 EXISTS while idling, * BYE
+            lines = event.get("lines") or [str(event.get("text", ""))]
+            out += [f"{recv} {line}" for line in lines]
+        elif kind in ("smtp.reply", "pop3.reply", "imap.reply"):
             text = str(event.get("text", ""))
             arrow = error if _is_error(text, protocol) else recv
             out += [f"{arrow} {line}" for line in text.split("\n")]

@@ -5,12 +5,13 @@ the way a sniffer on the path would, and decodes what is in clear:
 
 * credentials: ``AUTH PLAIN`` (initial response or after ``334``, RFC 4616 §2),
   ``AUTH LOGIN`` (username and password, each base64), POP3 ``USER``/``PASS``
-  (RFC 1939 §7) and the user names of ``APOP`` and ``AUTH CRAM-MD5`` (whose passwords are
-  not on the wire);
+  (RFC 1939 §7), IMAP ``LOGIN`` (RFC 9051 §6.2.3, quoted strings and literals) and
+  ``AUTHENTICATE PLAIN``, and the user names of ``APOP`` and ``AUTH CRAM-MD5`` (whose
+  passwords are not on the wire);
 * the envelope (``MAIL FROM``, ``RCPT TO``), the EHLO names, the greeting banners, the
   EHLO capabilities;
-* every message crossing in clear (``DATA``, ``BDAT``, POP3 ``RETR``/``TOP``): headers and
-  body text;
+* every message crossing in clear (``DATA``, ``BDAT``, POP3 ``RETR``/``TOP``, IMAP
+  ``FETCH BODY[]`` and ``APPEND``): headers and body text;
 * once STARTTLS/STLS is negotiated (or from the first byte on 465/995), only TLS records:
   their count and size, and what TLS still leaks: the SNI and the offered cipher suites of
   the ClientHello, the chosen version and suite, and, for TLS 1.2, the certificate.
@@ -25,6 +26,7 @@ import base64
 import binascii
 import email.parser
 import email.policy
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,7 +49,8 @@ class Credential:
 
     Attributes:
         conn_id: the connection.
-        mechanism: ``PLAIN``, ``LOGIN``, ``USER/PASS``, ``APOP`` or ``CRAM-MD5``.
+        mechanism: ``PLAIN``, ``LOGIN``, ``USER/PASS``, ``APOP``, ``CRAM-MD5`` or
+            ``IMAP LOGIN``.
         username: the authentication identity.
         password: the password, or ``None`` when the mechanism does not send it.
         encoded: the base64 exactly as it crossed the wire (``""`` for USER/PASS).
@@ -269,6 +272,9 @@ class _Reader:
         first_reply = True
         bdat = b""
         bdat_last = False
+        if self.protocol == "imap":
+            self.read_imap(turns)
+            return
         for turn in turns:
             text = _text(turn.text)
             if turn.kind == "reply":
@@ -362,9 +368,86 @@ class _Reader:
                 self.credential("APOP", words[1], None, words[2])
 
 
+    def read_imap(self, turns: list[Turn]) -> None:
+        """IMAP (RFC 9051): the greeting, LOGIN and AUTHENTICATE PLAIN, messages fetched
+        (``BODY[]``) or appended."""
+        pending_plain = False
+        first = True
+        for turn in turns:
+            if turn.kind == "reply":
+                said = turn.lines[0]
+                if first and said.startswith(b"* OK"):
+                    self.f.banners.append((self.conn_id, _text(said).rstrip("\r\n")))
+                first = False
+                if pending_plain and not said.startswith(b"+"):
+                    pending_plain = False
+                continue
+            if turn.kind == "content":
+                if turn.direction == "s2c":
+                    self.f.messages.append(_message(self.conn_id, "s2c", turn.text, False,
+                                                    self.inside))
+                continue
+            first = False
+            head = _text(turn.lines[0]).rstrip("\r\n")
+            if pending_plain:
+                pending_plain = False
+                if head != "*":
+                    self.plain(head)
+                continue
+            words = head.split(" ")
+            verb = words[1].upper() if len(words) > 1 else ""
+            if verb == "LOGIN":
+                user, password = _imap_astrings(turn.lines, 2)
+                if user is not None:
+                    self.credential("IMAP LOGIN", user, password)
+            elif verb == "AUTHENTICATE" and len(words) > 2 and words[2].upper() == "PLAIN":
+                if len(words) > 3:
+                    self.plain(words[3])  # SASL-IR (RFC 4959)
+                else:
+                    pending_plain = True
+            elif verb == "APPEND" and len(turn.lines) > 1:
+                size = re.search(rb"\{(\d+)\+?\}\r?\n$", turn.lines[0])
+                raw = b"".join(turn.lines[1:])
+                if size:
+                    raw = raw[:int(size.group(1))]
+                self.f.messages.append(_message(self.conn_id, "c2s", raw, False, self.inside))
+
+
+def _imap_astrings(lines: tuple[bytes, ...], skip: int) -> tuple[str | None, str | None]:
+    """The two astrings after ``tag LOGIN`` (atoms, quoted strings or literals)."""
+    data = b"".join(lines)
+    head = data.split(b" ", skip)
+    if len(head) <= skip:
+        return None, None
+    rest = head[skip]
+    values: list[str] = []
+    while rest and len(values) < 2:
+        rest = rest.lstrip(b" ")
+        if rest.startswith(b'"'):
+            match = re.match(rb'"((?:[^"\\]|\\.)*)"', rest)
+            if not match:
+                break
+            values.append(_text(re.sub(rb"\\(.)", rb"\1", match.group(1))))
+            rest = rest[match.end():]
+        elif (literal := re.match(rb"\{(\d+)\+?\}\r\n", rest)) is not None:
+            size = int(literal.group(1))
+            start = literal.end()
+            values.append(_text(rest[start:start + size]))
+            rest = rest[start + size:]
+        else:
+            word = re.match(rb"[^ \r\n]+", rest)
+            if not word:
+                break
+            values.append(_text(word.group(0)))
+            rest = rest[word.end():]
+    if len(values) < 2:
+        return (values[0] if values else None), None
+    return values[0], values[1]
+
+
 def _read_view(findings: Findings, view: ConnectionView) -> None:
     conn = view.connection
-    protocol = view.protocol if view.protocol in ("smtp", "pop3") else "smtp"
+    protocol = view.protocol if view.protocol in ("smtp", "pop3", "imap") else "smtp"
     plain_c, plain_s = view.plaintext("c2s"), view.plaintext("s2c")
     if plain_c or plain_s:
         _Reader(findings, conn.id, protocol, False).read(
@@ -395,7 +478,7 @@ def eavesdrop(tap: Tap, conn_id: int | None = None, *,
 
     Args:
         tap: the capture.
-        conn_id: one connection, or ``None`` for every SMTP/POP3 connection (each TCP
+        conn_id: one connection, or ``None`` for every SMTP/POP3/IMAP connection (each TCP
             connection once, even when both of its ends recorded it).
         keylog: give the eavesdropper the TLS keys too (SSLKEYLOGFILE path or
             :class:`KeyLog`); findings from inside TLS are marked ``inside_tls``.
@@ -414,7 +497,7 @@ def eavesdrop(tap: Tap, conn_id: int | None = None, *,
         connections = distinct_connections(tap)
     for conn in connections:
         view = view_connection(conn, tap.segments(conn.id), log)
-        if view.protocol not in ("smtp", "pop3"):
+        if view.protocol not in ("smtp", "pop3", "imap"):
             continue
         findings.connections.append(conn.id)
         _read_view(findings, view)

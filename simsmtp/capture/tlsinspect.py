@@ -627,7 +627,9 @@ def inspect_tls(client: bytes | Sequence[TLSRecord], server: bytes | Sequence[TL
 
 # ------------------------------------------------------------------------------ where TLS starts
 
-_UPGRADE = re.compile(rb"^(STARTTLS|STLS)\s*$", re.IGNORECASE)
+#: The upgrade commands: SMTP's and IMAP's STARTTLS (RFC 3207 §4; RFC 9051 §6.2.1, after
+#: a tag), POP3's STLS (RFC 2595 §4).
+_UPGRADE = re.compile(rb"^([^ ]+ )?(STARTTLS|STLS)\s*$", re.IGNORECASE)
 
 
 def _line_starts(data: bytes) -> Iterable[int]:
@@ -638,7 +640,7 @@ def _line_starts(data: bytes) -> Iterable[int]:
 
 
 def tls_start(c2s: bytes, s2c: bytes) -> tuple[int | None, int | None]:
-    """Where TLS begins in each direction of a captured SMTP or POP3 connection.
+    """Where TLS begins in each direction of a captured SMTP, POP3 or IMAP connection.
 
     A direction is TLS from its first byte when that byte starts a TLS record (implicit
     TLS, RFC 8314 §3.3); otherwise, after the client sent ``STARTTLS`` (RFC 3207 §4) or

@@ -24,6 +24,7 @@ summarised. Works for SMTP, submission, SMTPS, POP3 (``STLS``) and DNS flows.
 from __future__ import annotations
 
 import bisect
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,12 +82,17 @@ def distinct_connections(tap: Tap) -> list[Connection]:
 
 
 def protocol_of(conn: Connection, s2c_head: bytes = b"") -> str:
-    """``smtp``, ``pop3``, ``dns`` or ``other``: from the service name, else the greeting."""
+    """``smtp``, ``pop3``, ``imap``, ``dns`` or ``other``: from the service name, else the
+    greeting."""
     service = conn.service.lower()
     if service in ("smtp", "submission", "smtps", "submissions", "lmtp"):
         return "smtp"
     if service in ("pop3", "pop3s"):
         return "pop3"
+    if service in ("imap", "imaps"):
+        return "imap"
+    if s2c_head.startswith((b"* OK", b"* PREAUTH")):
+        return "imap"
     if service == "dns" or conn.transport == "udp":
         return "dns"
     if s2c_head.startswith(b"+OK"):
@@ -127,9 +133,15 @@ def show_line(line: bytes) -> str:
     return text + suffix
 
 
+_IMAP_ERROR = re.compile(rb"^\S+ (NO|BAD|BYE)\b")
+_LITERAL = re.compile(rb"\{(\d{1,10})\+?\}\r?\n$")
+
+
 def _is_error(line: bytes, protocol: str) -> bool:
     if protocol == "pop3":
         return line.startswith(b"-ERR")
+    if protocol == "imap":
+        return bool(_IMAP_ERROR.match(line))
     return line[:1] in (b"4", b"5") and line[:3].isdigit()
 
 
@@ -165,12 +177,19 @@ def pair_turns(client: bytes, server: bytes, protocol: str = "smtp",
     are one line, multi-line after ``+OK`` to RETR, TOP, CAPA and LIST/UIDL without an
     argument (RFC 1939 §3, RFC 2449 §5).
 
+    IMAP (RFC 9051 §2.2): a command (with the literals it carries, ``{n}`` then n octets)
+    is answered by every server line up to the tagged one, or up to a ``+`` continuation;
+    a literal in a server line (``BODY[] {n}``) is a ``content`` turn when it holds a whole
+    message (``BODY[]``, ``RFC822``), else it stays in the reply.
+
     Args:
         client: the client's bytes.
         server: the server's bytes.
-        protocol: ``smtp`` or ``pop3``.
+        protocol: ``smtp``, ``pop3`` or ``imap``.
         server_first: True if the server speaks first (a greeting); False after STARTTLS.
     """
+    if protocol == "imap":
+        return _imap_turns(split_lines(client), split_lines(server), server_first)
     c_lines, s_lines = split_lines(client), split_lines(server)
     turns: list[Turn] = []
     ci = si = 0
@@ -232,6 +251,79 @@ def pair_turns(client: bytes, server: bytes, protocol: str = "smtp",
         if protocol == "smtp" and verb == b"DATA" and first.startswith(b"354"):
             content(True)
             reply()
+    return turns
+
+
+def _take_literal(lines: list[bytes], index: int, size: int) -> tuple[bytes, bytes, int]:
+    """A literal of ``size`` octets from ``lines[index]`` on: (its octets, what follows it
+    on its last line, the next line's index)."""
+    taken = b""
+    while index < len(lines) and len(taken) < size:
+        taken += lines[index]
+        index += 1
+    return taken[:size], taken[size:], index
+
+
+def _imap_turns(c_lines: list[bytes], s_lines: list[bytes], server_first: bool) -> list[Turn]:
+    turns: list[Turn] = []
+    ci = si = 0
+
+    def server_until(tag: bytes | None) -> None:
+        """Server lines up to the tagged reply (or a continuation, or the greeting)."""
+        nonlocal si
+        lines: list[bytes] = []
+        pending: bytes | None = None  # the rest of a line after a literal
+        while si < len(s_lines) or pending:
+            if pending:
+                line, pending = pending, None
+            else:
+                line = s_lines[si]
+                si += 1
+            match = _LITERAL.search(line)
+            if match:
+                body, rest, si = _take_literal(s_lines, si, int(match.group(1)))
+                if re.search(rb"(BODY\[\]|RFC822) \{\d+\}\r?\n$", line):
+                    turns.append(Turn("s2c", "reply", (*lines, line)))
+                    turns.append(Turn("s2c", "content", (body,)))
+                    lines = []
+                else:
+                    lines += [line, body]
+                pending = rest or None
+                continue
+            lines.append(line)
+            if tag is None or line.startswith(b"+") or line.startswith(tag + b" "):
+                break
+        if lines:
+            turns.append(Turn("s2c", "reply", tuple(lines)))
+
+    if server_first:
+        server_until(None)
+    while ci < len(c_lines) or si < len(s_lines):
+        if ci >= len(c_lines):
+            server_until(None)
+            continue
+        command = [c_lines[ci]]
+        ci += 1
+        go_ahead: list[bytes] = []
+        while (match := _LITERAL.search(command[-1])) is not None:
+            if b"+}" not in match.group(0) and si < len(s_lines) \
+                    and s_lines[si].startswith(b"+"):
+                go_ahead.append(s_lines[si])  # a synchronizing literal waits for "+"
+                si += 1
+            body, rest, ci = _take_literal(c_lines, ci, int(match.group(1)))
+            command.append(body)
+            if rest:
+                command.append(rest)  # the command goes on after its literal
+            elif ci < len(c_lines):
+                command.append(c_lines[ci])
+                ci += 1
+            else:
+                break
+        turns.append(Turn("c2s", "command", tuple(command)))
+        if go_ahead:
+            turns.append(Turn("s2c", "reply", tuple(go_ahead)))
+        words = command[0].split()
+        server_until(words[0] if words and words[0] not in (b"DONE", b"*") else None)
     return turns
 
 
@@ -478,7 +570,7 @@ def render_transcript(conn: Connection, segments: Sequence[Segment], *,
 
 def _supplied(view: ConnectionView, decrypted: Mapping[str, bytes]) -> list[str]:
     server_first = view.tls_offsets["c2s"] == 0  # implicit TLS: the greeting comes inside
-    protocol = view.protocol if view.protocol in ("smtp", "pop3") else "smtp"
+    protocol = view.protocol if view.protocol in ("smtp", "pop3", "imap") else "smtp"
     lines: list[str] = []
     for turn in pair_turns(decrypted.get("c2s", b""), decrypted.get("s2c", b""), protocol,
                          server_first):

@@ -1090,6 +1090,13 @@ class _Session:
         pipelining = "PIPELINING" in self.extensions  # RFC 2920
         mail_params = self._mail_params()
         utf8 = "SMTPUTF8" in mail_params
+        if "SMTPUTF8" in self.queued.params and not utf8:
+            # RFC 6531 §3.2: a message that needs SMTPUTF8 is never sent to a server that
+            # does not offer it (no downgrade here): it bounces, with RFC 6531 §3.6's 5.6.7
+            self._settle(rcpts, _local_outcome(
+                "failed", "5.6.7", f"{self.mx}[{self.ip}] does not support SMTPUTF8, which "
+                "this message needs (internationalized addresses, RFC 6531 §3.2)", self.mx))
+            return []
         # Check addresses first (catalogue 79b: CR/LF or ">" in an address must never reach
         # the wire); the core would refuse them too, but mid-batch.
         try:

@@ -456,6 +456,10 @@ class ServerProtocol(asyncio.BufferedProtocol):
         try:
             self.conn = listener.factory(peer=peer, local=local)
             self._need_data = resolve_need_data(self.conn, listener.need_data)
+            set_waker = getattr(self.conn, "set_waker", None)
+            if set_waker is not None:  # the core may have news without input (IMAP IDLE)
+                loop = self._loop
+                set_waker(lambda: loop.call_soon_threadsafe(self._wake))
         except Exception as exc:
             self._fail("factory", exc)
             return
@@ -594,6 +598,14 @@ class ServerProtocol(asyncio.BufferedProtocol):
         self._write(b"".join(out))
         if conn.closed or self._eof_fed:
             self._close_transport("server" if conn.closed else "client")
+
+    def _wake(self) -> None:
+        """Something outside the connection changed (a delivery to an IDLE mailbox): let
+        the core say so, unless it is closed, gone or holding a delayed reply."""
+        if self.conn is None or self._gone or self._delay is not None or \
+                self._closed_by is not None or self.conn.closed:
+            return
+        self._pump()
 
     def _after_delay(self) -> None:
         self._delay = None

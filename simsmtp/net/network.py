@@ -54,7 +54,10 @@ if TYPE_CHECKING:
     from .stepper import SMTPStepper, Step
 
 #: Well-known port -> the service name the listener, the trace and the capture use.
-SERVICES = {25: "smtp", 587: "submission", 465: "smtps", 110: "pop3"}
+SERVICES = {25: "smtp", 587: "submission", 465: "smtps", 110: "pop3", 995: "pop3s",
+            143: "imap", 993: "imaps"}
+#: The retrieval services (a mail program reads a mailbox): no SMTP 421 when refused.
+RETRIEVAL = frozenset({"pop3", "pop3s", "imap", "imaps"})
 #: The DNS server's well-known port (RFC 1035 §4.2).
 DNS_PORT = 53
 
@@ -180,9 +183,11 @@ class Network:
                 self.ca.issue([host.name, info.ip] +
                               ([info.bind_ip] if info.bind_ip != info.ip else []))
         self._key_rng = world.ids.rng("maildir")
-        self.store = (MaildirStore(self.directory / "mail", key_factory=self._mail_key)
+        self.store = (MaildirStore(self.directory / "mail", key_factory=self._mail_key,
+                                   clock=world.clock.now)
                       if self.storage == "maildir"
-                      else MemoryStore(hostname="simsmtp", key_factory=self._mail_key))
+                      else MemoryStore(hostname="simsmtp", key_factory=self._mail_key,
+                                       clock=world.clock.now))
         self._configs.clear()  # a world booted again has new certificates
         self._server_contexts.clear()
         self.loop = EventLoopThread(name=f"simsmtp {world.name}").start()
@@ -326,8 +331,12 @@ class Network:
         service = SERVICES[port]
         info = self.hosts[host.name]
         old_port = info.ports.get(port, 0)  # a host brought back up keeps its ports
-        factory = (self._pop3_factory(host) if service == "pop3"
-                   else self._smtp_factory(host, service))
+        if service in ("pop3", "pop3s"):
+            factory = self._pop3_factory(host, implicit_tls=service == "pop3s")
+        elif service in ("imap", "imaps"):
+            factory = self._imap_factory(host, implicit_tls=service == "imaps")
+        else:
+            factory = self._smtp_factory(host, service)
         hostname = host.name
 
         def refused(peer: tuple[str, int]) -> bytes:
@@ -337,7 +346,7 @@ class Network:
         options: dict[str, Any] = dict(
             factory=factory, name=host.name, service=service, trace=self.world.trace,
             tap=self.tap, idle_timeout=host.policy.idle_timeout, on_timeout=_timeout,
-            on_event=self._on_event, on_refused=refused if service != "pop3" else None,
+            on_event=self._on_event, on_refused=refused if service not in RETRIEVAL else None,
             identify=self.address_book.identify,
             **_limits(host.policy, _LISTENER_LIMITS))
         try:
@@ -367,7 +376,9 @@ class Network:
             auth_enabled=submission,
             auth_plaintext=policy.auth_plaintext,
             auth_required=submission,
-            smtputf8=policy.smtputf8,
+            # RFC 6531: a host's policy turns SMTPUTF8 on (the seed MX has it off, as its
+            # Postfix); submission always offers it: a mail program may send to jürgen@…
+            smtputf8=policy.smtputf8 or submission,
             max_recipients=policy.max_recipients,
             queue_ids=self.world.ids.queue_id,
             **_limits(policy, _SERVER_LIMITS),
@@ -392,13 +403,13 @@ class Network:
 
         return factory
 
-    def _pop3_factory(self, host: Host) -> Callable[..., Any]:
+    def _pop3_factory(self, host: Host, *, implicit_tls: bool = False) -> Callable[..., Any]:
         from simsmtp.protocol.pop3 import POP3Config, POP3ServerConnection
 
         from .services import ServiceConnection, pop3_authenticator
 
         authenticate = pop3_authenticator(self, host)
-        key = (host.name, "pop3")
+        key = (host.name, "pop3s" if implicit_tls else "pop3")
 
         def factory(*, peer: tuple[str, int], local: tuple[str, int]) -> ServiceConnection:
             config = self._configs.get(key)
@@ -406,9 +417,34 @@ class Network:
                 config = self._configs[key] = POP3Config(
                     hostname=host.name, greeting=f"{host.name} POP3 server ready",
                     allow_plaintext_auth=host.policy.pop3_plaintext,
-                    tls_context=self._server_context(host.name) if host.policy.starttls
-                    else None)
+                    tls_context=self._server_context(host.name)
+                    if host.policy.starttls or implicit_tls else None,
+                    implicit_tls=implicit_tls)
             return ServiceConnection(POP3ServerConnection(authenticate, config), None)
+
+        return factory
+
+    def _imap_factory(self, host: Host, *, implicit_tls: bool = False) -> Callable[..., Any]:
+        from simsmtp.protocol.imap import IMAPConfig, IMAPServerConnection
+
+        from .services import ServiceConnection, imap_authenticator
+
+        key = (host.name, "imaps" if implicit_tls else "imap")
+
+        def factory(*, peer: tuple[str, int], local: tuple[str, int]) -> ServiceConnection:
+            config = self._configs.get(key)
+            if config is None:  # first connection, or the host's policy changed
+                policy = host.policy
+                config = self._configs[key] = IMAPConfig(
+                    hostname=host.name, allow_plaintext_auth=policy.pop3_plaintext,
+                    tls_context=self._server_context(host.name)
+                    if policy.starttls or implicit_tls else None,
+                    implicit_tls=implicit_tls, max_literal=policy.size_limit or 2 ** 31,
+                    now=self.world.clock.now)
+            service = ServiceConnection(None, None)
+            authenticate = imap_authenticator(self, host, service.wake)
+            service.core = IMAPServerConnection(authenticate, config)
+            return service
 
         return factory
 
@@ -904,7 +940,9 @@ def record_event(trace: Any, info: Any, event: Any, tls_conns: set[int]) -> None
 
     SMTP: ``smtp.command`` / ``smtp.reply`` (each with the states before and after),
     ``smtp.message``, ``tls.handshake``, ``tls.failed``, ``smtp.discarded``,
-    ``smtp.closed``; POP3 the same with ``pop3.``. AUTH lines arrive masked from the core.
+    ``smtp.closed``; POP3 the same with ``pop3.``, IMAP with ``imap.`` (and ``imap.update``
+    for what the server says unprompted, ``* 2 EXISTS`` while idling). AUTH lines arrive
+    masked from the core.
     """
     name = type(event).__name__
     if not trace.enabled:  # switched off: only follow which connections are under TLS
@@ -913,7 +951,8 @@ def record_event(trace: Any, info: Any, event: Any, tls_conns: set[int]) -> None
         elif name == "ConnectionClosed":
             tls_conns.discard(info.id)
         return
-    proto = "pop3" if info.service == "pop3" else "smtp"
+    proto = {"pop3": "pop3", "pop3s": "pop3", "imap": "imap", "imaps": "imap"}.get(
+        info.service, "smtp")
     base = {"conn": info.id, "service": info.service, "peer": f"{info.peer[0]}:{info.peer[1]}",
             "tls": info.id in tls_conns}
     before = getattr(getattr(event, "state_before", None), "name", None)
@@ -921,19 +960,24 @@ def record_event(trace: Any, info: Any, event: Any, tls_conns: set[int]) -> None
     states = {"state_before": before, "state_after": after}
     host = info.host_name
     if name == "ConnectionOpened":
-        reply = getattr(event, "reply", None) or getattr(event, "response", "")
-        trace.record(f"{proto}.reply", host, **base, text=str(reply), **states)
+        trace.record(f"{proto}.reply", host, **base, text=str(event.reply), **states)
+    elif proto == "imap" and name in ("CommandReceived", "UpdateSent"):
+        if name == "CommandReceived":
+            trace.record("imap.command", host, **base, line=_text(event.line),
+                         tag=event.tag, command=event.command, **states)
+            trace.record("imap.reply", host, **base, text=str(event.reply),
+                         status=event.reply.status, **states)
+        else:
+            trace.record("imap.update", host, **base, text=str(event.reply),
+                         lines=list(event.lines), reason=event.reason, **states)
     elif name in ("CommandReceived", "AuthStep", "BdatChunkReceived"):
         if proto == "smtp":
             trace.record("smtp.command", host, **base, line=_text(event.line), **states)
             trace.record("smtp.reply", host, **base, text=str(event.reply),
                          code=event.reply.code, **states)
-        else:
-            arg = getattr(event, "argument", "") or ""
-            line = f"{event.command} {arg}".rstrip()
-            trace.record("pop3.command", host, **base, line=line, **states)
-            trace.record("pop3.reply", host, **base,
-                         text=getattr(event, "response_first_line", ""), **states)
+        else:  # POP3: the same vocabulary (line masked by the core, reply's status line)
+            trace.record("pop3.command", host, **base, line=_text(event.line), **states)
+            trace.record("pop3.reply", host, **base, text=str(event.reply), **states)
     elif name == "MessageReceived":
         env = event.envelope
         trace.record("smtp.message", host, **base, sender=env.mail_from,
@@ -952,8 +996,7 @@ def record_event(trace: Any, info: Any, event: Any, tls_conns: set[int]) -> None
     elif name == "TLSFailed":
         trace.record("tls.failed", host, **base, reason=event.reason, **states)
     elif name == "PlaintextDiscarded":
-        size = len(getattr(event, "data", b"")) or getattr(event, "octets", 0)
-        trace.record(f"{proto}.discarded", host, **base, octets=size, **states)
+        trace.record(f"{proto}.discarded", host, **base, octets=len(event.data), **states)
     elif name == "ConnectionClosed":
         tls_conns.discard(info.id)
         trace.record(f"{proto}.closed", host, **base, reason=event.reason, **states)

@@ -11,7 +11,8 @@
 * :class:`SubmissionHandler` (587 STARTTLS then AUTH, 465 implicit TLS; role
   ``submission``): authenticated users may send anywhere; remote recipients go to the durable
   outbound queue, local ones straight to their mailboxes.
-* POP3 (110, role ``pop3``): :func:`pop3_authenticator` opens a user's Maildir.
+* POP3 (110, 995; role ``pop3``): :func:`pop3_authenticator` opens a user's Maildir;
+  IMAP (143, 993; the same role): :func:`imap_authenticator` opens the user's folders.
 
 Every hook first asks the world's fault rules (:class:`~simsmtp.world.faults.FaultBook`),
 so a notebook can make any host greylist, stall or hang up on purpose. The protocol cores
@@ -280,6 +281,17 @@ class ServiceConnection:
         self.core = core
         self.handler = handler
         self.NEED_DATA = NEED_DATA
+        self._waker: Callable[[], None] | None = None
+
+    def set_waker(self, waker: Callable[[], None]) -> None:
+        """The listener's way in from outside: ``waker()`` (thread-safe) makes it ask the
+        core for events again (an IMAP session in IDLE learns of a new delivery)."""
+        self._waker = waker
+
+    def wake(self) -> None:
+        """Wake the connection, if a listener drives it (see :meth:`set_waker`)."""
+        if self._waker is not None:
+            self._waker()
 
     def receive_data(self, data: bytes) -> None:
         self.core.receive_data(data)
@@ -310,6 +322,25 @@ class ServiceConnection:
 
     def send(self, *args: Any) -> None:
         self.core.send(*args)
+
+
+def imap_authenticator(network: Network, host: Host,
+                       wake: Callable[[], None] | None = None) -> Callable[[str, str], Any]:
+    """The IMAP login check (the same users as POP3); the account wakes the connection
+    with ``wake`` when the mailbox changes (IDLE, RFC 2177)."""
+
+    def authenticate(user: str, password: str) -> Any:
+        address = user if "@" in user else f"{user}@{host.domain}"
+        found = network.world.user(address)
+        if found is None or not found.check_password(password):
+            return None
+        if address.rpartition("@")[2].lower() not in network.local_domains(host.name):
+            return None
+        account = network.store.imap_account(found.address)
+        account.on_change = wake
+        return account
+
+    return authenticate
 
 
 def pop3_authenticator(network: Network, host: Host) -> Callable[[str, str], Any]:

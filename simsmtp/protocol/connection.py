@@ -1,16 +1,23 @@
-"""What every sans-IO SMTP core shares (after h11): the buffers, one event per call, TLS.
+"""What every sans-IO core shares (after h11): the buffers, one event per call, TLS, and the
+edges of a state table.
 
 :class:`SansIOConnection` holds the plaintext input, the TLS records not yet decrypted, the
 output and the queue of events. ``receive_data`` buffers, ``next_event`` returns one event
 (or :data:`~simsmtp.protocol.events.NEED_DATA`), ``data_to_send`` drains the output; a
 subclass supplies :meth:`_step` (turn buffered input into the next event) and
-:attr:`closed`.
+:attr:`closed`. The SMTP server and client, the POP3 server and the IMAP server stand on it.
+
+:class:`Edge` is one edge of a state table as data (the POP3 and IMAP cores keep theirs as
+tuples of edges; :class:`EdgeTable` answers "where does this lead?" and "what is allowed
+here?" from them, and a notebook draws the diagram from the same tuple).
 """
 
 from __future__ import annotations
 
 import ssl
 from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import LocalProtocolError, TLSFailure
@@ -141,3 +148,60 @@ class SansIOConnection:
             self._pull_tls()
         else:
             self._out += data
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One edge of a state table.
+
+    Attributes:
+        state: where the session is.
+        trigger: a command verb (upper case) or a pseudo-event (lower case:
+            ``tls-established``, ``peer-closed``, ``too-many-errors`` ...).
+        target: where the session goes.
+        outcome: what the edge depends on (``"+OK"``/``"-ERR"`` in POP3, ``"OK"``/``"NO"``
+            in IMAP), ``""`` when it does not.
+        rfc: where the rule comes from.
+    """
+
+    state: Any
+    trigger: str
+    target: Any
+    outcome: str = ""
+    rfc: str = ""
+
+
+class EdgeTable:
+    """Lookups over a tuple of :class:`Edge` (built once per core)."""
+
+    def __init__(self, edges: Iterable[Edge]) -> None:
+        self.edges = tuple(edges)
+        self._to = {(e.state, e.trigger, e.outcome): e.target for e in self.edges}
+        #: The command verbs the table knows.
+        self.verbs = frozenset(e.trigger for e in self.edges if e.trigger.isupper())
+
+    def target(self, state: Any, trigger: str, outcome: str = "") -> Any:
+        """Where ``trigger`` with ``outcome`` leads from ``state`` (an edge without an
+        outcome applies to every outcome); None when no edge says."""
+        found = self._to.get((state, trigger, outcome))
+        return found if found is not None else self._to.get((state, trigger, ""))
+
+    def allows(self, state: Any, verb: str) -> bool:
+        """Whether some edge starts at ``state`` with ``verb``."""
+        return any(e.state is state and e.trigger == verb for e in self.edges)
+
+    def states_allowing(self, verb: str) -> list[Any]:
+        """The states ``verb`` is allowed in, in table order."""
+        found: list[Any] = []
+        for e in self.edges:
+            if e.trigger == verb and e.state not in found:
+                found.append(e.state)
+        return found
+
+    def commands(self, state: Any) -> list[str]:
+        """The command verbs allowed in ``state``, in table order."""
+        seen: list[str] = []
+        for e in self.edges:
+            if e.state is state and e.trigger.isupper() and e.trigger not in seen:
+                seen.append(e.trigger)
+        return seen

@@ -1,4 +1,5 @@
-"""The sans-IO POP3 server core (RFC 1939, CAPA of RFC 2449, STLS of RFC 2595).
+"""The sans-IO POP3 server core (RFC 1939, CAPA of RFC 2449, STLS of RFC 2595, SASL AUTH of
+RFC 5034, POP3S of RFC 8314).
 
 Same shape as the SMTP core (after h11): feed the bytes the client sent with
 :meth:`POP3ServerConnection.receive_data` (``b""`` means the client closed), take events
@@ -12,8 +13,14 @@ No socket, thread or event loop is involved::
         print(event)
     wire = conn.data_to_send()
 
-Every state change is in ONE table, :data:`TRANSITIONS` (see :func:`transitions`); the
-"not allowed in state X" replies are derived from it.
+Every state change is in ONE table, :data:`TRANSITIONS` (see :func:`transitions`), of the
+cores' shared :class:`~simsmtp.protocol.connection.Edge`; the "not allowed in state X"
+replies are derived from it. The core stands on the shared base
+(:class:`~simsmtp.protocol.connection.SansIOConnection`: buffers, TLS, one event per
+``next_event()``) and speaks the shared event vocabulary: a command's answer is its
+``reply``, the bytes thrown away behind STLS are ``data`` (secrets masked), and
+:class:`TLSStarted`, :class:`TLSFailed`, :class:`PlaintextDiscarded` and
+:class:`ConnectionClosed` are the SMTP and IMAP cores' own.
 
 Policies chosen here (documented for learners):
 
@@ -29,6 +36,12 @@ Policies chosen here (documented for learners):
   Nothing else closes the session except QUIT.
 * Plaintext USER/PASS is refused (Dovecot's text) unless the config allows it or TLS is
   active; CAPA lists ``USER`` only when it would be accepted.
+* ``AUTH PLAIN`` (RFC 5034, RFC 4616) is accepted where USER/PASS would be (after STLS,
+  or on POP3S from the first byte); with no initial response the server sends ``+ `` (a
+  plus, a space) and reads the base64 response on the next line; ``*`` cancels. ``AUTH``
+  alone lists the mechanisms, as Dovecot does. The response line never reaches an event.
+* ``POP3Config(implicit_tls=True)`` is POP3S (port 995, RFC 8314 §3.3): the TLS handshake
+  comes first and the greeting is the first thing said inside it.
 * After ``+OK Begin TLS negotiation`` every plaintext byte already buffered behind the
   STLS line is discarded and reported as :class:`PlaintextDiscarded` (CVE-2021-38084, the
   POP3 twin of CVE-2011-0411); the session is back in AUTHORIZATION afterwards, and the
@@ -42,10 +55,18 @@ import ssl
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
-from .errors import LocalProtocolError, TLSFailure
-from .events import NEED_DATA
+from .connection import Edge, EdgeTable, SansIOConnection
+from .errors import LocalProtocolError
+from .events import (
+    NEED_DATA,
+    ConnectionClosed,
+    ConnectionEvent,
+    PlaintextDiscarded,
+    TLSFailed,
+    TLSStarted,
+)
 from .mailbox import Authenticator, Mailbox, MailboxError, MessageInfo, to_crlf
 from .tls import TLSLayer
 
@@ -62,6 +83,7 @@ __all__ = [
     "Disconnect",
     "POP3Config",
     "POP3Event",
+    "POP3Reply",
     "POP3ServerConnection",
     "POP3State",
     "PlaintextDiscarded",
@@ -115,24 +137,9 @@ _H = POP3State.TLS_HANDSHAKE
 _C = POP3State.CLOSED
 
 
-@dataclass(frozen=True)
-class Transition:
-    """One edge of the POP3 state machine.
-
-    Attributes:
-        state: where the session is.
-        trigger: a command verb (upper case) or a pseudo-event (lower case, e.g.
-            ``tls-established``, ``peer-closed``, ``too-many-errors``).
-        target: where the session goes.
-        outcome: ``"+OK"`` or ``"-ERR"`` when the edge depends on the reply, ``""`` if not.
-        rfc: where the rule comes from.
-    """
-
-    state: POP3State
-    trigger: str
-    target: POP3State
-    outcome: str = ""
-    rfc: str = ""
+#: One edge of the POP3 state machine: the shared :class:`~simsmtp.protocol.connection.Edge`
+#: (state, trigger, target, outcome ``"+OK"``/``"-ERR"`` or ``""``, rfc), as in the IMAP core.
+Transition = Edge
 
 
 def _loops(state: POP3State, verbs: str, rfc: str) -> tuple[Transition, ...]:
@@ -146,6 +153,8 @@ TRANSITIONS: Final[tuple[Transition, ...]] = (
     Transition(_A, "USER", _A, "", "RFC 1939 §7"),
     Transition(_A, "PASS", _T, "+OK", "RFC 1939 §7"),
     Transition(_A, "PASS", _A, "-ERR", "RFC 1939 §7"),
+    Transition(_A, "AUTH", _T, "+OK", "RFC 5034 §4"),
+    Transition(_A, "AUTH", _A, "-ERR", "RFC 5034 §4"),
     Transition(_A, "STLS", _H, "+OK", "RFC 2595 §4"),
     Transition(_A, "STLS", _A, "-ERR", "RFC 2595 §4"),
     Transition(_A, "QUIT", _C, "", "RFC 1939 §6"),
@@ -162,10 +171,8 @@ TRANSITIONS: Final[tuple[Transition, ...]] = (
     *(Transition(s, "disconnect", _C, "", "RFC 1939 §3 (autologout)") for s in (_A, _T, _H)),
 )
 
-_EDGES: Final[dict[tuple[POP3State, str, str], POP3State]] = {
-    (t.state, t.trigger, t.outcome): t.target for t in TRANSITIONS
-}
-_VERBS: Final[frozenset[str]] = frozenset(t.trigger for t in TRANSITIONS if t.trigger.isupper())
+_TABLE: Final = EdgeTable(TRANSITIONS)
+_VERBS: Final[frozenset[str]] = _TABLE.verbs
 
 
 def transitions() -> tuple[Transition, ...]:
@@ -175,15 +182,11 @@ def transitions() -> tuple[Transition, ...]:
 
 def allowed_commands(state: POP3State) -> list[str]:
     """The commands a client may send in ``state``, in table order."""
-    seen: list[str] = []
-    for t in TRANSITIONS:
-        if t.state is state and t.trigger.isupper() and t.trigger not in seen:
-            seen.append(t.trigger)
-    return seen
+    return _TABLE.commands(state)
 
 
 def _next_state(state: POP3State, trigger: str, outcome: str = "") -> POP3State:
-    target = _EDGES.get((state, trigger, outcome)) or _EDGES.get((state, trigger, ""))
+    target: POP3State | None = _TABLE.target(state, trigger, outcome)
     if target is None:
         raise LocalProtocolError(f"no transition for {trigger!r} in state {state.name}")
     return target
@@ -193,6 +196,7 @@ def _next_state(state: POP3State, trigger: str, outcome: str = "") -> POP3State:
 #: the rest of the line (RFC 1939 §7: a password may contain spaces).
 _SYNTAX: Final[dict[str, tuple[int, int, str]]] = {
     "CAPA": (0, 0, "CAPA"),
+    "AUTH": (0, 2, "AUTH [mechanism [initial-response]]"),
     "STLS": (0, 0, "STLS"),
     "QUIT": (0, 0, "QUIT"),
     "STAT": (0, 0, "STAT"),
@@ -205,81 +209,69 @@ _SYNTAX: Final[dict[str, tuple[int, int, str]]] = {
     "NOOP": (0, 0, "NOOP"),
 }
 
+#: SASL mechanisms the POP3 AUTH command knows (RFC 5034 §6: the CAPA "SASL" line).
+POP3_SASL_MECHANISMS: Final = ("PLAIN",)
+
 #: Commands whose argument is a secret: never kept in an event or its repr.
 _SECRET_VERBS: Final = frozenset({"PASS", "AUTH", "APOP"})
 
 
 # --- Events ------------------------------------------------------------------------------
+# The shared vocabulary of the cores (simsmtp.protocol.events): every event is a
+# ConnectionEvent with state_before/state_after; a server's answer is its ``reply``; TLS and
+# the end of the connection are the very events the SMTP and IMAP cores give.
+
+#: The base of every POP3 event (the cores' shared ConnectionEvent).
+POP3Event = ConnectionEvent
+
+
+@dataclass(frozen=True)
+class POP3Reply:
+    """A POP3 status line (RFC 1939 §3): ``+OK text``, ``-ERR text``, or the SASL
+    continuation ``+ `` (RFC 5034 §4). A multi-line body follows on the wire, not here."""
+
+    ok: bool
+    text: str = ""
+    continuation: bool = False
+
+    @property
+    def status(self) -> str:
+        """``+OK``, ``-ERR`` or ``+``."""
+        return "+" if self.continuation else "+OK" if self.ok else "-ERR"
+
+    def __str__(self) -> str:
+        if self.continuation:
+            return "+ "
+        return f"{self.status} {self.text}" if self.text else self.status
 
 
 @dataclass(frozen=True, kw_only=True)
-class POP3Event:
-    """Base of the POP3 events; each says which state it left and which it reached."""
+class ConnectionOpened(ConnectionEvent):
+    """The greeting was queued (``+OK <text>``, RFC 1939 §4)."""
 
-    state_before: POP3State
-    state_after: POP3State
-
-
-@dataclass(frozen=True, kw_only=True)
-class ConnectionOpened(POP3Event):
-    """The greeting was queued (``response`` is the line, without CRLF)."""
-
-    response: str
+    reply: POP3Reply
 
 
 @dataclass(frozen=True, kw_only=True)
-class CommandReceived(POP3Event):
+class CommandReceived(ConnectionEvent):
     """One command line was read and answered.
 
     Attributes:
-        command: the verb in upper case ("" for a line that could not be parsed).
-        argument: the rest of the line; ``"***"`` for PASS (never the password).
-        response_first_line: the reply's first line, without CRLF.
+        command: the verb in upper case (``""`` for a line that could not be parsed, or a
+            SASL response line).
+        line: the line as read, without CRLF; secrets masked (``PASS ***``,
+            ``AUTH PLAIN ***``; a SASL response line is ``***``).
+        reply: the status line of the answer.
     """
 
     command: str
-    argument: str
-    response_first_line: str
+    line: bytes
+    reply: POP3Reply
 
     @property
     def ok(self) -> bool:
         """True for a ``+OK`` reply."""
-        return self.response_first_line.startswith("+OK")
-
-
-@dataclass(frozen=True, kw_only=True)
-class TLSStarted(POP3Event):
-    """The STLS handshake finished; the session is back in AUTHORIZATION."""
-
-    version: str | None
-    cipher: str | None
-
-
-@dataclass(frozen=True, kw_only=True)
-class TLSFailed(POP3Event):
-    """The TLS handshake (or a later TLS record) failed; the connection closes."""
-
-    reason: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class PlaintextDiscarded(POP3Event):
-    """Plaintext that was buffered behind STLS was thrown away (CVE-2021-38084).
-
-    Attributes:
-        octets: how many bytes were dropped.
-        lines: what they said, one entry per line, secrets masked (``PASS ***``).
-    """
-
-    octets: int
-    lines: tuple[str, ...]
-
-
-@dataclass(frozen=True, kw_only=True)
-class ConnectionClosed(POP3Event):
-    """The session is over (QUIT, EOF, limits, TLS failure or :class:`Disconnect`)."""
-
-    reason: str
+        return self.reply.ok and not self.reply.continuation
 
 
 @dataclass(frozen=True)
@@ -302,6 +294,8 @@ class POP3Config:
             ``"<hostname> POP3 server ready"``.
         allow_plaintext_auth: accept USER/PASS without TLS (for teaching sniffing).
         tls_context: a server ``ssl.SSLContext``; STLS is offered only when set.
+        implicit_tls: POP3S (RFC 8314 §3.3, port 995): TLS from the first byte; needs
+            ``tls_context``.
         implementation: text for the CAPA IMPLEMENTATION line (RFC 2449 §6.9), or None.
         max_line_length: command line limit incl. CRLF (RFC 2449 §4: 255).
         max_errors: ``-ERR`` replies before ``-ERR too many errors`` and close.
@@ -312,6 +306,7 @@ class POP3Config:
     greeting: str | None = None
     allow_plaintext_auth: bool = False
     tls_context: ssl.SSLContext | None = None
+    implicit_tls: bool = False
     implementation: str | None = None
     max_line_length: int = MAX_LINE_LENGTH
     max_errors: int = MAX_ERRORS
@@ -324,11 +319,15 @@ class _Reply:
     text: str = ""
     body: bytes | None = None  # a multi-line body, byte-stuffed and terminated
     auth_failure: bool = False
+    continuation: bool = False
+
+    @property
+    def public(self) -> POP3Reply:
+        return POP3Reply(self.ok, self.text, self.continuation)
 
     @property
     def first_line(self) -> str:
-        status = "+OK" if self.ok else "-ERR"
-        return f"{status} {self.text}" if self.text else status
+        return str(self.public)
 
 
 def _ok(text: str = "", body: bytes | None = None) -> _Reply:
@@ -385,32 +384,31 @@ def _parse_line(raw: bytes) -> tuple[str, str] | str:
 # --- The connection ----------------------------------------------------------------------
 
 
-class POP3ServerConnection:
-    """The server side of one POP3 connection, without I/O.
+class POP3ServerConnection(SansIOConnection):
+    """The server side of one POP3 connection, without I/O, on the cores' shared base
+    (:class:`~simsmtp.protocol.connection.SansIOConnection`).
 
     Args:
         authenticator: ``(user, password) -> Mailbox | None``.
         config: behaviour; default :class:`POP3Config()` (plaintext login refused).
 
-    The greeting is queued at once: :meth:`data_to_send` has it, and the first
-    :meth:`next_event` returns :class:`ConnectionOpened`.
+    The greeting is queued at once (POP3S: after the handshake): :meth:`data_to_send` has
+    it, and the first :meth:`next_event` returns :class:`ConnectionOpened`.
     """
 
+    CLOSED_STATE = POP3State.CLOSED
+
     def __init__(self, authenticator: Authenticator, config: POP3Config | None = None) -> None:
+        super().__init__()
         self.config = config or POP3Config()
         self._authenticator = authenticator
         self._state = POP3State.AUTHORIZATION
-        self._out = bytearray()
-        self._events: deque[POP3Event] = deque()
         # Complete plaintext lines not yet handled; an int stands for a too-long line.
         self._lines: deque[bytes | int] = deque()
         self._partial = bytearray()
         self._discarding = 0  # > 0: inside a too-long line, this many octets dropped
         self._cr_pending = False  # while discarding: the last byte dropped was a CR
-        self._cipher = bytearray()
-        self._eof = False
         self._pending_close: str | None = None
-        self._tls: TLSLayer | None = None
         self._pending_user: str | None = None
         #: The user logged in (None before PASS succeeds).
         self.user: str | None = None
@@ -421,10 +419,27 @@ class POP3ServerConnection:
         self.errors = 0
         #: Failed logins so far.
         self.auth_failures = 0
+        #: A SASL exchange waits for the client's response line (the mechanism's name).
+        self._sasl: str | None = None
+        self._greeted = False
+        if self.config.implicit_tls:
+            if self.config.tls_context is None:
+                raise LocalProtocolError("implicit_tls needs a tls_context")
+            # RFC 8314 §3.3: POP3S: the handshake first, the greeting inside TLS
+            self._state = POP3State.TLS_HANDSHAKE
+            self._tls = TLSLayer(self.config.tls_context, server_side=True)
+            self._tls.start()
+            self._pull_tls()
+        else:
+            self._greet()
+
+    def _greet(self) -> None:
+        self._greeted = True
         text = self.config.greeting or f"{self.config.hostname} POP3 server ready"
-        greeting = f"+OK {text}"  # RFC 1939 §4: the greeting is a positive response
-        self._write(greeting.encode("utf-8") + CRLF)
-        self._events.append(ConnectionOpened(state_before=_A, state_after=_A, response=greeting))
+        reply = POP3Reply(True, text)  # RFC 1939 §4: the greeting is a positive response
+        self._write(str(reply).encode("utf-8") + CRLF)
+        self._events.append(ConnectionOpened(state_before=self._state,
+                                             state_after=self._state, reply=reply))
 
     # --- public API ---------------------------------------------------------------------
 
@@ -440,64 +455,13 @@ class POP3ServerConnection:
 
     @property
     def secure(self) -> bool:
-        """True once STLS has completed."""
-        return self._tls is not None and self._tls.handshake_complete
+        """True once TLS is up (STLS done, or POP3S)."""
+        return self.tls_active
 
     @property
     def tls(self) -> TLSLayer | None:
         """The TLS layer after STLS (for its ``summary()``), else None."""
         return self._tls
-
-    def receive_data(self, data: bytes) -> None:
-        """Feed bytes received from the client; ``b""`` means the client closed.
-
-        Data after the end of the session is ignored.
-        """
-        if self._state is POP3State.CLOSED or self._eof:
-            return
-        if not data:
-            self._eof = True
-        elif self._tls is not None:
-            self._cipher += data
-        else:
-            self._split(data)
-
-    def next_event(self) -> POP3Event | Any:
-        """Handle input up to the next event and return it, or :data:`NEED_DATA`.
-
-        ``NEED_DATA`` is the sentinel shared with the SMTP cores
-        (``simsmtp.protocol.events.NEED_DATA``); compare with ``is``.
-
-        One command line is handled per call. After :class:`ConnectionClosed`, returns
-        :data:`NEED_DATA` for ever (check :attr:`closed`).
-        """
-        if self._events:
-            return self._events.popleft()
-        if self._state is POP3State.CLOSED:
-            return NEED_DATA
-        if self._pending_close is not None:
-            reason, self._pending_close = self._pending_close, None
-            before = self._state
-            if before is POP3State.UPDATE:
-                self._state = _next_state(before, "update-done")
-            self._finish(reason, before)
-            return self._events.popleft()
-        if self._tls is not None and self._cipher:
-            self._pump_tls()
-            if self._events:
-                return self._events.popleft()
-        if self._state is POP3State.TLS_HANDSHAKE:
-            if self._eof:
-                self._close_by("peer-closed", "client closed during the TLS handshake")
-                return self._events.popleft()
-            return NEED_DATA
-        if self._lines:
-            self._handle_line(self._lines.popleft())
-            return self._events.popleft()
-        if self._eof:
-            self._close_by("peer-closed", "client closed the connection")
-            return self._events.popleft()
-        return NEED_DATA
 
     def send(self, event: Disconnect) -> None:
         """Say ``-ERR <text>`` unprompted and close (autologout, shutdown).
@@ -516,11 +480,53 @@ class POP3ServerConnection:
             self._write(f"-ERR {event.text}".encode() + CRLF)
         self._close_by("disconnect", event.text)
 
-    def data_to_send(self) -> bytes:
-        """The bytes to put on the wire now (TLS records once STLS is done)."""
-        data = bytes(self._out)
-        self._out.clear()
-        return data
+    # --- input: one step per next_event() -------------------------------------------------
+
+    def _step_open(self) -> ConnectionEvent | None:
+        """One command line per call (the base handles TLS records and the end)."""
+        if self._pending_close is not None:
+            reason, self._pending_close = self._pending_close, None
+            before = self._state
+            if before is POP3State.UPDATE:
+                self._state = _next_state(before, "update-done")
+            self._finish(reason, before)
+            return None
+        if self._state is POP3State.TLS_HANDSHAKE:
+            self._in.clear()  # nothing in clear once STLS is answered (RFC 2595 §4)
+            if self._eof:
+                self._close_by("peer-closed", "client closed during the TLS handshake")
+            return None
+        if self._in:
+            self._split(bytes(self._in))
+            self._in.clear()
+        if self._lines:
+            self._handle_line(self._lines.popleft())
+            return None
+        if self._eof:
+            self._close_by("peer-closed", "client closed the connection")
+        return None
+
+    def _feed_tls(self) -> ConnectionEvent | None:
+        """Decrypt what came in; the handshake's end is :class:`TLSStarted` (then, on
+        POP3S, the greeting); a TLS failure closes."""
+        assert self._tls is not None
+        before = self._state
+        failure = self._decrypt()
+        if failure is not None:
+            self._state = _next_state(before, "tls-failed")
+            self._events.append(TLSFailed(state_before=before, state_after=self._state,
+                                          reason=str(failure)))
+            self._finish(f"TLS failed: {failure}", self._state)
+            return None
+        if before is POP3State.TLS_HANDSHAKE and self._tls.handshake_complete:
+            self._state = _next_state(POP3State.TLS_HANDSHAKE, "tls-established")
+            self._events.append(TLSStarted(state_before=POP3State.TLS_HANDSHAKE,
+                                           state_after=self._state,
+                                           version=self._tls.version,
+                                           cipher=self._tls.cipher))
+            if not self._greeted:
+                self._greet()  # POP3S: the greeting is the first thing inside TLS
+        return None
 
     # --- input framing ------------------------------------------------------------------
 
@@ -565,46 +571,6 @@ class POP3ServerConnection:
             self._partial.clear()
             pos = eol
 
-    def _pump_tls(self) -> None:
-        assert self._tls is not None
-        data = bytes(self._cipher)
-        self._cipher.clear()
-        try:
-            plaintext = self._tls.receive(data)
-        except TLSFailure as exc:
-            self._flush_tls()
-            before = self._state
-            self._state = _next_state(before, "tls-failed")
-            self._events.append(TLSFailed(state_before=before, state_after=self._state,
-                                          reason=str(exc)))
-            self._finish(f"TLS failed: {exc}", self._state)
-            return
-        self._flush_tls()
-        if self._state is POP3State.TLS_HANDSHAKE and self._tls.handshake_complete:
-            self._state = _next_state(POP3State.TLS_HANDSHAKE, "tls-established")
-            self._events.append(TLSStarted(state_before=POP3State.TLS_HANDSHAKE,
-                                           state_after=self._state,
-                                           version=self._tls.version,
-                                           cipher=self._tls.cipher))
-        if plaintext:
-            self._split(plaintext)
-        if self._tls.closed:
-            self._eof = True  # close_notify from the client
-
-    # --- output -------------------------------------------------------------------------
-
-    def _write(self, data: bytes) -> None:
-        if self._tls is None:
-            self._out += data
-        elif self._tls.handshake_complete and not self._tls.closed:
-            self._tls.send(data)
-            self._flush_tls()
-        # else: after STLS nothing is ever written in plaintext; the reply is dropped.
-
-    def _flush_tls(self) -> None:
-        if self._tls is not None:
-            self._out += self._tls.data_to_send()
-
     # --- closing ------------------------------------------------------------------------
 
     def _close_by(self, trigger: str, reason: str) -> None:
@@ -614,14 +580,16 @@ class POP3ServerConnection:
 
     def _finish(self, reason: str, before: POP3State) -> None:
         self._state = POP3State.CLOSED
-        if self._tls is not None and self._tls.handshake_complete:
+        if self._tls is not None and self._tls.handshake_complete and not self._tls.closed:
             self._tls.close()  # close_notify, best effort
-            self._flush_tls()
+            self._pull_tls()
         self._lines.clear()
         self._partial.clear()
+        self._in.clear()
         self._cipher.clear()
         self._discarding = 0
         self._mailbox = None
+        self._closed_reported = True
         self._events.append(ConnectionClosed(state_before=before, state_after=self._state,
                                              reason=reason))
 
@@ -630,21 +598,38 @@ class POP3ServerConnection:
     def _handle_line(self, raw: bytes | int) -> None:
         before = self._state
         verb, argument = "", ""
+        shown = b""
         trigger: str | None = None
-        if isinstance(raw, int):
+        if self._sasl is not None and not isinstance(raw, int):
+            mechanism, self._sasl = self._sasl, None
+            argument = "***"  # the SASL response carries the credentials: never kept
+            verb = ""
+            reply = self._sasl_response(mechanism, raw[:-2])
+            trigger = "AUTH"
+        elif isinstance(raw, int):
+            self._sasl = None
+            shown = f"<line too long: {raw} octets>".encode()
             reply = _err("line too long")  # RFC 2449 §4: 255 octets incl. CRLF
         else:
             parsed = _parse_line(raw)
             if isinstance(parsed, str):
+                shown = _mask_line(raw[:512].rstrip(b"\r\n").decode(
+                    "utf-8", "backslashreplace")).encode("utf-8", "backslashreplace")
                 reply = _err(parsed)
             else:
                 verb, rest = parsed
-                argument = ("***" if verb in _SECRET_VERBS and rest
-                            else _mask_line(f"{verb} {rest}").partition(" ")[2])
+                if verb == "AUTH" and rest:
+                    mech, _, initial = rest.partition(" ")
+                    argument = f"{mech} ***" if initial else mech
+                else:
+                    argument = ("***" if verb in _SECRET_VERBS and rest
+                                else _mask_line(f"{verb} {rest}").partition(" ")[2])
                 if verb != "PASS":
                     self._pending_user = None  # RFC 1939 §7: PASS only right after USER
                 reply, trigger = self._dispatch(before, verb, rest)
-        if not reply.ok:
+        if reply.continuation:
+            pass  # a SASL continuation: neither success nor error yet
+        elif not reply.ok:
             if reply.auth_failure:
                 if self.auth_failures >= self.config.max_auth_failures:
                     reply = _err("[AUTH] Authentication failed. Too many failures, bye.")
@@ -659,9 +644,10 @@ class POP3ServerConnection:
             after = _next_state(before, trigger, "+OK" if reply.ok else "-ERR")
         self._write(reply.first_line.encode("utf-8") + CRLF + (reply.body or b""))
         self._state = after
+        if not shown:
+            shown = (f"{verb} {argument}".rstrip() if verb else argument).encode("utf-8")
         self._events.append(CommandReceived(state_before=before, state_after=after,
-                                            command=verb, argument=argument,
-                                            response_first_line=reply.first_line))
+                                            command=verb, line=shown, reply=reply.public))
         if after is POP3State.TLS_HANDSHAKE:
             self._start_tls()
         elif after is POP3State.UPDATE:
@@ -673,7 +659,7 @@ class POP3ServerConnection:
         """Check the verb against the table and the syntax, then run it."""
         if verb not in _VERBS:
             return _err("Unknown command."), None
-        allowed = [s for s in POP3State if (s, verb, "") in _EDGES or (s, verb, "+OK") in _EDGES]
+        allowed = _TABLE.states_allowing(verb)
         if state not in allowed:
             where = " or ".join(s.name for s in allowed)
             return _err(f"{verb} is not allowed in the {state.name} state (only in {where})"), None
@@ -681,6 +667,10 @@ class POP3ServerConnection:
             return self._user_cmd(rest), verb
         if verb == "PASS":
             return self._pass_cmd(rest), verb
+        if verb == "AUTH":
+            auth = self._auth_cmd(rest)
+            # the mechanism list and the "+ " continuation change no state
+            return auth, "AUTH" if rest and not auth.continuation else None
         low, high, usage = _SYNTAX[verb]
         args = rest.split()
         if not low <= len(args) <= high or (rest and not args):
@@ -706,6 +696,10 @@ class POP3ServerConnection:
         user, self._pending_user = self._pending_user, None
         if user is None:
             return _err("No username given.")  # RFC 1939 §7: PASS follows USER
+        return self._login(user, password)
+
+    def _login(self, user: str, password: str, greeting: str | None = None) -> _Reply:
+        """Check the credentials and open the maildrop (PASS and AUTH)."""
         try:
             box = self._authenticator(user, password)
         except MailboxError as exc:
@@ -722,7 +716,45 @@ class POP3ServerConnection:
         self._deleted = set()
         count, size = self._totals()
         # RFC 1939 §7 example: "+OK mrose's maildrop has 2 messages (320 octets)"
-        return _ok(f"{user}'s maildrop has {count} messages ({size} octets)")
+        return _ok(greeting or f"{user}'s maildrop has {count} messages ({size} octets)")
+
+    def _auth_cmd(self, rest: str) -> _Reply:
+        """``AUTH [mechanism [initial-response]]`` (RFC 5034 §4)."""
+        args = rest.split(" ")
+        if not rest:
+            # no mechanism: the list, as Dovecot answers (an older Outlook habit)
+            return _ok("", self._listing(list(POP3_SASL_MECHANISMS)))
+        if not self._plaintext_ok():
+            return _err(PLAINTEXT_DISALLOWED)  # RFC 5034 §4 with RFC 2595 §2.3's rule
+        mechanism = args[0].upper()
+        if mechanism not in POP3_SASL_MECHANISMS:
+            return _err("Unsupported authentication mechanism.")  # Dovecot's text
+        if len(args) == 1:
+            self._sasl = mechanism
+            return _Reply(True, continuation=True)  # RFC 5034 §4: "+" SP [base64] CRLF
+        return self._sasl_response(mechanism, args[1].encode("ascii", "replace"))
+
+    def _sasl_response(self, mechanism: str, line: bytes) -> _Reply:
+        """The base64 response of a SASL exchange (RFC 5034 §4, PLAIN of RFC 4616)."""
+        from .sasl import Credentials, PlainServer, SASLError, decode_response
+
+        try:
+            decoded = decode_response(line.decode("ascii"))
+            result = PlainServer().step(decoded)
+        except UnicodeDecodeError:
+            return _err("[AUTH] Invalid base64 in response")
+        except SASLError as exc:
+            if exc.reason == "auth_aborted":
+                return _err("Authentication aborted by client.")  # RFC 5034 §4: "*"
+            if exc.reason == "auth_bad_base64":
+                return _err("[AUTH] Invalid base64 in response")  # Dovecot's text
+            self.auth_failures += 1
+            return _Reply(False, "[AUTH] Authentication failed.", auth_failure=True)
+        assert isinstance(result, Credentials)
+        if result.authzid and result.authzid != result.username:
+            self.auth_failures += 1  # no proxy authorization (RFC 4616 §2)
+            return _Reply(False, "[AUTH] Authentication failed.", auth_failure=True)
+        return self._login(result.username, result.password, greeting="Logged in.")
 
     def _start_tls(self) -> None:
         """After ``+OK Begin TLS negotiation``: drop buffered plaintext, start the server
@@ -745,12 +777,13 @@ class POP3ServerConnection:
         self._discarding = 0
         self._pending_user = None
         if octets:
+            # what the lines said, secrets masked (PASS ***): never a password in an event
+            said = "".join(line + "\r\n" for line in lines).encode("utf-8", "backslashreplace")
             self._events.append(PlaintextDiscarded(state_before=self._state,
-                                                   state_after=self._state,
-                                                   octets=octets, lines=tuple(lines)))
+                                                   state_after=self._state, data=said))
         self._tls = TLSLayer(self.config.tls_context, server_side=True)
         self._tls.start()
-        self._flush_tls()
+        self._pull_tls()
 
     # --- TRANSACTION helpers --------------------------------------------------------------
 
@@ -788,6 +821,7 @@ class POP3ServerConnection:
         caps = ["CAPA", "TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"]
         if self._plaintext_ok():
             caps.append("USER")  # RFC 2449 §6.2
+            caps.append("SASL " + " ".join(POP3_SASL_MECHANISMS))  # RFC 5034 §6
         if state is POP3State.AUTHORIZATION and self.config.tls_context and not self.secure:
             caps.append("STLS")  # RFC 2595 §4
         if self.config.implementation:

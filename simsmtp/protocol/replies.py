@@ -186,8 +186,15 @@ class Reply:
         last = len(self.lines) - 1
         for i, line in enumerate(self.lines):
             sep = " " if i == last else "-"
-            out.append(f"{self.code}{sep}{line}".rstrip(" ") + "\r\n"
-                       if line else f"{self.code}\r\n")
+            if line:
+                out.append(f"{self.code}{sep}{line}".rstrip(" ") + "\r\n")
+            elif self.code == 334:
+                # RFC 4954 §4: continue-req = "334" SP [base64] CRLF: an empty challenge
+                # keeps its space (as Postfix sends it; strict clients such as s-nail
+                # read "334" alone as a broken reply).
+                out.append(f"334{sep}\r\n")
+            else:
+                out.append(f"{self.code}\r\n")
         return "".join(out).encode("utf-8", "surrogateescape")
 
     def __str__(self) -> str:

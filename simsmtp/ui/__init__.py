@@ -23,6 +23,7 @@ One module per widget family (add a new family as a new module and list its publ
 * :mod:`~simsmtp.ui.states` the state-machine diagram (and a widget that follows a state);
 * :mod:`~simsmtp.ui.tracetable` the filterable trace table;
 * :mod:`~simsmtp.ui.mailbox` Maildir trees, ``Received:`` hops, dialogues, port tables;
+* :mod:`~simsmtp.ui.imap` a user's IMAP folders with UIDs, flags and Maildir files;
 * :mod:`~simsmtp.ui.exercises` exercises with a check function, a hint and a folded solution;
 * :mod:`~simsmtp.ui.stepper` a real SMTP session forward and backward, EHLO capabilities;
 * :mod:`~simsmtp.ui.console` a console to type SMTP by hand, like telnet;
@@ -72,6 +73,8 @@ _EXPORTS: dict[str, str] = {
     "received_table": "mailbox",
     "dialogue": "mailbox",
     "ports_table": "mailbox",
+    # IMAP folders on disk (notebook 7b)
+    "imap_folders": "imap",
     # exercises (an instructor's own: ui.register(ui.Exercise(key, title, question, check)))
     "exercise": "exercises",
     "exercises_for": "exercises",

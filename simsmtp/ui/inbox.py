@@ -35,6 +35,8 @@ from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
+from simsmtp.net.store import maildir_name, parse_maildir_name
+
 from .base import View
 from .mailbox import received_hops
 from .style import COLORS, HTMLText, Raw, callout, escape, html_table, pre, text_table
@@ -119,13 +121,13 @@ def _files(box: Path) -> list[tuple[str, Path]]:
         for entry in directory.iterdir():
             if entry.name.startswith(".") or not entry.is_file():
                 continue
-            found.append((entry.name.split(":", 1)[0], entry))
+            found.append((parse_maildir_name(entry.name)[0], entry))
     return sorted(found)
 
 
 def _is_read(path: Path) -> bool:
-    info = path.name.partition(":")[2]
-    return path.parent.name == "cur" and info.startswith("2,") and "S" in info[2:]
+    flags = parse_maildir_name(path.name)[1]
+    return path.parent.name == "cur" and flags is not None and "\\Seen" in flags
 
 
 def _headers(data: bytes) -> EmailMessage:
@@ -175,9 +177,8 @@ def read_message(net: Any, address: str, key: str, folder: str = INBOX, *,
             continue
         data = path.read_bytes()
         if mark_read and not _is_read(path):
-            info = path.name.partition(":")[2]
-            flags = "".join(sorted(set(info[2:] if info.startswith("2,") else "") | {"S"}))
-            target = box / "cur" / f"{key}:2,{flags}"
+            flags = parse_maildir_name(path.name)[1] or frozenset()
+            target = box / "cur" / maildir_name(key, flags | {"\\Seen"})
             with contextlib.suppress(FileNotFoundError):  # gone meanwhile (POP3 DELE)
                 os.rename(path, target)
         return data

@@ -174,6 +174,9 @@ _SERVICES = {
     # IANA's name for 465 since RFC 8314 §7.3 ("smtps" before)
     465: ("submissions", "submission over TLS from the first byte (RFC 8314 §3.3)"),
     110: ("pop3", "a mail program fetches mail (RFC 1939)"),
+    995: ("pop3s", "POP3 over TLS from the first byte (RFC 8314)"),
+    143: ("imap", "a mail program reads a mailbox that stays (RFC 9051)"),
+    993: ("imaps", "IMAP over TLS from the first byte (RFC 8314)"),
 }
 
 
@@ -186,8 +189,12 @@ def ports_table(net: Network) -> HTMLText:
         for port in host.ports():
             service, purpose = _SERVICES[port]
             policy = host.policy
-            if port == 465:
+            if port in (465, 995, 993):
                 tls, auth = "implicit: TLS first", "yes (inside TLS)"
+            elif port == 143:
+                tls = "STARTTLS" if policy.starttls else "none"
+                auth = "LOGIN after STARTTLS" if not policy.pop3_plaintext else \
+                    "LOGIN (even in plaintext!)"
             elif port == 587:
                 tls = "STARTTLS" if policy.starttls else "none"
                 auth = "only after STARTTLS" if policy.starttls and not \

@@ -183,8 +183,8 @@ class TraceTable(View):
     what is shown.
     """
 
-    KINDS = ("smtp", "pop3", "dns", "tls", "tcp", "delivery", "queue", "fault", "host",
-             "store", "world")
+    KINDS = ("smtp", "pop3", "imap", "dns", "tls", "tcp", "delivery", "queue", "fault",
+             "host", "store", "world")
 
     def __init__(self, source: Any, *, kind: str | None = None, host: str | None = None,
                  contains: str = "", since: int = 0, show_seq: bool = False,

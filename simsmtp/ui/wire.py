@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 #: Well-known ports of the services (RFC 5321 §4.5.4.2: 25; RFC 6409 §3.1: 587;
 #: RFC 8314 §7.3: 465 and 995; RFC 1939 §3: 110; RFC 1035 §4.2: 53).
 WELL_KNOWN = {"smtp": 25, "submission": 587, "smtps": 465, "submissions": 465, "pop3": 110,
-              "pop3s": 995, "dns": 53}
+              "pop3s": 995, "imap": 143, "imaps": 993, "dns": 53}
 
 #: How many bytes of a connection the hexdump pane shows at most.
 HEXDUMP_LIMIT = 16384
@@ -229,7 +229,8 @@ def _parts(source: Any, conn: Any = None, keylog: Any = None,
                 for leg in legs], heading
     net = source  # a Network: one connection, or every SMTP/POP3 connection
     chosen = [find_connection(net, conn)] if conn is not None else \
-        connections(net, services=["smtp", "submission", "smtps", "pop3"])
+        connections(net, services=["smtp", "submission", "smtps", "pop3", "pop3s", "imap",
+                                   "imaps"])
     log = _keylog(keylog, net)
     heading = "" if conn is not None else "An eavesdropper on the wire"
     return [_Part(connection_label(net, c), eavesdrop(_tap(net), c.id, keylog=log))

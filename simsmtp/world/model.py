@@ -35,7 +35,9 @@ ROLE_PORTS: dict[str, tuple[int, ...]] = {
     "client": (),
     "mx": (25,),              # RFC 5321 §4.5.4 (port 25 inbound relay)
     "outbound": (),
-    "pop3": (110,),           # RFC 1939 §3 (STLS: RFC 2595 §4)
+    # the retrieval role: POP3 (RFC 1939 §3, STLS: RFC 2595 §4), POP3S (RFC 8314 §3.3),
+    # IMAP (RFC 9051 §1: 143, STARTTLS) and IMAPS (RFC 8314 §3.3: 993)
+    "pop3": (110, 995, 143, 993),
     "submission": (587, 465),  # RFC 6409 §3.1 (587), RFC 8314 §3.3 (465, implicit TLS)
 }
 ROLES = tuple(sorted(ROLE_PORTS))
@@ -363,7 +365,7 @@ class Host:
         return role in self.roles
 
     def ports(self) -> list[int]:
-        """The well-known ports this host listens on (25, 587, 465, 110)."""
+        """The well-known ports this host listens on (25, 587, 465, 110, 995, 143, 993)."""
         return [p for role in self.roles for p in ROLE_PORTS.get(role, ())]
 
 

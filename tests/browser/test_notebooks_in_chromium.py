@@ -40,7 +40,7 @@ from tests.conftest import IN_CI, require_program
 pytestmark = [pytest.mark.slow, pytest.mark.interop]
 
 ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]*_*.ipynb"))
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 
 #: Chromium flags: headless, no sandbox (containers), and no network of its own.

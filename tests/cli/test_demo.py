@@ -69,6 +69,7 @@ def test_sections_come_in_order_with_dig_message_and_pop3(
     assert out.index("== 1. ") < out.index("== 2. ") < out.index("== 3. ") < out.index("== 4. ")
     dig = section(out, 1)
     assert "; <<>> DiG (simsmtp) <<>> @127.0.0.4 MX anotherdomain.org" in dig
+    assert "python -m simsmtp up" in out  # where a dig line with the real port is
     assert re.search(r"^anotherdomain\.org\.\s+3600\s+IN\s+MX\s+10 mail\.anotherdomain\.org\.$",
                      dig, re.M)
     assert ";; Query time: 0 msec" in dig

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from simsmtp.cli import main
+from simsmtp.cli import UP_READY, main
 from tests.cli._up import ROOT, UpProcess, run_simsmtp
 from tests.conftest import posix_only, require_program
 
-SEED_HOSTS = {"mail.example.com": {"465", "587"}, "mail.anotherdomain.org": {"25", "110"}}
+SEED_HOSTS = {"mail.example.com": {"465", "587"},
+              "mail.anotherdomain.org": {"25", "110", "995", "143", "993"}}
 
 
 def send_plain(up: UpProcess, subject: str) -> str:
@@ -82,11 +83,12 @@ def test_without_json_a_table_and_commands_to_paste_then_sigint_exits_0() -> Non
     up = UpProcess(json_line=False)
     lines = [up.first_line]
     try:
-        while "(then type: USER name" not in lines[-1]:
+        while lines[-1].strip() != UP_READY:
             lines.append(up.read_line())
         table = {line.split()[0]: line.split()[1:] for line in lines
                  if line.startswith(("mail.", "ns."))}
-        mx_ip, mx_25, mx_587, mx_465, mx_110 = table["mail.anotherdomain.org"]
+        mx_ip, mx_25, mx_587, mx_465, mx_110, mx_995, mx_143, mx_993 = \
+            table["mail.anotherdomain.org"]
         with smtplib.SMTP(mx_ip, int(mx_25), timeout=10) as client:
             client.sendmail("alice@example.com", ["bob@anotherdomain.org"], b"Subject: x\r\n")
         # what happens is logged as it happens
@@ -97,8 +99,19 @@ def test_without_json_a_table_and_commands_to_paste_then_sigint_exits_0() -> Non
     assert status == 0, up.stderr()
     text = "".join(lines)
     assert mx_587 == mx_465 == "-" and mx_25.isdigit() and mx_110.isdigit()
-    sub_ip, sub_25, sub_587, sub_465, _ = table["mail.example.com"]
-    assert sub_25 == "-"
+    # Bob's server also serves POP3S (RFC 8314 §3.3) and IMAP (RFC 9051: 143, 993)
+    assert mx_995.isdigit() and mx_143.isdigit() and mx_993.isdigit()
+    sub_ip, sub_25, sub_587, sub_465, *retrieval = table["mail.example.com"]
+    assert sub_25 == "-" and retrieval == ["-"] * 4
+    # the seed's "telnet mail.anotherdomain.org 25", with the real address and port,
+    # and the same for POP3 and IMAP (nc -C: Enter sends CRLF)
+    for port, service in ((mx_25, "smtp"), (mx_110, "pop3"), (mx_143, "imap")):
+        assert f"  telnet {mx_ip} {port}  # {service}\n" in text
+        assert f"  nc -C {mx_ip} {port}  # {service}\n" in text
+    assert re.search(rf"openssl s_client -starttls imap -connect {mx_ip}:{mx_143} ", text)
+    # in clear the seed refuses logins: the hint after telnet/nc says so (RFC 9051 §6.2.3)
+    assert "LOGIN needs TLS first (LOGINDISABLED)" in text and "USER/PASS need TLS" in text
+    assert f"imaps://{mx_ip}:{mx_993}/INBOX" in text and "--user bob:builder" in text
     dns = re.search(r"dig @(\S+) -p (\d+) MX anotherdomain\.org", text)
     assert dns is not None and dns.group(1) == table["ns.simsmtp.test"][0]
     # Speaking as Alice's server is possible only where each host has its own address.
@@ -270,32 +283,46 @@ def test_importing_the_cli_stays_light() -> None:
 @pytest.mark.interop
 @posix_only
 def test_the_commands_to_paste_work() -> None:
-    for program in ("dig", "swaks", "openssl"):
+    for program in ("dig", "swaks", "openssl", "curl", "telnet", "nc"):
         require_program(program)
     up = UpProcess(json_line=False)
     lines = [up.first_line]
     try:
-        while "(then type: USER name" not in lines[-1]:
+        while lines[-1].strip() != UP_READY:
             lines.append(up.read_line())
         start = lines.index("Try, in another terminal:\n") + 1
         shared = any("Every host listens on 127.0.0.1 here" in line for line in lines)
-        commands = [line.strip() for line in lines[start:] if not line.startswith("    (")]
-        assert [c.split()[0] for c in commands] == ["dig", "swaks", "swaks", "openssl",
-                                                    "swaks", "swaks", "openssl"]
+        commands = [line.strip() for line in lines[start:]
+                    if line.startswith("  ") and not line.startswith("    (")]
+        assert [c.split()[0] for c in commands] == [
+            "dig", "swaks", "swaks", "openssl", "swaks", "swaks", "openssl", "openssl", "curl",
+            "telnet", "nc", "telnet", "nc", "telnet", "nc"]
         for command in commands:
-            done = subprocess.run(shlex.split(command), input="QUIT\n", capture_output=True,
-                                  text=True, timeout=30)
+            program = command.split()[0]
+            imap = "imap" in command and "imaps://" not in command
+            done = subprocess.run(shlex.split(command, comments=True), capture_output=True,
+                                  text=True,
+                                  input="a LOGOUT\n" if imap else "QUIT\n", timeout=30)
             # Where hosts share 127.0.0.1 (SIMSMTP_LOOPBACK=single), swaks straight to the
             # MX is an outside client sending as example.com: DMARC refuses it (p=reject;
             # swaks exits 26: the message was refused after DATA).
-            refused = shared and "--to bob@anotherdomain.org" in command and \
-                " --auth " not in command
+            refused = shared and program == "swaks" and \
+                "--to bob@anotherdomain.org" in command and " --auth " not in command
             assert done.returncode == (26 if refused else 0), \
                 f"{command}\n{done.stdout}\n{done.stderr}"
-            assert {"dig": "MX\t10 mail.anotherdomain.org.",
-                    "swaks": "550 5.7.1 Email rejected per DMARC" if refused
-                    else "250 2.0.0 Ok: queued as",
-                    "openssl": "+OK" if "pop3" in command else "Verify return code: 0 (ok)",
-                    }[command.split()[0]] in done.stdout, command
+            if program == "nc":  # nc -C: each line typed ends in CRLF
+                expected = {"smtp": "221 2.0.0 Bye", "pop3": "+OK",
+                            "imap": "* BYE Logging out"}[command.rsplit(" ", 1)[1]]
+            elif program == "telnet":  # made for typing: from a pipe it may leave before
+                expected = f"Connected to {command.split()[1]}."  # the greeting comes
+            elif program == "openssl":
+                expected = {"pop3": "+OK", "imap": "* BYE Logging out"}.get(
+                    command.split()[3], "Verify return code: 0 (ok)")
+            else:
+                expected = {"dig": "MX\t10 mail.anotherdomain.org.",
+                            "swaks": "550 5.7.1 Email rejected per DMARC" if refused
+                            else "250 2.0.0 Ok: queued as",
+                            "curl": "ENVELOPE ("}[program]
+            assert expected in done.stdout, command
     finally:
         assert up.terminate() == 0, up.stderr()

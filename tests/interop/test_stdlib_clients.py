@@ -94,3 +94,40 @@ def test_poplib_refuses_the_password_before_stls(world: UpProcess) -> None:
             client.pass_("builder")
     finally:
         client.close()
+
+
+def _auth_plain(client: poplib.POP3, user: str, password: str) -> bytes:
+    """RFC 5034 AUTH PLAIN with the "+ " continuation, as getmail6 and fetchmail do it."""
+    import base64
+
+    client._putcmd("AUTH PLAIN")  # type: ignore[attr-defined]
+    assert client._getline()[0] == b"+ "  # type: ignore[attr-defined]
+    client._putcmd(base64.b64encode(f"\0{user}\0{password}".encode()).decode())  # type: ignore[attr-defined]
+    return bytes(client._getresp())  # type: ignore[attr-defined]
+
+
+def test_poplib_pop3_ssl_on_995_with_auth_plain(world: UpProcess) -> None:
+    """What getmail6 (no STLS) needs: POP3S on 995 (RFC 8314 §3.3), SASL PLAIN (RFC 5034)."""
+    client = poplib.POP3_SSL(*world.address(MX, 995), context=context(world), timeout=10)
+    try:
+        assert client.getwelcome().startswith(b"+OK ")
+        capa = client.capa()
+        assert capa["SASL"] == ["PLAIN"] and "STLS" not in capa
+        assert _auth_plain(client, "bob", "builder") == b"+OK Logged in."
+        count, _ = client.stat()
+        assert len(client.uidl()[1]) == count
+        client.quit()
+    finally:
+        client.close()
+
+
+def test_poplib_auth_plain_after_stls_and_a_wrong_password(world: UpProcess) -> None:
+    client = poplib.POP3(*world.address(MX, 110), timeout=10)
+    try:
+        client.stls(context=context(world))
+        with pytest.raises(poplib.error_proto, match="Authentication failed"):
+            _auth_plain(client, "bob", "not-his")
+        assert _auth_plain(client, "bob", "builder") == b"+OK Logged in."
+        client.quit()
+    finally:
+        client.close()

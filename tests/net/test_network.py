@@ -55,7 +55,8 @@ def test_start_boots_and_stop_releases_threads_ports_and_files() -> None:
         assert directory is not None and directory.is_dir()
         assert _threads_settle(before, timeout=0)  # the world's loop thread runs
         bound = [(h.ip, port) for h in net.hosts.values() for port in h.ports.values()]
-        assert len(bound) == 5  # 587, 465; 25, 110; the DNS server's 53
+        # 587, 465; 25, 110, 995, 143, 993; the DNS server's 53
+        assert len(bound) == 8
         _send(net, "before the stop")
         assert net.wait(lambda: len(net.mailbox(BOB)) == 1, 5)
     assert not net.running
@@ -241,14 +242,14 @@ def test_describe_has_the_up_json_shape() -> None:
                                 else {"ip", "world_ip", "ports"})
         assert example["ip"] == info.bind_ip
         assert set(example["ports"]) == {"587", "465"}
-        assert set(another["ports"]) == {"25", "110"}
+        assert set(another["ports"]) == {"25", "110", "995", "143", "993"}
         assert tuple(net.address("mail.example.com", 587)) == (example["ip"],
                                                                example["ports"]["587"])
         assert Path(described["ca_file"]).read_text().startswith("-----BEGIN CERTIFICATE")
         assert described["users"] == {u.address: u.password for u in world.users()}
         assert described["users"][ALICE] == "wonderland"
         assert described["users"][BOB] == "builder"
-        with pytest.raises(KeyError, match="serves 25, 110"):
+        with pytest.raises(KeyError, match="serves 25, 110, 143, 993, 995"):
             net.address("mail.anotherdomain.org", 587)
 
 

@@ -68,7 +68,8 @@ def test_plain_with_initial_response() -> None:
 def test_plain_with_334_prompt() -> None:
     server = auth_server()
     events, out = server.feed(b"AUTH PLAIN\r\n")
-    assert out == b"334\r\n" and server.state is S.AUTH
+    # RFC 4954 §4: "334" SP [base64] CRLF: the space stays when the challenge is empty
+    assert out == b"334 \r\n" and server.state is S.AUTH
     events, out = server.feed(PLAIN_OK + b"\r\n")
     assert out.startswith(b"235 ")
     assert isinstance(events[0], AuthStep) and events[0].line == b"***"

@@ -86,7 +86,11 @@ def test_dialogue_and_ports(delivered: Any) -> None:
     table = repr(ports_table(delivered)).splitlines()
     rows = {(line.split()[0], line.split()[1]): line for line in table[2:]}
     assert set(rows) == {("mail.example.com", "587"), ("mail.example.com", "465"),
-                         ("mail.anotherdomain.org", "25"), ("mail.anotherdomain.org", "110")}
+                         ("mail.anotherdomain.org", "25"), ("mail.anotherdomain.org", "110"),
+                         ("mail.anotherdomain.org", "995"), ("mail.anotherdomain.org", "143"),
+                         ("mail.anotherdomain.org", "993")}
+    assert "LOGIN after STARTTLS" in rows[("mail.anotherdomain.org", "143")]
+    assert "implicit: TLS first" in rows[("mail.anotherdomain.org", "993")]
     assert "only after STARTTLS" in rows[("mail.example.com", "587")]
     # The host's address in the world (also where hosts share 127.0.0.1), its real port.
     _, port = delivered.address("mail.anotherdomain.org", 25)

@@ -58,7 +58,7 @@ def test_seed_world_matches_its_description() -> None:
     assert (mx.domain, mx.roles) == ("anotherdomain.org", ["mx", "pop3"])
     assert sub.policy == Policy(outbound_tls="opportunistic")
     assert mx.policy == Policy() and not mx.down
-    assert sub.ports() == [587, 465] and mx.ports() == [25, 110]
+    assert sub.ports() == [587, 465] and mx.ports() == [25, 110, 995, 143, 993]
     assert world.records == [Record("example.com", "TXT", '"hello from the seed"')]
     assert len(world.faults) == 0
     assert world.clock.now() == world.epoch.timestamp()
