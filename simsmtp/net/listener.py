@@ -404,6 +404,8 @@ class ServerProtocol(asyncio.BufferedProtocol):
         self._deadline = 0.0  # loop time when the idle timer fires
         self._delay: asyncio.TimerHandle | None = None
         self._delayed_output = b""
+        #: The core's pending reply this connection waits for (see _watch_pending).
+        self._waiting_on: object = None
         self._paused: set[str] = set()
         self._eof_fed = False
         self._closed_by: str | None = None
@@ -486,6 +488,8 @@ class ServerProtocol(asyncio.BufferedProtocol):
         if self._delay is not None:
             return True  # keep the socket to write the delayed replies; _pump closes it
         self._pump()
+        if self._waiting_on is not None:
+            return True  # keep the socket to write the pending reply; _pump closes it
         return None  # the transport flushes and closes itself
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -582,8 +586,45 @@ class ServerProtocol(asyncio.BufferedProtocol):
         if tail:
             out.append(tail)
         self._write(b"".join(out))
+        if self._watch_pending(conn):
+            return  # the core waits for its handler: nothing is read until it answers
         if conn.closed or self._eof_fed:
             self._close_transport("server" if conn.closed else "client")
+
+    def _watch_pending(self, conn: SansIOConnection) -> bool:
+        """Whether the core waits for a reply its handler gives later (a future, e.g. a
+        mail check on a worker thread, see :class:`simsmtp.protocol.handler.PendingReply`).
+
+        While it does, reading stops (the client's next commands wait in the socket, in
+        order) and the idle timer does not run: the wait is the server's, not the
+        client's. When the future is done, the loop pumps the core again.
+        """
+        pending = getattr(conn, "pending_reply", None)
+        if pending is None or conn.closed:
+            return False
+        if pending is self._waiting_on:
+            return True
+        self._waiting_on = pending
+        self._pause("pending")
+        loop = self._loop_()
+
+        def done(_future: object) -> None:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(self._after_pending, pending)
+
+        pending.add_done_callback(done)
+        return True
+
+    def _after_pending(self, pending: object) -> None:
+        if pending is not self._waiting_on:
+            return
+        self._waiting_on = None
+        self._resume("pending")
+        if self.conn is None or (self._gone and self.conn.closed):
+            return
+        if self.listener.idle_reset == "event":
+            self._arm_timer()
+        self._pump()
 
     def _after_delay(self) -> None:
         self._delay = None
@@ -635,6 +676,9 @@ class ServerProtocol(asyncio.BufferedProtocol):
     def _on_idle(self) -> None:
         self._timer = None
         loop = self._loop_()
+        if self._waiting_on is not None and not self._gone:
+            self._arm_timer()  # the server is busy with the client's message: not idle
+            return
         if loop.time() < self._deadline and not self._gone and self._closed_by is None:
             self._timer = loop.call_at(self._deadline, self._on_idle)  # moved meanwhile
             return
