@@ -369,7 +369,7 @@ BAD = [
     (HOST + '[hosts."mail.example.com".policy]\nidle_timeout = 0\n',
      'hosts."mail.example.com".policy.idle_timeout', "a number > 0", "0"),
     (HOST + '[hosts."mail.example.com".policy]\nsize_limit = -1\n',
-     'hosts."mail.example.com".policy.size_limit', "an integer >= 0", "-1"),
+     'hosts."mail.example.com".policy.size_limit', "an integer from 0 to 1073741824", "-1"),
     (HOST + '[hosts."mail.example.com".policy]\nsmtputf8 = "yes"\n',
      'hosts."mail.example.com".policy.smtputf8', "true or false", '"yes"'),
     (HOST.replace('domain = "example.com"', 'domain = "exmaple.com"'),
