@@ -5,8 +5,9 @@
   unauthenticated clients outside ``relay_networks``; prepends a ``Received:`` header and
   stores into the recipients' Maildirs (``fsync``ed) before the ``250`` (RFC 5321 §6.1).
 * :class:`SubmissionHandler` (587 STARTTLS then AUTH, 465 implicit TLS; role
-  ``submission``): authenticated users may send anywhere; remote recipients go to the durable
-  outbound queue, local ones straight to their mailboxes.
+  ``submission``): the users of the host's own domains log in and may send anywhere, as
+  themselves only (Postfix ``reject_sender_login_mismatch``); remote recipients go to the
+  durable outbound queue, local ones straight to their mailboxes.
 * POP3 (110, role ``pop3``): :func:`pop3_authenticator` opens a user's Maildir.
 
 Every hook first asks the world's fault rules (:class:`~simsmtp.world.faults.FaultBook`),
@@ -21,7 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from simsmtp.protocol.events import NEED_DATA
-from simsmtp.protocol.handler import Handler
+from simsmtp.protocol.handler import Handler, PendingReply
 from simsmtp.protocol.persona import Persona
 from simsmtp.protocol.replies import Reply
 from simsmtp.protocol.session import Envelope, Session
@@ -112,11 +113,21 @@ class WorldHandler(Handler):
 
     def handle_AUTH(self, session: Session, mechanism: str, username: str,
                     password: str) -> bool:
-        """Check a world user's password (user name: the address, or the local part)."""
+        """Check the password of a user of this host's own domains (user name: the
+        address, or the local part); users of other domains never log in here."""
         if self.fault("AUTH", username) is not None:
             return False
-        user = self.world.user(self.qualify(username))
-        return user is not None and user.check_password(password)
+        address = self.qualify(username)
+        user = self.world.user(address)
+        return user is not None and self.serves(user.address) \
+            and user.check_password(password)
+
+    def serves(self, address: str) -> bool:
+        """Whether ``address`` belongs to this host's own domains (its domain, or one whose
+        mail it keeps): whose users may log in here."""
+        domain = address.rpartition("@")[2].lower()
+        return domain == self.host.domain.lower() or domain in (
+            d.lower() for d in self.network.local_domains(self.host.name))
 
     # -- helpers --------------------------------------------------------------------------
     def qualify(self, name: str) -> str:
@@ -184,19 +195,17 @@ class InboundHandler(WorldHandler):
             return False
         return self.host.policy.may_relay(session.peer[0])
 
-    def handle_DATA(self, session: Session, envelope: Envelope) -> Reply | None:
+    def handle_DATA(self, session: Session, envelope: Envelope,
+                    ) -> Reply | PendingReply | None:
         fault = self.fault("MESSAGE", envelope.mail_from or "")
         if fault is not None:
             return fault
         # SPF, DKIM, DMARC (RFC 7208, 6376, 7489): stamp Authentication-Results (RFC 8601),
-        # then 550 5.7.1 for p=reject, the Junk folder for p=quarantine.
-        from .authpolicy import check_inbound
+        # then 550 5.7.1 for p=reject, the Junk folder for p=quarantine. The checks run
+        # beside the event loop: the reply comes later (a PendingReply).
+        from .authpolicy import inbound_reply
 
-        decision = check_inbound(self, session, envelope)
-        if decision.reply is not None:
-            return decision.reply
-        return self.network.accept(self, session, envelope, folder=decision.folder,
-                                   content=decision.content)
+        return inbound_reply(self, session, envelope)
 
 
 class SubmissionHandler(WorldHandler):
@@ -206,16 +215,72 @@ class SubmissionHandler(WorldHandler):
         """Only authenticated users send to other domains (RFC 6409 §4.3)."""
         return session.authenticated
 
-    def handle_DATA(self, session: Session, envelope: Envelope) -> Reply | None:
+    def handle_MAIL(self, session: Session, envelope: Envelope, address: str,
+                    params: Mapping[str, str | None]) -> Reply | None:
+        """A logged-in user sends as themselves only (RFC 6409 §6.1: the submission server
+        may check the sender against the authenticated identity; Postfix
+        ``reject_sender_login_mismatch``). The null sender is allowed (bounces,
+        auto-replies, RFC 3834)."""
+        fault = self.fault("MAIL", address)
+        if fault is not None:
+            return fault
+        if address and not self.owns(session, address):
+            return self.not_owned(session, address, "Sender address")
+        return None
+
+    def handle_DATA(self, session: Session, envelope: Envelope,
+                    ) -> Reply | PendingReply | None:
         fault = self.fault("MESSAGE", envelope.mail_from or "")
         if fault is not None:
             return fault
-        from .authpolicy import sign_submission
+        refusal = self.check_from(session, envelope.content)
+        if refusal is not None:
+            return refusal
+        from .authpolicy import submission_reply
 
         # The envelope keeps what the client sent (the trace shows it); what is stored and
-        # relayed gets the completed headers and the DKIM signature (RFC 6376 §5).
-        signed = sign_submission(self, envelope, self.complete_headers(envelope))
-        return self.network.accept(self, session, envelope, content=signed)
+        # relayed gets the completed headers and the DKIM signature (RFC 6376 §5), made
+        # beside the event loop (the reply comes later: a PendingReply).
+        return submission_reply(self, session, envelope, self.complete_headers(envelope))
+
+    # -- who may send as whom -----------------------------------------------------------
+    def owns(self, session: Session, address: str) -> bool:
+        """Whether the logged-in user may use ``address`` as a sender: it is their own
+        (Postfix ``smtpd_sender_login_maps`` with one owner per address); anyone may when
+        ``policy.reject_sender_login_mismatch`` is false, or nobody is logged in."""
+        user = session.authenticated_user
+        if not user or not self.host.policy.reject_sender_login_mismatch:
+            return True
+        owner = self.world.user(self.qualify(user))
+        return owner is not None and owner.address.lower() == address.lower()
+
+    def not_owned(self, session: Session, address: str, what: str) -> Reply:
+        """Postfix's refusal: ``553 5.7.1 <addr>: Sender address rejected: not owned by
+        user <login>`` (RFC 3463 §3.8 X.7.1: not authorized)."""
+        login = self.qualify(session.authenticated_user or "")
+        return Reply(553, f"5.7.1 <{address}>: {what} rejected: not owned by user {login}")
+
+    def check_from(self, session: Session, content: bytes) -> Reply | None:
+        """The ``From:`` header must name the logged-in user's domain only, or this server
+        would DKIM-sign a forgery with its domain's key (RFC 7489 §3.1: DMARC trusts the
+        From: domain): ``550 5.7.1`` otherwise (the end of DATA has no 553, RFC 5321
+        §4.3.2)."""
+        user = session.authenticated_user
+        if not user or not self.host.policy.reject_sender_login_mismatch:
+            return None
+        from simsmtp.world.mailauth import author_domains
+
+        login = self.qualify(user)
+        own = login.rpartition("@")[2].lower()
+        try:
+            domains = author_domains(content)
+        except Exception:  # a header section that cannot be read
+            domains = []
+        stranger = next((d for d in domains if d.lower() != own), None)
+        if stranger is None:
+            return None
+        return Reply(550, f"5.7.1 From: domain {stranger} rejected: not owned by user "
+                          f"{login}")
 
     def complete_headers(self, envelope: Envelope) -> bytes:
         """Add ``Date:`` and ``Message-ID:`` when the client left them out (RFC 6409 §8.1-8.3)."""
@@ -269,6 +334,11 @@ class ServiceConnection:
     def receiving_content(self) -> bool:
         """The core reads message content now (the listener's minimum data rate applies)."""
         return bool(getattr(self.core, "receiving_content", False))
+
+    @property
+    def pending_reply(self) -> Any:
+        """The core's reply that comes later (a mail check beside the loop), or None."""
+        return getattr(self.core, "pending_reply", None)
 
     def send(self, *args: Any) -> None:
         self.core.send(*args)
