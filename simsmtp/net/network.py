@@ -362,17 +362,19 @@ class Network:
     def _pop3_factory(self, host: Host) -> Callable[..., Any]:
         from simsmtp.protocol.pop3 import POP3Config, POP3ServerConnection
 
-        from .services import ServiceConnection, pop3_authenticator
+        from .services import MaildropLocks, POP3Login, ServiceConnection
 
         assert self.ca is not None
         config = POP3Config(
             hostname=host.name, greeting=f"{host.name} POP3 server ready",
             allow_plaintext_auth=host.policy.pop3_plaintext,
             tls_context=self.ca.server_context(host.name) if host.policy.starttls else None)
-        authenticate = pop3_authenticator(self, host)
+        locks = MaildropLocks()  # RFC 1939 §8: one session per maildrop
 
         def factory(*, peer: tuple[str, int], local: tuple[str, int]) -> ServiceConnection:
-            return ServiceConnection(POP3ServerConnection(authenticate, config), None)
+            login = POP3Login(self, host, locks)
+            return ServiceConnection(POP3ServerConnection(login.authenticate, config), None,
+                                     on_close=login.release)
 
         return factory
 

@@ -8,7 +8,8 @@
   ``submission``): the users of the host's own domains log in and may send anywhere, as
   themselves only (Postfix ``reject_sender_login_mismatch``); remote recipients go to the
   durable outbound queue, local ones straight to their mailboxes.
-* POP3 (110, role ``pop3``): :func:`pop3_authenticator` opens a user's Maildir.
+* POP3 (110, role ``pop3``): :func:`pop3_authenticator` opens a user's Maildir, one
+  session at a time (:class:`MaildropLocks`, RFC 1939 §8).
 
 Every hook first asks the world's fault rules (:class:`~simsmtp.world.faults.FaultBook`),
 so a notebook can make any host greylist, stall or hang up on purpose. The protocol cores
@@ -303,16 +304,28 @@ class ServiceConnection:
     connection cut without an answer.
     """
 
-    def __init__(self, core: Any, handler: WorldHandler | None) -> None:
+    def __init__(self, core: Any, handler: WorldHandler | None,
+                 on_close: Callable[[], None] | None = None) -> None:
         self.core = core
         self.handler = handler
         self.NEED_DATA = NEED_DATA
+        #: Called once when the connection is over (the core closed, or EOF).
+        self.on_close = on_close
+
+    def _ended(self) -> None:
+        on_close, self.on_close = self.on_close, None
+        if on_close is not None:
+            on_close()
 
     def receive_data(self, data: bytes) -> None:
         self.core.receive_data(data)
+        if not data:  # EOF: the client is gone, whatever the core still reports
+            self._ended()
 
     def next_event(self) -> object:
         event = self.core.next_event()
+        if self.on_close is not None and self.core.closed:
+            self._ended()
         handler = self.handler
         if handler is not None and handler.delay and dataclasses.is_dataclass(event) \
                 and hasattr(event, "delay"):
@@ -328,7 +341,10 @@ class ServiceConnection:
 
     @property
     def closed(self) -> bool:
-        return bool(self.core.closed or (self.handler is not None and self.handler.drop))
+        closed = bool(self.core.closed or (self.handler is not None and self.handler.drop))
+        if closed and self.on_close is not None:
+            self._ended()
+        return closed
 
     @property
     def receiving_content(self) -> bool:
@@ -344,16 +360,83 @@ class ServiceConnection:
         self.core.send(*args)
 
 
-def pop3_authenticator(network: Network, host: Host) -> Callable[[str, str], Any]:
-    """The POP3 login check: a world user of this host's domains and their Maildir."""
+class MaildropLocks:
+    """Which maildrops a POP3 session holds now (RFC 1939 §8: the server SHOULD acquire an
+    exclusive lock on the maildrop when a session enters TRANSACTION): a second session
+    for the same user gets ``-ERR [IN-USE] ...`` (RFC 2449 §8.1.2) until the first ends.
+    Used on the event loop's thread only."""
 
-    def authenticate(user: str, password: str) -> Any:
-        address = user if "@" in user else f"{user}@{host.domain}"
-        found = network.world.user(address)
+    def __init__(self) -> None:
+        self._held: set[str] = set()
+
+    def acquire(self, address: str) -> bool:
+        """Take the lock of ``address``'s maildrop; False when another session holds it."""
+        key = address.lower()
+        if key in self._held:
+            return False
+        self._held.add(key)
+        return True
+
+    def release(self, address: str) -> None:
+        self._held.discard(address.lower())
+
+    def __contains__(self, address: object) -> bool:
+        return isinstance(address, str) and address.lower() in self._held
+
+
+class POP3Login:
+    """The login of one POP3 connection: checks the password of a user of the host's
+    domains, takes the maildrop's lock and gives it back when the connection ends.
+
+    Args:
+        network: the running network.
+        host: the host that serves POP3.
+        locks: the host's :class:`MaildropLocks`.
+    """
+
+    def __init__(self, network: Network, host: Host, locks: MaildropLocks) -> None:
+        self.network = network
+        self.host = host
+        self.locks = locks
+        self.held: str | None = None
+
+    def authenticate(self, user: str, password: str) -> Any:
+        """The core's authenticator: the user's Maildir, None for wrong credentials.
+
+        Raises:
+            MaildropInUse: another session has this maildrop open.
+        """
+        from simsmtp.protocol.mailbox import MaildropInUse
+
+        address = user if "@" in user else f"{user}@{self.host.domain}"
+        found = self.network.world.user(address)
         if found is None or not found.check_password(password):
             return None
-        if address.rpartition("@")[2].lower() not in network.local_domains(host.name):
+        if address.rpartition("@")[2].lower() not in self.network.local_domains(
+                self.host.name):
             return None
-        return network.store.mailbox(found.address)
+        if self.held is None:
+            if not self.locks.acquire(found.address):
+                raise MaildropInUse("Mailbox is locked by another POP3 session.")
+            self.held = found.address
+        return self.network.store.mailbox(found.address)
+
+    def release(self) -> None:
+        """The connection ended: give the maildrop back."""
+        if self.held is not None:
+            self.locks.release(self.held)
+            self.held = None
+
+
+def pop3_authenticator(network: Network, host: Host) -> Callable[[str, str], Any]:
+    """The POP3 login check: a world user of this host's domains and their Maildir (no
+    lock: :class:`POP3Login` is what each connection of the world uses)."""
+    login = POP3Login(network, host, MaildropLocks())
+
+    def authenticate(user: str, password: str) -> Any:
+        try:
+            return login.authenticate(user, password)
+        finally:
+            login.release()
 
     return authenticate

@@ -46,7 +46,14 @@ from typing import Any, Final
 
 from .errors import LocalProtocolError, TLSFailure
 from .events import NEED_DATA
-from .mailbox import Authenticator, Mailbox, MailboxError, MessageInfo, to_crlf
+from .mailbox import (
+    Authenticator,
+    Mailbox,
+    MailboxError,
+    MaildropInUse,
+    MessageInfo,
+    to_crlf,
+)
 from .tls import TLSLayer
 
 __all__ = [
@@ -708,6 +715,8 @@ class POP3ServerConnection:
             return _err("No username given.")  # RFC 1939 §7: PASS follows USER
         try:
             box = self._authenticator(user, password)
+        except MaildropInUse as exc:
+            return _err(f"[IN-USE] {exc}")  # RFC 2449 §8.1.2: the maildrop is locked
         except MailboxError as exc:
             return _err(f"[SYS/TEMP] {exc}")  # RFC 3206 §4
         if box is None:
