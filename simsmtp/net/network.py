@@ -156,7 +156,9 @@ class Network:
             keylog = self.directory / "tls" / "keylog.txt"
         elif self._keylog:
             keylog = Path(self._keylog)
-        self.ca = CertificateAuthority(self.directory / "tls", keylog=keylog)
+        self.ca = CertificateAuthority(  # limited to the world's names (RFC 5280 §4.2.1.10)
+            self.directory / "tls", keylog=keylog,
+            names=[*world.domains, *world.hosts, world.nameserver])
         for host in world.hosts.values():
             if host.ports():  # its name and its address, so clients given the IP verify too
                 self.ca.issue([host.name, self.hosts[host.name].ip])
