@@ -196,7 +196,7 @@ class Policy:
     error_sleep_time: float = _SMTPD.error_sleep_time
     junk_command_limit: int = _SMTPD.junk_command_limit
     auth_failure_limit: int = _SMTPD.auth_failure_limit
-    mailauth_timeout: float = 10.0
+    mailauth_timeout: float = 30.0
     reject_sender_login_mismatch: bool = True
     max_connection_rate: int = 0
     max_auth_failure_rate: int = 10
