@@ -184,6 +184,11 @@ def show(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
+def _number(value: float) -> str:
+    """A bound as people write it: ``60``, ``0.5``, ``1073741824``."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
 def _suggest(word: str, options: Iterable[str]) -> str:
     by_lower = {option.lower(): option for option in options}
     close = get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
@@ -248,9 +253,9 @@ class _Reader:
 
     def number(self, value: Any, path: KeyPath, lo: float = 0.0, strict: bool = False,
                why: str = "", hi: float | None = None) -> float:
-        what = f"a number {'>' if strict else '>='} {lo:g}"
+        what = f"a number {'>' if strict else '>='} {_number(lo)}"
         if hi is not None:
-            what += f" and <= {hi:g}"
+            what += f" and <= {_number(hi)}"
         what += why
         if not isinstance(value, int | float) or isinstance(value, bool):
             self.fail(path, what, show(value))
