@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from .attacker import Eavesdropper, OnPathAttacker
     from .ca import CertificateAuthority
     from .dns import DNSServer
-    from .listener import Listener
+    from .listener import Anvil, Listener
     from .queue import Queue
     from .services import WorldHandler
     from .stepper import SMTPStepper, Step
@@ -119,6 +119,8 @@ class Network:
         self._dns_records: tuple[Any, ...] = ()
         #: host name -> its MX's memory of DNS answers (simsmtp.net.authpolicy.AnswerCache).
         self.answer_caches: dict[str, Any] = {}
+        #: host name -> its per-client counters (simsmtp.net.listener.Anvil).
+        self.anvils: dict[str, Anvil] = {}
         #: How many times a world booted on this directory before (0: a fresh one).
         self.generation = 0
 
@@ -304,14 +306,23 @@ class Network:
                    else self._smtp_factory(host, service))
         hostname = host.name
 
-        def refused(peer: tuple[str, int]) -> bytes:
+        def refused(peer: tuple[str, int], reason: str) -> bytes:
+            if reason == "auth_failure_rate":  # anvil: too many failed logins lately
+                return f"421 4.7.0 {hostname} Error: too many errors\r\n".encode()
             return (f"421 4.7.0 {hostname} Error: too many connections from {peer[0]}\r\n"
                     .encode())
+
+        def refused_pop3(peer: tuple[str, int], reason: str) -> bytes:
+            return b"-ERR [SYS/TEMP] Too many connections, try again later.\r\n" \
+                if reason in ("connection_rate", "auth_failure_rate") else b""
 
         options: dict[str, Any] = dict(
             factory=factory, name=host.name, service=service, trace=self.world.trace,
             tap=self.tap, idle_timeout=host.policy.idle_timeout, on_timeout=_timeout,
-            on_event=self._on_event, on_refused=refused if service != "pop3" else None,
+            on_event=self._on_event,
+            on_refused=refused if service != "pop3" else refused_pop3,
+            anvil=self.anvil_of(host.name),
+            stress_idle_timeout=host.policy.stress_idle_timeout,
             **_limits(host.policy, _LISTENER_LIMITS))
         try:
             return await create_listener(info.ip, old_port, **options)
@@ -547,6 +558,27 @@ class Network:
 
     def _on_event(self, info: Any, event: Any) -> None:
         record_event(self.world.trace, info, event, self._tls_conns)
+        reply = getattr(event, "reply", None)
+        if reply is not None and getattr(reply, "code", 0) == 535:  # RFC 4954 §6: bad login
+            anvil = self.anvils.get(info.host_name)
+            if anvil is not None:
+                anvil.auth_failed(info.peer[0])
+
+    def anvil_of(self, host_name: str) -> Anvil:
+        """The :class:`~simsmtp.net.listener.Anvil` of ``host_name``: what each client did
+        lately at any of its services (made on first use from the host's policy; clients
+        in ``relay_networks`` are exempt, as Postfix's ``$mynetworks``)."""
+        from .listener import Anvil
+
+        anvil = self.anvils.get(host_name)
+        if anvil is None:
+            policy = self.world.host(host_name).policy
+            anvil = self.anvils[host_name] = Anvil(
+                max_connection_rate=policy.max_connection_rate,
+                max_auth_failure_rate=policy.max_auth_failure_rate,
+                window=policy.anvil_rate_time_unit,
+                exempt=policy.may_relay if policy.relay_networks else None)
+        return anvil
 
     # ---------------------------------------------------------------- using the world
     def _run(self, coro: Any, timeout: float | None = 60) -> Any:
