@@ -9,9 +9,9 @@
   ``reject`` -> ``550 5.7.1`` and nothing is stored, ``quarantine`` -> the recipient's
   ``Junk`` folder, ``none`` -> the inbox: :func:`check_inbound`.
 
-Every DNS question goes to the world's own DNS server, never the Internet. The MX runs on
-the world's event-loop thread, which also runs that DNS server, so a blocking socket query
-from there would wait for itself: :class:`InProcessResolver` hands the query's wire bytes
+Every DNS question goes to the world's own DNS server, never the Internet, without a
+socket (a check called on the world's event-loop thread, which also runs that DNS server,
+would otherwise wait for itself): :class:`InProcessResolver` hands the query's wire bytes
 straight to :meth:`DNSServer.handle <simsmtp.net.dns.DNSServer.handle>` (the same code
 that answers ``dig``). The questions show in the trace as ``dns.query``/``dns.answer``
 with ``transport="in-process"`` (they cross no socket, so the capture has no packets for
@@ -438,8 +438,8 @@ class InboundDecision:
 
     Attributes:
         action: ``"reject"`` (550, nothing stored), ``"junk"`` (the Junk folder),
-            ``"inbox"``, or ``"skipped"`` (no checks: a trusted client, or
-            ``policy.mailauth = "off"``).
+            ``"inbox"``, ``"defer"`` (451: the checks ran past their budget), or
+            ``"skipped"`` (no checks: a trusted client, or ``policy.mailauth = "off"``).
         content: the message to store: with our Authentication-Results on top (and any
             forged one claiming our name removed), unless skipped.
         reply: the ``550 5.7.1`` for a reject, else None.
