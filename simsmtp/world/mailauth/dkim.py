@@ -289,7 +289,10 @@ def header_section(message: bytes) -> bytes:
     """The header section of ``message``: everything before the first empty line
     (RFC 5322 §2.1), whether lines end in CRLF or in a bare LF; the whole message when it
     has no body."""
-    return message.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    end = message.find(b"\r\n\r\n")
+    end = len(message) if end < 0 else end
+    bare = message.find(b"\n\n", 0, end)  # no copy of a big body: only the head is cut
+    return message[:end if bare < 0 else bare]
 
 
 def verify_all(message: bytes, dns_txt: TxtLookup, *,
