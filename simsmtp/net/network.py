@@ -313,8 +313,11 @@ class Network:
                     .encode())
 
         def refused_pop3(peer: tuple[str, int], reason: str) -> bytes:
-            return b"-ERR [SYS/TEMP] Too many connections, try again later.\r\n" \
-                if reason in ("connection_rate", "auth_failure_rate") else b""
+            if reason == "auth_failure_rate":  # RFC 3206 §4: try again later
+                return b"-ERR [SYS/TEMP] Too many failed logins, try again later.\r\n"
+            if reason == "connection_rate":
+                return b"-ERR [SYS/TEMP] Too many connections, try again later.\r\n"
+            return b""  # over a count: closed without a word, as before
 
         options: dict[str, Any] = dict(
             factory=factory, name=host.name, service=service, trace=self.world.trace,
@@ -559,7 +562,10 @@ class Network:
     def _on_event(self, info: Any, event: Any) -> None:
         record_event(self.world.trace, info, event, self._tls_conns)
         reply = getattr(event, "reply", None)
-        if reply is not None and getattr(reply, "code", 0) == 535:  # RFC 4954 §6: bad login
+        failed = (getattr(reply, "code", 0) == 535 if reply is not None  # RFC 4954 §6
+                  else getattr(event, "response_first_line", "").startswith(
+                      "-ERR [AUTH] Authentication failed"))
+        if failed:  # a bad login (SMTP AUTH, or POP3 RFC 3206 §5): the anvil counts it
             anvil = self.anvils.get(info.host_name)
             if anvil is not None:
                 anvil.auth_failed(info.peer[0])

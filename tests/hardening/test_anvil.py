@@ -146,6 +146,26 @@ def test_a_brute_force_is_cut_off_across_connections(limited: Network) -> None:
         assert code(send_recv(wire, auth_plain(ALICE_PASSWORD))[0]) == 235
 
 
+def test_pop3_failed_logins_count_too() -> None:
+    world = hardening_world(mx={"max_auth_failure_rate": 2})
+    with world.start() as net:
+        net.anvil_of(MX).clock = FakeClock()
+        ip, port = net.address(MX, 110)
+        for guess in ("guess1", "guess2"):
+            with Wire.connect((ip, port), source=ATTACKER, timeout=30) as wire:
+                assert wire.read_line().startswith(b"+OK")
+                wire.send(b"STLS\r\n")
+                assert wire.read_line().startswith(b"+OK")
+                wire.starttls(client_context(net), MX)
+                wire.send(f"USER bob\r\nPASS {guess}\r\n".encode())
+                assert wire.read_line().startswith(b"+OK")
+                assert wire.read_line() == b"-ERR [AUTH] Authentication failed.\r\n"
+        assert refused(net, ATTACKER, MX, 110) == (b"-ERR [SYS/TEMP] Too many failed logins, "
+                                                   b"try again later.\r\n")
+        with Wire.connect((ip, port), source=BYSTANDER, timeout=30) as other:
+            assert other.read_line().startswith(b"+OK")
+
+
 def test_near_its_limit_the_service_cuts_idle_connections_soon() -> None:
     """Stress mode: with 4 of 5 slots taken (80 %), every idle timer becomes the short
     stress timeout (0.2 s here, 300 s otherwise), so dripping connections are cut with
