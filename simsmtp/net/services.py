@@ -218,9 +218,9 @@ class SubmissionHandler(WorldHandler):
 
     def handle_MAIL(self, session: Session, envelope: Envelope, address: str,
                     params: Mapping[str, str | None]) -> Reply | None:
-        """A logged-in user sends as themselves only (RFC 6409 §6.1: the submission server
-        may check the sender against the authenticated identity; Postfix
-        ``reject_sender_login_mismatch``). The null sender is allowed (bounces,
+        """A logged-in user sends as themselves only (Postfix
+        ``reject_sender_login_mismatch``; RFC 6409 §4.3 leaves such checks to the
+        submission server's local policy). The null sender is allowed (bounces,
         auto-replies, RFC 3834)."""
         fault = self.fault("MAIL", address)
         if fault is not None:
