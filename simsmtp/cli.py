@@ -162,6 +162,8 @@ def demo(args: argparse.Namespace, out: TextIO | None = None) -> int:
         sender_host.policy.auth_plaintext = True  # RFC 4954 §4: not advised either
     pcap = Path(args.pcap) if args.pcap else None
     keylog = Path(args.keylog) if args.keylog else None
+    if pcap is not None:  # before the demo, not after it: nothing is played in vain
+        _writable_file(pcap, "--pcap")
     if keylog is not None:
         _fresh_file(keylog)
     if keylog is None and pcap is not None and pcap.suffix.lower() == ".pcapng":
@@ -241,6 +243,36 @@ def _demo(args: argparse.Namespace, out: TextIO, world: World, pcap: Path | None
         say(f"TLS keys: {keylog}")
     out.flush()
     return EXIT_OK
+
+
+def _writable_file(path: Path, option: str) -> None:
+    """Check, before any work, that ``path`` can be written (``option`` names it in the
+    error): its directory exists, it is not a directory itself, and we may create it.
+    The probe leaves an empty file, which the export then replaces."""
+    parent = path.parent
+    if path.is_dir():
+        raise CLIError(f"{option} {path}: is a directory; give a file name", EXIT_USAGE)
+    if not parent.is_dir():
+        raise CLIError(f"{option} {path}: the directory {parent} does not exist", EXIT_USAGE)
+    try:
+        with path.open("ab"):
+            pass
+    except OSError as exc:
+        raise CLIError(f"{option} {path}: cannot write: {exc.strerror or exc}",
+                       EXIT_USAGE) from None
+
+
+def _writable_dir(path: Path, option: str) -> None:
+    """Make the directory ``path`` (and its parents) for ``option``, or say in words why
+    it cannot be."""
+    if path.exists() and not path.is_dir():
+        raise CLIError(f"{option} {path}: is a file, not a directory; give a directory "
+                       "(it is created if missing)", EXIT_USAGE)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CLIError(f"{option} {path}: cannot make the directory: "
+                       f"{exc.strerror or exc}", EXIT_USAGE) from None
 
 
 def _fresh_file(path: Path) -> None:
@@ -421,7 +453,7 @@ def up(args: argparse.Namespace, out: TextIO | None = None) -> int:
     previous = _catch_stop_signals(on_signal)
     try:
         if capture_dir is not None:
-            capture_dir.mkdir(parents=True, exist_ok=True)
+            _writable_dir(capture_dir, "--capture")
         options: dict[str, Any] = {"storage": args.storage, "directory": args.directory,
                                    "capture": capture_dir is not None}
         if capture_dir is not None:

@@ -9,14 +9,23 @@
   ``reject`` -> ``550 5.7.1`` and nothing is stored, ``quarantine`` -> the recipient's
   ``Junk`` folder, ``none`` -> the inbox: :func:`check_inbound`.
 
-Every DNS question goes to the world's own DNS server, never the Internet. The MX runs on
-the world's event-loop thread, which also runs that DNS server, so a blocking socket query
-from there would wait for itself: :class:`InProcessResolver` hands the query's wire bytes
+Every DNS question goes to the world's own DNS server, never the Internet, without a
+socket (a check called on the world's event-loop thread, which also runs that DNS server,
+would otherwise wait for itself): :class:`InProcessResolver` hands the query's wire bytes
 straight to :meth:`DNSServer.handle <simsmtp.net.dns.DNSServer.handle>` (the same code
 that answers ``dig``). The questions show in the trace as ``dns.query``/``dns.answer``
 with ``transport="in-process"`` (they cross no socket, so the capture has no packets for
 them); the checks show as ``auth.spf``, ``auth.dkim``, ``auth.dmarc`` and ``auth.verdict``,
 the signing as ``auth.sign``.
+
+None of this work runs on the world's event loop, which serves every host: a message
+with thousands of DKIM signatures (or a 50 MB body to hash) must not freeze the other
+sessions. :func:`offload` runs the checks and the signing on a worker thread while the
+SMTP core waits for its reply (a :class:`~simsmtp.protocol.handler.PendingReply`), with a
+budget in time (``policy.mailauth_timeout``): past it the MX answers ``451 4.7.1`` and
+records ``temperror`` for all three checks (in ``report`` mode it delivers the message
+with that ``Authentication-Results``), and the submission server answers ``451 4.7.1``.
+The thread only computes; the trace, the verdict and the storing happen back on the loop.
 
 DKIM ``t=`` (RFC 6376 §3.5) is the world clock, so a world signs the same bytes run after
 run (nbval). dkimpy refuses a ``t=`` more than 10 hours after the real time, so for a world
@@ -26,11 +35,14 @@ whose clock runs ahead of the real one ``t=`` is left out (it is only RECOMMENDE
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from simsmtp.protocol.replies import Reply
 from simsmtp.world.mailauth import (
@@ -40,6 +52,7 @@ from simsmtp.world.mailauth import (
     check_spf,
     dns_functions,
     evaluate,
+    temperror_verdict,
 )
 
 if TYPE_CHECKING:
@@ -62,9 +75,12 @@ __all__ = [
     "answer_cache",
     "check_inbound",
     "deliver_to_folder",
+    "inbound_reply",
+    "offload",
     "reject_reply",
     "sign_submission",
     "signing_time",
+    "submission_reply",
     "world_dns",
 ]
 
@@ -76,6 +92,70 @@ JUNK_FOLDER = "Junk"
 TRANSPORT = "in-process"
 #: dkimpy's leeway for a signature time in the future (its ``verify``: 10 hours).
 _DKIMPY_SLOP = 36000
+#: Worker threads for the mail checks of every world in the process (a milter's
+#: processes, in Postfix terms): beside the event loop, never on it.
+CHECK_THREADS = 2
+
+_T = TypeVar("_T")
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(CHECK_THREADS, thread_name_prefix="simsmtp-mailauth")
+        return _pool
+
+
+def offload(work: Callable[[], _T], finish: Callable[[_T], Reply | None],
+            expired: Callable[[], Reply | None],
+            budget: float) -> asyncio.Future[Reply | None] | Reply | None:
+    """Run ``work()`` on a worker thread and ``finish(its result)`` back on the loop.
+
+    What a handler hook returns as its :class:`~simsmtp.protocol.handler.PendingReply`:
+    the future's result is ``finish``'s reply. If ``work`` takes longer than ``budget``
+    seconds, the reply is ``expired()`` instead and ``work``'s result, when it comes, is
+    dropped. If the connection closes first (the core cancels the future), ``finish`` is
+    never called: nothing is stored for a client that got no ``250``.
+
+    Outside a running event loop (a test driving a handler by hand) it simply calls
+    ``finish(work())`` and returns the reply.
+
+    Raises (in the future):
+        Exception: what ``work`` or ``finish`` raised (the core answers ``451 4.3.0``).
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return finish(work())
+    outer: asyncio.Future[Reply | None] = loop.create_future()
+    inner = loop.run_in_executor(_executor(), work)
+
+    def settle(compute: Callable[[], Reply | None]) -> None:
+        if outer.done():  # cancelled (the connection closed) or already expired
+            return
+        try:
+            outer.set_result(compute())
+        except Exception as exc:
+            outer.set_exception(exc)
+
+    timer = loop.call_later(budget, settle, expired)
+
+    def on_done(future: asyncio.Future[_T]) -> None:
+        timer.cancel()
+        if future.cancelled() or outer.done():
+            return
+        error = future.exception()
+        if error is not None:
+            if not outer.done():
+                outer.set_exception(error)
+            return
+        settle(lambda: finish(future.result()))
+
+    inner.add_done_callback(on_done)
+    return outer
 
 
 # ------------------------------------------------------------------------------ DNS
@@ -275,36 +355,78 @@ def sign_submission(handler: WorldHandler, envelope: Envelope,
 
     rsa-sha256, relaxed/relaxed, the header fields of
     :data:`~simsmtp.world.mailauth.DEFAULT_HEADERS` (RFC 6376 §5.4.1: From is required).
-    Records ``auth.sign`` in the trace.
+    Records ``auth.sign`` in the trace. This signs where it is called; the submission
+    server itself uses :func:`submission_reply`, which signs beside the event loop.
     """
+    content = envelope.content if content is None else content
+    signer = _signer(handler, envelope, content)
+    return content if signer is None else signer[1](signer[0]())
+
+
+def submission_reply(handler: WorldHandler, session: Session, envelope: Envelope,
+                     content: bytes) -> asyncio.Future[Reply | None] | Reply | None:
+    """What the submission server answers a message: ``content`` is DKIM-signed on a
+    worker thread (see :func:`offload`, budget ``policy.mailauth_timeout``: past it
+    ``451 4.7.1``), then stored or queued back on the loop; unsigned mail is stored at
+    once."""
+    signer = _signer(handler, envelope, content)
+
+    def store(message: bytes) -> Reply | None:
+        return handler.network.accept(handler, session, envelope, content=message)
+
+    if signer is None:
+        return store(content)
+    work, record = signer
+    budget = float(handler.host.policy.mailauth_timeout)
+
+    def expired() -> Reply | None:
+        handler.world.trace.record("auth.error", handler.host.name,
+                                   queue_id=envelope.queue_id,
+                                   error=f"DKIM signing took longer than {budget:g} s")
+        return timeout_reply(budget, "DKIM signing")
+
+    return offload(work, lambda signed: store(record(signed)), expired, budget)
+
+
+def _signer(handler: WorldHandler, envelope: Envelope, content: bytes,
+            ) -> tuple[Callable[[], bytes], Callable[[bytes], bytes]] | None:
+    """How to sign ``content``: ``(sign, record)``: ``sign()`` does the CPU work (any
+    thread) and returns the signed message; ``record(signed)`` records ``auth.sign`` (on
+    the loop) and returns it. None when there is nothing to sign."""
     from simsmtp.world.mailauth import parse_signature, sign
 
     world, host = handler.world, handler.host
-    content = envelope.content if content is None else content
     domain = _author_domain(content)
     if domain is None:
-        return content
+        return None
     record = world.domains.get(domain)
     if record is None or not record.dkim_selector:
-        return content
+        return None
     if domain != host.domain and domain not in world.local_domains(host):
-        return content  # not our domain: we hold no key for it
-    key = world.dkim_key(domain)
-    assert key is not None
+        return None  # not our domain: we hold no key for it
+    selector = record.dkim_selector
     stamp = signing_time(world)
-    signed = sign(content, domain, record.dkim_selector, key, timestamp=stamp,
-                  timed=stamp is not None)
-    header = signed[:len(signed) - len(content)]
-    tags = parse_signature(header.split(b":", 1)[1])
-    world.trace.record(
-        "auth.sign", host.name, queue_id=envelope.queue_id, domain=domain,
-        selector=record.dkim_selector, key_name=record.dkim_name(), bits=record.dkim_bits,
-        headers=tags.get("h", ""), body_hash=tags.get("bh", ""), timestamp=stamp,
-        note="" if stamp is not None else
-        "t= left out: the world clock is more than 10 hours ahead of the real time, "
-        "and verifiers (dkimpy) refuse a signature from the future",
-        header=header.decode("ascii", "replace"))
-    return signed
+
+    def work() -> bytes:
+        key = world.dkim_key(domain)
+        assert key is not None
+        return sign(content, domain, selector, key, timestamp=stamp,
+                    timed=stamp is not None)
+
+    def trace(signed: bytes) -> bytes:
+        header = signed[:len(signed) - len(content)]
+        tags = parse_signature(header.split(b":", 1)[1])
+        world.trace.record(
+            "auth.sign", host.name, queue_id=envelope.queue_id, domain=domain,
+            selector=selector, key_name=record.dkim_name(), bits=record.dkim_bits,
+            headers=tags.get("h", ""), body_hash=tags.get("bh", ""), timestamp=stamp,
+            note="" if stamp is not None else
+            "t= left out: the world clock is more than 10 hours ahead of the real time, "
+            "and verifiers (dkimpy) refuse a signature from the future",
+            header=header.decode("ascii", "replace"))
+        return signed
+
+    return work, trace
 
 
 # ------------------------------------------------------------------------- receiving
@@ -316,8 +438,8 @@ class InboundDecision:
 
     Attributes:
         action: ``"reject"`` (550, nothing stored), ``"junk"`` (the Junk folder),
-            ``"inbox"``, or ``"skipped"`` (no checks: a trusted client, or
-            ``policy.mailauth = "off"``).
+            ``"inbox"``, ``"defer"`` (451: the checks ran past their budget), or
+            ``"skipped"`` (no checks: a trusted client, or ``policy.mailauth = "off"``).
         content: the message to store: with our Authentication-Results on top (and any
             forged one claiming our name removed), unless skipped.
         reply: the ``550 5.7.1`` for a reject, else None.
@@ -362,33 +484,108 @@ def check_inbound(handler: WorldHandler, session: Session,
     disposition, ``"report"`` only adds the header, ``"off"`` does nothing. Mail from an
     authenticated client or from ``relay_networks`` is not checked. Records ``auth.spf``,
     ``auth.dkim``, ``auth.dmarc`` and ``auth.verdict`` in the trace.
+
+    This runs the checks where it is called; the MX itself uses :func:`inbound_reply`,
+    which runs them beside the event loop.
     """
-    world, host = handler.world, handler.host
-    mode = host.policy.mailauth
-    content = envelope.content
-    base = {"queue_id": envelope.queue_id, "sender": envelope.mail_from,
-            "recipients": list(envelope.rcpt_tos), "mode": mode}
+    skipped = _skip(handler, session, envelope)
+    if skipped is not None:
+        return skipped
+    return _decide(handler, session, envelope, _inbound_work(handler, session, envelope)())
+
+
+def inbound_reply(handler: WorldHandler, session: Session,
+                  envelope: Envelope) -> asyncio.Future[Reply | None] | Reply | None:
+    """What the MX answers a message: its checks run on a worker thread with the budget
+    ``policy.mailauth_timeout`` (see :func:`offload`), then the message is stored (or
+    refused, or put in Junk) back on the loop; a :class:`~simsmtp.protocol.handler.
+    PendingReply` for the SMTP core. Mail that is not checked is stored at once."""
+    skipped = _skip(handler, session, envelope)
+    if skipped is not None:
+        return _store(handler, session, envelope, skipped)
+    budget = float(handler.host.policy.mailauth_timeout)
+
+    def finish(outcome: AuthVerdict | Exception) -> Reply | None:
+        return _store(handler, session, envelope,
+                      _decide(handler, session, envelope, outcome))
+
+    def expired() -> Reply | None:
+        decision = _expired(handler, session, envelope, budget)
+        return _store(handler, session, envelope, decision)
+
+    return offload(_inbound_work(handler, session, envelope), finish, expired, budget)
+
+
+def _store(handler: WorldHandler, session: Session, envelope: Envelope,
+           decision: InboundDecision) -> Reply | None:
+    if decision.reply is not None:
+        return decision.reply
+    return handler.network.accept(handler, session, envelope, folder=decision.folder,
+                                  content=decision.content)
+
+
+def _base(handler: WorldHandler, envelope: Envelope) -> dict[str, Any]:
+    return {"queue_id": envelope.queue_id, "sender": envelope.mail_from,
+            "recipients": list(envelope.rcpt_tos), "mode": handler.host.policy.mailauth}
+
+
+def _skip(handler: WorldHandler, session: Session,
+          envelope: Envelope) -> InboundDecision | None:
+    """The decision for mail that is not checked (policy off, trusted client), or None."""
+    mode = handler.host.policy.mailauth
     why = "policy.mailauth is off: not checked" if mode == "off" else _trusted(handler,
                                                                               session)
-    if why:
-        world.trace.record("auth.verdict", host.name, **base, action="skipped", reason=why)
-        return InboundDecision("skipped", content, reason=why)
+    if not why:
+        return None
+    handler.world.trace.record("auth.verdict", handler.host.name, **_base(handler, envelope),
+                               action="skipped", reason=why)
+    return InboundDecision("skipped", envelope.content, reason=why)
+
+
+def _inbound_work(handler: WorldHandler, session: Session,
+                  envelope: Envelope) -> Callable[[], AuthVerdict | Exception]:
+    """The checks, as a function for a worker thread: the lookups are prepared here, on
+    the loop; the function computes and records nothing but the DNS questions."""
+    host = handler.host
     client_ip = session.peer[0] if session.peer else "0.0.0.0"
     helo, mail_from = session.helo_name or "", envelope.mail_from or ""
+    content = envelope.content
     try:
         lookups = world_dns(handler.network, host.name)
-        spf = answer_cache(handler.network, host.name).remember(
-            ("spf", client_ip, mail_from, helo), lambda: check_spf(
+        cache = answer_cache(handler.network, host.name)
+    except Exception as exc:  # the failure is reported by _decide, on the loop
+        failure = exc
+        return lambda: failure
+
+    def work() -> AuthVerdict | Exception:
+        try:
+            spf = cache.remember(("spf", client_ip, mail_from, helo), lambda: check_spf(
                 client_ip, mail_from, helo, **lookups, receiver=host.name))
-        verdict = evaluate(content, client_ip=client_ip, helo=helo, mail_from=mail_from,
-                           **lookups, receiver=host.name, trace=world.trace, host=host.name,
-                           spf=spf)
-    except Exception as exc:  # a bug must not lose mail: deliver unchecked, say why
+            return evaluate(content, client_ip=client_ip, helo=helo, mail_from=mail_from,
+                            **lookups, receiver=host.name, spf=spf)
+        except Exception as exc:  # a bug must not lose mail: _decide delivers unchecked
+            return exc
+
+    return work
+
+
+def _decide(handler: WorldHandler, session: Session, envelope: Envelope,
+            outcome: AuthVerdict | Exception) -> InboundDecision:
+    """Stamp and decide (on the loop): records the verdict in the trace."""
+    world, host = handler.world, handler.host
+    base = _base(handler, envelope)
+    mode = host.policy.mailauth
+    content = envelope.content
+    if isinstance(outcome, Exception):
+        exc = outcome
         why = f"the checks failed ({type(exc).__name__}: {exc}): delivered unchecked"
         world.trace.record("auth.error", host.name, **base, error=f"{type(exc).__name__}: "
                                                                   f"{exc}")
         world.trace.record("auth.verdict", host.name, **base, action="skipped", reason=why)
         return InboundDecision("skipped", content, reason=why)
+    verdict = outcome
+    verdict.record(world.trace, host.name)
+    client_ip = session.peer[0] if session.peer else "0.0.0.0"
     stamped = verdict.stamp(content, host.name, comments=True)
     disposition = verdict.disposition
     domain = verdict.dmarc.from_domain
@@ -411,6 +608,42 @@ def check_inbound(handler: WorldHandler, session: Session,
                        reply=str(reply) if reply is not None else None,
                        steps=list(verdict.steps))
     return InboundDecision(action, stamped, reply, folder, verdict, reason)
+
+
+def timeout_reply(budget: float, what: str) -> Reply:
+    """``451 4.7.1`` for checks that took longer than their budget: try again later
+    (RFC 3463 §3.8 X.7.1 as Postfix's milter timeout says it; RFC 7489 §6.6.3: a
+    temporary failure may defer the message)."""
+    return Reply(451, f"4.7.1 Error: {what} took longer than {budget:g} s; "
+                      "try again later")
+
+
+def _expired(handler: WorldHandler, session: Session, envelope: Envelope,
+             budget: float) -> InboundDecision:
+    """The decision when the checks ran past their budget: temperror, honestly."""
+    world, host = handler.world, handler.host
+    mode = host.policy.mailauth
+    why = f"checks took longer than {budget:g} s"
+    verdict = temperror_verdict(envelope.content, client_ip=session.peer[0] if session.peer
+                                else "0.0.0.0", helo=session.helo_name or "",
+                                mail_from=envelope.mail_from or "", why=why)
+    verdict.record(world.trace, host.name)
+    if mode == "enforce":  # DMARC cannot be applied now: defer (RFC 7489 §6.6.3)
+        action, reply = "defer", timeout_reply(budget, "the SPF, DKIM and DMARC checks")
+        reason = f"the checks took longer than {budget:g} s: temperror, deferred with 451"
+    else:
+        action, reply = "inbox", None
+        reason = (f"the checks took longer than {budget:g} s: temperror, delivered "
+                  "(policy.mailauth is report)")
+    world.trace.record("auth.verdict", host.name, **_base(handler, envelope), action=action,
+                       reason=reason, helo=session.helo_name, summary=verdict.summary(),
+                       disposition="none",
+                       authentication_results=verdict.authentication_results(
+                           host.name, comments=True),
+                       reply=str(reply) if reply is not None else None,
+                       steps=list(verdict.steps))
+    stamped = verdict.stamp(envelope.content, host.name, comments=True)
+    return InboundDecision(action, stamped, reply, None, verdict, reason)
 
 
 def deliver_to_folder(store: Any, recipients: Sequence[str], message: bytes,

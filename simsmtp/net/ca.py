@@ -1,19 +1,27 @@
 """The world's certificate authority: one CA per world, a leaf certificate per host.
 
-Built on ``trustme``. The CA certificate is written to ``ca.pem`` so outside programs can
-trust the world: ``openssl s_client -CAfile ca.pem``, ``swaks --tls-ca-path ca.pem``,
-``smtplib`` with :meth:`CertificateAuthority.client_context`. With a ``keylog`` path every
-TLS session's secrets are written in SSLKEYLOGFILE format, so a capture can be decrypted
-(in Wireshark, or by the eavesdropper notebook).
+Built with ``cryptography``, limited to what a world needs (RFC 5280): the CA signs host
+certificates only (``pathLenConstraint`` 0, §4.2.1.9) and, given the world's names, only
+for those names and loopback addresses (name constraints, §4.2.1.10); a host certificate
+is good for TLS server and client authentication only (extended key usage ``serverAuth``,
+``clientAuth``, §4.2.1.12), never for code signing. The CA certificate is written to
+``ca.pem`` so outside programs can trust the world: ``openssl s_client -CAfile ca.pem``,
+``swaks --tls-ca-path ca.pem``, ``smtplib`` with
+:meth:`CertificateAuthority.client_context`. With a ``keylog`` path every TLS session's
+secrets are written in SSLKEYLOGFILE format, so a capture can be decrypted (in Wireshark,
+or by the eavesdropper notebook).
 
-Importing this module is cheap: ``trustme`` and ``cryptography`` load when used.
+Importing this module is cheap: ``cryptography`` loads when used.
 """
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import os
 import ssl
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,21 +77,24 @@ class CertificateAuthority:
         keylog: if given, every TLS session made with this CA's contexts appends its
             secrets to this file (SSLKEYLOGFILE format, as Wireshark reads). Both ends
             write, so a session between two of this CA's contexts appears twice.
+        names: the DNS names (domains and host names) the CA may issue for, each with its
+            subdomains (RFC 5280 §4.2.1.10 permitted subtrees), and loopback addresses;
+            None: no name constraints.
     """
 
     def __init__(self, directory: Path | str, organization: str = "simsmtp world CA",
-                 keylog: Path | str | None = None) -> None:
-        import trustme  # cheap module import for `import simsmtp.net.ca`
-
+                 keylog: Path | str | None = None,
+                 names: Iterable[str] | None = None) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.organization = organization
         self.keylog = Path(keylog) if keylog is not None else None
-        self._ca = trustme.CA(organization_name=organization,
-                              organization_unit_name="Certification Authority")
+        self.names = None if names is None else tuple(
+            dict.fromkeys(_normal(n) for n in names if _normal(n)))
+        self._key, self._certificate = _make_ca(organization, self.names)
         self._lock = threading.Lock()
         self._leaves: list[LeafCert] = []
-        self.cert_pem: bytes = self._ca.cert_pem.bytes()
+        self.cert_pem: bytes = _pem(self._certificate)
         self.ca_file.write_bytes(self.cert_pem)
 
     @property
@@ -104,18 +115,17 @@ class CertificateAuthority:
         names = tuple(dict.fromkeys(_normal(n) for n in names if _normal(n)))
         if not names:
             raise ValueError("issue() needs at least one host name")
-        leaf = self._ca.issue_cert(*names, common_name=names[0],
-                                   organization_name=self.organization,
-                                   organization_unit_name="hosts")
+        key_pem, cert_pem = _make_leaf(self._key, self._certificate, names,
+                                       self.organization)
         stem = _file_stem(names[0])
         cert_file = self.directory / f"{stem}.pem"
         key_file = self.directory / f"{stem}.key"
-        cert_file.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+        cert_file.write_bytes(cert_pem)
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC
                      | getattr(os, "O_BINARY", 0), 0o600)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(leaf.private_key_pem.bytes())
-        result = LeafCert(names, cert_file, key_file, leaf.cert_chain_pems[0].bytes())
+            handle.write(key_pem)
+        result = LeafCert(names, cert_file, key_file, cert_pem)
         with self._lock:
             self._leaves.append(result)
         return result
@@ -178,6 +188,106 @@ class CertificateAuthority:
             if all(entry["fingerprint"] != known["fingerprint"] for known in chain):
                 chain.append(entry)
         return chain
+
+
+#: The validity of every certificate of a world: wide, because a world's clock is virtual
+#: and may be set anywhere (as trustme does).
+_NOT_BEFORE = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
+_NOT_AFTER = datetime.datetime(3000, 1, 1, tzinfo=datetime.UTC)
+#: Where a world listens: loopback only (RFC 5735 127.0.0.0/8, RFC 4291 ::1).
+_LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+
+def _pem(certificate: Any) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return bytes(certificate.public_bytes(Encoding.PEM))
+
+
+def _general_name(identity: str) -> Any:
+    from cryptography import x509
+
+    try:
+        return x509.IPAddress(ipaddress.ip_address(identity))
+    except ValueError:
+        pass
+    if identity.startswith("*."):
+        return x509.DNSName("*." + identity[2:].encode("idna").decode("ascii"))
+    return x509.DNSName(identity.encode("idna").decode("ascii"))
+
+
+def _builder(subject: Any, issuer: Any, public_key: Any) -> Any:
+    from cryptography import x509
+
+    return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+            .public_key(public_key).not_valid_before(_NOT_BEFORE)
+            .not_valid_after(_NOT_AFTER).serial_number(x509.random_serial_number())
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key),
+                           critical=False))
+
+
+def _make_ca(organization: str, names: tuple[str, ...] | None) -> tuple[Any, Any]:
+    """The CA's key (EC P-256) and self-signed certificate: it may sign end-entity
+    certificates only (path length 0) and, given ``names``, only for them."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+                      x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME,
+                                         "Certification Authority")])
+    builder = (_builder(name, name, key.public_key())
+               # RFC 5280 §4.2.1.9: a CA that signs no other CA
+               .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+               .add_extension(x509.KeyUsage(
+                   digital_signature=True, content_commitment=False, key_encipherment=False,
+                   data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                   crl_sign=True, encipher_only=False, decipher_only=False), critical=True))
+    if names:  # RFC 5280 §4.2.1.10: the world's names (and subdomains), loopback only
+        subtrees: list[x509.GeneralName] = [
+            _general_name(n) for n in names if not n.startswith("*.")]
+        subtrees += [x509.IPAddress(net) for net in _LOOPBACK]
+        builder = builder.add_extension(
+            x509.NameConstraints(permitted_subtrees=subtrees, excluded_subtrees=None),
+            critical=True)
+    return key, builder.sign(key, hashes.SHA256())
+
+
+def _make_leaf(ca_key: Any, ca_cert: Any, names: tuple[str, ...],
+               organization: str) -> tuple[bytes, bytes]:
+    """A host's key and certificate (PEM): TLS server and client authentication only."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+                         x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "hosts"),
+                         x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    certificate = (
+        _builder(subject, ca_cert.subject, key.public_key())
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
+                       critical=False)
+        .add_extension(x509.SubjectAlternativeName([_general_name(n) for n in names]),
+                       critical=False)
+        .add_extension(x509.KeyUsage(
+            digital_signature=True, content_commitment=False, key_encipherment=False,
+            data_encipherment=False, key_agreement=False, key_cert_sign=False,
+            crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+        # RFC 5280 §4.2.1.12: TLS server and client authentication, nothing else
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                              ExtendedKeyUsageOID.CLIENT_AUTH]),
+                       critical=False)
+        .sign(ca_key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM,
+                                serialization.PrivateFormat.TraditionalOpenSSL,
+                                serialization.NoEncryption())
+    return key_pem, _pem(certificate)  # the chain a server sends: the CA is a root
 
 
 def _describe(cert: Any) -> dict[str, Any]:

@@ -759,7 +759,9 @@ def _configure(resolver: dns.resolver.BaseResolver, ip: str, port: int,
     resolver.nameservers = [ip]
     resolver.port = port
     resolver.lifetime = lifetime
-    resolver.timeout = lifetime
+    # one try waits TRY_TIMEOUT, then the question is asked again until the lifetime ends
+    # (RFC 1035 §4.2.1: UDP is retransmitted): a busy machine is slow, not broken
+    resolver.timeout = min(lifetime, TRY_TIMEOUT)
     resolver.search = []
     resolver.domain = dns.name.root
     resolver.use_search_by_default = False
@@ -767,7 +769,14 @@ def _configure(resolver: dns.resolver.BaseResolver, ip: str, port: int,
     resolver.retry_servfail = False
 
 
-def make_resolver(ip: str, port: int, lifetime: float = 2.0) -> dns.resolver.Resolver:
+#: Seconds a stub resolver waits for one answer before asking again.
+TRY_TIMEOUT = 2.0
+#: Seconds a lookup may take in all (with its retries) before it is a failure for now.
+LOOKUP_LIFETIME = 10.0
+
+
+def make_resolver(ip: str, port: int,
+                  lifetime: float = LOOKUP_LIFETIME) -> dns.resolver.Resolver:
     """A stub resolver that asks only the world's DNS server (no system config, no
     search domains, no cache)."""
     resolver = dns.resolver.Resolver(configure=False)
@@ -776,7 +785,7 @@ def make_resolver(ip: str, port: int, lifetime: float = 2.0) -> dns.resolver.Res
 
 
 def make_async_resolver(ip: str, port: int,
-                        lifetime: float = 2.0) -> dns.asyncresolver.Resolver:
+                        lifetime: float = LOOKUP_LIFETIME) -> dns.asyncresolver.Resolver:
     """Like :func:`make_resolver`, for code running on an event loop (a blocking lookup on
     the loop that also runs the DNS server would wait for itself)."""
     resolver = dns.asyncresolver.Resolver(configure=False)

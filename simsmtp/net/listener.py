@@ -22,6 +22,12 @@ Per accepted connection the :class:`Listener`:
   pending transaction");
 * runs an idle timer (RFC 5321 §4.5.3.2.7: at least 5 minutes), caps connections in total
   and per client address, and says goodbye to every open connection on :meth:`Listener.close`;
+* remembers what each client address did lately across its connections (an :class:`Anvil`,
+  as Postfix's anvil(8)): too many new connections, or too many failed logins, in a window
+  and the next connection is refused with a ``421``;
+* near its connection limit, runs in stress mode (Postfix ``smtpd_timeout =
+  ${stress?{10}:{300}}s``): every idle timer uses the short ``stress_idle_timeout``, so idle
+  connections that hold the service's slots are cut quickly;
 * while the core reads message content (``conn.receiving_content``), enforces a minimum
   data rate instead (Postfix ``smtpd_min_data_rate``): each read of *n* octets moves the
   deadline *n / rate* seconds later, never more than ``idle_timeout`` ahead, so a slow-drip
@@ -38,11 +44,13 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import inspect
 import socket
 import sys
 import time
 import traceback
 import weakref
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
@@ -53,6 +61,7 @@ from .loop import EventLoopThread
 from .tap import Address, Tap, next_conn_id
 
 __all__ = [
+    "Anvil",
     "ClientChannel",
     "ConnectionFactory",
     "ConnectionInfo",
@@ -80,6 +89,100 @@ READ_BUFFER = 256 * 1024
 #: A core that closed returns NEED_DATA once it has reported its last events; past this
 #: many events after the close, a broken core is cut off instead of looping for ever.
 MAX_EVENTS_AFTER_CLOSE = 100
+#: Stress mode starts when this share of ``max_connections`` is in use (Postfix enters it
+#: when a service runs out of processes; starting a little before leaves room to recover).
+STRESS_AT = 0.8
+
+
+class Anvil:
+    """What each client address did lately, across its connections (Postfix anvil(8)).
+
+    Counts, per address and in a sliding window of ``window`` seconds, the connections it
+    opened and the logins it failed, so a client that reconnects after every ``421`` gains
+    nothing: past ``max_connection_rate`` connections (Postfix
+    ``smtpd_client_connection_rate_limit``) or ``max_auth_failure_rate`` failed logins
+    (as ``smtpd_client_auth_rate_limit``) in the window, its next connections are refused
+    until the window has moved on. 0 means no limit.
+
+    Args:
+        max_connection_rate: connections per window and address (0: no limit).
+        max_auth_failure_rate: failed logins per window and address (0: no limit).
+        window: the window in seconds (Postfix ``anvil_rate_time_unit``, 60 s).
+        exempt: ``exempt(ip)`` True for trusted clients (Postfix
+            ``smtpd_client_event_limit_exceptions``, by default ``$mynetworks``).
+        clock: seconds, monotonic (``time.monotonic``); a test passes its own.
+    """
+
+    #: Addresses remembered at most: the oldest is forgotten first (memory stays bounded
+    #: whatever the number of addresses a client uses).
+    MAX_CLIENTS = 65536
+
+    def __init__(self, *, max_connection_rate: int = 0, max_auth_failure_rate: int = 0,
+                 window: float = 60.0, exempt: Callable[[str], bool] | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
+        if window <= 0:
+            raise ValueError(f"window must be > 0 seconds, not {window!r}")
+        self.max_connection_rate = max_connection_rate
+        self.max_auth_failure_rate = max_auth_failure_rate
+        self.window = window
+        self.exempt = exempt
+        self.clock = clock or time.monotonic
+        self._connections: dict[str, deque[float]] = {}
+        self._auth_failures: dict[str, deque[float]] = {}
+
+    def _count(self, table: dict[str, deque[float]], ip: str, add: bool, cap: int) -> int:
+        now = self.clock()
+        times = table.get(ip)
+        if times is None:
+            if not add:
+                return 0
+            if len(table) >= self.MAX_CLIENTS:
+                del table[next(iter(table))]
+            times = table[ip] = deque()
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if add:
+            times.append(now)
+            while len(times) > cap + 1:  # more is never needed to decide
+                times.popleft()
+        if not times:
+            del table[ip]
+        return len(times)
+
+    def _trusted(self, ip: str) -> bool:
+        if self.exempt is None:
+            return False
+        try:
+            return bool(self.exempt(ip))
+        except ValueError:
+            return False
+
+    def refusal(self, ip: str) -> str | None:
+        """Count a new connection from ``ip``; why to refuse it (``"connection_rate"``,
+        ``"auth_failure_rate"``), or None."""
+        if self._trusted(ip):
+            return None
+        if self.max_auth_failure_rate and self._count(
+                self._auth_failures, ip, False, self.max_auth_failure_rate) \
+                >= self.max_auth_failure_rate:
+            return "auth_failure_rate"
+        if self.max_connection_rate and self._count(
+                self._connections, ip, True, self.max_connection_rate) \
+                > self.max_connection_rate:
+            return "connection_rate"
+        return None
+
+    def auth_failed(self, ip: str) -> int:
+        """Count a failed login from ``ip``; how many it has in the window now."""
+        if self._trusted(ip) or not self.max_auth_failure_rate:
+            return 0
+        return self._count(self._auth_failures, ip, True, self.max_auth_failure_rate)
+
+    def auth_blocked(self, ip: str) -> bool:
+        """Whether ``ip`` has used up its failed logins for the window."""
+        return bool(self.max_auth_failure_rate) and not self._trusted(ip) and self._count(
+            self._auth_failures, ip, False, self.max_auth_failure_rate) \
+            >= self.max_auth_failure_rate
 
 
 class SansIOConnection(Protocol):
@@ -216,9 +319,15 @@ class Listener:
             default): content is timed like everything else by ``idle_reset``.
         max_connections: simultaneous connections; ``None`` is unlimited.
         max_per_client: simultaneous connections from one client IP; ``None`` is unlimited.
-        on_refused: ``on_refused(peer) -> bytes`` written to a connection over a cap before
-            it is closed (``421 4.7.0 <host> Error: too many connections from <ip>``);
-            without it the connection is closed silently.
+        on_refused: ``on_refused(peer) -> bytes`` (or ``on_refused(peer, reason)``, reason
+            ``"max_connections"``, ``"max_per_client"``, ``"connection_rate"`` or
+            ``"auth_failure_rate"``) written to a connection over a cap before it is closed
+            (``421 4.7.0 <host> Error: too many connections from <ip>``); without it the
+            connection is closed silently.
+        anvil: the :class:`Anvil` that counts each client's connections and failed
+            logins across connections; None: no rate limits.
+        stress_idle_timeout: the idle timeout of every connection while the listener has
+            :data:`STRESS_AT` of ``max_connections`` or more (stress mode); None: none.
         on_event: ``on_event(info, event)`` for every event the core returns.
         need_data: the core's ``NEED_DATA`` sentinel (found on the core if not given).
         backlog: the listen backlog.
@@ -238,11 +347,13 @@ class Listener:
                  min_data_rate: float | None = None,
                  max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
                  max_per_client: int | None = DEFAULT_MAX_PER_CLIENT,
-                 on_refused: Callable[[Address], bytes] | None = None,
+                 on_refused: Callable[..., bytes] | None = None,
                  on_event: Callable[[ConnectionInfo, object], None] | None = None,
                  need_data: object = _UNSET, backlog: int = 100,
                  close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
-                 identify: Callable[[Address], Address] | None = None) -> None:
+                 identify: Callable[[Address], Address] | None = None,
+                 anvil: Anvil | None = None,
+                 stress_idle_timeout: float | None = None) -> None:
         if idle_reset not in ("event", "data"):
             raise ValueError(f"idle_reset must be 'event' or 'data', not {idle_reset!r}")
         if min_data_rate is not None and not min_data_rate > 0:
@@ -261,6 +372,9 @@ class Listener:
         self.max_connections = max_connections
         self.max_per_client = max_per_client
         self.on_refused = on_refused
+        self._refused_with_reason = on_refused is not None and _takes_two(on_refused)
+        self.anvil = anvil
+        self.stress_idle_timeout = stress_idle_timeout
         self.on_event = on_event
         self.need_data = need_data
         self.backlog = backlog
@@ -354,6 +468,21 @@ class Listener:
         future = asyncio.run_coroutine_threadsafe(self.close(goodbye), self._loop)
         future.result(timeout)
 
+    # -- stress mode -------------------------------------------------------------------
+    @property
+    def stressed(self) -> bool:
+        """True while the listener is near its connection limit (stress mode)."""
+        return (self.stress_idle_timeout is not None and self.max_connections is not None
+                and len(self._protocols) >= STRESS_AT * self.max_connections)
+
+    def current_idle_timeout(self) -> float | None:
+        """The idle timeout connections get now: the short one in stress mode."""
+        timeout = self.idle_timeout
+        if timeout is not None and self.stressed:
+            assert self.stress_idle_timeout is not None
+            return min(timeout, self.stress_idle_timeout)
+        return timeout
+
     # -- bookkeeping used by ServerProtocol ----------------------------------------------
     def _over_cap(self, ip: str) -> str | None:
         if self.max_connections is not None and len(self._protocols) >= self.max_connections:
@@ -361,11 +490,25 @@ class Listener:
         if self.max_per_client is not None and self._per_client.get(ip, 0) >= \
                 self.max_per_client:
             return "max_per_client"
+        if self.anvil is not None:
+            return self.anvil.refusal(ip)
         return None
 
+    def _refusal_bytes(self, peer: Address, reason: str) -> bytes:
+        assert self.on_refused is not None
+        if self._refused_with_reason:
+            return self.on_refused(peer, reason)
+        return self.on_refused(peer)
+
     def _register(self, protocol: ServerProtocol, ip: str) -> None:
+        was_stressed = self.stressed
         self._protocols[protocol] = None
         self._per_client[ip] = self._per_client.get(ip, 0) + 1
+        if not was_stressed and self.stressed:
+            self._record("listener.stress", connections=len(self._protocols),
+                         idle_timeout=self.stress_idle_timeout)
+            for other in list(self._protocols):  # every idle timer gets shorter now
+                other._tighten()
 
     def _unregister(self, protocol: ServerProtocol, ip: str) -> None:
         if self._protocols.pop(protocol, _UNSET) is _UNSET:
@@ -384,6 +527,17 @@ class Listener:
         ip, port = self.address
         return (f"<Listener {self.name or '-'} {self.service or '-'} {ip}:{port} "
                 f"connections={self.connections}>")
+
+
+def _takes_two(callback: Callable[..., Any]) -> bool:
+    """Whether ``callback`` accepts two positional arguments (peer and reason)."""
+    try:
+        inspect.signature(callback).bind(None, None)
+    except TypeError:
+        return False
+    except ValueError:  # no signature (a builtin): the one-argument form
+        return False
+    return True
 
 
 def _sockaddr_of(value: Any) -> Address:
@@ -412,6 +566,8 @@ class ServerProtocol(asyncio.BufferedProtocol):
         self._deadline = 0.0  # loop time when the idle timer fires
         self._delay: asyncio.TimerHandle | None = None
         self._delayed_output = b""
+        #: The core's pending reply this connection waits for (see _watch_pending).
+        self._waiting_on: object = None
         self._paused: set[str] = set()
         self._eof_fed = False
         self._closed_by: str | None = None
@@ -446,7 +602,7 @@ class ServerProtocol(asyncio.BufferedProtocol):
                              reason=refusal)
             if refusal != "shutting_down" and listener.on_refused is not None:
                 try:
-                    self._write(listener.on_refused(peer))
+                    self._write(listener._refusal_bytes(peer, refusal))
                 except Exception as exc:
                     self._error("on_refused", exc)
             self._close_transport("server")
@@ -500,6 +656,8 @@ class ServerProtocol(asyncio.BufferedProtocol):
         if self._delay is not None:
             return True  # keep the socket to write the delayed replies; _pump closes it
         self._pump()
+        if self._waiting_on is not None:
+            return True  # keep the socket to write the pending reply; _pump closes it
         return None  # the transport flushes and closes itself
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -596,15 +754,54 @@ class ServerProtocol(asyncio.BufferedProtocol):
         if tail:
             out.append(tail)
         self._write(b"".join(out))
+        if self._watch_pending(conn):
+            return  # the core waits for its handler: nothing is read until it answers
         if conn.closed or self._eof_fed:
             self._close_transport("server" if conn.closed else "client")
 
     def _wake(self) -> None:
         """Something outside the connection changed (a delivery to an IDLE mailbox): let
-        the core say so, unless it is closed, gone or holding a delayed reply."""
+        the core say so, unless it is closed, gone, holding a delayed reply or waiting for
+        its handler's late reply."""
         if self.conn is None or self._gone or self._delay is not None or \
+                self._waiting_on is not None or \
                 self._closed_by is not None or self.conn.closed:
             return
+        self._pump()
+
+    def _watch_pending(self, conn: SansIOConnection) -> bool:
+        """Whether the core waits for a reply its handler gives later (a future, e.g. a
+        mail check on a worker thread, see :class:`simsmtp.protocol.handler.PendingReply`).
+
+        While it does, reading stops (the client's next commands wait in the socket, in
+        order) and the idle timer does not run: the wait is the server's, not the
+        client's. When the future is done, the loop pumps the core again.
+        """
+        pending = getattr(conn, "pending_reply", None)
+        if pending is None or conn.closed:
+            return False
+        if pending is self._waiting_on:
+            return True
+        self._waiting_on = pending
+        self._pause("pending")
+        loop = self._loop_()
+
+        def done(_future: object) -> None:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(self._after_pending, pending)
+
+        pending.add_done_callback(done)
+        return True
+
+    def _after_pending(self, pending: object) -> None:
+        if pending is not self._waiting_on:
+            return
+        self._waiting_on = None
+        self._resume("pending")
+        if self.conn is None or (self._gone and self.conn.closed):
+            return
+        if self.listener.idle_reset == "event":
+            self._arm_timer()
         self._pump()
 
     def _after_delay(self) -> None:
@@ -629,7 +826,7 @@ class ServerProtocol(asyncio.BufferedProtocol):
         # Lazy re-arming: activity only moves ``_deadline``; the one timer handle stays
         # scheduled and, when it fires early, re-arms itself for the deadline (_on_idle).
         # A cancel and a new heap entry per command cost more than the command itself.
-        timeout = self.listener.idle_timeout
+        timeout = self.listener.current_idle_timeout()
         if timeout is None or self._gone or self._closed_by is not None:
             if self._timer is not None:
                 self._timer.cancel()
@@ -644,9 +841,22 @@ class ServerProtocol(asyncio.BufferedProtocol):
             timer.cancel()
         self._timer = loop.call_at(self._deadline, self._on_idle)
 
+    def _tighten(self) -> None:
+        """Stress mode began: bring this connection's idle deadline within the stress
+        timeout (Postfix applies the short timeout to the sessions already open too)."""
+        timeout = self.listener.current_idle_timeout()
+        if timeout is None or self._timer is None or self._gone:
+            return
+        loop = self._loop_()
+        deadline = loop.time() + timeout
+        if deadline < self._deadline:
+            self._deadline = deadline
+            self._timer.cancel()
+            self._timer = loop.call_at(deadline, self._on_idle)
+
     def _extend_deadline(self, seconds: float) -> None:
         """Move a running idle timer ``seconds`` later, at most ``idle_timeout`` from now."""
-        timeout = self.listener.idle_timeout
+        timeout = self.listener.current_idle_timeout()
         if timeout is None or self._timer is None:
             return
         loop = self._loop_()
@@ -657,12 +867,16 @@ class ServerProtocol(asyncio.BufferedProtocol):
     def _on_idle(self) -> None:
         self._timer = None
         loop = self._loop_()
+        if self._waiting_on is not None and not self._gone:
+            self._arm_timer()  # the server is busy with the client's message: not idle
+            return
         if loop.time() < self._deadline and not self._gone and self._closed_by is None:
             self._timer = loop.call_at(self._deadline, self._on_idle)  # moved meanwhile
             return
         if self.info is not None:
             self.listener._record("tcp.timeout", conn=self.info.id,
-                                  after=self.listener.idle_timeout)
+                                  after=self.listener.current_idle_timeout(),
+                                  stress=self.listener.stressed)
         self._finish(self.listener.on_timeout, "on_timeout")
 
     def shutdown(self, goodbye: Callable[[Any], None] | None) -> None:

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from .attacker import Eavesdropper, OnPathAttacker
     from .ca import CertificateAuthority
     from .dns import DNSServer
-    from .listener import Listener
+    from .listener import Anvil, Listener
     from .queue import Queue
     from .services import WorldHandler
     from .stepper import SMTPStepper, Step
@@ -133,6 +133,10 @@ class Network:
         self._dns_records: tuple[Any, ...] = ()
         #: host name -> its MX's memory of DNS answers (simsmtp.net.authpolicy.AnswerCache).
         self.answer_caches: dict[str, Any] = {}
+        #: host name -> its per-client counters (simsmtp.net.listener.Anvil).
+        self.anvils: dict[str, Anvil] = {}
+        #: host -> the POP3 maildrops its sessions hold now (shared by 110 and 995).
+        self.maildrop_locks: dict[str, Any] = {}
         #: How many times a world booted on this directory before (0: a fresh one).
         self.generation = 0
         #: (host, service) -> the server config its next connection gets (dropped when the
@@ -176,7 +180,9 @@ class Network:
             keylog = self.directory / "tls" / "keylog.txt"
         elif self._keylog:
             keylog = Path(self._keylog)
-        self.ca = CertificateAuthority(self.directory / "tls", keylog=keylog)
+        self.ca = CertificateAuthority(  # limited to the world's names (RFC 5280 §4.2.1.10)
+            self.directory / "tls", keylog=keylog,
+            names=[*world.domains, *world.hosts, world.nameserver])
         for host in world.hosts.values():
             if host.ports():  # its name and its address, so clients given the IP verify too
                 info = self.hosts[host.name]
@@ -339,15 +345,32 @@ class Network:
             factory = self._smtp_factory(host, service)
         hostname = host.name
 
-        def refused(peer: tuple[str, int]) -> bytes:
+        def refused(peer: tuple[str, int], reason: str) -> bytes:
+            if reason == "auth_failure_rate":  # anvil: too many failed logins lately
+                return f"421 4.7.0 {hostname} Error: too many errors\r\n".encode()
             return (f"421 4.7.0 {hostname} Error: too many connections from {peer[0]}\r\n"
                     .encode())
+
+        def refused_retrieval(peer: tuple[str, int], reason: str) -> bytes:
+            if service in ("imap", "imaps"):  # RFC 9051 §7.1.5 (BYE), RFC 5530 UNAVAILABLE
+                if reason in ("auth_failure_rate", "connection_rate"):
+                    return b"* BYE [UNAVAILABLE] Too many connections or failed logins, " \
+                           b"try again later.\r\n"
+                return b""
+            if reason == "auth_failure_rate":  # RFC 3206 §4: try again later
+                return b"-ERR [SYS/TEMP] Too many failed logins, try again later.\r\n"
+            if reason == "connection_rate":
+                return b"-ERR [SYS/TEMP] Too many connections, try again later.\r\n"
+            return b""  # over a count: closed without a word, as before
 
         options: dict[str, Any] = dict(
             factory=factory, name=host.name, service=service, trace=self.world.trace,
             tap=self.tap, idle_timeout=host.policy.idle_timeout, on_timeout=_timeout,
-            on_event=self._on_event, on_refused=refused if service not in RETRIEVAL else None,
+            on_event=self._on_event,
+            on_refused=refused if service not in RETRIEVAL else refused_retrieval,
             identify=self.address_book.identify,
+            anvil=self.anvil_of(host.name),
+            stress_idle_timeout=host.policy.stress_idle_timeout,
             **_limits(host.policy, _LISTENER_LIMITS))
         try:
             listener = await create_listener(info.bind_ip, old_port, **options)
@@ -406,9 +429,10 @@ class Network:
     def _pop3_factory(self, host: Host, *, implicit_tls: bool = False) -> Callable[..., Any]:
         from simsmtp.protocol.pop3 import POP3Config, POP3ServerConnection
 
-        from .services import ServiceConnection, pop3_authenticator
+        from .services import MaildropLocks, POP3Login, ServiceConnection
 
-        authenticate = pop3_authenticator(self, host)
+        # RFC 1939 §8: one session per maildrop, on 110 and 995 alike
+        locks = self.maildrop_locks.setdefault(host.name, MaildropLocks())
         key = (host.name, "pop3s" if implicit_tls else "pop3")
 
         def factory(*, peer: tuple[str, int], local: tuple[str, int]) -> ServiceConnection:
@@ -420,7 +444,9 @@ class Network:
                     tls_context=self._server_context(host.name)
                     if host.policy.starttls or implicit_tls else None,
                     implicit_tls=implicit_tls)
-            return ServiceConnection(POP3ServerConnection(authenticate, config), None)
+            login = POP3Login(self, host, locks)
+            return ServiceConnection(POP3ServerConnection(login.authenticate, config), None,
+                                     on_close=login.release)
 
         return factory
 
@@ -655,6 +681,26 @@ class Network:
 
     def _on_event(self, info: Any, event: Any) -> None:
         record_event(self.world.trace, info, event, self._tls_conns)
+        if login_failed(getattr(event, "reply", None)):  # the anvil counts a bad login
+            anvil = self.anvils.get(info.host_name)
+            if anvil is not None:
+                anvil.auth_failed(info.peer[0])
+
+    def anvil_of(self, host_name: str) -> Anvil:
+        """The :class:`~simsmtp.net.listener.Anvil` of ``host_name``: what each client did
+        lately at any of its services (made on first use from the host's policy; clients
+        in ``relay_networks`` are exempt, as Postfix's ``$mynetworks``)."""
+        from .listener import Anvil
+
+        anvil = self.anvils.get(host_name)
+        if anvil is None:
+            policy = self.world.host(host_name).policy
+            anvil = self.anvils[host_name] = Anvil(
+                max_connection_rate=policy.max_connection_rate,
+                max_auth_failure_rate=policy.max_auth_failure_rate,
+                window=policy.anvil_rate_time_unit,
+                exempt=policy.may_relay if policy.relay_networks else None)
+        return anvil
 
     # ---------------------------------------------------------------- using the world
     def _run(self, coro: Any, timeout: float | None = 60) -> Any:
@@ -896,6 +942,20 @@ _SERVER_LIMITS = (
     "auth_failure_limit",  # failed AUTH attempts before 421 (3)
     "disable_vrfy_command",  # disable_vrfy_command (no)
 )
+
+
+def login_failed(reply: Any) -> bool:
+    """Whether ``reply`` refuses a login: SMTP ``535`` (RFC 4954 §6), POP3 ``-ERR [AUTH]``
+    (RFC 3206 §5) or IMAP ``NO [AUTHENTICATIONFAILED]`` (RFC 5530 §3)."""
+    if reply is None:
+        return False
+    code = getattr(reply, "code", None)
+    if isinstance(code, int):
+        return code == 535
+    if code == "AUTHENTICATIONFAILED":
+        return True
+    return not getattr(reply, "ok", True) and str(getattr(reply, "text", "")).startswith(
+        "[AUTH] Authentication failed")
 
 
 def _limits(policy: Any, names: tuple[str, ...]) -> dict[str, Any]:

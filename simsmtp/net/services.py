@@ -9,10 +9,12 @@
   ``250`` (RFC 5321 §6.1; a real MTA commits the message to its queue at the ``250`` and
   its delivery agent writes the mailbox later: this world does both at once).
 * :class:`SubmissionHandler` (587 STARTTLS then AUTH, 465 implicit TLS; role
-  ``submission``): authenticated users may send anywhere; remote recipients go to the durable
-  outbound queue, local ones straight to their mailboxes.
-* POP3 (110, 995; role ``pop3``): :func:`pop3_authenticator` opens a user's Maildir;
-  IMAP (143, 993; the same role): :func:`imap_authenticator` opens the user's folders.
+  ``submission``): the users of the host's own domains log in and may send anywhere, as
+  themselves only (Postfix ``reject_sender_login_mismatch``); remote recipients go to the
+  durable outbound queue, local ones straight to their mailboxes.
+* POP3 (110, 995; role ``pop3``): :func:`pop3_authenticator` opens a user's Maildir, one
+  session at a time (:class:`MaildropLocks`, RFC 1939 §8); IMAP (143, 993; the same
+  role): :func:`imap_authenticator` opens the user's folders.
 
 Every hook first asks the world's fault rules (:class:`~simsmtp.world.faults.FaultBook`),
 so a notebook can make any host greylist, stall or hang up on purpose. The protocol cores
@@ -26,7 +28,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from simsmtp.protocol.events import NEED_DATA
-from simsmtp.protocol.handler import Handler
+from simsmtp.protocol.handler import Handler, PendingReply
 from simsmtp.protocol.persona import Persona, clip
 from simsmtp.protocol.replies import Reply
 from simsmtp.protocol.session import Envelope, Session
@@ -151,11 +153,21 @@ class WorldHandler(Handler):
 
     def handle_AUTH(self, session: Session, mechanism: str, username: str,
                     password: str) -> bool:
-        """Check a world user's password (user name: the address, or the local part)."""
+        """Check the password of a user of this host's own domains (user name: the
+        address, or the local part); users of other domains never log in here."""
         if self.fault("AUTH", username) is not None:
             return False
-        user = self.world.user(self.qualify(username))
-        return user is not None and user.check_password(password)
+        address = self.qualify(username)
+        user = self.world.user(address)
+        return user is not None and self.serves(user.address) \
+            and user.check_password(password)
+
+    def serves(self, address: str) -> bool:
+        """Whether ``address`` belongs to this host's own domains (its domain, or one whose
+        mail it keeps): whose users may log in here."""
+        domain = address.rpartition("@")[2].lower()
+        return domain == self.host.domain.lower() or domain in (
+            d.lower() for d in self.network.local_domains(self.host.name))
 
     # -- helpers --------------------------------------------------------------------------
     def qualify(self, name: str) -> str:
@@ -223,19 +235,17 @@ class InboundHandler(WorldHandler):
             return False
         return self.host.policy.may_relay(session.peer[0])
 
-    def handle_DATA(self, session: Session, envelope: Envelope) -> Reply | None:
+    def handle_DATA(self, session: Session, envelope: Envelope,
+                    ) -> Reply | PendingReply | None:
         fault = self.fault("MESSAGE", envelope.mail_from or "")
         if fault is not None:
             return fault
         # SPF, DKIM, DMARC (RFC 7208, 6376, 7489): stamp Authentication-Results (RFC 8601),
-        # then 550 5.7.1 for p=reject, the Junk folder for p=quarantine.
-        from .authpolicy import check_inbound
+        # then 550 5.7.1 for p=reject, the Junk folder for p=quarantine. The checks run
+        # beside the event loop: the reply comes later (a PendingReply).
+        from .authpolicy import inbound_reply
 
-        decision = check_inbound(self, session, envelope)
-        if decision.reply is not None:
-            return decision.reply
-        return self.network.accept(self, session, envelope, folder=decision.folder,
-                                   content=decision.content)
+        return inbound_reply(self, session, envelope)
 
 
 class SubmissionHandler(WorldHandler):
@@ -245,16 +255,72 @@ class SubmissionHandler(WorldHandler):
         """Only authenticated users send to other domains (RFC 6409 §4.3)."""
         return session.authenticated
 
-    def handle_DATA(self, session: Session, envelope: Envelope) -> Reply | None:
+    def handle_MAIL(self, session: Session, envelope: Envelope, address: str,
+                    params: Mapping[str, str | None]) -> Reply | None:
+        """A logged-in user sends as themselves only (Postfix
+        ``reject_sender_login_mismatch``; RFC 6409 §4.3 leaves such checks to the
+        submission server's local policy). The null sender is allowed (bounces,
+        auto-replies, RFC 3834)."""
+        fault = self.fault("MAIL", address)
+        if fault is not None:
+            return fault
+        if address and not self.owns(session, address):
+            return self.not_owned(session, address, "Sender address")
+        return None
+
+    def handle_DATA(self, session: Session, envelope: Envelope,
+                    ) -> Reply | PendingReply | None:
         fault = self.fault("MESSAGE", envelope.mail_from or "")
         if fault is not None:
             return fault
-        from .authpolicy import sign_submission
+        refusal = self.check_from(session, envelope.content)
+        if refusal is not None:
+            return refusal
+        from .authpolicy import submission_reply
 
         # The envelope keeps what the client sent (the trace shows it); what is stored and
-        # relayed gets the completed headers and the DKIM signature (RFC 6376 §5).
-        signed = sign_submission(self, envelope, self.complete_headers(envelope))
-        return self.network.accept(self, session, envelope, content=signed)
+        # relayed gets the completed headers and the DKIM signature (RFC 6376 §5), made
+        # beside the event loop (the reply comes later: a PendingReply).
+        return submission_reply(self, session, envelope, self.complete_headers(envelope))
+
+    # -- who may send as whom -----------------------------------------------------------
+    def owns(self, session: Session, address: str) -> bool:
+        """Whether the logged-in user may use ``address`` as a sender: it is their own
+        (Postfix ``smtpd_sender_login_maps`` with one owner per address); anyone may when
+        ``policy.reject_sender_login_mismatch`` is false, or nobody is logged in."""
+        user = session.authenticated_user
+        if not user or not self.host.policy.reject_sender_login_mismatch:
+            return True
+        owner = self.world.user(self.qualify(user))
+        return owner is not None and owner.address.lower() == address.lower()
+
+    def not_owned(self, session: Session, address: str, what: str) -> Reply:
+        """Postfix's refusal: ``553 5.7.1 <addr>: Sender address rejected: not owned by
+        user <login>`` (RFC 3463 §3.8 X.7.1: not authorized)."""
+        login = self.qualify(session.authenticated_user or "")
+        return Reply(553, f"5.7.1 <{address}>: {what} rejected: not owned by user {login}")
+
+    def check_from(self, session: Session, content: bytes) -> Reply | None:
+        """The ``From:`` header must name the logged-in user's domain only, or this server
+        would DKIM-sign a forgery with its domain's key (RFC 7489 §3.1: DMARC trusts the
+        From: domain): ``550 5.7.1`` otherwise (the end of DATA has no 553, RFC 5321
+        §4.3.2)."""
+        user = session.authenticated_user
+        if not user or not self.host.policy.reject_sender_login_mismatch:
+            return None
+        from simsmtp.world.mailauth import author_domains
+
+        login = self.qualify(user)
+        own = login.rpartition("@")[2].lower()
+        try:
+            domains = author_domains(content)
+        except Exception:  # a header section that cannot be read
+            domains = []
+        stranger = next((d for d in domains if d.lower() != own), None)
+        if stranger is None:
+            return None
+        return Reply(550, f"5.7.1 From: domain {stranger} rejected: not owned by user "
+                          f"{login}")
 
     def complete_headers(self, envelope: Envelope) -> bytes:
         """Add ``Date:`` and ``Message-ID:`` when the client left them out (RFC 6409 §8.1-8.3)."""
@@ -277,11 +343,14 @@ class ServiceConnection:
     connection cut without an answer.
     """
 
-    def __init__(self, core: Any, handler: WorldHandler | None) -> None:
+    def __init__(self, core: Any, handler: WorldHandler | None,
+                 on_close: Callable[[], None] | None = None) -> None:
         self.core = core
         self.handler = handler
         self.NEED_DATA = NEED_DATA
         self._waker: Callable[[], None] | None = None
+        #: Called once when the connection is over (the core closed, or EOF).
+        self.on_close = on_close
 
     def set_waker(self, waker: Callable[[], None]) -> None:
         """The listener's way in from outside: ``waker()`` (thread-safe) makes it ask the
@@ -293,11 +362,20 @@ class ServiceConnection:
         if self._waker is not None:
             self._waker()
 
+    def _ended(self) -> None:
+        on_close, self.on_close = self.on_close, None
+        if on_close is not None:
+            on_close()
+
     def receive_data(self, data: bytes) -> None:
         self.core.receive_data(data)
+        if not data:  # EOF: the client is gone, whatever the core still reports
+            self._ended()
 
     def next_event(self) -> object:
         event = self.core.next_event()
+        if self.on_close is not None and self.core.closed:
+            self._ended()
         handler = self.handler
         if handler is not None and handler.delay and dataclasses.is_dataclass(event) \
                 and hasattr(event, "delay"):
@@ -313,15 +391,36 @@ class ServiceConnection:
 
     @property
     def closed(self) -> bool:
-        return bool(self.core.closed or (self.handler is not None and self.handler.drop))
+        closed = bool(self.core.closed or (self.handler is not None and self.handler.drop))
+        if closed and self.on_close is not None:
+            self._ended()
+        return closed
 
     @property
     def receiving_content(self) -> bool:
         """The core reads message content now (the listener's minimum data rate applies)."""
         return bool(getattr(self.core, "receiving_content", False))
 
+    @property
+    def pending_reply(self) -> Any:
+        """The core's reply that comes later (a mail check beside the loop), or None."""
+        return getattr(self.core, "pending_reply", None)
+
     def send(self, *args: Any) -> None:
         self.core.send(*args)
+
+
+def login_user(network: Network, host: Host, user: str, password: str) -> Any:
+    """The world user a POP3 or IMAP login names, if the password is right and the user
+    belongs to one of ``host``'s own domains (a bare name is taken in the host's domain);
+    None otherwise."""
+    address = user if "@" in user else f"{user}@{host.domain}"
+    found = network.world.user(address)
+    if found is None or not found.check_password(password):
+        return None
+    if address.rpartition("@")[2].lower() not in network.local_domains(host.name):
+        return None
+    return found
 
 
 def imap_authenticator(network: Network, host: Host,
@@ -330,11 +429,8 @@ def imap_authenticator(network: Network, host: Host,
     with ``wake`` when the mailbox changes (IDLE, RFC 2177)."""
 
     def authenticate(user: str, password: str) -> Any:
-        address = user if "@" in user else f"{user}@{host.domain}"
-        found = network.world.user(address)
-        if found is None or not found.check_password(password):
-            return None
-        if address.rpartition("@")[2].lower() not in network.local_domains(host.name):
+        found = login_user(network, host, user, password)
+        if found is None:
             return None
         account = network.store.imap_account(found.address)
         account.on_change = wake
@@ -343,16 +439,79 @@ def imap_authenticator(network: Network, host: Host,
     return authenticate
 
 
+class MaildropLocks:
+    """Which maildrops a POP3 session holds now (RFC 1939 §8: the server SHOULD acquire an
+    exclusive lock on the maildrop when a session enters TRANSACTION): a second session
+    for the same user gets ``-ERR [IN-USE] ...`` (RFC 2449 §8.1.2) until the first ends.
+    Used on the event loop's thread only."""
+
+    def __init__(self) -> None:
+        self._held: set[str] = set()
+
+    def acquire(self, address: str) -> bool:
+        """Take the lock of ``address``'s maildrop; False when another session holds it."""
+        key = address.lower()
+        if key in self._held:
+            return False
+        self._held.add(key)
+        return True
+
+    def release(self, address: str) -> None:
+        self._held.discard(address.lower())
+
+    def __contains__(self, address: object) -> bool:
+        return isinstance(address, str) and address.lower() in self._held
+
+
+class POP3Login:
+    """The login of one POP3 connection: checks the password of a user of the host's
+    domains, takes the maildrop's lock and gives it back when the connection ends.
+
+    Args:
+        network: the running network.
+        host: the host that serves POP3.
+        locks: the host's :class:`MaildropLocks`.
+    """
+
+    def __init__(self, network: Network, host: Host, locks: MaildropLocks) -> None:
+        self.network = network
+        self.host = host
+        self.locks = locks
+        self.held: str | None = None
+
+    def authenticate(self, user: str, password: str) -> Any:
+        """The core's authenticator: the user's Maildir, None for wrong credentials.
+
+        Raises:
+            MaildropInUse: another session has this maildrop open.
+        """
+        from simsmtp.protocol.mailbox import MaildropInUse
+
+        found = login_user(self.network, self.host, user, password)
+        if found is None:
+            return None
+        if self.held is None:
+            if not self.locks.acquire(found.address):
+                raise MaildropInUse("Mailbox is locked by another POP3 session.")
+            self.held = found.address
+        return self.network.store.mailbox(found.address)
+
+    def release(self) -> None:
+        """The connection ended: give the maildrop back."""
+        if self.held is not None:
+            self.locks.release(self.held)
+            self.held = None
+
+
 def pop3_authenticator(network: Network, host: Host) -> Callable[[str, str], Any]:
-    """The POP3 login check: a world user of this host's domains and their Maildir."""
+    """The POP3 login check: a world user of this host's domains and their Maildir (no
+    lock: :class:`POP3Login` is what each connection of the world uses)."""
+    login = POP3Login(network, host, MaildropLocks())
 
     def authenticate(user: str, password: str) -> Any:
-        address = user if "@" in user else f"{user}@{host.domain}"
-        found = network.world.user(address)
-        if found is None or not found.check_password(password):
-            return None
-        if address.rpartition("@")[2].lower() not in network.local_domains(host.name):
-            return None
-        return network.store.mailbox(found.address)
+        try:
+            return login.authenticate(user, password)
+        finally:
+            login.release()
 
     return authenticate

@@ -5,6 +5,11 @@ a :class:`~simsmtp.protocol.replies.Reply` to use instead of the default, or ``N
 default (Postfix persona) reply. A hook that raises is answered ``451 4.3.0`` (never ``250``)
 and the exception is kept in ``ServerConnection.handler_errors``.
 
+``handle_DATA`` may also answer later: it returns a :class:`PendingReply` (a future, e.g.
+an :class:`asyncio.Future` made by the network layer, which checks the message on a worker
+thread); the core then reads nothing more of the connection until ``done()``, and its
+``result()`` is the reply. So no CPU-heavy check ever runs inside ``next_event()``.
+
 Subclass :class:`Handler` and override what you need; the defaults accept everything that
 is syntactically valid, authenticate nobody, and keep nothing.
 """
@@ -12,9 +17,25 @@ is syntactically valid, authenticate nobody, and keep nothing.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Protocol, runtime_checkable
 
 from .replies import Reply
 from .session import Envelope, Session
+
+
+@runtime_checkable
+class PendingReply(Protocol):
+    """A reply that comes later (what a future offers; ``asyncio.Future`` and
+    ``concurrent.futures.Future`` both are one)."""
+
+    def done(self) -> bool:
+        """True once :meth:`result` can be called."""
+
+    def result(self) -> Reply | None:
+        """The reply (None for the default), or raise: the message gets ``451 4.3.0``."""
+
+    def cancel(self) -> bool:
+        """The connection closed first: the answer is no longer wanted."""
 
 
 class Handler:
@@ -57,10 +78,11 @@ class Handler:
         """Check credentials; True authenticates. The default trusts nobody."""
         return False
 
-    def handle_DATA(self, session: Session, envelope: Envelope) -> Reply | None:
+    def handle_DATA(self, session: Session, envelope: Envelope) -> Reply | PendingReply | None:
         """The complete message (end of DATA or BDAT LAST): store it here, then return None
         for ``250 2.0.0 Ok: queued as <envelope.queue_id>``, or e.g. ``451 4.3.0`` when the
-        disk failed (RFC 5321 §6.1: never 250 for a message not safely stored)."""
+        disk failed (RFC 5321 §6.1: never 250 for a message not safely stored); or a
+        :class:`PendingReply` whose result is one of those, later."""
         return None
 
     def handle_RSET(self, session: Session) -> Reply | None:

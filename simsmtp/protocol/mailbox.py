@@ -20,6 +20,7 @@ __all__ = [
     "Authenticator",
     "Mailbox",
     "MailboxError",
+    "MaildropInUse",
     "MemoryMailbox",
     "MessageInfo",
     "is_valid_uid",
@@ -38,6 +39,11 @@ class MailboxError(Exception):
 
     The POP3 core turns it into an ``-ERR`` reply, never a crash.
     """
+
+
+class MaildropInUse(MailboxError):
+    """Another session holds the maildrop's lock (RFC 1939 §8: the server SHOULD lock the
+    maildrop): the POP3 core answers ``-ERR [IN-USE] ...`` (RFC 2449 §8.1.2)."""
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,14 @@ from .events import (
     TLSFailed,
     TLSStarted,
 )
-from .mailbox import Authenticator, Mailbox, MailboxError, MessageInfo, to_crlf
+from .mailbox import (
+    Authenticator,
+    Mailbox,
+    MailboxError,
+    MaildropInUse,
+    MessageInfo,
+    to_crlf,
+)
 from .tls import TLSLayer
 
 __all__ = [
@@ -702,6 +709,8 @@ class POP3ServerConnection(SansIOConnection):
         """Check the credentials and open the maildrop (PASS and AUTH)."""
         try:
             box = self._authenticator(user, password)
+        except MaildropInUse as exc:
+            return _err(f"[IN-USE] {exc}")  # RFC 2449 §8.1.2: the maildrop is locked
         except MailboxError as exc:
             return _err(f"[SYS/TEMP] {exc}")  # RFC 3206 §4
         if box is None:

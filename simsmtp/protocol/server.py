@@ -84,7 +84,7 @@ from .grammar import (
     split_path,
     xtext_decode,
 )
-from .handler import Handler
+from .handler import Handler, PendingReply
 from .persona import Persona, clip
 from .replies import Reply
 from .sasl import (
@@ -194,7 +194,19 @@ class _Mode(Enum):
     CHUNK = "BDAT chunk octets"
     AUTH = "SASL response lines"
     HANDSHAKE = "TLS handshake"
+    WAIT = "nothing yet: the handler answers the message later (a PendingReply)"
     CLOSED = "nothing (closed)"
+
+
+@dataclass
+class _Pending:
+    """A message whose reply the handler gives later (``handle_DATA`` -> PendingReply)."""
+
+    reply: PendingReply
+    envelope: Envelope
+    transition: Transition
+    via: str
+    state_before: ServerState
 
 
 class _TooLong:
@@ -276,6 +288,8 @@ class ServerConnection(SansIOConnection):
         self._bdat_size = 0
         # AUTH exchange
         self._mech: ServerMechanism | None = None
+        # a message whose reply the handler gives later
+        self._pending: _Pending | None = None
         if self.config.implicit_tls:
             assert self.config.tls_context is not None
             self._state = S.TLS_HANDSHAKE
@@ -302,6 +316,13 @@ class ServerConnection(SansIOConnection):
         octets): the network layer times this by a minimum data rate (Postfix
         ``smtpd_min_data_rate``) rather than by the idle timeout."""
         return self._mode in (_Mode.DATA, _Mode.CHUNK)
+
+    @property
+    def pending_reply(self) -> PendingReply | None:
+        """The handler's :class:`~simsmtp.protocol.handler.PendingReply` this connection
+        waits for (nothing more is read until it is done), or None. Call
+        :meth:`next_event` again once it is done."""
+        return self._pending.reply if self._pending is not None else None
 
     def send(self, reply: Reply) -> None:
         """Send an unsolicited reply (e.g. ``421 4.4.2`` timeout, ``421 4.3.2`` shutdown);
@@ -364,6 +385,9 @@ class ServerConnection(SansIOConnection):
         self._state = S.CLOSED
         self._mode = _Mode.CLOSED
         self.envelope = Envelope()
+        pending, self._pending = self._pending, None
+        if pending is not None:  # the reply will never be sent: the handler may drop it
+            pending.reply.cancel()
         self._in.clear()
         self._cipher.clear()
         if self._tls is not None and self._tls.handshake_complete:
@@ -406,7 +430,7 @@ class ServerConnection(SansIOConnection):
         event = self._process_input()
         if event is not None or self._events:
             return event
-        if self._eof:
+        if self._eof and self._mode is not _Mode.WAIT:  # the pending reply comes first
             return self._on_eof()
         return None
 
@@ -488,6 +512,8 @@ class ServerConnection(SansIOConnection):
                 event = self._read_chunk()
                 if event is None:
                     return None
+            elif mode is _Mode.WAIT:
+                return self._resume()
             else:
                 return None
             if event is not None:
@@ -1000,7 +1026,7 @@ class ServerConnection(SansIOConnection):
         self._data_size = size
         del buf[:stop + 2]
 
-    def _end_of_data(self) -> ConnectionEvent:
+    def _end_of_data(self) -> ConnectionEvent | None:
         tr = SERVER_TRANSITIONS[(S.DATA, "<end-of-data>")]
         error = self._data_error
         lines = self._data_lines
@@ -1011,22 +1037,62 @@ class ServerConnection(SansIOConnection):
         return self._deliver(content, error, tr, "DATA")
 
     def _deliver(self, content: bytes, error: str | None, tr: Transition,
-                 via: str) -> ConnectionEvent:
-        """End of a message (DATA or BDAT LAST): the handler stores it or we refuse it."""
+                 via: str) -> ConnectionEvent | None:
+        """End of a message (DATA or BDAT LAST): the handler stores it or we refuse it; a
+        handler that answers later puts the connection in WAIT (None: no event yet)."""
         before = self._state
         envelope = self.envelope
         if error is not None:
-            reply = self.persona.reply(error)
+            return self._delivered(envelope, self.persona.reply(error), tr, via, before)
+        envelope.content = replace_stray_cr_lf(content)
+        envelope.mark_received()
+        try:
+            result = self.handler.handle_DATA(self.session, envelope)
+        except Exception as exc:  # the handler's bug must not become a 250
+            self.handler_errors.append(exc)
+            result = self.persona.reply("handler_error")
+        if result is not None and not isinstance(result, Reply) \
+                and isinstance(result, PendingReply):
+            self._pending = _Pending(result, envelope, tr, via, before)
+            self._mode = _Mode.WAIT
+            return self._resume()
+        return self._delivered(envelope, self._checked(result, "handle_DATA"), tr, via,
+                               before)
+
+    def _checked(self, result: object, hook: str) -> Reply | None:
+        """A hook's answer: a Reply or None; anything else is a bug, answered 451 4.3.0."""
+        if result is not None and not isinstance(result, Reply):
+            self.handler_errors.append(TypeError(f"{hook} returned {result!r}"))
+            return self.persona.reply("handler_error")
+        return result
+
+    def _resume(self) -> ConnectionEvent | None:
+        """The pending reply, once the handler has it (None while it has not)."""
+        pending = self._pending
+        assert pending is not None
+        if not pending.reply.done():
+            return None
+        self._pending = None
+        self._mode = _Mode.COMMAND
+        try:
+            result: object = pending.reply.result()
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # a failed (or cancelled) check must not become a 250
+            self.handler_errors.append(exc)
+            result = self.persona.reply("handler_error")
+        return self._delivered(pending.envelope, self._checked(result, "handle_DATA"),
+                               pending.transition, pending.via, pending.state_before)
+
+    def _delivered(self, envelope: Envelope, custom: Reply | None, tr: Transition,
+                   via: str, before: ServerState) -> ConnectionEvent:
+        """Send the message's final reply and reset the transaction."""
+        reply = custom or self.persona.reply("queued", id=envelope.queue_id)
+        if reply.is_positive:
+            self.session.messages += 1
+            self.session.junk_commands = 0  # Postfix resets it after a delivery
         else:
-            envelope.content = replace_stray_cr_lf(content)
-            envelope.mark_received()
-            custom = self._call(self.handler.handle_DATA, self.session, envelope)
-            reply = custom or self.persona.reply("queued", id=envelope.queue_id)
-            if reply.is_positive:
-                self.session.messages += 1
-                self.session.junk_commands = 0  # Postfix resets it after a delivery
-            else:
-                envelope.content = b""
+            envelope.content = b""
         self.envelope = Envelope()
         self._reset_bdat()
         delay = self._send_reply(reply)

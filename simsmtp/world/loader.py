@@ -125,9 +125,9 @@ class WorldFileError(ValueError):
     def __init__(self, source: str, key: str, expected: str, got: str = "", *,
                  line: int | None = None, column: int | None = None) -> None:
         self.source = source
-        self.key = key
+        self.key = clip(key, 4 * MAX_SHOWN)
         self.expected = expected
-        self.got = got
+        self.got = clip(got, 4 * MAX_SHOWN)
         self.line = line
         self.column = column
         super().__init__(str(self))
@@ -137,6 +137,18 @@ class WorldFileError(ValueError):
         parts = [where, self.key] if self.key else [where]
         got = f"; got {self.got}" if self.got else ""
         return ": ".join(parts) + f": expected {self.expected}{got}"
+
+
+#: The longest value an error message shows whole: a 10 MB TXT value is cut, with its size.
+MAX_SHOWN = 120
+
+
+def clip(text: str, limit: int = MAX_SHOWN) -> str:
+    """``text`` cut to about ``limit`` characters for a one-line message, saying how long
+    it was."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text):,} characters)"
 
 
 def format_key(path: KeyPath) -> str:
@@ -156,6 +168,9 @@ def show(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
+        if len(value) > MAX_SHOWN:
+            head = json.dumps(value[:MAX_SHOWN], ensure_ascii=False)[:-1]
+            return f"{head}…\" ({len(value):,} characters)"
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, int | float):
         return repr(value)
@@ -164,9 +179,17 @@ def show(value: Any) -> str:
     if isinstance(value, dict):
         return "a table"
     if isinstance(value, list):
-        text = json.dumps(value, ensure_ascii=False, default=str)
+        try:
+            text = json.dumps(value, ensure_ascii=False, default=str)
+        except (RecursionError, ValueError):
+            return f"a list of {len(value)} items"
         return text if len(text) <= 60 else f"a list of {len(value)} items"
     return f"{type(value).__name__} {value!r}"
+
+
+def _number(value: float) -> str:
+    """A bound as people write it: ``60``, ``0.5``, ``1073741824``."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def _suggest(word: str, options: Iterable[str]) -> str:
@@ -232,11 +255,15 @@ class _Reader:
         return value
 
     def number(self, value: Any, path: KeyPath, lo: float = 0.0, strict: bool = False,
-               why: str = "") -> float:
-        what = f"a number {'>' if strict else '>='} {lo:g}{why}"
+               why: str = "", hi: float | None = None) -> float:
+        what = f"a number {'>' if strict else '>='} {_number(lo)}"
+        if hi is not None:
+            what += f" and <= {_number(hi)}"
+        what += why
         if not isinstance(value, int | float) or isinstance(value, bool):
             self.fail(path, what, show(value))
-        if not math.isfinite(value) or value < lo or (strict and value == lo):
+        if not math.isfinite(value) or value < lo or (strict and value == lo) \
+                or (hi is not None and value > hi):
             self.fail(path, what, show(value))
         return float(value)
 
@@ -260,36 +287,62 @@ class _Reader:
 # -- the parts of a world file ----------------------------------------------------------------
 
 
-def _policy(r: _Reader, value: Any, path: KeyPath) -> Policy:
+#: The ranges of a policy's time and size keys: generous for a lesson, never absurd (a
+#: ``1e300`` s sleep would hang a session for ever, a limit of 2**63 is no limit).
+HOUR, DAY, GIB = 3600.0, 86400.0, 2**30
+_COUNT = 1_000_000
+
+
+def _policy_checks(r: _Reader) -> dict[str, Callable[[Any, KeyPath], Any]]:
+    """The check of every policy key (a world file's, and a policy changed in code)."""
+
+    def seconds(lo: float, hi: float, strict: bool = True) -> Callable[[Any, KeyPath], Any]:
+        return lambda v, p: r.number(v, p, lo, strict=strict, hi=hi, why=" (seconds)")
+
     checks: dict[str, Callable[[Any, KeyPath], Any]] = {
         # RFC 1870 §4: SIZE 0 means no fixed limit.
-        "size_limit": lambda v, p: r.integer(v, p, 0, why=" (bytes, 0 = no limit)"),
+        "size_limit": lambda v, p: r.integer(v, p, 0, GIB, why=" (bytes, 0 = no limit)"),
         "starttls": r.boolean,
         "tls_required_inbound": r.boolean,
         "auth_plaintext": r.boolean,
         "relay_networks": lambda v, p: _networks(r, v, p),
         "outbound_tls": lambda v, p: r.choice(v, p, OUTBOUND_TLS),
         # RFC 5321 §4.5.3.1.8: a server must accept at least 100 recipients.
-        "max_recipients": lambda v, p: r.integer(v, p, 100, why=" (RFC 5321 §4.5.3.1.8)"),
+        "max_recipients": lambda v, p: r.integer(v, p, 100, _COUNT,
+                                                 why=" (RFC 5321 §4.5.3.1.8)"),
         "persona": lambda v, p: r.string(v, p, "a persona name like \"postfix\""),
         # RFC 5321 §4.5.3.2.7 asks for 5 minutes; shorter is allowed for demonstrations.
-        "idle_timeout": lambda v, p: r.number(v, p, 0, strict=True, why=" (seconds)"),
+        "idle_timeout": seconds(0, DAY),
         "smtputf8": r.boolean,
         "pop3_plaintext": r.boolean,
         "mailauth": lambda v, p: r.choice(v, p, MAILAUTH_MODES),
         # Denial-of-service limits, Postfix's names and defaults (see Policy).
-        "min_data_rate": lambda v, p: r.number(v, p, 0, strict=True, why=" (octets/s)"),
-        "max_connections": lambda v, p: r.integer(v, p, 1),
-        "max_per_client": lambda v, p: r.integer(v, p, 1),
-        "hard_error_limit": lambda v, p: r.integer(v, p, 2, why=" (RFC 5321 §3.8)"),
-        "soft_error_limit": lambda v, p: r.integer(v, p, 1),
-        "error_sleep_time": lambda v, p: r.number(v, p, 0, why=" (seconds)"),
-        "junk_command_limit": lambda v, p: r.integer(v, p, 1),
-        "auth_failure_limit": lambda v, p: r.integer(v, p, 1),
+        "min_data_rate": lambda v, p: r.number(v, p, 0, strict=True, hi=GIB,
+                                               why=" (octets/s)"),
+        "max_connections": lambda v, p: r.integer(v, p, 1, _COUNT),
+        "max_per_client": lambda v, p: r.integer(v, p, 1, _COUNT),
+        "hard_error_limit": lambda v, p: r.integer(v, p, 2, _COUNT, why=" (RFC 5321 §3.8)"),
+        "soft_error_limit": lambda v, p: r.integer(v, p, 1, _COUNT),
+        "error_sleep_time": seconds(0, 60, strict=False),
+        "junk_command_limit": lambda v, p: r.integer(v, p, 1, _COUNT),
+        "auth_failure_limit": lambda v, p: r.integer(v, p, 1, _COUNT),
+        "mailauth_timeout": seconds(0, HOUR),
+        "reject_sender_login_mismatch": r.boolean,
+        "max_connection_rate": lambda v, p: r.integer(v, p, 0, _COUNT,
+                                                      why=" (0 = no limit)"),
+        "max_auth_failure_rate": lambda v, p: r.integer(v, p, 0, _COUNT,
+                                                        why=" (0 = no limit)"),
+        "anvil_rate_time_unit": seconds(0, DAY),
+        "stress_idle_timeout": seconds(0, DAY),
         # Postfix's teaching-relevant choices, by their Postfix names (see Policy).
         "disable_vrfy_command": r.boolean,
         "unauth_destination": lambda v, p: r.choice(v, p, UNAUTH_DESTINATION),
     }
+    return checks
+
+
+def _policy(r: _Reader, value: Any, path: KeyPath) -> Policy:
+    checks = _policy_checks(r)
     table = r.table(value, path, checks)
     return Policy(**{key: checks[key](v, (*path, key)) for key, v in table.items()})
 
@@ -508,6 +561,10 @@ def _canonical_rdata(rtype: str, value: str) -> tuple[str, str | None]:
     return rdata.to_text(), None
 
 
+#: The largest record data a DNS message can carry (RFC 1035 §3.2.1, §4.2.2).
+MAX_RDATA = 65535
+
+
 def _record(r: _Reader, value: Any, path: KeyPath) -> Record:
     table = r.table(value, path, ("name", "type", "value", "ttl"),
                     {"name": "the owner name like example.com",
@@ -526,11 +583,15 @@ def _record(r: _Reader, value: Any, path: KeyPath) -> Record:
                show(table["type"]))
     rtype = r.choice(rtype, (*path, "type"), RECORD_TYPES)
     text = r.string(table["value"], (*path, "value"), _RECORD_EXAMPLES[rtype])
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_RDATA:
+        r.fail((*path, "value"), f"a value of at most {MAX_RDATA:,} octets (RFC 1035 §3.2.1: "
+                                 "RDLENGTH is 16 bits)", show(text))
     if rtype == "TXT":
         text = txt_value(text)
     text, error = _canonical_rdata(rtype, text)
     if error is not None:
-        r.fail((*path, "value"), _RECORD_EXAMPLES[rtype], f"{show(table['value'])} ({error})")
+        r.fail((*path, "value"), _RECORD_EXAMPLES[rtype],
+               f"{show(table['value'])} ({clip(error)})")
     # RFC 2181 §8: a TTL is an unsigned 31-bit number of seconds.
     ttl = r.integer(table.get("ttl", DEFAULT_TTL), (*path, "ttl"), 0, 2**31 - 1)
     return Record(name, rtype, text, ttl)
@@ -554,10 +615,10 @@ def _fault(r: _Reader, value: Any, path: KeyPath) -> FaultRule:
             reply = parse_reply(r.string(table["reply"], (*path, "reply"), expected))
         except ValueError:
             r.fail((*path, "reply"), expected, show(table["reply"]))
-    delay = r.number(table.get("delay", 0), (*path, "delay"), why=" (seconds)")
+    delay = r.number(table.get("delay", 0), (*path, "delay"), hi=HOUR, why=" (seconds)")
     drop = r.boolean(table.get("drop", False), (*path, "drop"))
     times = (None if "times" not in table
-             else r.integer(table["times"], (*path, "times"), 1))
+             else r.integer(table["times"], (*path, "times"), 1, _COUNT))
     if reply is None and not drop and not delay:
         r.fail(path, "at least one of reply, delay or drop = true", "none of them")
     return FaultRule(host.lower().rstrip("."), command, match, reply, delay, drop, times)
@@ -660,6 +721,7 @@ def validate_world(world: World) -> None:
                    "false when starttls = false (TLS cannot be required if it is not "
                    "offered)", "true")
         defaults = Policy()
+        checks = _policy_checks(r)
         for f in fields(Policy):
             value, default = getattr(policy, f.name), getattr(defaults, f.name)
             numeric = isinstance(default, int | float) and not isinstance(default, bool)
@@ -667,6 +729,11 @@ def validate_world(world: World) -> None:
                   else type(value) is type(default))
             if not ok:
                 r.fail((*path, "policy", f.name), f"a value like {show(default)}", show(value))
+            if numeric and f.name in checks:  # the same ranges as in a world file
+                if isinstance(default, int) and isinstance(value, float) \
+                        and value.is_integer():
+                    value = int(value)
+                checks[f.name](value, (*path, "policy", f.name))
         for j, net in enumerate(policy.relay_networks):
             try:
                 ipaddress.ip_network(net, strict=False)
@@ -734,6 +801,8 @@ def parse_world(text: str, source: str = "<string>", *, seed: int | None = None)
     """
     try:
         doc = tomllib.loads(text)
+    except RecursionError:  # arrays or inline tables nested thousands deep
+        raise _too_deep(text, source) from None
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         m = _TOML_POSITION.search(message)
@@ -742,6 +811,49 @@ def parse_world(text: str, source: str = "<string>", *, seed: int | None = None)
         raise WorldFileError(source, "", "valid TOML", _TOML_POSITION.sub("", message),
                              line=line, column=column) from None
     return _build(doc, source, seed)
+
+
+#: How deep arrays and inline tables may nest in a world file (none needs more than 3).
+MAX_NESTING = 100
+_NESTING_TOKENS = re.compile(
+    r'"""(?:[^\\]|\\.)*?"""|\'\'\'.*?\'\'\'|"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\'|#[^\n]*'
+    r"|[\[\]{}=\n]", re.DOTALL)
+_HEADER = re.compile(r"\[\[?\s*([^\]\n]*?)\s*\]\]?")
+
+
+def _too_deep(text: str, source: str) -> WorldFileError:
+    """The error for a document nested too deep for the TOML reader: the line and the key
+    where arrays or inline tables go deeper than :data:`MAX_NESTING`."""
+    depth = 0
+    header = ""
+    statement = 0  # where the current key = value began
+    key = ""
+    pos = 0
+    while (m := _NESTING_TOKENS.search(text, pos)) is not None:
+        token, pos = m.group(), m.end()
+        if token == "\n":
+            if depth == 0:
+                statement = pos
+        elif token == "[" and depth == 0 and not text[statement:m.start()].strip():
+            h = _HEADER.match(text, m.start())  # a [table] or [[array]] header
+            if h is not None:
+                header, pos = h.group(1), h.end()
+        elif token == "=" and depth == 0:
+            key = text[statement:m.start()].strip()
+        elif token in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                line = text.count("\n", 0, m.start()) + 1
+                column = m.start() - text.rfind("\n", 0, m.start())
+                where = ".".join(part for part in (header, key) if part)
+                return WorldFileError(
+                    source, where, f"arrays and inline tables nested at most "
+                                   f"{MAX_NESTING} deep", f"deeper nesting at line {line}",
+                    line=line, column=column)
+        elif token in "]}":
+            depth = max(0, depth - 1)
+    return WorldFileError(source, "", f"arrays and inline tables nested at most "
+                                      f"{MAX_NESTING} deep", "deeper nesting")
 
 
 def load_world(path: str | Path, *, seed: int | None = None) -> World:

@@ -173,6 +173,22 @@ class Policy:
             default ``defer_unauth_destination``: ``454 4.7.1``, a safety net against
             configuration mistakes) or ``"reject"`` (``reject_unauth_destination`` of
             production configurations: ``554 5.7.1``).
+        mailauth_timeout: seconds the SPF, DKIM and DMARC checks of one message (and the
+            DKIM signing on submission) may take, beside the event loop; past it the
+            answer is ``451 4.7.1`` and the results are ``temperror``.
+        reject_sender_login_mismatch: on submission, refuse an envelope sender or a
+            ``From:`` address the logged-in user does not own (Postfix
+            ``reject_sender_login_mismatch``); false lets a user send as anyone, as a
+            careless provider does.
+        max_connection_rate: new connections one client address may open per
+            ``anvil_rate_time_unit`` (Postfix ``smtpd_client_connection_rate_limit``;
+            0 = no limit).
+        max_auth_failure_rate: failed AUTH attempts one client address may make per
+            ``anvil_rate_time_unit``, across its connections, before it is cut off with
+            ``421 4.7.0`` (Postfix ``smtpd_client_auth_rate_limit``-like; 0 = no limit).
+        anvil_rate_time_unit: the window of those rates in seconds (Postfix's 60 s).
+        stress_idle_timeout: the idle timeout while a service is near its connection limit
+            (Postfix ``smtpd_timeout = ${stress?{10}:{300}}s``).
     """
 
     # The limits the SMTP server also has take its defaults (Postfix's), stated once there.
@@ -198,6 +214,12 @@ class Policy:
     auth_failure_limit: int = _SMTPD.auth_failure_limit
     disable_vrfy_command: bool = _SMTPD.disable_vrfy_command
     unauth_destination: str = "defer"
+    mailauth_timeout: float = 30.0
+    reject_sender_login_mismatch: bool = True
+    max_connection_rate: int = 0
+    max_auth_failure_rate: int = 10
+    anvil_rate_time_unit: float = 60.0
+    stress_idle_timeout: float = 10.0
 
     def may_relay(self, address: str) -> bool:
         """Whether a client at ``address`` is in :attr:`relay_networks`."""

@@ -141,9 +141,12 @@ class UpProcess:
             time.sleep(0.05)
 
     # -- stopping
-    def terminate(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
-        """Send ``sig`` and return the exit status."""
-        if self.proc.poll() is None:
+    def terminate(self, sig: int = signal.SIGTERM, timeout: float = 15,
+                  *, signalled: bool = False) -> int:
+        """Send ``sig`` (unless the test has ``signalled`` it already: a second signal
+        during the shutdown would find the default handler back and kill the process)
+        and return the exit status."""
+        if self.proc.poll() is None and not signalled:
             self.proc.send_signal(sig)
         try:
             status = self.proc.wait(timeout)

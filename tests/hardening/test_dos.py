@@ -52,15 +52,20 @@ def tight() -> Iterator[Network]:
         yield running
 
 
-def _closed_with(wire: Wire, seconds: float) -> bytes:
-    """What the server says before it closes (fails if it stays open ``seconds``)."""
-    return wire.read_until_closed(seconds)
+#: How long a test waits for the server's last words at most: a bound for a busy machine,
+#: never a measure (the server's own timers decide when it speaks).
+PATIENCE = 30.0
+
+
+def _closed_with(wire: Wire) -> bytes:
+    """What the server says before it closes (fails if it stays open :data:`PATIENCE`)."""
+    return wire.read_until_closed(PATIENCE)
 
 
 def test_f63_idle_timeout_says_421_4_4_2_then_closes(tight: Network) -> None:
     with smtp(tight) as wire:
         start = time.monotonic()
-        said = _closed_with(wire, 5 * TIMEOUT)
+        said = _closed_with(wire)
         assert said == f"421 4.4.2 {MX} Error: timeout exceeded\r\n".encode()
         assert time.monotonic() - start >= TIMEOUT * 0.9  # not before the timeout
 
@@ -71,7 +76,6 @@ def test_f63_idle_timeout_defaults_to_300_seconds(net: Network) -> None:
 
 def test_f64_slowloris_on_a_command_line_is_cut_at_the_deadline(tight: Network) -> None:
     with smtp(tight) as wire:
-        start = time.monotonic()
         said = b""
         for byte in b"MAIL FROM:<slow@loris.example>" * 4:
             try:
@@ -79,17 +83,17 @@ def test_f64_slowloris_on_a_command_line_is_cut_at_the_deadline(tight: Network) 
             except OSError:
                 break
             if not wire.silent(TIMEOUT * 0.8):  # one byte every 0.8 x timeout, no CRLF
-                said = _closed_with(wire, TIMEOUT)
+                said = _closed_with(wire)
                 break
-        assert said.startswith(b"421 4.4.2")  # trickled bytes never extend the session
-        assert time.monotonic() - start < 3 * TIMEOUT
+        # cut before the trickle ended: trickled bytes never extend the session (each came
+        # sooner than the timeout, so extending would never have cut it)
+        assert said.startswith(b"421 4.4.2")
 
 
 def test_f65_slow_data_is_cut_by_the_minimum_data_rate(tight: Network) -> None:
     mark = token()
     with smtp(tight) as wire:
         assert codes(send_recv(wire, ENVELOPE, replies=3)) == [250, 250, 354]
-        start = time.monotonic()
         said = b""
         for byte in message(mark, body="x" * 200):  # 20 octets/s, far below 500
             try:
@@ -97,10 +101,9 @@ def test_f65_slow_data_is_cut_by_the_minimum_data_rate(tight: Network) -> None:
             except OSError:
                 break
             if not wire.silent(0.05):
-                said = _closed_with(wire, TIMEOUT)
+                said = _closed_with(wire)
                 break
-        assert said.startswith(b"421 4.4.2")
-        assert time.monotonic() - start < 4 * TIMEOUT
+        assert said.startswith(b"421 4.4.2")  # cut before the message was all sent
     assert stored(tight, BOB, mark) == []  # nothing stored
 
 
@@ -123,7 +126,7 @@ def test_f66_too_many_errors_get_421_4_7_0_and_a_close(tight: Network) -> None:
     with smtp(tight) as wire:
         assert codes(send_recv(wire, b"BOGUS0\r\n")) == [500]  # RFC 5321 §3.8: no close
         wire.send(b"".join(b"BOGUS%d\r\n" % i for i in range(1, 25)))
-        said = _closed_with(wire, 5.0).split(b"\r\n")[:-1]
+        said = _closed_with(wire).split(b"\r\n")[:-1]
         # hard limit 20 (Postfix smtpd_hard_error_limit): 20 x 500, then the 421
         assert [line[:3] for line in said] == [b"500"] * 19 + [b"421"]
         assert said[-1] == f"421 4.7.0 {MX} Error: too many errors".encode()
@@ -142,7 +145,7 @@ def test_f66_past_the_soft_error_limit_every_reply_is_delayed() -> None:
 def test_f67_junk_commands_count_as_errors_past_the_junk_limit(tight: Network) -> None:
     with smtp(tight) as wire:
         wire.send(b"NOOP\r\n" * 125)
-        said = _closed_with(wire, 5.0).split(b"\r\n")[:-1]
+        said = _closed_with(wire).split(b"\r\n")[:-1]
         # Postfix smtpd_junk_command_limit 100: then each NOOP is an error (still 250)
         assert [line[:3] for line in said] == [b"250"] * 120 + [b"421"]
         assert b"too many errors" in said[-1]
@@ -152,7 +155,7 @@ def test_f68_per_client_connection_cap(tight: Network) -> None:
     wires = [smtp(tight, ehlo=False) for _ in range(3)]
     try:
         with Wire.connect(tight.address(MX)) as extra:
-            assert _closed_with(extra, 2.0) == (
+            assert _closed_with(extra) == (
                 f"421 4.7.0 {MX} Error: too many connections from 127.0.0.1\r\n".encode())
         with smtp(tight, ehlo=False, source="127.0.0.201") as other:  # another client
             assert codes(send_recv(other, b"NOOP\r\n")) == [250]
@@ -167,7 +170,7 @@ def test_f68_total_connection_cap(tight: Network) -> None:
     wires = [smtp(tight, ehlo=False, source=f"127.0.0.{210 + i}") for i in range(5)]
     try:
         with Wire.connect(tight.address(MX), source="127.0.0.220") as extra:
-            said = _closed_with(extra, 2.0)
+            said = _closed_with(extra)
             assert said.startswith(b"421 4.7.0") and b"too many connections" in said
     finally:
         for wire in wires:
@@ -187,7 +190,7 @@ def test_f68_default_per_client_cap_is_50(net: Network) -> None:
     wires = [smtp(net, ehlo=False) for _ in range(50)]
     try:
         with Wire.connect(net.address(MX)) as extra:
-            assert _closed_with(extra, 2.0).startswith(b"421 4.7.0")
+            assert _closed_with(extra).startswith(b"421 4.7.0")
         mark = token()
         for wire in wires[:2]:  # two sessions in a transaction at the same time
             assert codes(send_recv(wire, b"EHLO t\r\n" + ENVELOPE, replies=4)) == \
@@ -245,7 +248,7 @@ def test_f70_client_vanishing_stores_nothing(net: Network, how: str, where: str)
         return [e for e in net.world.trace.events("smtp.closed", host=MX)
                 if e["peer"].endswith(f":{port}")]
 
-    assert net.wait(lambda: bool(closed_events()), 5)  # the session is over and released
+    assert net.wait(lambda: bool(closed_events()), PATIENCE)  # the session is over, released
     (closed,) = closed_events()
     assert ("discarded" in closed["reason"]) == (where == "mid-data")  # RFC 5321 §4.1.1.10
     assert stored(net, BOB, mark) == []
@@ -256,7 +259,7 @@ def test_f70_client_vanishing_stores_nothing(net: Network, how: str, where: str)
 def test_c41_tls_handshake_that_never_comes_is_timed_out(tight: Network) -> None:
     with smtp(tight) as wire:
         assert codes(send_recv(wire, b"STARTTLS\r\n")) == [220]
-        assert _closed_with(wire, 5 * TIMEOUT) == b""  # closed; no plaintext mid-handshake
+        assert _closed_with(wire) == b""  # closed; no plaintext mid-handshake
 
 
 def test_f71_graceful_shutdown_says_421_to_everyone_and_keeps_the_queue(
@@ -281,10 +284,10 @@ def test_f71_graceful_shutdown_says_421_to_everyone_and_keeps_the_queue(
         assert pop.read_line().startswith(b"+OK")
         time.sleep(0.05)
     # leaving the block stopped the world (RFC 5321 §3.8: 421 before closing)
-    assert _closed_with(idle, 2.0) == f"421 4.3.2 {MX} Service shutting down\r\n".encode()
-    said = _closed_with(busy, 2.0)
+    assert _closed_with(idle) == f"421 4.3.2 {MX} Service shutting down\r\n".encode()
+    said = _closed_with(busy)
     assert said.startswith(b"421 4.3.2") and b"250" not in said
-    assert _closed_with(pop, 2.0).startswith(b"-ERR")
+    assert _closed_with(pop).startswith(b"-ERR")
     for wire in (idle, busy, pop):
         wire.close()
     queue = Queue(tmp_path / "queue" / SUBMISSION)

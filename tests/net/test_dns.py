@@ -610,7 +610,7 @@ def test_resolver_uses_only_the_world(start: Callable[..., DNSServer]) -> None:
     resolver = make_resolver("127.0.0.1", 5353)
     assert resolver.nameservers == ["127.0.0.1"]
     assert resolver.port == 5353 and resolver.search == [] and resolver.cache is None
-    assert resolver.lifetime == 2.0
+    assert resolver.lifetime == 10.0 and resolver.timeout == 2.0  # retried within it
 
 
 def test_async_lookup_on_the_servers_own_loop(start: Callable[..., DNSServer],

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -162,15 +163,62 @@ def test_poplib_with_stls_retrieves_and_deletes(
 # --- our client core against the reference servers ---------------------------------------
 
 def _free_port() -> int:
+    """A port that was free a moment ago: only for a program that cannot bind port 0 and
+    say which port it got (smtp-sink); see :func:`_start_sink` for the race."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 
 
-def test_client_core_against_aiosmtpd(server_context: ssl.SSLContext,
-                                      client_context: ssl.SSLContext) -> None:
+def _aiosmtpd_controller(handler: object, **kwargs: Any) -> Any:
+    """aiosmtpd's Controller on a port the kernel picks, read back from the bound socket
+    (a port probed free and bound later may be taken by another process meanwhile)."""
     from aiosmtpd.controller import Controller
 
+    class EphemeralController(Controller):  # type: ignore[misc]
+        async def _bind(self) -> Any:
+            server = await self.loop.create_server(self._factory_invoker, host=self.hostname,
+                                                   port=0, ssl=self.ssl_context)
+            self.port = server.sockets[0].getsockname()[1]
+            return server
+
+        def _create_server(self) -> Any:
+            return self._bind()
+
+    return EphemeralController(handler, hostname="127.0.0.1", **kwargs)
+
+
+def _start_sink(sink: str, directory: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """Start smtp-sink on a free port and make sure the port is really its own.
+
+    smtp-sink binds the port it is given, so the port is probed free first; another
+    process may take it meanwhile. Then smtp-sink fails to bind and exits, and what
+    answers on the port is not an SMTP server: try another port (a few times).
+    """
+    as_root = ["-u", "nobody"] if os.geteuid() == 0 else []  # it refuses to run as root
+    for _attempt in range(5):
+        port = _free_port()
+        process = subprocess.Popen([sink, *as_root, "-c", "-d", str(directory / "%M."),
+                                    f"127.0.0.1:{port}", "10"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        greeting = b""
+        deadline = time.monotonic() + 30  # a bound for a busy machine, not a measure
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as probe:
+                    greeting = probe.recv(5)
+                break
+            except OSError:
+                time.sleep(0.05)  # smtp-sink is still starting: poll its port
+        if process.poll() is None and greeting.startswith(b"220"):
+            return process, port
+        process.terminate()
+        process.wait(5)
+    raise AssertionError("smtp-sink never got a port of its own")
+
+
+def test_client_core_against_aiosmtpd(server_context: ssl.SSLContext,
+                                      client_context: ssl.SSLContext) -> None:
     class Collect:
         def __init__(self) -> None:
             self.envelopes: list[object] = []
@@ -180,8 +228,8 @@ def test_client_core_against_aiosmtpd(server_context: ssl.SSLContext,
             return "250 OK"
 
     handler = Collect()
-    controller = Controller(handler, hostname="127.0.0.1", port=_free_port(),
-                            tls_context=server_context, require_starttls=False)
+    controller = _aiosmtpd_controller(handler, tls_context=server_context,
+                                      require_starttls=False)
     controller.start()
     try:
         with SMTPStepper(("127.0.0.1", controller.port), local_name="mail.example.com",
@@ -210,24 +258,11 @@ def test_client_core_against_aiosmtpd(server_context: ssl.SSLContext,
 
 def test_client_core_against_postfix_smtp_sink() -> None:
     sink = require_program("smtp-sink", "postfix")
-    port = _free_port()
     # smtp-sink drops privileges before it writes the dumps: a directory anyone can reach
     tmp_path = Path(tempfile.mkdtemp(prefix="simsmtp-sink-"))
     tmp_path.chmod(0o777)
-    as_root = ["-u", "nobody"] if os.geteuid() == 0 else []  # it refuses to run as root
-    process = subprocess.Popen([sink, *as_root, "-c", "-d", str(tmp_path / "%M."),
-                                f"127.0.0.1:{port}", "10"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process, port = _start_sink(sink, tmp_path)
     try:
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
         with SMTPStepper(("127.0.0.1", port), local_name="mail.example.com") as session:
             assert session.connect().code == 220
             assert session.ehlo().code == 250

@@ -16,6 +16,7 @@ pyspf and dkimpy do the SPF and DKIM work; they are imported only when a check r
 
 from simsmtp.world.mailauth.dkim import (
     DEFAULT_HEADERS,
+    MAX_SIGNATURES_TO_VERIFY,
     DKIMKey,
     DKIMResult,
     generate_key,
@@ -41,12 +42,18 @@ from simsmtp.world.mailauth.lookup import (
     no_addresses,
     txt_presentation,
 )
-from simsmtp.world.mailauth.results import AuthVerdict, evaluate, strip_authentication_results
+from simsmtp.world.mailauth.results import (
+    AuthVerdict,
+    evaluate,
+    strip_authentication_results,
+    temperror_verdict,
+)
 from simsmtp.world.mailauth.spf import SPF_RESULTS, SPFResult, check_spf
 
 __all__ = [
     "DEFAULT_HEADERS",
     "DISPOSITIONS",
+    "MAX_SIGNATURES_TO_VERIFY",
     "SPF_RESULTS",
     "AuthVerdict",
     "DKIMKey",
@@ -69,6 +76,7 @@ __all__ = [
     "parse_signature",
     "sign",
     "strip_authentication_results",
+    "temperror_verdict",
     "txt_presentation",
     "verify",
     "verify_all",

@@ -25,6 +25,7 @@ from simsmtp.world.mailauth.lookup import DNSTempError, TxtLookup
 
 __all__ = [
     "DEFAULT_HEADERS",
+    "MAX_SIGNATURES_TO_VERIFY",
     "DKIMKey",
     "DKIMResult",
     "generate_key",
@@ -38,8 +39,15 @@ __all__ = [
 #: ones a forger would most like to change).
 DEFAULT_HEADERS = ("From", "To", "Subject", "Date", "Message-ID")
 
-#: Results a signature can get (RFC 8601 §2.7.1; RFC 6376 §6.1 SUCCESS/PERMFAIL/TEMPFAIL).
-DKIM_RESULTS = ("pass", "fail", "none", "permerror", "temperror")
+#: Results a signature can get (RFC 8601 §2.7.1; RFC 6376 §6.1 SUCCESS/PERMFAIL/TEMPFAIL);
+#: ``policy`` is the one entry for the signatures past :data:`MAX_SIGNATURES_TO_VERIFY`.
+DKIM_RESULTS = ("pass", "fail", "none", "permerror", "temperror", "policy")
+
+#: How many DKIM-Signature fields a verifier checks, top first (OpenDKIM
+#: ``MaximumSignaturesToVerify``; RFC 6376 §6.1: "to limit potential denial-of-service
+#: attacks, Verifiers MAY limit the total number of signatures they will attempt to
+#: verify"). The rest are reported in one ``policy`` result, not verified.
+MAX_SIGNATURES_TO_VERIFY = 5
 
 _PUBLIC_EXPONENT = 65537
 
@@ -281,43 +289,68 @@ def header_section(message: bytes) -> bytes:
     """The header section of ``message``: everything before the first empty line
     (RFC 5322 §2.1), whether lines end in CRLF or in a bare LF; the whole message when it
     has no body."""
-    return message.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    end = message.find(b"\r\n\r\n")
+    end = len(message) if end < 0 else end
+    bare = message.find(b"\n\n", 0, end)  # no copy of a big body: only the head is cut
+    return message[:end if bare < 0 else bare]
 
 
-def verify_all(message: bytes, dns_txt: TxtLookup) -> list[DKIMResult]:
-    """Verify every DKIM-Signature of ``message``, top first (RFC 6376 §6).
+def verify_all(message: bytes, dns_txt: TxtLookup, *,
+               max_signatures: int = MAX_SIGNATURES_TO_VERIFY) -> list[DKIMResult]:
+    """Verify the DKIM-Signatures of ``message``, top first (RFC 6376 §6).
+
+    The message is parsed once, whatever the number of signatures, and at most
+    ``max_signatures`` are verified (OpenDKIM ``MaximumSignaturesToVerify``): a message
+    with thousands of them costs no more than one with five. The others are reported in
+    one ``policy`` result (RFC 8601 §2.7.1: "some aspect of the signatures was not
+    acceptable"), never verified, so they can never make DMARC pass.
 
     Args:
         message: the message as received.
         dns_txt: TXT lookup (see :mod:`.lookup`) for the key records.
+        max_signatures: how many signatures to verify at most (>= 1).
 
     Returns:
-        One :class:`DKIMResult` per signature; ``[DKIMResult("none")]`` when unsigned.
+        One :class:`DKIMResult` per verified signature (plus the ``policy`` one for the
+        rest); ``[DKIMResult("none")]`` when unsigned.
     """
     import dkim as dkimpy
 
+    if max_signatures < 1:
+        raise ValueError(f"max_signatures must be at least 1, not {max_signatures}")
     signed = b"dkim-signature" in header_section(message).lower()
-    try:  # no field name anywhere in the header section: unsigned, no need to parse it
-        count = sum(1 for name, _value in dkimpy.DKIM(message).headers
-                    if name.lower() == b"dkim-signature") if signed else 0
-    except dkimpy.DKIMException as exc:  # the header section cannot be parsed at all
-        if not signed:
-            count = 0
-        else:  # RFC 6376 §6.1.1: a signature we cannot read is a PERMFAIL
-            return [DKIMResult("permerror", reason="malformed message",
-                               explanation=f"DKIM: the header section cannot be parsed "
-                                           f"({exc}), so permerror (RFC 6376 §6.1.1)")]
-    if not count:
+    if not signed:  # no field name anywhere in the header section: no need to parse it
         return [DKIMResult("none", explanation="DKIM: the message carries no DKIM-Signature "
                                                "header field, so none")]
-    return [_verify_one(message, index, dns_txt) for index in range(count)]
+    try:  # the one parse of the message (dkimpy splits header fields and body)
+        verifier = dkimpy.DKIM(message, minkey=1024)  # RFC 8301 §3.2: refuse < 1024 bits
+    except dkimpy.DKIMException as exc:  # RFC 6376 §6.1.1: a signature we cannot read
+        return [DKIMResult("permerror", reason="malformed message",
+                           explanation=f"DKIM: the header section cannot be parsed "
+                                       f"({exc}), so permerror (RFC 6376 §6.1.1)")]
+    raws = [v for n, v in verifier.headers if n.lower() == b"dkim-signature"]
+    if not raws:
+        return [DKIMResult("none", explanation="DKIM: the message carries no DKIM-Signature "
+                                               "header field, so none")]
+    results = [_verify_one(verifier, raw, index, dns_txt)
+               for index, raw in enumerate(raws[:max_signatures])]
+    skipped = len(raws) - max_signatures
+    if skipped > 0:
+        many = "signature was" if skipped == 1 else "signatures were"
+        results.append(DKIMResult(
+            "policy", reason=f"{skipped} more not verified (limit {max_signatures})",
+            explanation=f"DKIM: the message carries {len(raws)} DKIM-Signature fields; the "
+                        f"top {max_signatures} were checked and {skipped} more {many} not "
+                        f"verified (a verifier limits its work per message, as OpenDKIM's "
+                        f"MaximumSignaturesToVerify does; RFC 6376 §6.1), so policy: they "
+                        "count for nothing"))
+    return results
 
 
-def _verify_one(message: bytes, index: int, dns_txt: TxtLookup) -> DKIMResult:
+def _verify_one(verifier: Any, raw: bytes, index: int, dns_txt: TxtLookup) -> DKIMResult:
+    """Verify the ``index``-th signature (value ``raw``) with the parsed message
+    ``verifier`` (a dkimpy ``DKIM``, reused for every signature)."""
     import dkim as dkimpy
-
-    verifier = dkimpy.DKIM(message, minkey=1024)  # RFC 8301 §3.2: refuse < 1024 bits
-    raw = [v for n, v in verifier.headers if n.lower() == b"dkim-signature"][index]
     from dkim.util import InvalidTagValueList
 
     try:

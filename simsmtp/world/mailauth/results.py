@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from simsmtp.trace import Trace
 from simsmtp.world.mailauth.dkim import DKIMResult, verify_all
-from simsmtp.world.mailauth.dmarc import DMARCResult, check_dmarc
+from simsmtp.world.mailauth.dmarc import DMARCResult, author_domains, check_dmarc
 from simsmtp.world.mailauth.lookup import (
     AddressLookup,
     MXLookup,
@@ -22,7 +22,7 @@ from simsmtp.world.mailauth.lookup import (
 )
 from simsmtp.world.mailauth.spf import SPFResult, check_spf
 
-__all__ = ["AuthVerdict", "evaluate", "strip_authentication_results"]
+__all__ = ["AuthVerdict", "evaluate", "strip_authentication_results", "temperror_verdict"]
 
 #: RFC 2045 §5.1 tspecials plus space and controls: a value holding one must be quoted
 #: (RFC 8601 §2.2 ``value``).
@@ -93,6 +93,24 @@ class AuthVerdict:
         claim to be ours already (a forgery: RFC 8601 §5)."""
         cleaned = strip_authentication_results(message, authserv_id)
         return self.header_field(authserv_id, comments=comments) + cleaned
+
+    def record(self, trace: Trace, host: str) -> None:
+        """Record ``auth.spf``, ``auth.dkim`` (one per result) and ``auth.dmarc`` in
+        ``trace``, with the records read and the verdicts."""
+        spf, dmarc = self.spf, self.dmarc
+        trace.record("auth.spf", host, result=spf.result, identity=spf.identity,
+                     domain=spf.domain, client_ip=spf.client_ip, record=spf.record,
+                     records=dict(spf.records), mechanism=spf.mechanism,
+                     problem=spf.problem, explanation=spf.explanation)
+        for r in self.dkim:
+            trace.record("auth.dkim", host, result=r.result, domain=r.domain,
+                         selector=r.selector, reason=r.reason, key_name=r.key_name,
+                         key_record=r.key_record, explanation=r.explanation)
+        trace.record("auth.dmarc", host, result=dmarc.result, from_domain=dmarc.from_domain,
+                     policy_domain=dmarc.policy_domain,
+                     record=dmarc.record.text if dmarc.record else None,
+                     policy=dmarc.policy, disposition=dmarc.disposition,
+                     explanation=dmarc.explanation)
 
     def _resinfo(self, comments: bool) -> list[str]:
         spf = self.spf
@@ -178,17 +196,31 @@ def evaluate(message: bytes, *, client_ip: str, helo: str, mail_from: str,
     verdict = AuthVerdict(spf, dkim, dmarc,
                           [spf.explanation, *(r.explanation for r in dkim), dmarc.explanation])
     if trace is not None:
-        trace.record("auth.spf", host, result=spf.result, identity=spf.identity,
-                     domain=spf.domain, client_ip=spf.client_ip, record=spf.record,
-                     records=dict(spf.records), mechanism=spf.mechanism,
-                     problem=spf.problem, explanation=spf.explanation)
-        for r in dkim:
-            trace.record("auth.dkim", host, result=r.result, domain=r.domain,
-                         selector=r.selector, reason=r.reason, key_name=r.key_name,
-                         key_record=r.key_record, explanation=r.explanation)
-        trace.record("auth.dmarc", host, result=dmarc.result, from_domain=dmarc.from_domain,
-                     policy_domain=dmarc.policy_domain,
-                     record=dmarc.record.text if dmarc.record else None,
-                     policy=dmarc.policy, disposition=dmarc.disposition,
-                     explanation=dmarc.explanation)
+        verdict.record(trace, host)
     return verdict
+
+
+def temperror_verdict(message: bytes, *, client_ip: str, helo: str, mail_from: str,
+                      why: str) -> AuthVerdict:
+    """The honest verdict when the checks could not finish (e.g. past their time budget):
+    ``temperror`` for SPF, DKIM and DMARC alike (RFC 7208 §2.6.6, RFC 6376 §6.1.2 TEMPFAIL,
+    RFC 7489 §11.2), with ``why`` as the reason. Nothing is looked up.
+    """
+    sender = mail_from.strip("<>")
+    identity = "mailfrom" if sender else "helo"
+    domain = sender.rpartition("@")[2] if sender else helo
+    spf = SPFResult("temperror", identity, domain.lower(), sender or f"postmaster@{helo}",
+                    client_ip, problem=why,
+                    explanation=f"SPF: not finished ({why}), so temperror (RFC 7208 §2.6.6)")
+    dkim = DKIMResult("temperror", reason=why,
+                      explanation=f"DKIM: not finished ({why}), so temperror "
+                                  "(RFC 6376 §6.1.2)")
+    try:
+        domains = author_domains(message)
+    except Exception:  # a header section we cannot read: no domain to name
+        domains = []
+    dmarc = DMARCResult("temperror", from_domain=domains[0] if len(domains) == 1 else "",
+                        explanation=f"DMARC: not finished ({why}), so temperror: the "
+                                    "receiver should try again later (RFC 7489 §6.6.3)")
+    return AuthVerdict(spf, (dkim,), dmarc,
+                       [spf.explanation, dkim.explanation, dmarc.explanation])
