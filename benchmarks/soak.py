@@ -82,7 +82,7 @@ def make_message(number: int, rng: random.Random) -> bytes:
     """A message with its number in X-Soak-Id and 1-70 body lines of 70 characters."""
     head = (f"From: Alice <{SENDER}>\r\nTo: Bob <{RECIPIENT}>\r\nSubject: soak {number}\r\n"
             f"Message-ID: <{number}.soak@example.com>\r\nX-Soak-Id: {number}\r\n\r\n")
-    lines = [("%07d " % number + rng.choice("abcdefghij") * 62) for _ in
+    lines = [(f"{number:07d} " + rng.choice("abcdefghij") * 62) for _ in
              range(rng.randint(1, 70))]
     return (head + "\r\n".join(lines) + "\r\n").encode()
 
