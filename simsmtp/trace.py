@@ -156,13 +156,16 @@ class Trace:
         with self._lock:
             return self._events[0].seq if self._events else self._next
 
-    def left_out(self, what: str = "events") -> str:
-        """The sentence a view shows when older events left the window ("" when none did)."""
-        dropped = self.dropped
-        if not dropped:
+    def left_out(self, since: int = 0) -> str:
+        """The sentence a view shows when events from position ``since`` on left the
+        window ("" when none did)."""
+        with self._lock:
+            first = self._events[0].seq if self._events else self._next
+            gone = min(first, self._next - len(self._events)) - since
+        if gone <= 0:
             return ""
-        return (f"{dropped:,} older {what} were left out (the trace keeps the newest "
-                f"{self.window:,} in memory).")
+        keeps = f"the newest {self.window:,}" if self.window else "what was newest then"
+        return f"{gone:,} older events were left out (the trace keeps {keeps} in memory)."
 
     # -- reading ---------------------------------------------------------------------
     def events(self, kind: str | None = None, host: str | None = None) -> list[TraceEvent]:
