@@ -58,6 +58,8 @@ QUICK_SECONDS = 40.0
 SAMPLE_EVERY = 5.0
 #: Seconds the queue may take to drain once the clients stop.
 DRAIN_TIMEOUT = 120.0
+#: Seconds without a delivery, while draining, after which the rest counts as deferred.
+STALL = 15.0
 #: Seconds a server may take to boot or to stop.
 START_TIMEOUT = 60.0
 
@@ -294,8 +296,21 @@ def run(seconds: float, *, sessions: int = 2, restart: bool = True,
             thread.join(60)
         accepted = set(load.accepted)
         end = time.monotonic() + DRAIN_TIMEOUT
-        while count_delivered(box) < len(accepted) and time.monotonic() < end:
+        last, progress, retries = -1, time.monotonic(), 0
+        while (now_delivered := count_delivered(box)) < len(accepted) \
+                and time.monotonic() < end:
+            if now_delivered != last:
+                last, progress = now_delivered, time.monotonic()
+            elif time.monotonic() - progress > STALL and retries < 2:
+                # what is left was deferred (a 4xx on a busy machine) and waits for its
+                # retry in real minutes: up retries deferred mail at once when it starts
+                say(f"  {len(accepted) - now_delivered} deferred: up again to retry them")
+                server.stop()
+                server.start()
+                retries += 1
+                progress = time.monotonic()
             time.sleep(0.5)
+        result["drain_restarts"] = retries
         elapsed = time.monotonic() - started
         samples.append((elapsed, len(accepted), count_delivered(box), rss_mb(server.pid)))
         say(f"  {elapsed:6.1f} s  sent {len(accepted):6d}  delivered {samples[-1][2]:6d}"
@@ -320,7 +335,7 @@ def measure(report: Report, *, quick: bool = False, scale: float = 1.0,
             log: object = None) -> None:
     """Run the soak and add its table and targets to ``report``."""
     say = log if callable(log) else (lambda _text: None)
-    seconds = max(6.0, (QUICK_SECONDS if quick else FULL_SECONDS) * scale)
+    seconds = max(12.0, (QUICK_SECONDS if quick else FULL_SECONDS) * scale)
     table = Table("Soak: simsmtp up under steady submission, with a restart halfway",
                   ["seconds", "messages sent (250)", "delivered to Bob", "RSS MB"])
     try:
@@ -341,12 +356,14 @@ def measure(report: Report, *, quick: bool = False, scale: float = 1.0,
         f"RSS at rest {figures['rest_mb']:.1f} MB; under load: {summary['load_text']}.",
         f"Nothing lost: {figures['accepted']:,} messages got 250, "
         f"{figures['delivered']:,} are in Bob's Maildir; missing "
-        f"{len(figures['missing'])}, twice or more {len(figures['duplicates'])}.",
+        f"{len(figures['missing'])}, twice or more {len(figures['duplicates'])}"
+        + (f" (deferred mail retried by {figures['drain_restarts']} more restart(s) "
+           "while draining)." if figures.get("drain_restarts") else "."),
     ]
     report.tables.append(table)
-    report.target("soak: every message that got 250 in the mailbox exactly once",
-                  None if not figures["accepted"] else 1.0, "", "all, once",
-                  not figures["missing"] and not figures["duplicates"])
+    wrong = len(figures["missing"]) + len(figures["duplicates"])
+    report.target("soak: messages that got 250 but are missing or twice in the mailbox",
+                  float(wrong), "", "0", wrong == 0 and figures["accepted"] > 0)
     report.target("soak: RSS growth over the second half", summary["growth_kb"], "KB/msg",
                   "< 1 KB per message", summary["growth_kb"] is not None
                   and summary["growth_kb"] < 1.0)
