@@ -32,8 +32,8 @@ from typing import IO, Any
 SECRET_FIELDS = frozenset({"password", "secret", "credentials", "auth_response"})
 
 #: Events a trace keeps in memory by default (a notebook's world records a few thousand;
-#: an event costs about half a kilobyte, so the window stays near 50 MB at most).
-DEFAULT_WINDOW = 100_000
+#: an event costs about 600 bytes, so the window stays near 30 MB at most).
+DEFAULT_WINDOW = 50_000
 #: Events kept in memory by ``python -m simsmtp up`` (a world served all day).
 SERVE_WINDOW = 20_000
 #: Events written to the history file between two flushes (and at every close).
