@@ -289,7 +289,7 @@ def run(seconds: float, *, sessions: int = 2, restart: bool = True,
                 samples.append(sample)
                 say(f"  {sample[0]:6.1f} s  sent {sample[1]:6d}  delivered {sample[2]:6d}"
                     f"  RSS {sample[3]:6.1f} MB")
-                next_sample += SAMPLE_EVERY
+                next_sample = max(next_sample + SAMPLE_EVERY, now + SAMPLE_EVERY / 2)
             time.sleep(0.2)
         load.stop.set()
         for thread in threads:
