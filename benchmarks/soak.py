@@ -54,6 +54,9 @@ PER_SESSION = 20
 #: Seconds of load in a full run and in --quick.
 FULL_SECONDS = 180.0
 QUICK_SECONDS = 40.0
+#: Accepted but undelivered messages the clients of ``python -m benchmarks --only soak``
+#: allow (steady mail the world can carry: what grows then is retention, not the queue).
+BACKLOG = 500
 #: Seconds between two samples of the figures.
 SAMPLE_EVERY = 5.0
 #: Seconds the queue may take to drain once the clients stop (while deliveries go on).
@@ -115,6 +118,11 @@ class Load:
 
     target: Target
     sessions: int = 2
+    #: Messages that got 250 but are not in the mailbox yet, at most (None: no limit):
+    #: steady mail at the rate the world delivers, so that the queue does not grow.
+    backlog: int | None = None
+    #: Messages in the mailbox (the driver updates it as it samples).
+    delivered: int = 0
     stop: threading.Event = field(default_factory=threading.Event)
     accepted: set[int] = field(default_factory=set)
     attempted: int = 0
@@ -155,6 +163,9 @@ class Load:
             client.starttls(context=context)
             client.login(SENDER, PASSWORD)
             for _ in range(PER_SESSION):
+                while self.backlog is not None and not self.stop.is_set() \
+                        and len(self.accepted) - self.delivered > self.backlog:
+                    self.stop.wait(0.05)
                 if self.stop.is_set():
                     return
                 number = self._next()
@@ -243,6 +254,7 @@ def soak_ids(box: Path) -> Counter[int]:
 
 
 def run(seconds: float, *, sessions: int = 2, restart: bool = True,
+        backlog: int | None = None,
         directory: Path | None = None, extra: list[str] | None = None,
         say: Callable[[str], None] = lambda _t: None) -> dict[str, Any]:
     """Serve a world under load for ``seconds`` (a restart halfway); the figures.
@@ -263,7 +275,7 @@ def run(seconds: float, *, sessions: int = 2, restart: bool = True,
         time.sleep(1.0)  # let the world settle before the figure at rest
         rest = rss_mb(server.pid)
         result["rest_mb"] = rest
-        load = Load(target, sessions=sessions)
+        load = Load(target, sessions=sessions, backlog=backlog)
         started = time.monotonic()
         threads = load.start()
         restarted = not restart
@@ -283,6 +295,7 @@ def run(seconds: float, *, sessions: int = 2, restart: bool = True,
                     f"{time.monotonic() - stopped:.1f} s")
                 result["restart_at"] = elapsed
                 restarted = True
+            load.delivered = count_delivered(box)
             if now >= next_sample:
                 sample = (elapsed, len(load.accepted), count_delivered(box),
                           rss_mb(server.pid))
@@ -324,7 +337,7 @@ def run(seconds: float, *, sessions: int = 2, restart: bool = True,
             delivered=sum(seen.values()),
             missing=sorted(accepted - set(seen)),
             duplicates=sorted(n for n, c in seen.items() if c > 1),
-            errors=dict(load.errors), seconds=seconds, sessions=sessions)
+            errors=dict(load.errors), seconds=seconds, sessions=sessions, backlog=backlog)
         return result
     finally:
         server.stop()
@@ -341,7 +354,7 @@ def measure(report: Report, *, quick: bool = False, scale: float = 1.0,
     table = Table("Soak: simsmtp up under steady submission, with a restart halfway",
                   ["seconds", "messages sent (250)", "delivered to Bob", "RSS MB"])
     try:
-        figures = run(seconds, say=say)
+        figures = run(seconds, backlog=BACKLOG, say=say)
     except Exception as exc:
         table.notes.append(f"failed: {type(exc).__name__}: {str(exc)[:300]}")
         report.tables.append(table)
@@ -353,7 +366,8 @@ def measure(report: Report, *, quick: bool = False, scale: float = 1.0,
         f"python -m simsmtp up --directory D (Maildir with fsync, trace and capture on) in "
         f"its own process; {figures['sessions']} client threads: STARTTLS, AUTH, "
         f"{PER_SESSION} messages per session (1-70 lines of 70 characters), one junk "
-        f"session to port 25 after each; SIGTERM and up again at "
+        f"session to port 25 after each; the clients wait while more than {BACKLOG} "
+        f"accepted messages are not delivered yet; SIGTERM and up again at "
         f"{figures.get('restart_at', 0):.0f} s; RSS from /proc/<pid>/status.",
         f"RSS at rest {figures['rest_mb']:.1f} MB; under load: {summary['load_text']}.",
         f"Nothing lost: {figures['accepted']:,} messages got 250, "
@@ -394,10 +408,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=FULL_SECONDS)
     parser.add_argument("--sessions", type=int, default=2, help="client threads")
     parser.add_argument("--no-restart", action="store_true")
+    parser.add_argument("--backlog", type=int, default=None, metavar="N",
+                        help="wait while more than N accepted messages are not delivered "
+                             "yet (steady mail the world can carry; default: no limit)")
     parser.add_argument("--directory", help="the world's directory (kept afterwards)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args, extra = parser.parse_known_args(argv)
     figures = run(args.seconds, sessions=args.sessions, restart=not args.no_restart,
+                  backlog=args.backlog,
                   directory=Path(args.directory) if args.directory else None, extra=extra,
                   say=lambda text: print(text, file=sys.stderr, flush=True))
     summary = summarize(figures)
