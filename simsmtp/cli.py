@@ -476,8 +476,10 @@ def up(args: argparse.Namespace, out: TextIO | None = None) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if not args.json:
+        left_out = net.tap.left_out() if capture_dir else ""
         out.write("Stopped." + (f" Capture: {capture_dir / 'capture.pcap'}, TLS keys: "
-                                f"{capture_dir / 'keylog.txt'}" if capture_dir else "") + "\n")
+                                f"{capture_dir / 'keylog.txt'}" if capture_dir else "")
+                  + (f" ({left_out})" if left_out else "") + "\n")
         out.flush()
     return EXIT_OK
 
