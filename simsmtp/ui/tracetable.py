@@ -4,7 +4,7 @@ The trace (``world.trace``) is the one record of everything that happened; this 
 a window on it. Each row says when (on the world's virtual clock), where (the host that
 recorded it), what (the event kind, e.g. ``smtp.command``) and a one-line summary made of
 the event's own fields (secrets masked). ``show_seq=True`` adds each event's position in
-the trace (``world.trace.events()[seq]`` gives the whole event); it is off by default
+the trace (``world.trace.get(seq)`` gives the whole event); it is off by default
 because two servers working at the same moment may record in either order.
 """
 
