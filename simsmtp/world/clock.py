@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 #: How many of the latest queue ids an IdGenerator remembers to never repeat them.
-ISSUED_MEMORY = 100_000
+ISSUED_MEMORY = 10_000
 
 
 class VirtualClock:
