@@ -5,14 +5,17 @@
     python -m benchmarks                 # everything (about 2-3 minutes on 2 cores)
     python -m benchmarks --quick         # smaller counts; scale stops at 1,000 x 100
     python -m benchmarks --only server,client --json figures.json
+    python -m benchmarks --only soak     # a world served for two minutes (not in "all")
 
 Sections, in order: ``boot`` (import, boot, stop, RSS: :mod:`benchmarks.boot`), ``server``
 (:mod:`benchmarks.throughput`), ``breakdown`` (what the world MX's parts cost:
 :mod:`benchmarks.breakdown`), ``client`` (:mod:`benchmarks.client`), ``latency``
 (:mod:`benchmarks.latency`), ``scale`` (:mod:`benchmarks.scale`), ``notebooks``
-(:mod:`benchmarks.notebooks`). The tables go to stdout in Markdown (the README's
-Performance section is a copy), progress to stderr. Nothing here asserts a timing: missed
-targets are reported, and the exit status is 0 unless the command itself broke.
+(:mod:`benchmarks.notebooks`); on request only, ``soak`` (memory and nothing lost under
+steady mail, with a restart: :mod:`benchmarks.soak`). The tables go to stdout in Markdown
+(the README's Performance section is a copy), progress to stderr. Nothing here asserts a
+timing: missed targets are reported, and the exit status is 0 unless the command itself
+broke.
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from . import breakdown, client, latency, notebooks, scale, throughput
+from . import breakdown, client, latency, notebooks, scale, soak, throughput
 from .common import ROOT, Report, Table, fmt, machine, median, python_argv
 
 SECTIONS = ("boot", "server", "breakdown", "client", "latency", "scale", "notebooks")
+#: Sections run only when named in --only (they take minutes by design).
+ON_REQUEST = ("soak",)
 
 #: Runs of each boot figure (benchmarks.boot's own defaults are 20 and 5).
 BOOT_RUNS = {False: 20, True: 5}
@@ -92,6 +97,7 @@ MEASURES: dict[str, Callable[..., None]] = {
     "latency": latency.measure,
     "scale": scale.measure,
     "notebooks": notebooks.measure,
+    "soak": soak.measure,
 }
 
 
@@ -102,7 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="smaller counts; scale stops at 1,000 messages x 100 domains")
     parser.add_argument("--only", default=",".join(SECTIONS),
-                        help=f"comma-separated sections (default all: {','.join(SECTIONS)})")
+                        help=f"comma-separated sections (default all: {','.join(SECTIONS)}; "
+                             f"on request only: {','.join(ON_REQUEST)})")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiply every count by this (the smoke test uses 0.01)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
@@ -112,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [s for s in chosen if s not in MEASURES]
     if unknown:
         parser.error(f"unknown section(s) {', '.join(unknown)}; choose from "
-                     f"{', '.join(SECTIONS)}")
+                     f"{', '.join(SECTIONS + ON_REQUEST)}")
     if not args.scale > 0:
         parser.error("--scale must be > 0")
 
@@ -123,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = Report()
     info = machine()
     started = time.perf_counter()
-    for section in SECTIONS:
+    for section in SECTIONS + ON_REQUEST:
         if section not in chosen:
             continue
         log(f"[{section}]")

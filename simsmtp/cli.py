@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from simsmtp.trace import SERVE_WINDOW
+
 if TYPE_CHECKING:
     from simsmtp.net.network import Network
     from simsmtp.trace import TraceEvent
@@ -31,6 +33,9 @@ __all__ = ["CLIError", "build_parser", "demo", "main", "up"]
 
 #: Exit status: success, a failure while running, a bad command line or world file.
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+#: Bytes of traffic the capture of a served world keeps (``up --capture-bytes``).
+SERVE_CAPTURE_BYTES = 16 * 1024 * 1024
 
 #: The name Alice's mail program gives in EHLO (RFC 5321 §4.1.1.1: the client's name).
 MUA_NAME = "alice-laptop"
@@ -92,8 +97,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="on exit, write everything the world saw to DIR/capture.pcap and "
                         "the TLS keys to DIR/keylog.txt (tshark -r DIR/capture.pcap -o "
                         "tls.keylog_file:DIR/keylog.txt)")
+    u.add_argument("--trace-window", type=_positive, metavar="N", default=SERVE_WINDOW,
+                   help=f"trace events kept in memory (default {SERVE_WINDOW:,}); older "
+                        "ones are left out, so memory stays flat all day")
+    u.add_argument("--trace-file", metavar="FILE",
+                   help="also append every trace event to FILE (JSON Lines: the whole "
+                        "history; read it back with simsmtp.trace.read_history)")
+    u.add_argument("--capture-bytes", type=_positive, metavar="N", default=SERVE_CAPTURE_BYTES,
+                   help=f"bytes of traffic the capture keeps (default {SERVE_CAPTURE_BYTES:,}"
+                        "); the oldest leave it first")
     u.set_defaults(func=up)
     return parser
+
+
+def _positive(text: str) -> int:
+    """An argparse type: a whole number above 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number above 0, not {text!r}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -443,6 +468,15 @@ def up(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
     out = out or sys.stdout
     world = _load_world(args.world, args.seed)
+    # A served world runs all day: a bounded trace window (and the whole history on disk
+    # when asked for), a bounded capture.
+    world.trace.window = args.trace_window
+    if args.trace_file:
+        try:
+            world.trace.keep_history(args.trace_file)
+        except OSError as exc:
+            raise CLIError(f"{args.trace_file}: cannot write the trace file: "
+                           f"{exc.strerror or type(exc).__name__}", EXIT_USAGE) from None
     capture_dir = Path(args.capture) if args.capture else None
     stop = threading.Event()
 
@@ -463,6 +497,7 @@ def up(args: argparse.Namespace, out: TextIO | None = None) -> int:
             net = world.start(**options)
         except OSError as exc:
             raise CLIError(f"cannot boot the world: {exc}") from None
+        net.tap.max_bytes = args.capture_bytes
         try:
             if args.json:
                 out.write(json.dumps(net.describe()) + "\n")
@@ -480,18 +515,27 @@ def up(args: argparse.Namespace, out: TextIO | None = None) -> int:
             last = time.monotonic()
             while not stop.wait(1.0):
                 now = time.monotonic()
-                net.fast_forward(now - last)
+                if any(agent.busy for agent in net.agents.values()):
+                    # a queue run is going on (steady mail keeps it going): it delivers
+                    # what falls due on the clock by itself; waiting for it here would
+                    # keep SIGTERM waiting too
+                    world.clock.advance(now - last)
+                else:
+                    net.fast_forward(now - last)
                 last = now
         finally:
             net.stop()  # 421 to every connected client (RFC 5321 §3.8), sockets closed
+            world.trace.close()
         if capture_dir is not None:
             _export(net, capture_dir / "capture.pcap", None)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if not args.json:
+        left_out = net.tap.left_out() if capture_dir else ""
         out.write("Stopped." + (f" Capture: {capture_dir / 'capture.pcap'}, TLS keys: "
-                                f"{capture_dir / 'keylog.txt'}" if capture_dir else "") + "\n")
+                                f"{capture_dir / 'keylog.txt'}" if capture_dir else "")
+                  + (f" ({left_out})" if left_out else "") + "\n")
         out.flush()
     return EXIT_OK
 

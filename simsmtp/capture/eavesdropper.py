@@ -501,6 +501,10 @@ def eavesdrop(tap: Tap, conn_id: int | None = None, *,
             continue
         findings.connections.append(conn.id)
         _read_view(findings, view)
+        if conn_id is not None and (note := tap.left_out(conn.id)):
+            findings.notes.append(f"#{conn.id}: {note}")
+    if conn_id is None and (note := tap.left_out()):
+        findings.notes.append(note)  # the capture's budget let older traffic go
     for seen in findings.tls:
         if not seen.decrypted:
             findings.notes.append(

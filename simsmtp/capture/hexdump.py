@@ -83,6 +83,9 @@ def connection_hexdump(tap: Tap, conn_id: int, *, width: int = 16,
     """
     conn = tap.connection(conn_id)
     out: list[str] = []
+    note = tap.left_out(conn_id)
+    if note:  # the capture's budget let this connection's first bytes go
+        out.append(f"--- {note} ---")
     for seg in tap.segments(conn_id):
         out.append(_marker(conn, seg))
         data = seg.data if max_bytes is None else seg.data[:max_bytes]

@@ -598,4 +598,6 @@ def transcript(tap: Tap, conn_id: int, *, keylog: KeyLog | Path | str | None = N
     conn = tap.connection(conn_id)
     if conn is None:
         raise KeyError(f"no connection {conn_id} in the capture")
-    return render_transcript(conn, tap.segments(conn_id), keylog=keylog, decrypted=decrypted)
+    text = render_transcript(conn, tap.segments(conn_id), keylog=keylog, decrypted=decrypted)
+    note = tap.left_out(conn_id)  # the capture's budget let the first bytes go
+    return f"(* {note})\n{text}" if note else text

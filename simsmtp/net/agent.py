@@ -140,6 +140,9 @@ class SMTPTimeouts:
                             self.data_end * factor)
 
 
+#: Entries a kicked queue run's report keeps per list (it runs as long as mail comes).
+KICK_REPORT_LIMIT = 1_000
+
 @dataclass
 class RunReport:
     """What one :meth:`DeliveryAgent.run_once` (or a fast-forward) did.
@@ -167,6 +170,14 @@ class RunReport:
         self.removed += other.removed
         self.errors += other.errors
         self.runs += other.runs
+
+    def keep_latest(self, limit: int) -> None:
+        """Keep only the latest ``limit`` entries of each list (a bounded report)."""
+        for name in ("delivered", "deferred", "bounced", "dsns", "warnings", "removed",
+                     "errors"):
+            entries = getattr(self, name)
+            if len(entries) > limit:
+                del entries[:len(entries) - limit]
 
 
 @dataclass
@@ -408,6 +419,7 @@ class DeliveryAgent:
         while self._kick_again:
             self._kick_again = False
             report.merge(await self.run_once())
+            report.keep_latest(KICK_REPORT_LIMIT)  # steady mail keeps this loop going
         return report
 
     # ------------------------------------------------------------------ connection reuse

@@ -223,6 +223,9 @@ class InProcessResolver:
         return answer
 
 
+_MISSING = object()
+
+
 class AnswerCache:
     """What one MX remembers of its DNS answers: its caching resolver.
 
@@ -237,13 +240,22 @@ class AnswerCache:
     What is computed from DNS alone (an SPF result: RFC 7208 §4 depends on the client's
     address, the identities and DNS, nothing else) is kept here too: :meth:`remember`.
 
+    It holds at most :attr:`max_entries` answers (a caching resolver's size limit, as
+    unbound's ``rrset-cache-size``): past it the oldest answer is forgotten first, so mail
+    from ever new domains or addresses cannot grow the world without bound.
+
     Args:
         server: the world's DNS server (its :meth:`~simsmtp.net.dns.DNSServer.zone_data`
             says when the world changed).
+        max_entries: answers (and computed results) kept at most.
     """
 
-    def __init__(self, server: DNSServer) -> None:
+    #: The default size limit (an answer is a few hundred bytes).
+    DEFAULT_MAX_ENTRIES = 4096
+
+    def __init__(self, server: DNSServer, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
         self.server = server
+        self.max_entries = max_entries
         #: The host's wrapped lookups (:func:`world_dns` makes them once).
         self.lookups: DNSFunctions | None = None
         self._version: object = None
@@ -261,9 +273,21 @@ class AnswerCache:
         if not self._current():
             return compute()
         key = ("=", *key)
-        if key not in self._answers:
-            self._answers[key] = compute()
-        return self._answers[key]
+        if key in self._answers:
+            return self._answers[key]
+        value = compute()
+        self._keep(key, value)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    def _keep(self, key: tuple[Any, ...], value: Any) -> None:
+        """Store an answer, forgetting the oldest ones past :attr:`max_entries`."""
+        answers = self._answers
+        while answers and len(answers) >= self.max_entries:
+            answers.pop(next(iter(answers)), None)
+        answers[key] = value
 
     def _current(self) -> bool:
         """Empty the cache if the world's DNS changed; False when it cannot be served."""
@@ -285,12 +309,13 @@ class AnswerCache:
             if not self._current():
                 return lookup(name)
             key = (rtype, name.lower().rstrip("."))
-            if key not in answers:
+            hit = answers.get(key, _MISSING)
+            if hit is _MISSING:
                 try:
-                    answers[key] = lookup(name)
+                    hit = lookup(name)
                 except DNSTempError as exc:
-                    answers[key] = exc
-            hit = answers[key]
+                    hit = exc
+                self._keep(key, hit)
             if isinstance(hit, DNSTempError):
                 raise DNSTempError(*hit.args)
             return None if hit is None else list(hit)

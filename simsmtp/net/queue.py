@@ -42,6 +42,7 @@ Postfix moves deferred messages into a ``deferred/`` directory; here every messa
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -59,6 +60,9 @@ from simsmtp.trace import Trace
 QUEUE_MAGIC = b"SIMSMTP-QUEUE 1\n"
 #: Last bytes of every complete queue file (like Postfix's END record, REC_TYPE_END).
 END_MARKER = b"\nEND\n"
+
+#: Bytes of message content a queue holds in memory by default (the rest stays on disk).
+DEFAULT_MEMORY_BUDGET = 8 * 1024 * 1024
 
 _QUEUE_ID = re.compile(r"^[A-Za-z0-9]{1,64}$")
 
@@ -220,6 +224,29 @@ class QueuedMessage:
         return "\n".join(lines)
 
 
+def _held_message(self: QueuedMessage) -> bytes:
+    """The content: held in memory, or read back from the queue file (see
+    :attr:`Queue.memory_budget`)."""
+    held: bytes | None = self.__dict__.get("_message")
+    if held is not None:
+        return held
+    if self.path is None:
+        raise QueueError(f"the content of {self.queue_id} is neither held nor on disk")
+    try:
+        return _parse_queue_file(self.path.read_bytes())[1]
+    except (OSError, ValueError) as exc:
+        raise QueueError(f"the content of {self.queue_id} cannot be read from "
+                         f"{self.path}: {exc}") from None
+
+
+def _hold_message(self: QueuedMessage, value: bytes | None) -> None:
+    self.__dict__["_message"] = value
+
+
+# After @dataclass made __init__: ``message`` is held in memory or read from its file.
+QueuedMessage.message = property(_held_message, _hold_message)  # type: ignore[assignment]
+
+
 @dataclass(frozen=True)
 class Discarded:
     """A file that :meth:`Queue.load` threw away, and why."""
@@ -279,6 +306,11 @@ def _parse_queue_file(data: bytes) -> tuple[dict[str, Any], bytes]:
 class Queue:
     """A durable on-disk queue of outbound messages (see the module docstring).
 
+    The content of queued messages is held in memory up to :attr:`memory_budget` bytes in
+    all (every message of a notebook's world); past it a message's content stays in its
+    queue file only and is read back when the agent needs it, as Postfix's queue manager
+    does, so a backlog under steady mail costs memory for its envelopes, not its contents.
+
     Args:
         directory: the queue directory (created if missing); reopening the same directory in
             a new process resumes every message (the constructor calls :meth:`load`).
@@ -299,6 +331,9 @@ class Queue:
         for d in (self.tmp_dir, self.active_dir, self.status_dir):
             d.mkdir(parents=True, exist_ok=True)
         self._messages: dict[str, QueuedMessage] = {}
+        #: Bytes of message content held in memory at most (the rest is read from disk).
+        self.memory_budget = DEFAULT_MEMORY_BUDGET
+        self._held_bytes = 0
         self._lock = threading.RLock()
         self.discarded: list[Discarded] = []
         self.load()
@@ -371,6 +406,7 @@ class Queue:
                             for r in rcpts],
                 message=message, arrival=arrival, params=dict(params or {}),
                 path=final_path)
+            self._hold(queued, len(message))
             self._messages[queue_id] = queued
         self._record("queue.enqueue", queue_id=queue_id, sender=sender, recipients=rcpts,
                      size=len(message), path=str(final_path))
@@ -458,15 +494,15 @@ class Queue:
                 raise QueueError(f"{queue_id} still has recipients to deliver or notify")
             if queued.path is None or queued.path.exists():
                 self._delete_files(queue_id)
-            del self._messages[queue_id]
+            self._release(self._messages.pop(queue_id))
         self._record("queue.remove", queue_id=queue_id)
 
     @staticmethod
     def _completes(queued: QueuedMessage, records: list[dict[str, Any]]) -> bool:
         """Whether these outcomes leave the message complete (nothing left to deliver or
         to notify), tried on a copy of its recipients' states."""
-        trial = dataclasses.replace(
-            queued, recipients=[dataclasses.replace(r) for r in queued.recipients])
+        trial = copy.copy(queued)  # (not dataclasses.replace: no content read from disk)
+        trial.recipients = [dataclasses.replace(r) for r in queued.recipients]
         for record in records:
             _apply(trial, record)
         return trial.complete
@@ -527,6 +563,7 @@ class Queue:
         """
         with self._lock:
             self._messages.clear()
+            self._held_bytes = 0
             for path in sorted(self.tmp_dir.iterdir()):
                 self._discard(path, "incomplete write left in tmp/ by a crash")
             for path in sorted(self.active_dir.iterdir()):
@@ -539,6 +576,7 @@ class Queue:
                     self._discard(path, f"not a complete queue file: {exc}")
                     continue
                 self._replay_journal(queued)
+                self._hold(queued, len(message))
                 self._messages[queued.queue_id] = queued
             for path in sorted(self.status_dir.iterdir()):
                 if path.name not in self._messages:
@@ -550,6 +588,23 @@ class Queue:
         self._record("queue.load", directory=str(self.directory),
                      messages=[m.queue_id for m in loaded])
         return loaded
+
+    def _hold(self, queued: QueuedMessage, size: int) -> None:
+        """Keep the content in memory within the budget; else only in its file."""
+        if queued.path is not None and self._held_bytes + size > self.memory_budget:
+            queued.message = None  # type: ignore[assignment]  # read back from the file
+        else:
+            self._held_bytes += size
+
+    def _release(self, queued: QueuedMessage) -> None:
+        held = queued.__dict__.get("_message")
+        if held is not None:
+            self._held_bytes -= len(held)
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of message content held in memory now (at most :attr:`memory_budget`)."""
+        return self._held_bytes
 
     def _discard(self, path: Path, reason: str) -> None:
         if path.is_dir():

@@ -7,7 +7,9 @@ Under TLS these are the ciphertext records, which is what an eavesdropper sees. 
 and reads :meth:`Tap.connections` and :meth:`Tap.segments`; it never re-renders traffic.
 
 The tap is cheap: a segment keeps a reference to the bytes object it was given (no copy);
-``Tap(enabled=False)`` makes every call a no-op for load tests.
+``Tap(enabled=False)`` makes every call a no-op for load tests. It is bounded: past its byte
+budget the oldest segments (and closed connections with nothing left) leave it, and
+:meth:`Tap.left_out` gives the sentence a view shows about them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time as _time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -60,7 +63,8 @@ class Segment:
     """The bytes of one read or write, exactly as they crossed the socket.
 
     Attributes:
-        index: position among all the segments of the tap (chronological), from 0.
+        index: position among all the segments the tap recorded (chronological), from 0;
+            the oldest may have left a bounded tap.
         conn_id: the :class:`Connection` it belongs to.
         direction: ``"c2s"`` (client to server) or ``"s2c"``.
         data: the bytes.
@@ -80,16 +84,18 @@ class Segment:
 
 
 class Tap:
-    """A thread-safe, append-only record of connections and segments.
+    """A thread-safe record of connections and segments, bounded in memory.
 
     Args:
         enabled: when False every method that records is a no-op (returns ``None``).
         clock: the time source for calls that give no ``time`` (default ``time.time``,
             seconds since the epoch, as a pcap wants).
         max_bytes: how many bytes of traffic to keep at most (default 64 MiB), so that a
-            client that sends without end cannot grow the process without bound: past it,
-            new segments are counted in :attr:`dropped_bytes` but not kept, and
-            :attr:`truncated` is True. ``None`` keeps everything.
+            world that runs all day, or a client that sends without end, cannot grow the
+            process without bound: past it, the OLDEST segments leave the capture (counted
+            in :attr:`dropped_bytes` and :attr:`dropped_segments`; :attr:`truncated` is
+            True), and so do closed connections none of whose bytes are left. ``None``
+            keeps everything.
     """
 
     #: The default byte budget of a tap (a notebook's deliveries use a few kilobytes).
@@ -99,16 +105,22 @@ class Tap:
                  max_bytes: int | None = DEFAULT_MAX_BYTES) -> None:
         self.enabled = enabled
         self.max_bytes = max_bytes
-        #: Bytes kept so far, and bytes seen but not kept once the budget was used up.
+        #: Bytes kept now, and bytes (segments, connections) that left the capture.
         self.kept_bytes = 0
         self.dropped_bytes = 0
+        self.dropped_segments = 0
+        self.dropped_connections = 0
         self._clock = clock or _time.time
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._connections: dict[int, Connection] = {}
-        self._segments: list[Segment] = []
+        self._segments: deque[Segment] = deque()
+        self._next_index = 0
         self._offsets: dict[tuple[int, str], int] = {}
         self._flows: dict[tuple[Address, Address, str], int] = {}
+        self._flow_keys: dict[int, tuple[Address, Address, str]] = {}
+        #: connection id -> how many of its segments are kept now
+        self._live: dict[int, int] = {}
 
     def new_conn_id(self) -> int:
         """A fresh connection id (counted even while disabled, so ids stay unique)."""
@@ -155,6 +167,8 @@ class Tap:
                 return record
             record = replace(record, closed_at=when, closed_by=by)
             self._connections[conn_id] = record
+            if self.dropped_bytes and not self._live.get(conn_id):
+                self._forget(conn_id)  # the budget is in use and none of its bytes are left
             return record
 
     def datagram(self, client: Address, server: Address, data: bytes,
@@ -177,6 +191,7 @@ class Tap:
             if conn_id is None:
                 conn_id = next(self._ids)
                 self._flows[key] = conn_id
+                self._flow_keys[conn_id] = key
                 self._connections[conn_id] = Connection(conn_id, "udp", client, server,
                                                         service, host, when)
             return self._append(conn_id, direction, data, when, "udp")
@@ -186,19 +201,75 @@ class Tap:
         """True once traffic was left out because the byte budget was used up."""
         return self.dropped_bytes > 0
 
+    def left_out(self, conn_id: int | None = None) -> str:
+        """The sentence a view shows when older bytes left the capture ("" when none did).
+
+        With ``conn_id``: the bytes of that connection's start that are gone (each
+        direction's first kept segment does not start at offset 0).
+        """
+        with self._lock:
+            if conn_id is None:
+                if not self.dropped_bytes:
+                    return ""
+                return (f"{self.dropped_bytes:,} older bytes ({self.dropped_segments:,} "
+                        f"segments) were left out of the capture (it keeps the newest "
+                        f"{self.max_bytes or 0:,} bytes).")
+            if not self.dropped_bytes:
+                return ""
+            first: dict[str, int] = {}
+            for seg in self._segments:
+                if seg.conn_id == conn_id and seg.direction not in first:
+                    first[seg.direction] = seg.offset
+            gone = sum(first.get(d, self._offsets.get((conn_id, d), 0))
+                       for d in ("c2s", "s2c"))
+        if not gone:
+            return ""
+        return (f"{gone:,} older bytes of this connection were left out of the capture "
+                f"(it keeps the newest {self.max_bytes or 0:,} bytes).")
+
     def _append(self, conn_id: int, direction: Direction, data: bytes, when: float,
                 transport: str) -> Segment | None:
-        if self.max_bytes is not None and self.kept_bytes + len(data) > self.max_bytes:
-            self.dropped_bytes += len(data)
-            return None
-        self.kept_bytes += len(data)
         key = (conn_id, direction)
         offset = self._offsets.get(key, 0)
         self._offsets[key] = offset + len(data)
-        segment = Segment(len(self._segments), conn_id, direction, data, when, offset,
-                          transport)
+        segment = Segment(self._next_index, conn_id, direction, data, when, offset, transport)
+        self._next_index += 1
+        if self.max_bytes is not None and len(data) > self.max_bytes:
+            self.dropped_bytes += len(data)  # larger than the whole budget: never kept
+            self.dropped_segments += 1
+            return None
+        if self.max_bytes is not None:
+            while self._segments and self.kept_bytes + len(data) > self.max_bytes:
+                self._drop_oldest()
+        self.kept_bytes += len(data)
         self._segments.append(segment)
+        self._live[conn_id] = self._live.get(conn_id, 0) + 1
         return segment
+
+    def _drop_oldest(self) -> None:
+        """Let the oldest segment go; its connection too once closed and empty."""
+        old = self._segments.popleft()
+        self.kept_bytes -= len(old.data)
+        self.dropped_bytes += len(old.data)
+        self.dropped_segments += 1
+        left = self._live[old.conn_id] - 1
+        if left:
+            self._live[old.conn_id] = left
+            return
+        del self._live[old.conn_id]
+        record = self._connections.get(old.conn_id)
+        if record is not None and (record.closed_at is not None or record.transport == "udp"):
+            self._forget(old.conn_id)
+
+    def _forget(self, conn_id: int) -> None:
+        """Drop a connection's record and bookkeeping (none of its segments are kept)."""
+        if self._connections.pop(conn_id, None) is not None:
+            self.dropped_connections += 1
+        self._offsets.pop((conn_id, "c2s"), None)
+        self._offsets.pop((conn_id, "s2c"), None)
+        flow = self._flow_keys.pop(conn_id, None)
+        if flow is not None:
+            self._flows.pop(flow, None)
 
     # -- reading -----------------------------------------------------------------------
     def connections(self) -> list[Connection]:
@@ -230,8 +301,12 @@ class Tap:
             self._connections.clear()
             self._segments.clear()
             self.kept_bytes = self.dropped_bytes = 0
+            self.dropped_segments = self.dropped_connections = 0
             self._offsets.clear()
             self._flows.clear()
+            self._flow_keys.clear()
+            self._live.clear()
+            self._next_index = 0
 
     def __len__(self) -> int:
         return len(self._segments)

@@ -50,6 +50,15 @@ class View:
 __all__ = ["View"]
 
 
+def left_out(source: Any, since: int = 0) -> str:
+    """"N older events were left out …" when the trace of ``source`` (a world or a trace)
+    no longer holds every event from position ``since`` on; "" otherwise."""
+    from simsmtp.world.model import World
+
+    trace = source.trace if isinstance(source, World) else source
+    return trace.left_out(since) if isinstance(trace, Trace) else ""
+
+
 def trace_events(source: Any) -> tuple[list[TraceEvent], World | None]:
     """What a view shows: the events of a :class:`~simsmtp.world.model.World` (with the
     world), of a :class:`~simsmtp.trace.Trace`, or of any iterable of events (no world)."""

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from simsmtp.trace import TraceEvent
 
-from .base import trace_events
+from .base import left_out, trace_events
 
 if TYPE_CHECKING:
     from simsmtp.world.model import World
@@ -95,12 +95,15 @@ class Journey:
         labels: lane key -> the title shown above it.
         arrows: the rows, sections included.
         epoch: the world's epoch (for clock times), when known.
+        left_out: "N older events were left out …" when the trace's window no longer
+            held them all ("" otherwise).
     """
 
     lanes: list[str] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
     arrows: list[Arrow] = field(default_factory=list)
     epoch: datetime | None = None
+    left_out: str = ""
 
     def label(self, lane: str) -> str:
         """The title of ``lane``."""
@@ -186,7 +189,9 @@ def journey(source: Any, *, since: int = 0, until: int | None = None,
     wanted = set(phases) if phases is not None else None
     for item in items:
         builder.add(item, detail, wanted)
-    return builder.finish()
+    done = builder.finish()
+    done.left_out = left_out(source, since)
+    return done
 
 
 def _items(events: list[TraceEvent]) -> list[_Item]:
@@ -505,7 +510,7 @@ def journey_text(source: Any, **kw: Any) -> str:
         source: a :class:`Journey`, or anything :func:`journey` takes (then ``kw`` go to it).
     """
     j = source if isinstance(source, Journey) else journey(source, **kw)
-    lines = []
+    lines = [j.left_out] if j.left_out else []
     width = max([len(j.label(a.source)) + len(j.label(a.target)) + 3
                  for a in j.arrows if a.kind != "section"] or [0])
     for a in j.arrows:

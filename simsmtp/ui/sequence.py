@@ -61,6 +61,8 @@ def sequence_diagram(source: Any, *, since: int = 0, until: int | None = None,
     """
     j = source if isinstance(source, Journey) else journey(
         source, since=since, until=until, phases=phases, detail=detail)
+    if j.left_out:  # the trace's window no longer holds everything: say so on top
+        title = f"{title} ({j.left_out})" if title else j.left_out
     rows = len(j.arrows)
     lanes = len(j.lanes) or 1
     width = max(6.0, LANE * lanes + 0.6)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from .base import trace_events
+from .base import left_out, trace_events
 from .style import COLORS, new_figure, plot_style, short, text_table
 
 if TYPE_CHECKING:
@@ -122,7 +122,9 @@ def retry_text(source: Any, *, since: int = 0) -> str:
         if p.kind == "deferred" and p.retry_in is not None:
             detail += f"; next try in {p.retry_in:g} s"
         rows.append((_when(p.clock, epoch), p.recipient, p.kind, detail))
-    return text_table(("virtual time", "recipient", "what", "detail"), rows)
+    note = left_out(source, since)
+    return (f"{note}\n" if note else "") + text_table(
+        ("virtual time", "recipient", "what", "detail"), rows)
 
 
 def retry_timeline(source: Any, *, since: int = 0, schedule: RetrySchedule | None = None,

@@ -4,7 +4,7 @@ The trace (``world.trace``) is the one record of everything that happened; this 
 a window on it. Each row says when (on the world's virtual clock), where (the host that
 recorded it), what (the event kind, e.g. ``smtp.command``) and a one-line summary made of
 the event's own fields (secrets masked). ``show_seq=True`` adds each event's position in
-the trace (``world.trace.events()[seq]`` gives the whole event); it is off by default
+the trace (``world.trace.get(seq)`` gives the whole event); it is off by default
 because two servers working at the same moment may record in either order.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 
 from simsmtp.trace import SECRET_FIELDS, TraceEvent
 
-from .base import View, trace_events
+from .base import View, left_out, trace_events
 from .journey import first_line, mask
 from .style import COLORS, HTMLText, escape, html_table, reply_color, short, span, text_table
 
@@ -134,7 +134,8 @@ def trace_rows(source: Any, *, kind: str | Iterable[str] | None = None,
     return rows
 
 
-def _render(rows: list[TraceRow], show_seq: bool, limit: int | None) -> tuple[str, str]:
+def _render(rows: list[TraceRow], show_seq: bool, limit: int | None,
+            note: str = "") -> tuple[str, str]:
     shown = rows if limit is None else rows[:limit]
     headers = ["#", "time", "host", "kind", "what happened"]
     html_rows = []
@@ -150,6 +151,9 @@ def _render(rows: list[TraceRow], show_seq: bool, limit: int | None) -> tuple[st
     if more:
         html += f"<div style='color:{COLORS['muted']}'>{escape(more)}</div>"
     text = text_table(headers, text_rows) + (f"\n{more}" if more else "")
+    if note:  # the trace's window left older events out: say so first
+        html = f"<div style='color:{COLORS['muted']}'>{escape(note)}</div>" + html
+        text = f"{note}\n{text}"
     return html, text
 
 
@@ -163,7 +167,8 @@ def trace_table(source: Any, *, show_seq: bool = False, limit: int | None = 200,
         limit: show at most this many rows.
         **filters: ``kind``, ``host``, ``contains``, ``since``, ``conn``.
     """
-    html, text = _render(trace_rows(source, **filters), show_seq, limit)
+    html, text = _render(trace_rows(source, **filters), show_seq, limit,
+                         left_out(source, filters.get("since", 0)))
     return HTMLText(html, text)
 
 
@@ -232,7 +237,8 @@ class TraceTable(View):
         self.rows = trace_rows(self.source, kind=self.kind_filter.value or None,
                                host=self.host_filter.value or None,
                                contains=self.text_filter.value, since=self.since)
-        html, _ = _render(self.rows, self.show_seq, self.limit)
+        html, _ = _render(self.rows, self.show_seq, self.limit,
+                          left_out(self.source, self.since))
         self.table.value = html
         self.count.value = f"<span style='color:{COLORS['muted']}'>" \
             f"{len(self.rows)} events match</span>"

@@ -11,9 +11,13 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+
+#: How many of the latest queue ids an IdGenerator remembers to never repeat them.
+ISSUED_MEMORY = 10_000
 
 
 class VirtualClock:
@@ -104,6 +108,8 @@ class IdGenerator:
         self.clock = clock or VirtualClock(datetime(1970, 1, 1, tzinfo=UTC))
         self._streams: dict[str, random.Random] = {}
         self._issued: set[str] = set()
+        self._issued_order: deque[str] = deque()
+        self._reserved: set[str] = set()
 
     def rng(self, purpose: str) -> random.Random:
         """The random stream for ``purpose`` (the same object on every call)."""
@@ -113,17 +119,25 @@ class IdGenerator:
         return stream
 
     def queue_id(self) -> str:
-        """A new Postfix-like queue id: 10 upper-case hex digits, unique in this generator."""
+        """A new Postfix-like queue id: 10 upper-case hex digits, unique in this generator.
+
+        Unique among the last :data:`ISSUED_MEMORY` ids handed out and every reserved one
+        (a world that runs all day keeps a bounded memory; an id that came back after that
+        many others would be refused by the queue, which still holds every live id).
+        """
         stream = self.rng("queue_id")
         while True:
             qid = f"{stream.getrandbits(40):010X}"
-            if qid not in self._issued:
+            if qid not in self._issued and qid not in self._reserved:
                 self._issued.add(qid)
+                self._issued_order.append(qid)
+                if len(self._issued_order) > ISSUED_MEMORY:
+                    self._issued.discard(self._issued_order.popleft())
                 return qid
 
     def reserve(self, ids: Iterable[str]) -> None:
         """Never hand out these queue ids (those of messages already in a queue on disk)."""
-        self._issued.update(ids)
+        self._reserved.update(ids)
 
     def message_id(self, domain: str, queue_id: str | None = None) -> str:
         """A Postfix-style Message-ID ``<YYYYMMDDhhmmss.QUEUEID@domain>`` (RFC 5322 §3.6.4).

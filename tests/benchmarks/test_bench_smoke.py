@@ -95,3 +95,22 @@ def test_quick_command_prints_every_table(tmp_path: Path) -> None:
     assert sum("simsmtp / aiosmtpd" in n for n in names) == 6
     assert sum("simsmtp / smtplib" in n for n in names) == 2
     assert all(t["ok"] in (True, False, None) for t in data["targets"])
+
+
+@pytest.mark.slow
+def test_soak_serves_a_world_restarts_it_and_loses_nothing(tmp_path: Path) -> None:
+    figures = tmp_path / "soak.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--only", "soak", "--scale", "0.05", "--quiet",
+         "--json", str(figures)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = json.loads(figures.read_text())
+    [table] = data["tables"]
+    assert table["title"].startswith("Soak: simsmtp up")
+    assert table["headers"] == ["seconds", "messages sent (250)", "delivered to Bob",
+                                "RSS MB"]
+    assert table["rows"] and not any("failed" in note for note in table["notes"]), table
+    sent, delivered = (int(table["rows"][-1][i].replace(",", "")) for i in (1, 2))
+    assert sent > 0 and delivered == sent  # drained: every 250 in Bob's Maildir
+    [lost] = [t for t in data["targets"] if "missing or twice" in t["name"]]
+    assert lost["ok"] is True, table["notes"]

@@ -160,6 +160,31 @@ def test_memory_storage_writes_no_mailbox_files(tmp_path: Path) -> None:
 
 
 @posix_only
+def test_trace_file_keeps_the_whole_history_beyond_the_window(tmp_path: Path) -> None:
+    from simsmtp.trace import read_history
+
+    history = tmp_path / "trace.jsonl"
+    up = UpProcess("--storage", "memory", "--trace-window", "5", "--trace-file", str(history))
+    try:
+        send_plain(up, "remembered")
+        send_plain(up, "twice")
+    finally:
+        assert up.terminate() == 0, up.stderr()
+    events = list(read_history(history))
+    assert [e.seq for e in events] == list(range(len(events))) and len(events) > 5
+    assert "world.started" in {e.kind for e in events} and events[-1].kind == "world.stopped"
+    stored = [e["recipient"] for e in read_history(history, kind="delivery.stored")]
+    assert stored == ["bob@anotherdomain.org"] * 2
+
+
+def test_bounds_must_be_whole_numbers_above_0(capsys: pytest.CaptureFixture[str]) -> None:
+    for option in ("--trace-window", "--capture-bytes"):
+        for bad in ("0", "-3", "many"):
+            assert main(["up", option, bad]) == 2
+            assert "expected a whole number above 0" in capsys.readouterr().err
+
+
+@posix_only
 def test_seed_changes_the_queue_ids() -> None:
     replies = []
     for seed in ("1", "1", "3"):

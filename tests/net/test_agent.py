@@ -823,6 +823,18 @@ def test_kick_runs_the_queue_again_for_mail_queued_during_a_run(tmp_path: Path) 
     assert report.runs == 2 and len(mx1.messages) == 2
 
 
+def test_a_report_can_keep_only_its_latest_entries() -> None:
+    # a kicked queue run merges every run while mail keeps coming: bounded by this
+    report = RunReport()
+    for i in range(30):
+        report.merge(RunReport(delivered=[(f"Q{i}", "bob@anotherdomain.org")],
+                               removed=[f"Q{i}"], runs=1))
+        report.keep_latest(10)
+        assert len(report.delivered) <= 10 and len(report.removed) <= 10
+    assert report.delivered[-1] == ("Q29", "bob@anotherdomain.org")
+    assert report.removed[0] == "Q20" and report.runs == 30
+
+
 # ----------------------------------------------------------------------- real sans-IO cores
 
 

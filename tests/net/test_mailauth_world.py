@@ -459,3 +459,19 @@ def test_client_only_hosts_get_addresses_after_the_name_server(net: Network,
         "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
     assert net.name_of("127.0.0.5") == SPOOFER
     assert net.resolver().resolve(SPOOFER, "A")[0].address == "127.0.0.5"
+
+
+def test_the_answer_cache_never_exceeds_its_size(net: Network, world: World) -> None:
+    cache = answer_cache(net, MX)
+    cache.max_entries = 8
+    lookups = world_dns(net, MX)
+    for i in range(40):  # mail from ever new domains: each a new question
+        lookups["dns_txt"](f"d{i}.example.com")
+        cache.remember(("spf", str(i)), lambda n=i: n)
+        assert len(cache) <= 8
+    asked = len(_in_process_queries(world))
+    lookups["dns_txt"]("d39.example.com")  # the newest are still answered from the cache
+    assert cache.remember(("spf", "39"), lambda: -1) == 39
+    assert len(_in_process_queries(world)) == asked
+    lookups["dns_txt"]("d0.example.com")  # the oldest were forgotten: asked again
+    assert len(_in_process_queries(world)) == asked + 1

@@ -321,3 +321,21 @@ def test_delay_warning_mark_survives_reopening(tmp_path: Path) -> None:
     assert not queue.get("4F2A1B3C5D").warned
     queue.mark_warned("4F2A1B3C5D")
     assert Queue(tmp_path).get("4F2A1B3C5D").warned
+
+
+def test_contents_past_the_memory_budget_stay_on_disk_and_read_back(tmp_path: Path) -> None:
+    queue = Queue(tmp_path, fsync=False)
+    queue.memory_budget = 250
+    bodies = {f"Q{i}": f"Subject: {i}\r\n\r\n{'x' * 90}\r\n".encode() for i in range(10)}
+    for qid, body in bodies.items():
+        queue.enqueue("alice@example.com", ["bob@anotherdomain.org"], body, queue_id=qid,
+                      arrival=1.0)
+        assert queue.held_bytes <= 250  # a backlog holds its envelopes, not its contents
+    assert all(queue.get(qid).message == body for qid, body in bodies.items())
+    again = Queue(tmp_path, fsync=False)  # reloading keeps to the default budget
+    assert all(again.get(qid).message == body for qid, body in bodies.items())
+    for qid in bodies:
+        queue.record_result(qid, "bob@anotherdomain.org", "delivered", reply="250 ok",
+                            when=2.0)
+        queue.remove(qid)
+    assert queue.held_bytes == 0 and len(queue) == 0

@@ -306,8 +306,45 @@ def test_the_byte_budget_bounds_memory_and_says_so() -> None:
     tap = Tap(max_bytes=10)
     tap.open(1, client=("127.0.0.1", 1000), server=("127.0.0.2", 25))
     assert tap.data(1, "c2s", b"12345678") is not None
-    assert tap.data(1, "c2s", b"too much") is None  # over the budget: counted, not kept
-    assert tap.stream(1, "c2s") == b"12345678"
+    assert tap.left_out() == "" and tap.left_out(1) == ""
+    kept = tap.data(1, "c2s", b"newer!!!")  # over the budget: the OLDEST bytes leave
+    assert kept is not None and kept.offset == 8 and kept.index == 1
+    assert tap.stream(1, "c2s") == b"newer!!!"
     assert (tap.kept_bytes, tap.dropped_bytes, tap.truncated) == (8, 8, True)
+    assert tap.dropped_segments == 1
+    assert tap.left_out() == ("8 older bytes (1 segments) were left out of the capture "
+                              "(it keeps the newest 10 bytes).")
+    assert tap.left_out(1) == ("8 older bytes of this connection were left out of the "
+                               "capture (it keeps the newest 10 bytes).")
+    assert tap.data(1, "s2c", b"x" * 11) is None  # larger than the whole budget
+    assert tap.dropped_bytes == 19 and tap.stream(1, "c2s") == b"newer!!!"
     tap.clear()
     assert (tap.kept_bytes, tap.dropped_bytes, tap.truncated) == (0, 0, False)
+
+
+def test_a_bounded_tap_forgets_closed_connections_whose_bytes_left() -> None:
+    tap = Tap(max_bytes=100)
+    for conn in range(1, 1001):
+        tap.open(conn, client=("127.0.0.1", 1000 + conn), server=("127.0.0.2", 25))
+        tap.data(conn, "s2c", b"220 hi\r\n")
+        tap.data(conn, "c2s", b"QUIT\r\n")
+        tap.close(conn, "client")
+        assert tap.kept_bytes <= 100
+        assert len(tap.connections()) <= 100 // len(b"QUIT\r\n") + 1
+    open_one = tap.open(5000, client=("127.0.0.1", 9), server=("127.0.0.2", 25))
+    assert open_one is not None
+    for _ in range(50):  # an open connection stays listed though its bytes left
+        tap.data(1000, "s2c", b"0123456789")
+    assert tap.connection(5000) is not None and tap.connection(1) is None
+    assert tap.dropped_connections >= 990
+    assert len(tap._offsets) <= 2 * len(tap.connections())  # no per-connection leftovers
+    assert len(tap) == len(tap.segments()) and tap.kept_bytes <= 100
+
+
+def test_a_bounded_tap_forgets_dns_flows_whose_datagrams_left() -> None:
+    tap = Tap(max_bytes=64)
+    for port in range(1000, 1500):  # a new source port per query, as resolvers do
+        tap.datagram(("127.0.0.1", port), ("127.0.0.53", 53), b"q" * 30, "c2s")
+        tap.datagram(("127.0.0.1", port), ("127.0.0.53", 53), b"a" * 30, "s2c")
+        assert len(tap.connections()) <= 2 and len(tap._flows) <= 2
+    assert tap.kept_bytes <= 64 and tap.dropped_connections >= 498

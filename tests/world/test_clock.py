@@ -71,6 +71,20 @@ def test_queue_ids_are_postfix_like_unique_and_reproducible() -> None:
     assert ids[:5] != [IdGenerator(2).queue_id() for _ in range(5)]
 
 
+def test_the_memory_of_issued_queue_ids_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from simsmtp.world import clock
+
+    monkeypatch.setattr(clock, "ISSUED_MEMORY", 50)
+    ids = IdGenerator(1)
+    reserved = IdGenerator(1)
+    first = [reserved.queue_id() for _ in range(3)]
+    ids.reserve(first)  # on disk from an earlier run: never handed out again
+    drawn = [ids.queue_id() for _ in range(1000)]
+    assert not set(first) & set(drawn)
+    assert len(set(drawn[-50:])) == 50
+    assert len(ids._issued) <= 50 and len(ids._issued_order) <= 50
+
+
 def test_streams_are_stable_across_processes() -> None:
     # sha256-derived seeds, not hash(): these values hold under any PYTHONHASHSEED.
     ids = IdGenerator(1)
