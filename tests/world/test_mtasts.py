@@ -104,3 +104,36 @@ def test_cache_keeps_until_max_age_then_forgets() -> None:
     cache.put("anotherdomain.org", "id1", policy, now=0.0)
     cache.forget("anotherdomain.org")
     assert cache.get("anotherdomain.org", now=0.0) is None
+
+
+def test_world_file_keys_and_their_errors() -> None:
+    from simsmtp.world import WorldFileError, parse_world
+
+    base = """
+[domains."d.org"]
+mx = [{ preference = 10, host = "mx.d.org" }]
+%s
+[hosts."mx.d.org"]
+domain = "d.org"
+roles = ["mx"]
+[hosts."mx.d.org".policy]
+%s
+"""
+    world = parse_world(base % ('mta_sts = "testing"\nmta_sts_max_age = 600\ndnssec = true\n'
+                                'tlsa = ["3 1 1", "2  1 1"]\ntls_rpt = "mailto:r@d.org"',
+                                "mta_sts = true\ndane = true"))
+    domain = world.domain("d.org")
+    assert (domain.mta_sts, domain.mta_sts_max_age, domain.dnssec, domain.tlsa,
+            domain.tls_rpt) == ("testing", 600, True, ["3 1 1", "2 1 1"], "mailto:r@d.org")
+    assert domain.sts_policy() == STSPolicy("testing", 600, ("mx.d.org",))
+    assert world.policy_server("d.org") == "mx.d.org"
+    policy = world.host("mx.d.org").policy
+    assert policy.mta_sts and policy.dane
+    defaults = parse_world(base % ("", ""))
+    assert not defaults.host("mx.d.org").policy.mta_sts  # Postfix's default: off
+    assert defaults.domain("d.org").sts_policy() is None
+    for bad, key in (('mta_sts = "strict"', "mta_sts"), ('tlsa = ["3 1 9"]', "tlsa"),
+                     ("mta_sts_max_age = -1", "mta_sts_max_age"),
+                     ('tls_rpt = "r@d.org"', "tls_rpt")):
+        with pytest.raises(WorldFileError, match=key):
+            parse_world(base % (bad, ""))
