@@ -41,6 +41,8 @@ if not dns._features.have("dnssec"):
         importlib.reload(sys.modules["dns.dnssec"])
 
 import dns.dnssec
+import dns.dnssectypes
+import dns.exception
 import dns.name
 import dns.rdataclass
 import dns.rdatatype
@@ -94,7 +96,7 @@ class ZoneKey:
     def dnskey(self) -> Any:
         """The DNSKEY rdata (RFC 4034 §2)."""
         return dns.dnssec.make_dnskey(self.private_key.public_key(),
-                                      dns.dnssec.Algorithm.ED25519, flags=CSK_FLAGS)
+                                      dns.dnssectypes.Algorithm.ED25519, flags=CSK_FLAGS)
 
     def ds(self) -> Any:
         """The DS rdata a parent zone would publish (RFC 4034 §5, SHA-256 digest)."""
@@ -159,8 +161,8 @@ def sign_zone(apex: dns.name.Name, rrsets: RRsets, key: ZoneKey, *, inception: f
         present = sorted(types[owner] | {dns.rdatatype.RRSIG, dns.rdatatype.NSEC})
         windows = dns.rdtypes.ANY.NSEC.Bitmap.from_rdtypes(
             [dns.rdatatype.RdataType.make(t) for t in present])
-        rdata = dns.rdtypes.ANY.NSEC.NSEC(dns.rdataclass.IN, dns.rdatatype.NSEC, following,
-                                          windows)
+        rdata = dns.rdtypes.ANY.NSEC.NSEC(  # type: ignore[no-untyped-call]
+            dns.rdataclass.IN, dns.rdatatype.NSEC, following, windows)
         rrset = dns.rrset.RRset(owner, dns.rdataclass.IN, dns.rdatatype.NSEC)
         rrset.add(rdata, minimum)
         nsec[owner] = rrset
@@ -217,14 +219,14 @@ def validate(rrset: dns.rrset.RRset, rrsigs: dns.rrset.RRset | None,
         anchors.add(k, dnskeys.ttl)
     try:
         dns.dnssec.validate(dnskeys, dnskey_sigs, {zone: anchors}, now=now)
-    except dns.dnssec.ValidationFailure as exc:
+    except dns.exception.ValidationFailure as exc:
         return ValidationResult("bogus", f"the DNSKEY set's signature does not verify: {exc}")
     if rrsigs is None:
         return ValidationResult("bogus", f"{rrset.name} {dns.rdatatype.to_text(rrset.rdtype)} "
                                          "has no signature in a signed zone")
     try:
         dns.dnssec.validate(rrset, rrsigs, {zone: dnskeys}, now=now)
-    except dns.dnssec.ValidationFailure as exc:
+    except dns.exception.ValidationFailure as exc:
         return ValidationResult("bogus", f"the signature of {rrset.name} "
                                          f"{dns.rdatatype.to_text(rrset.rdtype)} does not "
                                          f"verify: {exc}")
@@ -268,6 +270,6 @@ def tlsa_value(der: bytes, usage: int = 3, selector: int = 1, mtype: int = 1) ->
 def tlsa_matches(tlsa: Any, der: bytes) -> bool:
     """Whether certificate ``der`` matches a TLSA rdata's selector and matching type."""
     try:
-        return _matched(_selected(der, tlsa.selector), tlsa.mtype) == tlsa.cert
+        return bool(_matched(_selected(der, tlsa.selector), tlsa.mtype) == tlsa.cert)
     except ValueError:
         return False
