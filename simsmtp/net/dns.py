@@ -252,7 +252,11 @@ def build_zones(records: Iterable[RecordLike], zones: Iterable[str] = (),
         if apex not in soa or apex in broken:
             continue
         zone_sets = {k: v for k, v in rrsets.items() if zone_of(k[0]) == apex}
-        signed[apex] = sign_zone(apex, zone_sets, key, inception=inception)
+        try:
+            signed[apex] = sign_zone(apex, zone_sets, key, inception=inception)
+        except Exception as exc:  # a zone that cannot be signed is not served half-signed
+            broken.setdefault(apex, f"signing {apex} failed: {type(exc).__name__}: {exc}")
+            continue
         rrsets[(apex, dns.rdatatype.DNSKEY)] = signed[apex].dnskey
         for owner, nsec in signed[apex].nsec.items():
             rrsets[(owner, dns.rdatatype.NSEC)] = nsec

@@ -63,6 +63,8 @@ __all__ = [
 
 #: Signatures are valid for twenty years from a day before the epoch (RFC 4034 §3.1.5).
 SIGNATURE_LIFETIME = 20 * 365 * 86400
+#: The last second an RRSIG can name without wrapping around (2106-02-07).
+LAST_TIME = 2**32 - 1
 #: Key flags: 257 = Zone Key + Secure Entry Point, one key signing everything (a CSK).
 CSK_FLAGS = 257
 
@@ -168,6 +170,8 @@ def sign_zone(apex: dns.name.Name, rrsets: RRsets, key: ZoneKey, *, inception: f
         nsec[owner] = rrset
     rrsigs: dict[tuple[dns.name.Name, int], dns.rrset.RRset] = {}
     to_sign = list(mine.items()) + [((n, dns.rdatatype.NSEC), r) for n, r in nsec.items()]
+    # RRSIG times are 32-bit seconds (RFC 4034 §3.1.5): keep a far-future world inside them
+    inception = max(0.0, min(inception, LAST_TIME - SIGNATURE_LIFETIME))
     for (name, rdtype), rrset in to_sign:
         signature = dns.dnssec.sign(rrset, key.private_key, apex, public,
                                     inception=inception,
