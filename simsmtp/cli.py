@@ -484,6 +484,9 @@ def describe_text(net: Network) -> str:
     dns = info["dns"]
     lines.append(f"{world.nameserver:<{width}}  {dns['ip']:<11}  DNS (53) on port "
                  f"{dns['port']}")
+    for name, server in info.get("policy_servers", {}).items():
+        lines.append(f"{name:<{width}}  {server['ip']:<11}  HTTPS (443) on port "
+                     f"{server['port']}: the MTA-STS policy")
     lines += ["", "(25 SMTP, 587 submission, 465 SMTPS, 110 POP3: the world's well-known "
                   "ports, each mapped to the free port shown)", "",
               f"CA certificate (give it to clients that verify): {info['ca_file']}", "",
@@ -544,12 +547,33 @@ def example_commands(net: Network) -> list[str]:
         if p465 is not None:
             commands.append(f"swaks --server {ip}:{p465} --from {sender.address} --to {to} "
                             f"--tlsc {auth}")
+    commands += _security_commands(net, info, rcpt.domain if rcpt is not None else None)
     pop = next((h for h in world.hosts_with_role("pop3") if "110" in hosts[h.name]["ports"]),
                None)
     if pop is not None:
         ip, port = hosts[pop.name]["ip"], hosts[pop.name]["ports"]["110"]
         commands.append(f"openssl s_client -starttls pop3 -connect {ip}:{port} -CAfile {ca} "
                         "-verify_return_error -crlf -quiet")
+    return commands
+
+
+def _security_commands(net: Network, info: dict[str, Any], domain: str | None) -> list[str]:
+    """MTA-STS and DNSSEC commands: curl the policy (RFC 8461), dig +dnssec, delv."""
+    commands: list[str] = []
+    if domain is None:
+        return commands
+    dns = info["dns"]
+    for name, server in info.get("policy_servers", {}).items():
+        if name == f"mta-sts.{domain}":
+            url = server["url"].replace(name, f"{name}:{server['port']}", 1)
+            commands.append(f"curl --cacert {info['ca_file']} --resolve "
+                            f"{name}:{server['port']}:{server['ip']} {url}")
+    if domain in net.world.zone_keys() and info.get("trust_anchors"):
+        commands.append(f"dig +dnssec @{dns['ip']} -p {dns['port']} MX {domain}")
+        mx = next((r.exchange for r in net.world.domain(domain).mx), None)
+        if mx is not None and net.world.domain(domain).tlsa:
+            commands.append(f"delv -a {info['trust_anchors']} +root={domain} "
+                            f"@{dns['ip']} -p {dns['port']} TLSA _25._tcp.{mx}")
     return commands
 
 

@@ -343,7 +343,7 @@ def _add_dnssec(zone: ZoneData, response: dns.message.Message, qname: dns.name.N
         for proof in proofs:
             if proof is not None and proof not in response.authority:
                 response.authority.append(proof)
-    for section in (response.answer, response.authority):
+    for section in (response.answer, response.authority, response.additional):
         for rrset in list(section):
             if rrset.rdtype == dns.rdatatype.RRSIG:
                 continue

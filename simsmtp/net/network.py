@@ -785,7 +785,25 @@ class Network:
                       for name, h in self.hosts.items() if name != self.world.nameserver},
             "ca_file": str(self.ca_file),
             "users": {u.address: u.password for u in self.world.users()},
+            # MTA-STS policy servers (RFC 8461 §3.3): name, address, real port of 443
+            "policy_servers": self.describe_policy_servers(),
+            # the world's DNSSEC trust anchors, for delv -a (None: no signed zone)
+            "trust_anchors": (str(self.trust_anchor_file()) if self.world.zone_keys()
+                              else None),
         }
+
+    def describe_policy_servers(self) -> dict[str, dict[str, Any]]:
+        """``mta-sts.<domain>`` -> ``{"ip", "port", "url"}`` of every policy server."""
+        from simsmtp.world.mtasts import policy_host, policy_url
+
+        found: dict[str, dict[str, Any]] = {}
+        for domain in self.world.domains:
+            server = self.world.policy_server(domain)
+            if server is not None and server in self.https_ports:
+                found[policy_host(domain)] = {"ip": self.hosts[server].ip,
+                                              "port": self.https_ports[server],
+                                              "url": policy_url(domain)}
+        return found
 
     def wait(self, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
         """Wait (polling the world) until ``predicate()`` is true; False on timeout."""

@@ -37,7 +37,14 @@ def test_json_first_line_is_describe_and_sigterm_exits_0() -> None:
     up = UpProcess()
     try:
         info = up.info
-        assert set(info) == {"dns", "hosts", "ca_file", "users"}
+        assert set(info) == {"dns", "hosts", "ca_file", "users", "policy_servers",
+                             "trust_anchors"}
+        # the MTA-STS policy server of anotherdomain.org (RFC 8461 §3.3), on Bob's MX
+        [(name, server)] = info["policy_servers"].items()
+        assert name == "mta-sts.anotherdomain.org"
+        assert server["ip"] == info["hosts"]["mail.anotherdomain.org"]["ip"]
+        assert server["url"] == "https://mta-sts.anotherdomain.org/.well-known/mta-sts.txt"
+        assert "static-key 257 3 15" in Path(info["trust_anchors"]).read_text()
         assert set(info["dns"]) == {"ip", "port"} and isinstance(info["dns"]["port"], int)
         served = {name: set(h["ports"]) for name, h in info["hosts"].items() if h["ports"]}
         assert served == SEED_HOSTS  # hosts that only connect (role "client") list no port
@@ -258,8 +265,8 @@ def test_importing_the_cli_stays_light() -> None:
 
 @pytest.mark.interop
 def test_the_commands_to_paste_work() -> None:
-    for program in ("dig", "swaks", "openssl"):
-        require_program(program)
+    for program in ("dig", "swaks", "openssl", "curl", "delv"):
+        require_program(program, "bind9-dnsutils" if program in ("dig", "delv") else None)
     up = UpProcess(json_line=False)
     lines = [up.first_line]
     try:
@@ -268,12 +275,15 @@ def test_the_commands_to_paste_work() -> None:
         start = lines.index("Try, in another terminal:\n") + 1
         commands = [line.strip() for line in lines[start:] if not line.startswith("    (")]
         assert [c.split()[0] for c in commands] == ["dig", "swaks", "swaks", "openssl",
-                                                    "swaks", "swaks", "openssl"]
+                                                    "swaks", "swaks", "curl", "dig", "delv",
+                                                    "openssl"]
         for command in commands:
             done = subprocess.run(shlex.split(command), input="QUIT\n", capture_output=True,
                                   text=True, timeout=30)
             assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
             assert {"dig": "MX\t10 mail.anotherdomain.org.",
+                    "curl": "mode: enforce",  # the MTA-STS policy (RFC 8461 §3.2)
+                    "delv": "; fully validated",  # DNSSEC from the world's trust anchor
                     "swaks": "250 2.0.0 Ok: queued as",
                     "openssl": "+OK" if "pop3" in command else "Verify return code: 0 (ok)",
                     }[command.split()[0]] in done.stdout, command
