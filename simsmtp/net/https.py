@@ -168,6 +168,9 @@ async def fetch_policy(ip: str, port: int, domain: str, context: ssl.SSLContext,
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+    if not data:
+        return FetchResult(None, f"could not fetch the policy from {host}: the connection "
+                                 "closed without an answer")
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = lines[0].split(" ")
