@@ -536,6 +536,19 @@ class Network:
         report: dict[str, Any] = security.reporter.report(domain, when)
         return report
 
+    def fetch_policy(self, domain: str) -> Any:
+        """Fetch ``domain``'s MTA-STS policy as a sender would (HTTPS, the world CA, the
+        name ``mta-sts.<domain>``): a :class:`~simsmtp.net.https.FetchResult`."""
+        from .https import fetch_policy
+
+        assert self.ca is not None
+        server = self.world.policy_server(domain)
+        if server is None or server not in self.https_ports:
+            raise KeyError(f"{domain} publishes no MTA-STS policy in this world")
+        context = self.ca.client_context(verify=True)
+        return self._run(fetch_policy(self.hosts[server].ip, self.https_ports[server],
+                                      domain, context))
+
     def policy_server(self, domain: str) -> Any:
         """The HTTPS server of ``domain``'s MTA-STS policy (set ``.blocked = True`` to make
         every fetch fail, as an attacker on the path would)."""

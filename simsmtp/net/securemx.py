@@ -167,7 +167,7 @@ class TransportSecurity:
         code = dns.rdatatype.from_text(rdtype)
         rrset = next((r for r in response.answer if r.rdtype == code), None)
         if zone is None:
-            return ValidationResult("insecure", f"{name} is in no signed zone "
+            return ValidationResult("insecure", f"{name} is not in a signed zone "
                                                 "(no trust anchor)"), rrset
         if rrset is None:
             # a denial: accept only a signed one (an NSEC with its RRSIG, RFC 4035 §5.4)
