@@ -129,6 +129,8 @@ class Network:
         self.https_ports: dict[str, int] = {}
         #: host name -> (its certificate, the CA's), DER: for the TLSA records (DANE).
         self._certificates: dict[str, tuple[bytes, bytes]] = {}
+        #: the keys of the signed zones, made again only when the world's DNS changed
+        self._signing_keys: dict[str, Any] = {}
 
     # ---------------------------------------------------------------- lifecycle
     def __enter__(self) -> Network:
@@ -191,7 +193,7 @@ class Network:
         ns = self.hosts[world.nameserver]
         self.dns = DNSServer(self._records, host=ns.ip, trace=world.trace,
                              on_query=self._tap_dns, name=world.nameserver,
-                             zone_keys=world.zone_keys,
+                             zone_keys=self._zone_keys,
                              # signatures valid from a day before the epoch (RFC 4034 §3.1.5)
                              inception=world.epoch.timestamp() - 86400)
         await self.dns.start()
@@ -536,6 +538,24 @@ class Network:
         report: dict[str, Any] = security.reporter.report(domain, when)
         return report
 
+    def write_tls_reports(self, host: str = "mail.example.com") -> list[Path]:
+        """Write every TLS-RPT report ``host``'s agent has tallied, one JSON file per policy
+        domain and day, named as RFC 8460 §5.1 says, under ``<directory>/tlsrpt/``."""
+        import json
+
+        from simsmtp.world.tlsrpt import report_filename
+
+        assert self.directory is not None
+        reporter = self.agents[self.world.host(host).name].security.reporter
+        folder = self.directory / "tlsrpt"
+        folder.mkdir(parents=True, exist_ok=True)
+        written = []
+        for domain, day in reporter.days():
+            path = folder / report_filename(reporter.sender or host, domain, day)
+            path.write_text(json.dumps(reporter.report(domain, day), indent=2) + "\n")
+            written.append(path)
+        return written
+
     def fetch_policy(self, domain: str) -> Any:
         """Fetch ``domain``'s MTA-STS policy as a sender would (HTTPS, the world CA, the
         name ``mta-sts.<domain>``): a :class:`~simsmtp.net.https.FetchResult`."""
@@ -673,9 +693,15 @@ class Network:
             self._dns_records = tuple(
                 self.world.dns_records({n: h.ip for n, h in self.hosts.items()},
                                        self._certificates))
+            self._signing_keys = self.world.zone_keys()
             self._dns_key = key
         self._dns_version = version
         return self._dns_records
+
+    def _zone_keys(self) -> dict[str, Any]:
+        """The keys of the zones to sign (DNSSEC), as of the last :meth:`_records`."""
+        self._records()
+        return self._signing_keys
 
     def _tap_dns(self, query: bytes, response: bytes, client: tuple[str, int],
                  transport: str) -> None:

@@ -197,3 +197,13 @@ def test_an_invalid_policy_is_no_policy(sts: World, net: Network) -> None:
     assert len(net.mailbox(BOB)) == 1
     [failed] = sts.trace.events("mtasts.fetch_failed")
     assert "invalid" in failed["reason"] and "mode" in failed["reason"]
+
+
+def test_reports_are_written_as_rfc_8460_files(sts: World, net: Network) -> None:
+    import json
+
+    send(net)
+    [path] = net.write_tls_reports()
+    assert path.name == "example.com!anotherdomain.org!1741564800!1741651199.json"
+    report = json.loads(path.read_text())
+    assert report["policies"][0]["summary"]["total-successful-session-count"] == 1
