@@ -476,7 +476,8 @@ def describe_text(net: Network) -> str:
     world = net.world
     ports = (25, 587, 465, 110)
     lines = [f'World "{world.name}" (seed {world.seed}) is running. Ctrl-C stops it.', ""]
-    width = max([len(n) for n in info["hosts"]] + [len(world.nameserver), 4])
+    width = max([len(n) for n in (*info["hosts"], *info.get("policy_servers", {}))]
+                + [len(world.nameserver), 4])
     lines.append(f"{'HOST':<{width}}  {'IP':<11}" + "".join(f"{p:>7}" for p in ports))
     for name, host in info["hosts"].items():
         cells = "".join(f"{host['ports'].get(str(p), '-'):>7}" for p in ports)
