@@ -156,7 +156,12 @@ async def fetch_policy(ip: str, port: int, domain: str, context: ssl.SSLContext,
         stream.write(f"GET {POLICY_PATH} HTTP/1.1\r\nHost: {host}\r\n"
                      "User-Agent: simsmtp\r\nConnection: close\r\n\r\n".encode())
         await stream.drain()
-        data = await asyncio.wait_for(reader.read(POLICY_SIZE_LIMIT + 4096), timeout)
+        data = b""
+        while len(data) <= POLICY_SIZE_LIMIT + MAX_REQUEST_HEAD:  # to the end, or too much
+            chunk = await asyncio.wait_for(reader.read(65536), timeout)
+            if not chunk:
+                break
+            data += chunk
     except ssl.SSLCertVerificationError as exc:
         return FetchResult(None, f"the certificate of {host} is not valid: "
                                  f"{exc.verify_message}")

@@ -207,3 +207,31 @@ def test_reports_are_written_as_rfc_8460_files(sts: World, net: Network) -> None
     assert path.name == "example.com!anotherdomain.org!1741564800!1741651199.json"
     report = json.loads(path.read_text())
     assert report["policies"][0]["summary"]["total-successful-session-count"] == 1
+
+
+def test_a_policy_larger_than_64_kib_is_refused(net: Network) -> None:
+    net.policy_server(DOMAIN).policy_text = lambda domain: (
+        "version: STSv1\nmode: enforce\nmx: mail.anotherdomain.org\nmax_age: 600\n"
+        + "x-padding: " + "a" * 70_000 + "\n")
+    assert "larger than 64 KiB" in fetch(net).error  # type: ignore[attr-defined]
+
+
+def test_the_server_answers_bad_requests_in_http(net: Network) -> None:
+    import socket
+
+    assert net.ca is not None
+    context = net.ca.client_context(verify=True)
+    ip, port = net.hosts[TARGET].ip, net.https_ports[TARGET]
+    answers = []
+    for request in (b"POST /.well-known/mta-sts.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+                    b"GET /other HTTP/1.1\r\nHost: mta-sts.anotherdomain.org\r\n\r\n",
+                    b"nonsense\r\n\r\n"):
+        with socket.create_connection((ip, port), timeout=10) as raw, \
+                context.wrap_socket(raw, server_hostname="mta-sts.anotherdomain.org") as tls:
+            tls.sendall(request)
+            data = b""
+            while chunk := tls.recv(4096):
+                data += chunk
+        answers.append(data.split(b"\r\n", 1)[0])
+    assert answers == [b"HTTP/1.1 405 Method Not Allowed", b"HTTP/1.1 404 Not Found",
+                       b"HTTP/1.1 400 Bad Request"]
