@@ -23,6 +23,12 @@ the way Postfix does, and says why at every step in the world's trace:
   a failed handshake is traced and the same server is retried once in plaintext (what
   Postfix's "may" level does; a learner sees how a downgrade looks). ``"required"``: no
   STARTTLS or a failed handshake defers the mail with a clear reason.
+* **MTA-STS and DANE (RFC 8461, RFC 7672), off by default as in Postfix.** With a
+  ``security`` object (:class:`simsmtp.net.securemx.TransportSecurity`) each MX host gets
+  a rule: an MX the domain's MTA-STS policy (mode ``enforce``) does not list, or a bogus
+  DNSSEC answer, is skipped (4.7.5); an ``enforce`` policy or secure TLSA records make
+  STARTTLS mandatory, verified against the CA or matched against the TLSA records
+  (4.7.4/4.7.5 and no plaintext retry otherwise). Every session's outcome goes to TLS-RPT.
 * **Connection reuse (RFC 5321 §4.1.4; Postfix's connection cache).** A queue run carries
   the due messages for one destination domain over ONE session: after a message's final
   reply the next MAIL FROM goes on the same connection (no new EHLO or STARTTLS), up to

@@ -11,7 +11,12 @@ What runs, by host role (:data:`simsmtp.world.model.ROLE_PORTS`):
 * ``mx``: SMTP on 25 (:class:`~simsmtp.net.services.InboundHandler`), STARTTLS offered;
 * ``submission``: 587 (STARTTLS, then AUTH required) and 465 (implicit TLS, RFC 8314);
 * ``pop3``: POP3 on 110 with STLS (RFC 2595);
-* ``outbound``: a :class:`~simsmtp.net.agent.DeliveryAgent` with a durable queue.
+* ``outbound``: a :class:`~simsmtp.net.agent.DeliveryAgent` with a durable queue (and its
+  MTA-STS/DANE rules, :mod:`simsmtp.net.securemx`, used when the host's policy says so).
+
+A domain that publishes MTA-STS gets an HTTPS policy server (:mod:`simsmtp.net.https`) on
+the address of its first MX host, as ``mta-sts.<domain>`` (port 443, mapped like the others);
+a domain with ``dnssec = true`` gets a signed zone (:mod:`simsmtp.world.dnssec`).
 
 Everything goes into the world's trace (``world.trace``) and every byte into the capture
 tap (``net.tap``).
