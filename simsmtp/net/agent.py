@@ -1102,19 +1102,21 @@ class _Session:
             return True
         self.tls = True
         context = getattr(self.rule, "context", None) or self.agent.client_tls_context
+        dane = self.rule is not None and bool(self.rule.tlsa)
+        if dane:
+            # DANE (RFC 7672 §3.1): the certificate must match a TLSA record
+            der = self.conn.peer_certificate_der() if self.conn is not None else None
+            security = self.agent.security
+            dane = security is not None and security.matches(self.rule, der)
         self.agent._record("tls.started", mx=self.mx, ip=self.ip,
                            version=getattr(event, "version", None),
                            cipher=getattr(event, "cipher", None),
                            # RFC 7435 §1: opportunistic TLS encrypts without authenticating
-                           # the peer; say which one this session is
+                           # the peer; say which one this session is (DANE: by its TLSA)
                            verified=getattr(context, "verify_mode", None)
-                           == ssl.CERT_REQUIRED or bool(self.rule is not None
-                                                        and self.rule.tlsa))
+                           == ssl.CERT_REQUIRED or dane)
         if self.rule is not None and self.rule.tlsa:
-            # DANE (RFC 7672 §3.1): the certificate must match a TLSA record
-            der = self.conn.peer_certificate_der() if self.conn is not None else None
-            security = self.agent.security
-            if security is None or not security.matches(self.rule, der):
+            if not dane:
                 reason = (f"the certificate of {self.mx}[{self.ip}] matches none of its "
                           f"TLSA records{why}")
                 self._report("validation-failure")

@@ -112,6 +112,7 @@ def test_tlsa_mismatch_defers(dane: World, net: Network) -> None:
     [deferred] = dane.trace.events("delivery.deferred")
     assert "matches none of its TLSA records" in deferred["reason"]
     assert deferred["status"] == "4.7.5"
+    assert [e["verified"] for e in dane.trace.events("tls.started")] == [False]
 
 
 def test_bogus_signature_defers(dane: World, net: Network) -> None:
