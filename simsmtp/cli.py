@@ -595,7 +595,8 @@ def describe_text(net: Network) -> str:
     world = net.world
     ports = UP_PORTS
     lines = [f'World "{world.name}" (seed {world.seed}) is running. Ctrl-C stops it.', ""]
-    width = max([len(n) for n in info["hosts"]] + [len(world.nameserver), 4])
+    width = max([len(n) for n in (*info["hosts"], *info.get("policy_servers", {}))]
+                + [len(world.nameserver), 4])
     lines.append(f"{'HOST':<{width}}  {'IP':<11}" + "".join(f"{p:>7}" for p in ports))
     for name, host in info["hosts"].items():
         cells = "".join(f"{host['ports'].get(str(p), '-'):>7}" for p in ports)
@@ -603,6 +604,9 @@ def describe_text(net: Network) -> str:
     dns = info["dns"]
     lines.append(f"{world.nameserver:<{width}}  {dns['ip']:<11}  DNS (53) on port "
                  f"{dns['port']}")
+    for name, server in info.get("policy_servers", {}).items():
+        lines.append(f"{name:<{width}}  {server['ip']:<11}  HTTPS (443) on port "
+                     f"{server['port']}: the MTA-STS policy")
     lines += ["", "(25 SMTP, 587 submission, 465 submissions, 110 POP3, 995 POP3S, 143 IMAP, "
                   "993 IMAPS: the world's well-known ports, each mapped to the free port shown)",
               "", f"CA certificate (give it to clients that verify): {info['ca_file']}", "",
@@ -683,6 +687,7 @@ def example_commands(net: Network) -> list[str]:
         if p465 is not None:
             commands.append(f"swaks --server {ip}:{p465} --from {sender.address} --to {to} "
                             f"--tlsc {auth}")
+    commands += _security_commands(net, info, rcpt.domain if rcpt is not None else None)
     pop = next((h for h in world.hosts_with_role("pop3") if "110" in hosts[h.name]["ports"]),
                None)
     if pop is not None:
@@ -710,6 +715,26 @@ def example_commands(net: Network) -> list[str]:
             ip, real = hosts[host.name]["ip"], hosts[host.name]["ports"][port]
             commands.append(f"telnet {ip} {real}  # {service}")
             commands.append(f"nc -C {ip} {real}  # {service}")
+    return commands
+
+
+def _security_commands(net: Network, info: dict[str, Any], domain: str | None) -> list[str]:
+    """MTA-STS and DNSSEC commands: curl the policy (RFC 8461), dig +dnssec, delv."""
+    commands: list[str] = []
+    if domain is None:
+        return commands
+    dns = info["dns"]
+    for name, server in info.get("policy_servers", {}).items():
+        if name == f"mta-sts.{domain}":
+            url = server["url"].replace(name, f"{name}:{server['port']}", 1)
+            commands.append(f"curl --cacert {info['ca_file']} --resolve "
+                            f"{name}:{server['port']}:{server['ip']} {url}")
+    if domain in net.world.zone_keys() and info.get("trust_anchors"):
+        commands.append(f"dig +dnssec @{dns['ip']} -p {dns['port']} MX {domain}")
+        mx = next((r.exchange for r in net.world.domain(domain).mx), None)
+        if mx is not None and net.world.domain(domain).tlsa:
+            commands.append(f"delv -a {info['trust_anchors']} +root={domain} "
+                            f"@{dns['ip']} -p {dns['port']} TLSA _25._tcp.{mx}")
     return commands
 
 

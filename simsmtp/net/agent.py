@@ -23,6 +23,12 @@ the way Postfix does, and says why at every step in the world's trace:
   a failed handshake is traced and the same server is retried once in plaintext (what
   Postfix's "may" level does; a learner sees how a downgrade looks). ``"required"``: no
   STARTTLS or a failed handshake defers the mail with a clear reason.
+* **MTA-STS and DANE (RFC 8461, RFC 7672), off by default as in Postfix.** With a
+  ``security`` object (:class:`simsmtp.net.securemx.TransportSecurity`) each MX host gets
+  a rule: an MX the domain's MTA-STS policy (mode ``enforce``) does not list, or a bogus
+  DNSSEC answer, is skipped (4.7.5); an ``enforce`` policy or secure TLSA records make
+  STARTTLS mandatory, verified against the CA or matched against the TLSA records
+  (4.7.4/4.7.5 and no plaintext retry otherwise). Every session's outcome goes to TLS-RPT.
 * **Connection reuse (RFC 5321 §4.1.4; Postfix's connection cache).** A queue run carries
   the due messages for one destination domain over ONE session: after a message's final
   reply the next MAIL FROM goes on the same connection (no new EHLO or STARTTLS), up to
@@ -270,6 +276,9 @@ class DeliveryAgent:
             :class:`simsmtp.protocol.client.ClientConnection`).
         reuse_limit: messages per SMTP session (:data:`MAX_MESSAGES_PER_SESSION`); 1 turns
             connection reuse off.
+        security: MTA-STS and DANE (:class:`simsmtp.net.securemx.TransportSecurity`): per
+            MX host, whether it may be used and whether TLS (verified, or matching TLSA
+            records) is mandatory; None for neither (Postfix's default).
     """
 
     def __init__(self, queue: Queue, *, hostname: str, resolver_lookup: Lookup,
@@ -281,7 +290,7 @@ class DeliveryAgent:
                  self_names: Iterable[str] = (), rng: random.Random | None = None,
                  timeouts: SMTPTimeouts | None = None,
                  client_factory: Callable[[str, bool], Any] | None = None,
-                 reuse_limit: int = MAX_MESSAGES_PER_SESSION) -> None:
+                 reuse_limit: int = MAX_MESSAGES_PER_SESSION, security: Any = None) -> None:
         if tls_policy not in TLS_POLICIES:
             raise ValueError(f"tls_policy must be one of {', '.join(TLS_POLICIES)}, "
                              f"not {tls_policy!r}")
@@ -302,6 +311,7 @@ class DeliveryAgent:
         self.timeouts = timeouts or SMTPTimeouts()
         self.client_factory = client_factory or self._default_client
         self.reuse_limit = max(1, reuse_limit)
+        self.security = security
         self._reuse: _Reuse | None = None
         self._session_count = 0
         self._lock: asyncio.Lock | None = None
@@ -730,10 +740,17 @@ class DeliveryAgent:
         last_soft: _Outcome | None = None
         dns_permanent: list[str] = []
         reached = False
+        # MTA-STS / DANE: what each MX host must satisfy (RFC 8461 §4, RFC 7672 §2)
+        rule_for = await self.security.rules(domain) if self.security is not None else None
         for target in route.targets:
             if not remaining:
                 break
             name = target.exchange.rstrip(".")
+            rule = await rule_for(name) if rule_for is not None else None
+            if rule is not None and not rule.allowed:
+                self._record("delivery.skip", mx=name, reason=rule.refusal)
+                last_soft = _local_outcome("soft", "4.7.5", rule.refusal, name)
+                continue
             a_status, addresses, error = await self._lookup(name, "A")
             if a_status != "ok" or not addresses:
                 reason = (f"Host or domain name not found. Name service error for "
@@ -748,7 +765,7 @@ class DeliveryAgent:
                 if not remaining:
                     break
                 reached = True
-                got = await self._try_server(queued, name, str(ip), remaining, now)
+                got = await self._try_server(queued, name, str(ip), remaining, now, rule)
                 for rcpt, outcome in got.items():
                     if outcome.status == "soft":
                         last_soft = outcome
@@ -777,17 +794,22 @@ class DeliveryAgent:
         return None
 
     async def _try_server(self, queued: QueuedMessage, mx: str, ip: str,
-                          rcpts: list[str], now: float) -> dict[str, _Outcome]:
+                          rcpts: list[str], now: float, rule: Any = None
+                          ) -> dict[str, _Outcome]:
         """Deliver ``rcpts`` to one server: returns an outcome per recipient.
 
         "soft" outcomes mean "try the next server, or defer after the last one".
+        ``rule`` (:class:`~simsmtp.net.securemx.HopRule`) is what MTA-STS/DANE demand.
         """
-        use_tls = self.tls_policy != "none" and self.client_tls_context is not None
-        if self.tls_policy == "required" and self.client_tls_context is None:
+        required = self.tls_policy == "required" or bool(rule is not None and rule.require_tls)
+        context = getattr(rule, "context", None) or self.client_tls_context
+        use_tls = (self.tls_policy != "none" or required) and context is not None
+        if required and context is None:
             reason = "TLS is required by policy but no client TLS context is configured"
             self._record("tls.required_failed", mx=mx, ip=ip, reason=reason)
             return {r: _local_outcome("soft", "4.7.4", reason, mx) for r in rcpts}
-        outcomes, retry_plain = await self._session(queued, mx, ip, rcpts, use_tls, now)
+        outcomes, retry_plain = await self._session(queued, mx, ip, rcpts, use_tls, now,
+                                                    rule)
         if retry_plain:
             undecided = [r for r in rcpts
                          if r not in outcomes or outcomes[r].status == "soft"]
@@ -796,7 +818,8 @@ class DeliveryAgent:
         return outcomes
 
     async def _session(self, queued: QueuedMessage, mx: str, ip: str, rcpts: list[str],
-                       use_tls: bool, now: float) -> tuple[dict[str, _Outcome], bool]:
+                       use_tls: bool, now: float, rule: Any = None
+                       ) -> tuple[dict[str, _Outcome], bool]:
         """One SMTP connection. Returns (outcomes, retry in plaintext)."""
         outcomes: dict[str, _Outcome] = {}
         port = self._port(mx, ip)
@@ -818,7 +841,12 @@ class DeliveryAgent:
             reason = f"connect to {mx}[{ip}]:25: Connection refused (nothing listens there)"
             self._record("delivery.connect_failed", mx=mx, ip=ip, port=25, reason=reason)
             return soft_all(_local_outcome("soft", "4.4.1", reason, mx)), False
-        conn = self.client_factory(mx, use_tls)
+        if use_tls and getattr(rule, "context", None) is not None:
+            conn = ClientConnection(ClientConfig(hostname=self.hostname,
+                                                 tls_context=rule.context,
+                                                 server_hostname=mx))
+        else:
+            conn = self.client_factory(mx, use_tls)
         try:
             channel = await asyncio.wait_for(self.connect(ip, port, mx, conn),
                                              self.timeouts.connect)
@@ -830,6 +858,7 @@ class DeliveryAgent:
             return soft_all(_local_outcome("soft", "4.4.1", reason, mx)), False
         session = _Session(self, channel, conn, queued, mx, ip, rcpts, outcomes, now)
         session.number, session.port, session.tls_label = number, port, tls_label
+        session.rule = rule
         retry_plain = False
         try:
             retry_plain = await session.run(use_tls)
@@ -894,6 +923,18 @@ class _Session:
         self.number = 0  # the agent's session number (trace: which session carried what)
         self.port: int | None = None
         self.tls_label = "none"
+        self.rule: Any = None  # what MTA-STS/DANE demand of this hop (securemx.HopRule)
+
+    @property
+    def required(self) -> bool:
+        """TLS is mandatory: by the agent's policy, or by MTA-STS enforce / DANE."""
+        return self.agent.tls_policy == "required" or bool(
+            self.rule is not None and self.rule.require_tls)
+
+    def _report(self, result: str | None) -> None:
+        """Tell TLS-RPT how this session went (RFC 8460 §4.3 result types)."""
+        if self.rule is not None:
+            self.rule.report(result, self.ip)
 
     def rebind(self, queued: QueuedMessage, rcpts: list[str]) -> None:
         """Carry another message on this session (connection reuse)."""
@@ -969,7 +1010,7 @@ class _Session:
             return False
         if not await self._hello():
             return False
-        if use_tls or self.agent.tls_policy == "required":
+        if use_tls or self.required:
             decided = await self._starttls(use_tls)
             if decided is not None:
                 return decided
@@ -1015,13 +1056,18 @@ class _Session:
 
     async def _starttls(self, use_tls: bool) -> bool | None:
         """Apply the TLS policy. None: go on; True/False: the session is over."""
-        policy = self.agent.tls_policy
+        required = self.required
+        why = (f"; demanded by {self.rule.why}" if self.rule is not None and self.rule.why
+               else "")
         offered = "STARTTLS" in self.extensions
         if not offered or not use_tls:
-            if policy == "required":
+            if not offered:
+                self._report("starttls-not-supported")
+            if required:
+                reason = TLS_NOT_OFFERED + why
                 self.agent._record("tls.required_failed", mx=self.mx, ip=self.ip,
-                                   reason=TLS_NOT_OFFERED)
-                self._settle(self.rcpts, self._soft(TLS_NOT_OFFERED, "4.7.4"))
+                                   reason=reason)
+                self._settle(self.rcpts, self._soft(reason, "4.7.4"))
                 await self._quit()
                 return False
             if not offered:
@@ -1033,7 +1079,8 @@ class _Session:
             reply = await self._command(self.ev.StartTLS(), self.timeouts.command)
             if reply.code != 220:  # RFC 3207 §4: 220 Ready to start TLS
                 reason = f"STARTTLS refused by {self.mx}[{self.ip}]: {_one_line(reply)}"
-                if policy == "required":
+                self._report("starttls-not-supported")
+                if required:
                     self.agent._record("tls.required_failed", mx=self.mx, ip=self.ip,
                                        reason=reason)
                     self._settle(self.rcpts, _reply_outcome("soft", reply, self.mx,
@@ -1051,7 +1098,13 @@ class _Session:
                     raise _TLSFailed(str(getattr(event, "reason", "handshake failed")))
         except (_TLSFailed, _SessionLost) as exc:
             reason = f"TLS handshake with {self.mx}[{self.ip}] failed: {exc}"
-            if policy == "required":
+            text = str(exc).lower()
+            self._report("certificate-host-mismatch" if "hostname" in text
+                         else "certificate-expired" if "expired" in text
+                         else "certificate-not-trusted" if "certificate" in text
+                         else "validation-failure")
+            if required:
+                reason += why
                 self.agent._record("tls.required_failed", mx=self.mx, ip=self.ip,
                                    reason=reason)
                 self._settle(self.rcpts, self._soft(reason, "4.7.5"))
@@ -1060,14 +1113,33 @@ class _Session:
                                reason=reason + "; reconnecting to send in plaintext")
             return True
         self.tls = True
-        context = self.agent.client_tls_context
+        context = getattr(self.rule, "context", None) or self.agent.client_tls_context
+        dane = self.rule is not None and bool(self.rule.tlsa)
+        if dane:
+            # DANE (RFC 7672 §3.1): the certificate must match a TLSA record
+            der = self.conn.peer_certificate_der() if self.conn is not None else None
+            security = self.agent.security
+            dane = security is not None and security.matches(self.rule, der)
         self.agent._record("tls.started", mx=self.mx, ip=self.ip,
                            version=getattr(event, "version", None),
                            cipher=getattr(event, "cipher", None),
                            # RFC 7435 §1: opportunistic TLS encrypts without authenticating
-                           # the peer; say which one this session is
+                           # the peer; say which one this session is (DANE: by its TLSA)
                            verified=getattr(context, "verify_mode", None)
-                           == ssl.CERT_REQUIRED)
+                           == ssl.CERT_REQUIRED or dane)
+        if self.rule is not None and self.rule.tlsa:
+            if not dane:
+                reason = (f"the certificate of {self.mx}[{self.ip}] matches none of its "
+                          f"TLSA records{why}")
+                self._report("validation-failure")
+                self.agent._record("tls.required_failed", mx=self.mx, ip=self.ip,
+                                   reason=reason)
+                self._settle(self.rcpts, self._soft(reason, "4.7.5"))
+                await self._quit()
+                return False
+            self.agent._record("dane.matched", mx=self.mx, ip=self.ip,
+                               tlsa=[rd.to_text() for rd in self.rule.tlsa])
+        self._report(None)
         # RFC 3207 §4.2: forget everything learnt before TLS and say EHLO again
         if not await self._hello():
             return False

@@ -16,7 +16,7 @@ import contextlib
 import struct
 import time
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, cast
 
@@ -35,6 +35,7 @@ import dns.resolver
 import dns.rrset
 
 from ..trace import Trace
+from ..world.dnssec import SignedZone, ZoneKey, sign_zone
 
 __all__ = [
     "AddressLookup",
@@ -139,6 +140,8 @@ class ZoneData:
     nonterminals: set[dns.name.Name]
     soa: dict[dns.name.Name, dns.rrset.RRset]
     broken: dict[dns.name.Name, str] = field(default_factory=dict)
+    #: The signed zones (RFC 4035): apex -> DNSKEY, NSEC chain and RRSIGs.
+    signed: dict[dns.name.Name, SignedZone] = field(default_factory=dict)
     #: The apexes by themselves (zone_of walks the labels of a name: O(labels), not
     #: O(zones)).
     _apex_index: dict[dns.name.Name, dns.name.Name] = field(init=False, repr=False,
@@ -158,7 +161,8 @@ class ZoneData:
         return name in self.owners or name in self.nonterminals
 
 
-def build_zones(records: Iterable[RecordLike], zones: Iterable[str] = ()) -> ZoneData:
+def build_zones(records: Iterable[RecordLike], zones: Iterable[str] = (),
+                keys: Mapping[str, ZoneKey] | None = None, inception: float = 0.0) -> ZoneData:
     """Parse the world's records into :class:`ZoneData`.
 
     Zone apexes are: the names given in ``zones``, the owners of SOA records, and for any
@@ -169,6 +173,10 @@ def build_zones(records: Iterable[RecordLike], zones: Iterable[str] = ()) -> Zon
     A zone with a bad record (an unparsable value, a CNAME beside other data, RFC 1034
     §3.6.2) is listed in ``broken`` (the server answers SERVFAIL for it); the other zones
     are served.
+
+    ``keys`` (apex -> :class:`~simsmtp.world.dnssec.ZoneKey`) signs those zones: their
+    DNSKEY and NSEC records join the zone and every RRset gets an RRSIG valid from
+    ``inception`` (RFC 4035 §2).
 
     Raises:
         ZoneError: a record's name, type or TTL cannot be parsed at all.
@@ -238,6 +246,21 @@ def build_zones(records: Iterable[RecordLike], zones: Iterable[str] = ()) -> Zon
             broken.setdefault(zone_of(name),
                               f"{name} has a CNAME and other data (RFC 1034 §3.6.2)")
 
+    signed: dict[dns.name.Name, SignedZone] = {}
+    for text, key in (keys or {}).items():
+        apex = dns.name.from_text(text)
+        if apex not in soa or apex in broken:
+            continue
+        zone_sets = {k: v for k, v in rrsets.items() if zone_of(k[0]) == apex}
+        try:
+            signed[apex] = sign_zone(apex, zone_sets, key, inception=inception)
+        except Exception as exc:  # a zone that cannot be signed is not served half-signed
+            broken.setdefault(apex, f"signing {apex} failed: {type(exc).__name__}: {exc}")
+            continue
+        rrsets[(apex, dns.rdatatype.DNSKEY)] = signed[apex].dnskey
+        for owner, nsec in signed[apex].nsec.items():
+            rrsets[(owner, dns.rdatatype.NSEC)] = nsec
+
     owners = {name for name, _ in rrsets}
     nonterminals: set[dns.name.Name] = set()
     for name in owners:
@@ -247,7 +270,7 @@ def build_zones(records: Iterable[RecordLike], zones: Iterable[str] = ()) -> Zon
             parent = parent.parent()
             if parent not in owners:
                 nonterminals.add(parent)
-    return ZoneData(ordered, rrsets, owners, nonterminals, soa, broken)
+    return ZoneData(ordered, rrsets, owners, nonterminals, soa, broken, signed)
 
 
 # --------------------------------------------------------------------------- answering
@@ -302,6 +325,32 @@ def _resolve(zone: ZoneData, response: dns.message.Message, qname: dns.name.Name
                 response.set_rcode(dns.rcode.NXDOMAIN)
             response.authority.append(_negative_soa(zone.soa[apex]))
         return
+
+
+def _add_dnssec(zone: ZoneData, response: dns.message.Message, qname: dns.name.Name) -> bool:
+    """Add the RRSIGs (and for a negative answer the NSEC proofs) of a signed zone to a
+    response for a client that set DO (RFC 4035 §3.1.1-§3.1.3). True when signed."""
+    apex = zone.zone_of(qname)
+    signed = zone.signed.get(apex) if apex is not None else None
+    if signed is None:
+        return False
+    if not response.answer and response.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+        # RFC 4035 §3.1.3: NODATA: the NSEC at the name; NXDOMAIN: the NSEC covering the
+        # name and the one covering the wildcard that could have matched
+        proofs = [signed.covering_nsec(qname)]
+        if response.rcode() == dns.rcode.NXDOMAIN:
+            proofs.append(signed.covering_nsec(dns.name.from_text("*", apex)))
+        for proof in proofs:
+            if proof is not None and proof not in response.authority:
+                response.authority.append(proof)
+    for section in (response.answer, response.authority, response.additional):
+        for rrset in list(section):
+            if rrset.rdtype == dns.rdatatype.RRSIG:
+                continue
+            sig = signed.rrsig(rrset.name, rrset.rdtype)
+            if sig is not None and sig not in section:
+                section.append(sig)
+    return True
 
 
 def _add_additional(zone: ZoneData, response: dns.message.Message,
@@ -445,15 +494,22 @@ class DNSServer:
             prefix (RFC 1035 §4.2.2); ``response_bytes`` is ``b""`` for a dropped query.
         name: the host name this server has in the world (the trace's ``host``).
         zones: called per query for the zone apexes (see :func:`build_zones`).
+        zone_keys: called per query for the keys of the zones to sign (DNSSEC,
+            RFC 4035): a client that sets DO gets RRSIGs and NSEC proofs, and AD when
+            the answer comes from a signed zone (RFC 6840 §5.8); ``inception`` is when
+            the signatures start to be valid.
     """
 
     def __init__(self, records: Callable[[], Iterable[RecordLike]], host: str = "127.0.0.1",
                  port: int = 0, trace: Trace | None = None,
                  on_query: Callable[[bytes, bytes, tuple[str, int], str], None] | None = None,
                  *, name: str = "dns", zones: Callable[[], Iterable[str]] | None = None,
-                 ) -> None:
+                 zone_keys: Callable[[], Mapping[str, ZoneKey]] | None = None,
+                 inception: float = 0.0) -> None:
         self.records = records
         self.zones = zones
+        self.zone_keys = zone_keys
+        self.inception = inception
         self.host = host
         self.port = port
         self.trace = trace
@@ -466,6 +522,7 @@ class DNSServer:
         self._cache_key: tuple[Any, ...] | None = None
         self._cache: ZoneData | ZoneError | None = None
         self._source: object = None  # the record list the cache was built from
+        self._keys: dict[str, ZoneKey] = {}
         self._address: tuple[str, int] | None = None
 
     # ----------------------------------------------------------------- lifecycle
@@ -559,8 +616,9 @@ class DNSServer:
             ZoneError: the world's records cannot be served.
         """
         source = self.records()
+        keys = dict(self.zone_keys()) if self.zone_keys is not None else {}
         if (isinstance(source, tuple) and source is self._source and self.zones is None
-                and self._cache is not None):
+                and self._cache is not None and keys.keys() == self._keys.keys()):
             # the very same (immutable) records as last time: the world did not change
             if isinstance(self._cache, ZoneError):
                 raise self._cache
@@ -569,11 +627,12 @@ class DNSServer:
         records = tuple((str(r.name), str(r.rtype), str(r.value), int(r.ttl))
                         for r in source)
         zones = tuple(self.zones()) if self.zones is not None else ()
-        key = (records, zones)
+        key = (records, zones, tuple(sorted(keys)))
+        self._keys = keys
         if key != self._cache_key:
             try:
                 self._cache = build_zones(
-                    [_Rec(*r) for r in records], zones)
+                    [_Rec(*r) for r in records], zones, keys, self.inception)
             except ZoneError as exc:
                 self._cache = exc
             self._cache_key = key
@@ -645,6 +704,15 @@ class DNSServer:
                     response.set_rcode(dns.rcode.SERVFAIL)
                 else:
                     _resolve(zone, response, question.name, question.rdtype)
+                    do = bool(query.ednsflags & dns.flags.DO) if query.edns >= 0 else False
+                    if do:
+                        response.ednsflags |= dns.flags.DO  # RFC 3225 §3: echo DO
+                    if do and _add_dnssec(zone, response, question.name) and \
+                            response.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+                        # AD: the data is authentic (RFC 4035 §3.2.3; the server holds the
+                        # zone's key). Only to a DNSSEC-aware client (DO, RFC 6840 §5.8),
+                        # so plain queries read as they always did.
+                        response.flags |= dns.flags.AD
         if transport == "udp":
             offered = query.payload if query.edns >= 0 else UDP_LIMIT
             # At least 512 (RFC 6891 §6.2.5), at most what we advertise ourselves.

@@ -14,7 +14,12 @@ What runs, by host role (:data:`simsmtp.world.model.ROLE_PORTS`):
 * ``mx``: SMTP on 25 (:class:`~simsmtp.net.services.InboundHandler`), STARTTLS offered;
 * ``submission``: 587 (STARTTLS, then AUTH required) and 465 (implicit TLS, RFC 8314);
 * ``pop3``: POP3 on 110 with STLS (RFC 2595);
-* ``outbound``: a :class:`~simsmtp.net.agent.DeliveryAgent` with a durable queue.
+* ``outbound``: a :class:`~simsmtp.net.agent.DeliveryAgent` with a durable queue (and its
+  MTA-STS/DANE rules, :mod:`simsmtp.net.securemx`, used when the host's policy says so).
+
+A domain that publishes MTA-STS gets an HTTPS policy server (:mod:`simsmtp.net.https`) on
+the address of its first MX host, as ``mta-sts.<domain>`` (port 443, mapped like the others);
+a domain with ``dnssec = true`` gets a signed zone (:mod:`simsmtp.world.dnssec`).
 
 Everything goes into the world's trace (``world.trace``) and every byte into the capture
 tap (``net.tap``).
@@ -60,6 +65,8 @@ SERVICES = {25: "smtp", 587: "submission", 465: "smtps", 110: "pop3", 995: "pop3
 RETRIEVAL = frozenset({"pop3", "pop3s", "imap", "imaps"})
 #: The DNS server's well-known port (RFC 1035 §4.2).
 DNS_PORT = 53
+#: The MTA-STS policy server's well-known port (HTTPS, RFC 8461 §3.3, RFC 9110 §4.2.2).
+HTTPS_PORT = 443
 
 
 @dataclass
@@ -144,6 +151,14 @@ class Network:
         self._configs: dict[tuple[str, str], Any] = {}
         self._server_contexts: dict[str, Any] = {}
         self._unwatch: list[Callable[[], None]] = []
+        #: host name -> the MTA-STS policy server (HTTPS) running on its address.
+        self.policy_servers: dict[str, Any] = {}
+        #: host name -> the real port of its well-known HTTPS port 443 (policy server).
+        self.https_ports: dict[str, int] = {}
+        #: host name -> (its certificate, the CA's), DER: for the TLSA records (DANE).
+        self._certificates: dict[str, tuple[bytes, bytes]] = {}
+        #: the keys of the signed zones, made again only when the world's DNS changed
+        self._signing_keys: dict[str, Any] = {}
 
     # ---------------------------------------------------------------- lifecycle
     def __enter__(self) -> Network:
@@ -188,6 +203,7 @@ class Network:
                 info = self.hosts[host.name]
                 self.ca.issue([host.name, info.ip] +
                               ([info.bind_ip] if info.bind_ip != info.ip else []))
+        self._security_certificates()
         self._key_rng = world.ids.rng("maildir")
         self.store = (MaildirStore(self.directory / "mail", key_factory=self._mail_key,
                                    clock=world.clock.now)
@@ -215,10 +231,14 @@ class Network:
         world = self.world
         ns = self.hosts[world.nameserver]
         self.dns = DNSServer(self._records, host=ns.bind_ip, trace=world.trace,
-                             on_query=self._tap_dns, name=world.nameserver)
+                             on_query=self._tap_dns, name=world.nameserver,
+                             zone_keys=self._zone_keys,
+                             # signatures valid from a day before the epoch (RFC 4034 §3.1.5)
+                             inception=world.epoch.timestamp() - 86400)
         await self.dns.start()
         ns.ports[DNS_PORT] = self.dns.address[1]
         self.address_book.listening(self.dns.address, ns.ip)
+        await self._start_policy_servers()
         for host in world.hosts.values():
             if host.has_role("outbound"):
                 self._make_agent(host)
@@ -290,6 +310,9 @@ class Network:
                 await attacker.aclose()
         for key in list(self._listeners):
             await self._close_listener(key)
+        for server in self.policy_servers.values():
+            with contextlib.suppress(Exception):
+                await server.close()
         if self.dns is not None:
             await self.dns.close()
 
@@ -549,7 +572,166 @@ class Network:
             queue, hostname=host.name, resolver_lookup=lookup, connect=connect,
             tls_policy=policy, client_tls_context=context, clock=world.clock, ids=world.ids,
             bounce_sink=lambda sender, dsn: self._bounce(host, sender, dsn),
-            trace=world.trace, port_of=self._port_25, self_names={host.name})
+            trace=world.trace, port_of=self._port_25, self_names={host.name},
+            security=self._transport_security(host))
+
+    # ---------------------------------------------------------------- MTA-STS, DANE, TLS-RPT
+    def _security_certificates(self) -> None:
+        """Certificates for the policy servers (``mta-sts.<domain>``) and the DER of every
+        MX host's certificate, for the TLSA records."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        assert self.ca is not None
+
+        def der(pem: bytes) -> bytes:
+            return x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)
+
+        ca_der = der(self.ca.cert_pem)
+        for host in self.world.hosts_with_role("mx"):
+            self._certificates[host.name] = (der(self.ca.leaf_for(host.name).cert_pem), ca_der)
+
+    def _policy_domains(self, host_name: str) -> list[str]:
+        return [d for d in self.world.domains if self.world.policy_server(d) == host_name]
+
+    async def _start_policy_servers(self) -> None:
+        """An HTTPS policy server on the address of each host that serves a domain's
+        MTA-STS policy (as ``mta-sts.<domain>``, RFC 8461 §3.3)."""
+        from simsmtp.world.mtasts import policy_host, render_policy
+
+        from .https import PolicyServer
+
+        assert self.ca is not None
+        world = self.world
+        for host_name in dict.fromkeys(filter(None, map(world.policy_server, world.domains))):
+            names = [policy_host(d) for d in self._policy_domains(host_name)]
+            self.ca.issue(names)
+
+            def text(domain: str, host_name: str = host_name) -> str | None:
+                found = world.domains.get(domain)
+                if found is None or world.policy_server(domain) != host_name:
+                    return None
+                policy = found.sts_policy()
+                return None if policy is None else render_policy(policy)
+
+            context = self.ca.server_context(names[0])
+            info = self.hosts[host_name]
+            server = PolicyServer(text, context, info.bind_ip, trace=world.trace,
+                                  name=names[0])
+            self.policy_servers[host_name] = await server.start()
+            self.https_ports[host_name] = server.address[1]
+            self.address_book.listening(server.address, info.ip)
+
+    def _transport_security(self, host: Host) -> Any:
+        from simsmtp.world.tlsrpt import TLSReporter
+
+        from .https import FetchResult, fetch_policy
+        from .securemx import TransportSecurity
+
+        assert self.ca is not None
+        world = self.world
+        verify = self.ca.client_context(verify=True)
+
+        async def fetch(domain: str) -> FetchResult:
+            import dns.asyncquery
+            import dns.message
+
+            from simsmtp.world.mtasts import policy_host
+
+            assert self.dns is not None
+            name = policy_host(domain)
+            query = dns.message.make_query(name, "A")
+            try:
+                answer, _ = await dns.asyncquery.udp_with_fallback(
+                    query, *self.dns.address[:1], port=self.dns.address[1], timeout=3.0)
+                ip = next(str(rd) for r in answer.answer for rd in r if r.rdtype == 1)
+            except Exception:
+                return FetchResult(None, f"{name} does not resolve")
+            owner = self._by_ip.get(ip)
+            port = self.https_ports.get(owner) if owner else None
+            if port is None:
+                return FetchResult(None, f"connect to {name}[{ip}]:443: Connection refused")
+            return await fetch_policy(*self.address_book.transport((ip, port)), domain,
+                                      verify)
+
+        def anchors() -> dict[str, Any]:
+            # the world's trust anchors: the DS of each signed zone (what a parent would
+            # publish; the world has no root to chain from)
+            return {name: key.ds() for name, key in world.zone_keys().items()}
+
+        security = TransportSecurity(
+            mta_sts=host.policy.mta_sts, dane=host.policy.dane,
+            dns_server=self.dns_address, fetch=fetch, verify_context=verify,
+            dane_context=self.ca.client_context(verify=False), anchors=anchors,
+            clock=world.clock, reporter=TLSReporter(host.name, f"postmaster@{host.domain}",
+                                                    sender=host.domain),
+            trace=world.trace, hostname=host.name, own_ip=self.hosts[host.name].ip,
+            ta_certs=(next(iter(self._certificates.values()))[1],)
+            if self._certificates else ())
+        # read live: a notebook turns MTA-STS or DANE on for a running world
+        security.settings = lambda: (host.policy.mta_sts, host.policy.dane)
+        return security
+
+    def tls_report(self, domain: str, day: Any = None,
+                   host: str | None = None) -> dict[str, Any]:
+        """The TLS-RPT report (RFC 8460 §4.4) ``host``'s agent (default: the world's first
+        outbound host) would send to ``domain`` for ``day`` (a :class:`datetime.date`;
+        default: the virtual clock's today)."""
+        from datetime import UTC, datetime
+
+        from simsmtp.world import cast
+
+        host = host or cast.sending_host(self.world, arg="host")
+        security = self.agents[self.world.host(host).name].security
+        when = day or datetime.fromtimestamp(self.world.clock.now(), UTC).date()
+        report: dict[str, Any] = security.reporter.report(domain, when)
+        return report
+
+    def write_tls_reports(self, host: str | None = None) -> list[Path]:
+        """Write every TLS-RPT report ``host``'s agent (default: the world's first outbound
+        host) has tallied, one JSON file per policy domain and day, named as RFC 8460 §5.1
+        says, under ``<directory>/tlsrpt/``."""
+        import json
+
+        from simsmtp.world import cast
+        from simsmtp.world.tlsrpt import report_filename
+
+        assert self.directory is not None
+        host = host or cast.sending_host(self.world, arg="host")
+        reporter = self.agents[self.world.host(host).name].security.reporter
+        folder = self.directory / "tlsrpt"
+        folder.mkdir(parents=True, exist_ok=True)
+        written = []
+        for domain, day in reporter.days():
+            path = folder / report_filename(reporter.sender or host, domain, day)
+            path.write_text(json.dumps(reporter.report(domain, day), indent=2) + "\n")
+            written.append(path)
+        return written
+
+    def fetch_policy(self, domain: str) -> Any:
+        """Fetch ``domain``'s MTA-STS policy as a sender would (HTTPS, the world CA, the
+        name ``mta-sts.<domain>``): a :class:`~simsmtp.net.https.FetchResult`."""
+        from .https import fetch_policy
+
+        assert self.ca is not None
+        server = self.world.policy_server(domain)
+        if server is None or server not in self.https_ports:
+            raise KeyError(f"{domain} publishes no MTA-STS policy in this world")
+        context = self.ca.client_context(verify=True)
+        return self._run(fetch_policy(self.hosts[server].bind_ip, self.https_ports[server],
+                                      domain, context))
+
+    def policy_server(self, domain: str) -> Any:
+        """The HTTPS server of ``domain``'s MTA-STS policy (set ``.blocked = True`` to make
+        every fetch fail, as an attacker on the path would)."""
+        return self.policy_servers[self.world.policy_server(domain) or ""]
+
+    def trust_anchor_file(self) -> Path:
+        """A ``delv -a`` file with the world's trust anchors (the signed zones' keys)."""
+        assert self.directory is not None
+        path = self.directory / "tls" / "trust-anchors.conf"
+        path.write_text("".join(k.trust_anchor() for k in self.world.zone_keys().values()))
+        return path
 
     # ---------------------------------------------------------------- what handlers call
     def local_domains(self, host_name: str) -> list[str]:
@@ -661,10 +843,17 @@ class Network:
         key = self.world.dns_state()
         if key != self._dns_key:
             self._dns_records = tuple(
-                self.world.dns_records({n: h.ip for n, h in self.hosts.items()}))
+                self.world.dns_records({n: h.ip for n, h in self.hosts.items()},
+                                       self._certificates))
+            self._signing_keys = self.world.zone_keys()
             self._dns_key = key
         self._dns_version = version
         return self._dns_records
+
+    def _zone_keys(self) -> dict[str, Any]:
+        """The keys of the zones to sign (DNSSEC), as of the last :meth:`_records`."""
+        self._records()
+        return self._signing_keys
 
     def _tap_dns(self, query: bytes, response: bytes, client: tuple[str, int],
                  transport: str) -> None:
@@ -834,7 +1023,25 @@ class Network:
                       for name, h in self.hosts.items() if name != self.world.nameserver},
             "ca_file": str(self.ca_file),
             "users": {u.address: u.password for u in self.world.users()},
+            # MTA-STS policy servers (RFC 8461 §3.3): name, address, real port of 443
+            "policy_servers": self.describe_policy_servers(),
+            # the world's DNSSEC trust anchors, for delv -a (None: no signed zone)
+            "trust_anchors": (str(self.trust_anchor_file()) if self.world.zone_keys()
+                              else None),
         }
+
+    def describe_policy_servers(self) -> dict[str, dict[str, Any]]:
+        """``mta-sts.<domain>`` -> ``{"ip", "port", "url"}`` of every policy server."""
+        from simsmtp.world.mtasts import policy_host, policy_url
+
+        found: dict[str, dict[str, Any]] = {}
+        for domain in self.world.domains:
+            server = self.world.policy_server(domain)
+            if server is not None and server in self.https_ports:
+                found[policy_host(domain)] = {"ip": self.hosts[server].bind_ip,
+                                              "port": self.https_ports[server],
+                                              "url": policy_url(domain)}
+        return found
 
     def wait(self, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
         """Wait (polling the world) until ``predicate()`` is true; False on timeout."""

@@ -379,6 +379,10 @@ class ClientConnection(SansIOConnection):
             return b""
         return super().data_to_send()
 
+    def peer_certificate_der(self) -> bytes | None:
+        """The server's certificate (DER) once TLS is up, else ``None``."""
+        return None if self._tls is None else self._tls.peer_certificate_der()
+
     def _start_tls(self) -> None:
         assert self.config.tls_context is not None, "implicit_tls needs a tls_context"
         self._tls = TLSLayer(self.config.tls_context, server_side=False,

@@ -117,6 +117,13 @@ class TLSLayer:
             return None
         return self._obj.getpeercert() or None
 
+    def peer_certificate_der(self) -> bytes | None:
+        """The peer's certificate in DER, verified or not (DANE matches it to TLSA
+        records itself, RFC 7672 §3.1), or ``None`` before the handshake."""
+        if not self.handshake_complete:
+            return None
+        return self._obj.getpeercert(binary_form=True)
+
     def summary(self) -> dict[str, Any]:
         """Version, cipher and peer subject, for the trace."""
         cert = self.peer_certificate()

@@ -29,6 +29,7 @@ One module per widget family (add a new family as a new module and list its publ
 * :mod:`~simsmtp.ui.console` a console to type SMTP by hand, like telnet;
 * :mod:`~simsmtp.ui.wire` one connection as transcript | hexdump | eavesdropper;
 * :mod:`~simsmtp.ui.tlsview` TLS records annotated, the certificate chain, the entropy chart;
+* :mod:`~simsmtp.ui.transportsec` MTA-STS, DANE and TLS-RPT decisions and reports;
 * :mod:`~simsmtp.ui.mailauth` SPF, DKIM and DMARC: records, signatures, verdicts, the lab;
 * :mod:`~simsmtp.ui.worldmap` the map of the world, a delivery played along it;
 * :mod:`~simsmtp.ui.inbox` a user's Maildir as a mail program shows it;
@@ -106,6 +107,9 @@ _EXPORTS: dict[str, str] = {
     "tls_connections": "tlsview",
     "tls_records": "tlsview",
     "tls_summary": "tlsview",
+    # MTA-STS, DANE and TLS-RPT (notebook 05b)
+    "security_text": "transportsec",
+    "tls_report_text": "transportsec",
     # email authentication: SPF, DKIM, DMARC records, verdicts, and the lab
     "MailAuthLab": "mailauth",
     "AuthOutcome": "mailauth",

@@ -17,6 +17,13 @@ host. Keys not listed here are errors (with a "did you mean" suggestion)::
                                        # mail._domainkey.example.com; mail is signed with it
     dkim_bits = 1024                   # optional: the key size (1024 default, 2048 ...)
     dmarc = "v=DMARC1; p=reject"       # TXT at _dmarc.example.com (RFC 7489)
+    mta_sts = "enforce"                # MTA-STS (RFC 8461): "enforce", "testing" or "none";
+                                       # _mta-sts TXT + the policy at https://mta-sts.<domain>
+    mta_sts_max_age = 86400            # optional: the policy's max_age (seconds)
+    dnssec = true                      # sign the zone (RFC 4035), key made from the seed
+    tlsa = ["3 1 1"]                   # TLSA at _25._tcp.<mx> (RFC 7672): "3 1 1" the MX's
+                                       # key, "2 1 1" the world CA's key
+    tls_rpt = "mailto:tlsrpt@example.com"   # TXT at _smtp._tls (RFC 8460)
 
     [hosts."mail.example.com"]
     domain = "example.com"             # must be one of the domains above
@@ -27,6 +34,8 @@ host. Keys not listed here are errors (with a "did you mean" suggestion)::
     mailauth = "enforce"               # an mx's SPF/DKIM/DMARC: "enforce", "report", "off"
     unauth_destination = "defer"       # relay refused: "defer" 454 4.7.1 (Postfix's default)
                                        # or "reject" 554 5.7.1; disable_vrfy_command = false
+    mta_sts = false                    # outbound: apply MTA-STS policies (Postfix: no)
+    dane = false                       # outbound: apply DNSSEC-signed TLSA (Postfix: opt-in)
 
     [[records]]                        # extra DNS records
     name = "example.com"
@@ -337,6 +346,9 @@ def _policy_checks(r: _Reader) -> dict[str, Callable[[Any, KeyPath], Any]]:
         # Postfix's teaching-relevant choices, by their Postfix names (see Policy).
         "disable_vrfy_command": r.boolean,
         "unauth_destination": lambda v, p: r.choice(v, p, UNAUTH_DESTINATION),
+        # Outbound transport security (both off, as in Postfix's defaults).
+        "mta_sts": r.boolean,
+        "dane": r.boolean,
     }
     return checks
 
@@ -360,9 +372,10 @@ def _networks(r: _Reader, value: Any, path: KeyPath) -> list[str]:
 
 
 def _domain(r: _Reader, name: str, value: Any, path: KeyPath) -> Domain:
-    table = r.table(value, path, ("mx", "null_mx", "users", *_AUTH_KEYS))
+    table = r.table(value, path, ("mx", "null_mx", "users", *_AUTH_KEYS, *_TRANSPORT_KEYS))
     domain = Domain(name, null_mx=r.boolean(table.get("null_mx", False), (*path, "null_mx")))
     _domain_auth(r, domain, table, path)
+    _domain_transport(r, domain, table, path)
     mx_what = "a list of MX tables like [{ preference = 10, host = \"mail.example.com\" }]"
     for i, item in enumerate(r.list(table.get("mx", []), (*path, "mx"), mx_what)):
         p = (*path, "mx", i)
@@ -511,6 +524,44 @@ def _check_domain_auth(r: _Reader, domain: Domain, path: KeyPath) -> None:
             or bits % 2:  # RFC 8301 §3.2: at least 1024 bits
         r.fail((*path, "dkim_bits"), "an even integer from 1024 to 4096 (RFC 8301 §3.2)",
                show(bits))
+
+
+# -- transport security: mta_sts, mta_sts_max_age, dnssec, tlsa, tls_rpt ------------------
+
+_TRANSPORT_KEYS = ("mta_sts", "mta_sts_max_age", "dnssec", "tlsa", "tls_rpt")
+_TLSA_EXAMPLE = 'a list of TLSA kinds like ["3 1 1", "2 1 1"] (usage selector matching type)'
+_TLSA_KIND = re.compile(r"[0-3] [01] [0-2]")  # RFC 6698 §2.1.1-2.1.3
+
+
+def _domain_transport(r: _Reader, domain: Domain, table: dict[str, Any],
+                      path: KeyPath) -> None:
+    """Read the transport-security keys of a domain table into ``domain``."""
+    from simsmtp.world.mtasts import MAX_AGE_LIMIT, MODES
+
+    if "mta_sts" in table:
+        domain.mta_sts = r.choice(table["mta_sts"], (*path, "mta_sts"), MODES)
+    if "mta_sts_max_age" in table:
+        domain.mta_sts_max_age = r.integer(table["mta_sts_max_age"],
+                                           (*path, "mta_sts_max_age"), 0, MAX_AGE_LIMIT,
+                                           why=" (seconds, RFC 8461 §3.2)")
+    if "dnssec" in table:
+        domain.dnssec = r.boolean(table["dnssec"], (*path, "dnssec"))
+    if "tlsa" in table:
+        kinds = []
+        for i, item in enumerate(r.list(table["tlsa"], (*path, "tlsa"), _TLSA_EXAMPLE)):
+            text = r.string(item, (*path, "tlsa", i), _TLSA_EXAMPLE)
+            if not _TLSA_KIND.fullmatch(" ".join(text.split())):
+                r.fail((*path, "tlsa", i), 'a TLSA kind like "3 1 1" (RFC 6698 §2.1)',
+                       show(item))
+            kinds.append(" ".join(text.split()))
+        domain.tlsa = kinds
+    if "tls_rpt" in table:
+        text = r.string(table["tls_rpt"], (*path, "tls_rpt"),
+                        'a report address like "mailto:tlsrpt@example.com"').strip()
+        if not all(u.strip().startswith(("mailto:", "https:")) for u in text.split(",")):
+            r.fail((*path, "tls_rpt"), 'mailto: or https: addresses (RFC 8460 §3)',
+                   show(text))
+        domain.tls_rpt = text
 
 
 def _host(r: _Reader, name: str, value: Any, path: KeyPath) -> Host:
@@ -701,6 +752,9 @@ def validate_world(world: World) -> None:
         # MX hosts that are not hosts of this world are allowed on purpose: they get no
         # address, so delivery fails to resolve them ("MX points nowhere", a lesson).
         _check_domain_auth(r, domain, path)
+        if domain.mta_sts is not None and domain.mta_sts not in ("enforce", "testing", "none"):
+            r.fail((*path, "mta_sts"), '"enforce", "testing" or "none" (RFC 8461 §3.2)',
+                   show(domain.mta_sts))
     for name, host in world.hosts.items():
         path = ("hosts", name)
         if host.domain not in world.domains:

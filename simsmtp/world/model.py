@@ -189,6 +189,12 @@ class Policy:
         anvil_rate_time_unit: the window of those rates in seconds (Postfix's 60 s).
         stress_idle_timeout: the idle timeout while a service is near its connection limit
             (Postfix ``smtpd_timeout = ${stress?{10}:{300}}s``).
+        mta_sts: the outbound agent applies the MTA-STS policies of the domains it sends to
+            (RFC 8461). Off by default: Postfix does not do MTA-STS by itself (it needs an
+            external policy resolver such as postfix-mta-sts-resolver).
+        dane: the outbound agent validates DNSSEC and applies the TLSA records of MX hosts
+            (RFC 7672). Off by default, as in Postfix (``smtp_tls_security_level = dane`` is
+            opt-in).
     """
 
     # The limits the SMTP server also has take its defaults (Postfix's), stated once there.
@@ -220,6 +226,8 @@ class Policy:
     max_auth_failure_rate: int = 10
     anvil_rate_time_unit: float = 60.0
     stress_idle_timeout: float = 10.0
+    mta_sts: bool = False
+    dane: bool = False
 
     def may_relay(self, address: str) -> bool:
         """Whether a client at ``address`` is in :attr:`relay_networks`."""
@@ -313,6 +321,17 @@ class Domain:
             makes the key from its seed and publishes it at
             ``<selector>._domainkey.<domain>``; the submission server signs with it.
         dkim_bits: the key's size (RFC 8301 §3.2: at least 1024).
+        mta_sts: the MTA-STS mode the domain publishes (RFC 8461): ``"enforce"``,
+            ``"testing"`` or ``"none"``; None publishes nothing. The world then serves the
+            ``_mta-sts`` TXT record and the policy at
+            ``https://mta-sts.<domain>/.well-known/mta-sts.txt`` listing the domain's MX hosts.
+        mta_sts_max_age: the policy's max_age in seconds (RFC 8461 §3.2).
+        dnssec: sign the domain's zone (RFC 4035) with a key made from the world's seed.
+        tlsa: TLSA records to publish at ``_25._tcp.<mx>`` for each of the domain's MX hosts
+            in the world (RFC 7672), as "usage selector matching-type" triples:
+            ``"3 1 1"`` (the MX's own key) or ``"2 1 1"`` (the world CA's key).
+        tls_rpt: where TLS reports go (RFC 8460), e.g. ``"mailto:tls-reports@example.org"``,
+            published at ``_smtp._tls.<domain>``; None for none.
     """
 
     name: str
@@ -323,6 +342,11 @@ class Domain:
     dmarc: str | None = None
     dkim_selector: str | None = None
     dkim_bits: int = DEFAULT_DKIM_BITS
+    mta_sts: str | None = None
+    mta_sts_max_age: int = 86400
+    dnssec: bool = False
+    tlsa: list[str] = field(default_factory=list)
+    tls_rpt: str | None = None
 
     def __post_init__(self) -> None:
         # The list given to the constructor becomes a watched copy (see _WatchedList).
@@ -354,6 +378,29 @@ class Domain:
         """Where the DKIM key is published: ``<selector>._domainkey.<domain>``
         (RFC 6376 §3.6.2.1), or None without a selector."""
         return None if not self.dkim_selector else f"{self.dkim_selector}._domainkey.{self.name}"
+
+    def sts_policy(self) -> Any:
+        """The MTA-STS policy the domain serves (:class:`~simsmtp.world.mtasts.STSPolicy`),
+        or None when it publishes none: its mode, max_age and MX hosts."""
+        if self.mta_sts is None:
+            return None
+        from simsmtp.world.mtasts import STSPolicy
+
+        mx = () if self.mta_sts == "none" else tuple(
+            dict.fromkeys(_bare(r.exchange) for r in self.mx))
+        return STSPolicy(self.mta_sts, self.mta_sts_max_age, mx)
+
+    def sts_id(self) -> str | None:
+        """The policy id of the ``_mta-sts`` TXT record: it changes with the policy
+        (RFC 8461 §3.1), here a digest of the policy text."""
+        policy = self.sts_policy()
+        if policy is None:
+            return None
+        import hashlib
+
+        from simsmtp.world.mtasts import render_policy
+
+        return hashlib.sha256(render_policy(policy).encode()).hexdigest()[:20]
 
 
 @dataclass
@@ -601,7 +648,8 @@ class World:
         zones only after a real edit (a notebook changing an MX, a DMARC policy ...)."""
         return (self.nameserver, self.epoch, self.seed, tuple(self.records),
                 tuple((d.name, tuple(d.mx), d.null_mx, d.spf, d.dmarc, d.dkim_selector,
-                       d.dkim_bits) for d in self.domains.values()))
+                       d.dkim_bits, d.mta_sts, d.mta_sts_max_age, d.dnssec, tuple(d.tlsa),
+                       d.tls_rpt) for d in self.domains.values()))
 
     def dns_version(self) -> tuple[Any, ...]:
         """A token that changes whenever :meth:`dns_state` may have changed, in O(1).
@@ -621,12 +669,79 @@ class World:
         plain_records = None if isinstance(records, _WatchedList) else tuple(records)
         return (_edit_stamp[0], plain_mx, plain_records)
 
-    def dns_records(self, addresses: Mapping[str, str]) -> list[Record]:
+    # -- transport security: MTA-STS, DANE, TLS-RPT --------------------------------------------
+
+    def policy_server(self, domain: str) -> str | None:
+        """The world host that serves ``domain``'s MTA-STS policy (as
+        ``mta-sts.<domain>``): its first MX host that is in the world, or None."""
+        found = self.domains.get(_bare(domain))
+        if found is None or found.mta_sts is None:
+            return None
+        for record in sorted(found.mx, key=lambda r: r.preference):
+            host = self.hosts.get(_bare(record.exchange))
+            if host is not None and host.has_role("mx"):
+                return host.name
+        return None
+
+    def zone_keys(self) -> dict[str, Any]:
+        """The signing key (:class:`~simsmtp.world.dnssec.ZoneKey`) of every domain with
+        ``dnssec = true``, made from the world's seed."""
+        signed = [d.name for d in self.domains.values() if d.dnssec]
+        if not signed:
+            return {}
+        from simsmtp.world.dnssec import ZoneKey
+
+        return {name: ZoneKey.from_seed(str(self.seed), name) for name in signed}
+
+    def transport_records(self, domain: Domain, addresses: Mapping[str, Any],
+                          certificates: Mapping[str, tuple[bytes, bytes]]) -> list[Record]:
+        """What ``domain`` publishes for transport security: the ``_mta-sts`` TXT record and
+        the address of ``mta-sts.<domain>`` (RFC 8461 §3), ``_smtp._tls`` (RFC 8460 §3) and
+        the TLSA records of its MX hosts (RFC 7672 §3.1; only for hosts whose certificate
+        is in ``certificates``: host name -> (leaf DER, CA DER))."""
+        from simsmtp.world.mailauth.lookup import txt_presentation
+
+        out: list[Record] = []
+        ident = domain.sts_id()
+        if ident is not None:
+            from simsmtp.world.mtasts import policy_host, record_name, render_record
+
+            out.append(Record(record_name(domain.name), "TXT",
+                              txt_presentation(render_record(ident))))
+            server = self.policy_server(domain.name)
+            if server is not None and server in addresses:
+                ip = addresses[server]
+                out.append(Record(policy_host(domain.name), "A" if ip.version == 4 else "AAAA",
+                                  str(ip)))
+        if domain.tls_rpt is not None:
+            from simsmtp.world.tlsrpt import record_name as rpt_name
+            from simsmtp.world.tlsrpt import render_record as rpt_record
+
+            out.append(Record(rpt_name(domain.name), "TXT",
+                              txt_presentation(rpt_record(domain.tls_rpt))))
+        if domain.tlsa:
+            from simsmtp.world.dnssec import tlsa_name, tlsa_value
+
+            for mx in dict.fromkeys(_bare(r.exchange) for r in domain.mx):
+                if mx not in certificates:
+                    continue
+                leaf, ca = certificates[mx]
+                for triple in domain.tlsa:
+                    usage, selector, mtype = (int(x) for x in triple.split())
+                    out.append(Record(tlsa_name(mx), "TLSA", tlsa_value(
+                        ca if usage in (0, 2) else leaf, usage, selector, mtype)))
+        return out
+
+    def dns_records(self, addresses: Mapping[str, str],
+                    certificates: Mapping[str, tuple[bytes, bytes]] | None = None
+                    ) -> list[Record]:
         """Every record of every zone, given the addresses the network assigned.
 
         Args:
             addresses: host name -> IP for the hosts that have one, including
                 :attr:`nameserver`.
+            certificates: host name -> (its certificate, the CA's), both DER, for the
+                TLSA records of domains that publish them (none without).
 
         Returns:
             per zone: SOA, NS, MX (or ``0 .`` for a null MX), A/AAAA of the names in it and
@@ -661,6 +776,12 @@ class World:
         extra_in: dict[str | None, list[Record]] = {}
         for r in self.records:
             extra_in.setdefault(zone_of(r.name), []).append(r)
+        # Transport security records after everything else of their zone, so a world that
+        # publishes none lists its records exactly as before.
+        secure_in: dict[str | None, list[Record]] = {}
+        for d in self.domains.values():
+            for r in self.transport_records(d, addrs, certificates or {}):
+                secure_in.setdefault(zone_of(r.name), []).append(r)
 
         out: list[Record] = []
         for zone in zones:
@@ -672,6 +793,7 @@ class World:
                 out += self.auth_records(domain)
             out += hosts_in.get(zone, [])
             out += extra_in.get(zone, [])
+            out += secure_in.get(zone, [])
         reverse: dict[str, list[tuple[Any, str]]] = {}
         for n, ip in addrs.items():
             reverse.setdefault(_reverse_zone(ip), []).append((ip, n))
@@ -681,6 +803,7 @@ class World:
                     for ip, n in sorted(reverse[zone], key=lambda item: (int(item[0]), item[1]))]
         out += hosts_in.get(None, [])
         out += extra_in.get(None, [])
+        out += secure_in.get(None, [])
         return out
 
     def __repr__(self) -> str:

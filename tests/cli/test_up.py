@@ -39,7 +39,14 @@ def test_json_first_line_is_describe_and_sigterm_exits_0() -> None:
     up = UpProcess()
     try:
         info = up.info
-        assert set(info) == {"dns", "hosts", "ca_file", "users"}
+        assert set(info) == {"dns", "hosts", "ca_file", "users", "policy_servers",
+                             "trust_anchors"}
+        # the MTA-STS policy server of anotherdomain.org (RFC 8461 §3.3), on Bob's MX
+        [(name, server)] = info["policy_servers"].items()
+        assert name == "mta-sts.anotherdomain.org"
+        assert server["ip"] == info["hosts"]["mail.anotherdomain.org"]["ip"]
+        assert server["url"] == "https://mta-sts.anotherdomain.org/.well-known/mta-sts.txt"
+        assert "static-key 257 3 15" in Path(info["trust_anchors"]).read_text()
         assert set(info["dns"]) == {"ip", "port"} and isinstance(info["dns"]["port"], int)
         served = {name: set(h["ports"]) for name, h in info["hosts"].items() if h["ports"]}
         assert served == SEED_HOSTS  # hosts that only connect (role "client") list no port
@@ -310,8 +317,8 @@ def test_importing_the_cli_stays_light() -> None:
 @pytest.mark.interop
 @posix_only
 def test_the_commands_to_paste_work() -> None:
-    for program in ("dig", "swaks", "openssl", "curl", "telnet", "nc"):
-        require_program(program)
+    for program in ("dig", "swaks", "openssl", "curl", "delv", "telnet", "nc"):
+        require_program(program, "bind9-dnsutils" if program in ("dig", "delv") else None)
     up = UpProcess(json_line=False)
     lines = [up.first_line]
     try:
@@ -322,8 +329,8 @@ def test_the_commands_to_paste_work() -> None:
         commands = [line.strip() for line in lines[start:]
                     if line.startswith("  ") and not line.startswith("    (")]
         assert [c.split()[0] for c in commands] == [
-            "dig", "swaks", "swaks", "openssl", "swaks", "swaks", "openssl", "openssl", "curl",
-            "telnet", "nc", "telnet", "nc", "telnet", "nc"]
+            "dig", "swaks", "swaks", "openssl", "swaks", "swaks", "curl", "dig", "delv",
+            "openssl", "openssl", "curl", "telnet", "nc", "telnet", "nc", "telnet", "nc"]
         for command in commands:
             program = command.split()[0]
             imap = "imap" in command and "imaps://" not in command
@@ -345,11 +352,13 @@ def test_the_commands_to_paste_work() -> None:
             elif program == "openssl":
                 expected = {"pop3": "+OK", "imap": "* BYE Logging out"}.get(
                     command.split()[3], "Verify return code: 0 (ok)")
+            elif program == "curl":  # the MTA-STS policy (RFC 8461 §3.2), or IMAPS
+                expected = "mode: enforce" if "mta-sts" in command else "ENVELOPE ("
             else:
                 expected = {"dig": "MX\t10 mail.anotherdomain.org.",
+                            "delv": "; fully validated",  # from the world's trust anchor
                             "swaks": "550 5.7.1 Email rejected per DMARC" if refused
-                            else "250 2.0.0 Ok: queued as",
-                            "curl": "ENVELOPE ("}[program]
+                            else "250 2.0.0 Ok: queued as"}[program]
             assert expected in done.stdout, command
     finally:
         assert up.terminate() == 0, up.stderr()

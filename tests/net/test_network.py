@@ -232,7 +232,13 @@ def test_describe_has_the_up_json_shape() -> None:
     with world.start(storage="memory") as net:
         described = net.describe()
         assert json.loads(json.dumps(described)) == described
-        assert set(described) == {"dns", "hosts", "ca_file", "users"}
+        assert set(described) == {"dns", "hosts", "ca_file", "users", "policy_servers",
+                                  "trust_anchors"}
+        # anotherdomain.org's MTA-STS policy is served on its MX's address (RFC 8461 §3.3)
+        assert described["policy_servers"]["mta-sts.anotherdomain.org"] == {
+            "ip": net.hosts["mail.anotherdomain.org"].ip,
+            "port": net.https_ports["mail.anotherdomain.org"],
+            "url": "https://mta-sts.anotherdomain.org/.well-known/mta-sts.txt"}
         assert described["dns"] == {"ip": net.dns_address[0], "port": net.dns_address[1]}
         assert set(described["hosts"]) == set(world.hosts)  # not the name server
         example = described["hosts"]["mail.example.com"]

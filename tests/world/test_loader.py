@@ -149,6 +149,12 @@ def test_dns_records_of_the_seed() -> None:
         ("anotherdomain.org", "TXT", '"v=spf1 mx -all"'),
         ("_dmarc.anotherdomain.org", "TXT", '"v=DMARC1; p=none"'),
         ("mail.anotherdomain.org", "A", "127.0.0.3"),
+        # MTA-STS (RFC 8461 §3.1; the policy host is Bob's MX), TLS-RPT (RFC 8460 §3); the
+        # TLSA record needs the running world's certificate (tests/net/test_dane.py)
+        ("_mta-sts.anotherdomain.org", "TXT", rows[14][2]),
+        ("mta-sts.anotherdomain.org", "A", "127.0.0.3"),
+        ("_smtp._tls.anotherdomain.org", "TXT",
+         '"v=TLSRPTv1; rua=mailto:tls-reports@anotherdomain.org"'),
         ("evil.example", "SOA", soa.format("evil.example")),
         ("evil.example", "NS", "ns.simsmtp.test."),
         ("evil.example", "TXT", '"v=spf1 a:mallory.evil.example -all"'),
@@ -165,6 +171,7 @@ def test_dns_records_of_the_seed() -> None:
     ]
     # The DKIM key record is the world's seeded key (RFC 6376 §3.6.1), split into strings.
     assert "".join(rows[4][2].split('"')[1::2]) == dkim.txt_record()
+    assert rows[14][2] == f'"v=STSv1; id={world.domain("anotherdomain.org").sts_id()};"'
     assert all(r.ttl == 3600 for r in records)
 
 
