@@ -36,7 +36,7 @@ from simsmtp.world.mailauth.spf import MEANINGS as SPF_MEANINGS
 from simsmtp.world.scenario import SEED_RECIPIENT, SEED_SENDER, SEED_SUBJECT, seed_message
 
 from .base import View
-from .exercises import Exercise, choice, register, text
+from .exercises import AnswerError, Exercise, choice, register, text
 from .style import (
     COLORS,
     HTMLText,
@@ -1215,7 +1215,8 @@ register(Exercise(
 def _spf_only(answer: Any) -> tuple[bool, str]:
     net = answer if hasattr(answer, "hosts") and hasattr(answer, "world") else None
     if net is None:
-        raise TypeError("pass the running network: check(net)")
+        raise AnswerError("this check looks at the world: give it the running network, "
+                          "check(net)")
     world = net.world
     sender_host = _submission_host(world, SEED_SENDER)
     verdicts = [e for e in world.trace.events("auth.verdict")
@@ -1252,8 +1253,9 @@ register(Exercise(
          "'mx', 'a:mail.example.com' or its ip4: address, then -all.",
     solution="SPF 'v=spf1 mx -all' (or 'v=spf1 a:mail.example.com -all', or 'v=spf1 "
              "ip4:127.0.0.2 -all'), DKIM unticked, p=reject, Check. Careful with "
-             "ip4:127.0.0.0/8: it allows Mallory too. Then ex.check(net).",
-    answer_help="Run ex.check(net) after clicking Check in the lab."))
+             "ip4:127.0.0.0/8: it allows Mallory too. Then "
+             'ui.exercise("08.spf-only").check(net).',
+    answer_help="Run the check cell below after clicking Check in the lab."))
 
 
 __all__ = [

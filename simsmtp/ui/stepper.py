@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .base import View
-from .exercises import Exercise, choice, register, text
+from .exercises import AnswerError, Exercise, choice, register, text
 from .style import COLORS, HTMLText, Raw, callout, code_color, escape, html_table, text_table
 
 if TYPE_CHECKING:
@@ -525,7 +525,8 @@ register(Exercise(
 def _delivered_by_hand(answer: Any) -> tuple[bool, str]:
     steps = getattr(answer, "all_steps", None)
     if steps is None:
-        raise TypeError("pass the console: ex.check(console)")
+        raise AnswerError("this check looks at the console: give it the console, "
+                          "check(console)")
     typed = [s for s in steps if s.label != "<greeting>"]
     if not typed:
         return False, "The console has not sent anything yet: click Connect and type."
@@ -552,7 +553,7 @@ register(Exercise(
          "'Hello Bob', and a line with only '.'.",
     solution="EHLO mail.example.com\nMAIL FROM:<alice@example.com>\n"
              "RCPT TO:<bob@anotherdomain.org>\nDATA\nSubject: by hand\n\nHello Bob!\n.\nQUIT",
-    answer_help="Run ex.check(console) after your session."))
+    answer_help="Run the check cell below after your session in the console."))
 
 register(Exercise(
     "02.bounce-to", "Who gets the bounce?",
