@@ -15,6 +15,7 @@ child, so stored notebooks stay readable and reproducible.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from simsmtp.trace import Trace, TraceEvent
@@ -23,10 +24,71 @@ if TYPE_CHECKING:
     from simsmtp.world.model import World
 
 
+#: What a widget says when the world it drives is stopped.
+WORLD_STOPPED = ("The world of this notebook is stopped, so this widget cannot reach it: "
+                 "run the first cell again (it boots a fresh world), then this cell.")
+
+
+def plain_error(exc: BaseException) -> str:
+    """An exception in plain words for a learner (no traceback, no class path)."""
+    if isinstance(exc, TimeoutError):
+        return "No answer came in time: the server may be down (net.bring_up(...)) or " \
+               "stalled by a fault rule (print(world.faults))."
+    if isinstance(exc, ConnectionRefusedError):
+        return "The connection was refused: nothing listens there now (a host taken " \
+               "down? net.bring_up(...))."
+    if isinstance(exc, (ConnectionError, EOFError)):
+        return "The connection was closed by the other side."
+    text = str(exc).strip() or type(exc).__name__
+    return text[0].upper() + text[1:]
+
+
 class View:
-    """Base class: subclasses set ``self.widget`` (an ipywidgets ``Widget``)."""
+    """Base class: subclasses set ``self.widget`` (an ipywidgets ``Box``).
+
+    Every callback of a widget goes through :meth:`guarded`: an error is shown inside the
+    widget, in plain words (never only in JupyterLab's hidden log), and a widget whose world
+    is stopped says so and what to do.
+    """
 
     widget: Any
+    _problem: Any = None
+
+    def world_stopped(self) -> bool:
+        """True when the running network this widget drives (``self.net``) is stopped."""
+        net = getattr(self, "net", None)
+        return net is not None and getattr(net, "running", True) is False
+
+    def show_problem(self, message: str) -> None:
+        """Show ``message`` in a red box at the top of the widget (an empty one clears it)."""
+        from .style import callout, escape
+
+        if self._problem is None:
+            if not message:
+                return
+            import ipywidgets as w
+
+            self._problem = w.HTML()
+            self._problem.add_class("simsmtp-problem")
+        self._problem.value = callout("fail", escape(message), "Problem:") if message else ""
+        children = tuple(getattr(self.widget, "children", ()))
+        if message and self._problem not in children and hasattr(self.widget, "children"):
+            self.widget.children = (self._problem, *children)
+
+    def guarded(self, action: Callable[[Any], Any]) -> Callable[[Any], None]:
+        """``action`` as a widget callback: errors shown in the widget, in plain words."""
+        def callback(event: Any = None) -> None:
+            if self.world_stopped():
+                self.show_problem(WORLD_STOPPED)
+                return
+            try:
+                action(event)
+            except Exception as exc:  # shown to the learner, never lost in a log
+                self.show_problem(plain_error(exc))
+            else:
+                if self._problem is not None and self._problem.value:
+                    self.show_problem("")
+        return callback
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None,
                           **kwargs: Any) -> Any:
@@ -47,7 +109,7 @@ class View:
         return f"{type(self).__name__}()"
 
 
-__all__ = ["View"]
+__all__ = ["WORLD_STOPPED", "View", "plain_error"]
 
 
 def trace_events(source: Any) -> tuple[list[TraceEvent], World | None]:

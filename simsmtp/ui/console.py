@@ -87,16 +87,16 @@ class Console(View):
         self.connect_button = w.Button(description="Connect", button_style="primary",
                                        tooltip=f"open a TCP connection to {host} port {port}",
                                        layout=w.Layout(width="110px"))
-        self.connect_button.on_click(lambda _: self.connect())
+        self.connect_button.on_click(self.guarded(lambda _: self.connect()))
         self.input = w.Text(placeholder="type a command, e.g. EHLO mail.example.com, and "
                                         "press Enter", layout=w.Layout(width="60%"))
         self.input.add_class("simsmtp-console-input")
         with warnings.catch_warnings():  # Enter: the Text widget's submit event
             warnings.simplefilter("ignore", DeprecationWarning)
-            self.input.on_submit(lambda _: self.send_input())
+            self.input.on_submit(self.guarded(lambda _: self.send_input()))
         self.send_button = w.Button(description="Send", tooltip="send the line (CRLF added)",
                                     layout=w.Layout(width="80px"))
-        self.send_button.on_click(lambda _: self.send_input())
+        self.send_button.on_click(self.guarded(lambda _: self.send_input()))
         self.quick_buttons = [self._quick(label, line) for label, line in COMMAND_TEMPLATES]
         self.content_buttons = [self._quick(label, line) for label, line in CONTENT_TEMPLATES]
         self.quick_row = w.HBox(self.quick_buttons, layout=w.Layout(flex_flow="row wrap"))
@@ -121,7 +121,7 @@ class Console(View):
 
         button = w.Button(description=label, tooltip=line or "an empty line",
                           layout=w.Layout(width="auto"))
-        button.on_click(lambda _: self.fill(line.format(local_name=self.local_name)))
+        button.on_click(self.guarded(lambda _: self.fill(line.format(local_name=self.local_name))))
         return button
 
     # -------------------------------------------------------------- actions

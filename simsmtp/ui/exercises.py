@@ -6,8 +6,9 @@ In a notebook, each answer cell names its exercise, so cells run in any order::
     ui.exercise("03.first-retry").check(answer)    # ✔ right, or ✘ not quite + a hint
 
 Some checks look at the running world rather than at a typed answer
-(``ui.exercise("01.prefer-backup").check(net)``): the learner *does* something (edits MX records, adds a fault rule,
-sends a message) and the check reads the world and its trace to see whether it happened.
+(``ui.exercise("01.prefer-backup").check(net)``): the learner *does* something (edits MX
+records, adds a fault rule, sends a message) and the check reads the world and its trace to
+see whether it happened.
 
 The solutions are folded in an HTML ``<details>`` element (click to open), so a learner
 sees them only when asking. Exercise keys are ``"<notebook number>.<name>"``;
@@ -528,5 +529,5 @@ register(Exercise(
     'cell.'))
 
 
-__all__ = ["EXERCISES", "AnswerError", "Exercise", "Feedback", "choice", "exercise", "exercises_for",
-           "number", "register", "sequence", "text"]
+__all__ = ["EXERCISES", "AnswerError", "Exercise", "Feedback", "choice", "exercise",
+           "exercises_for", "number", "register", "sequence", "text"]

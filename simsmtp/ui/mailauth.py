@@ -1032,10 +1032,10 @@ class MailAuthLab(View):
         self.records_view = w.HTML()
         self.alice_view = w.HTML()
         self.mallory_view = w.HTML()
-        self.check_button.on_click(lambda _: self.check())
-        self.reset_button.on_click(lambda _: self.reset())
+        self.check_button.on_click(self.guarded(lambda _: self.check()))
+        self.reset_button.on_click(self.guarded(lambda _: self.reset()))
         for control in (self.spf, self.dkim_box, self.policy, self.adkim, self.aspf):
-            control.observe(lambda _: self._preview(), names="value")
+            control.observe(self.guarded(lambda _: self._preview()), names="value")
         self._load_controls()
         title = w.HTML(f"<b>Email authentication records of {escape(self.domain.name)}</b> <span "
                        f"style='color:{COLORS['muted']}'>(Check publishes them in the "

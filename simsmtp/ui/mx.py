@@ -238,11 +238,11 @@ class MXEditor(View):
         self.rows_box = w.VBox()
         self.dig_view = w.HTML()
         self.route_view = w.HTML()
-        self.add_button.on_click(lambda _: self.add_backup())
-        self.clear_button.on_click(lambda _: self.remove_all())
-        self.null_button.on_click(lambda _: self.null_mx())
-        self.reset_button.on_click(lambda _: self.reset())
-        self.address_box.observe(lambda _: self._set_address(), names="value")
+        self.add_button.on_click(self.guarded(lambda _: self.add_backup()))
+        self.clear_button.on_click(self.guarded(lambda _: self.remove_all()))
+        self.null_button.on_click(self.guarded(lambda _: self.null_mx()))
+        self.reset_button.on_click(self.guarded(lambda _: self.reset()))
+        self.address_box.observe(self.guarded(lambda _: self._set_address()), names="value")
         title = w.HTML(f"<b>MX records of {escape(self.domain.name)}</b> "
                        "<span style='color:#888'>(lower preference is tried first; "
                        "changes go live in the world's DNS)</span>")
@@ -266,9 +266,9 @@ class MXEditor(View):
 
     def _make_row(self, preference: int, exchange: str) -> MXRow:
         row = MXRow(preference, exchange, self.options)
-        row.preference.observe(lambda _: self.apply(), names="value")
-        row.exchange.observe(lambda _: self.apply(), names="value")
-        row.remove.on_click(lambda _: self._remove(row))
+        row.preference.observe(self.guarded(lambda _: self.apply()), names="value")
+        row.exchange.observe(self.guarded(lambda _: self.apply()), names="value")
+        row.remove.on_click(self.guarded(lambda _: self._remove(row)))
         return row
 
     def _remove(self, row: MXRow) -> None:

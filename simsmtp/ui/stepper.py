@@ -335,8 +335,8 @@ class Stepper(View):
                                     tooltip="the next step", layout=w.Layout(width="90px"))
         self.back_button.add_class("simsmtp-stepper-back")
         self.next_button.add_class("simsmtp-stepper-next")
-        self.back_button.on_click(lambda _: self.back())
-        self.next_button.on_click(lambda _: self.forward())
+        self.back_button.on_click(self.guarded(lambda _: self.back()))
+        self.next_button.on_click(self.guarded(lambda _: self.forward()))
         self.header = w.HTML()
         self.wire = w.HTML(layout=w.Layout(width="56%"))
         self.wire.add_class("simsmtp-stepper-wire")
@@ -345,7 +345,7 @@ class Stepper(View):
                                            style={"button_width": "70px"},
                                            tooltips=["the server's states",
                                                      "the client's states"])
-        self.role_toggle.observe(lambda _: self._draw_diagram(), "value")
+        self.role_toggle.observe(self.guarded(lambda _: self._draw_diagram()), "value")
         self.diagram = None
         parts: list[Any] = []
         if title:

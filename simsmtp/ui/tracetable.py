@@ -212,8 +212,8 @@ class TraceTable(View):
         self.count = w.HTML()
         self.table = w.HTML()
         for control in (self.host_filter, self.kind_filter, self.text_filter):
-            control.observe(lambda _: self.refresh(), names="value")
-        self.refresh_button.on_click(lambda _: self.refresh(reread=True))
+            control.observe(self.guarded(lambda _: self.refresh()), names="value")
+        self.refresh_button.on_click(self.guarded(lambda _: self.refresh(reread=True)))
         self.widget = w.VBox([w.HBox([self.host_filter, self.kind_filter, self.text_filter,
                                       self.refresh_button]), self.count, self.table])
         self.refresh()

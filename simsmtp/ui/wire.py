@@ -358,9 +358,9 @@ class CaptureView(View):
         self.widget.add_class(css_class)
         self._conn_id: int | None = None
         self.refresh(conn)
-        self.picker.observe(lambda change: self._show(change["new"]), "value")
-        self.refresh_button.on_click(lambda _: self.refresh())
-        self.keylog_box.observe(lambda _: self._show(self.picker.value), "value")
+        self.picker.observe(self.guarded(lambda change: self._show(change["new"])), "value")
+        self.refresh_button.on_click(self.guarded(lambda _: self.refresh()))
+        self.keylog_box.observe(self.guarded(lambda _: self._show(self.picker.value)), "value")
 
     def _connections(self) -> list[Any]:
         """The connections the picker offers (every captured TCP connection)."""
