@@ -244,7 +244,7 @@ class MXEditor(View):
         self.reset_button.on_click(self.guarded(lambda _: self.reset()))
         self.address_box.observe(self.guarded(lambda _: self._set_address()), names="value")
         title = w.HTML(f"<b>MX records of {escape(self.domain.name)}</b> "
-                       "<span style='color:#888'>(lower preference is tried first; "
+                       f"<span style='color:{COLORS['muted']}'>(lower preference is tried first; "
                        "changes go live in the world's DNS)</span>")
         left = w.VBox([title, self.rows_box,
                        w.HBox([self.add_button, self.clear_button, self.null_button,
