@@ -51,8 +51,21 @@ class View:
     is stopped says so and what to do.
     """
 
-    widget: Any
+    _widget: Any = None
     _problem: Any = None
+
+    @property
+    def widget(self) -> Any:
+        """The ipywidgets tree; it carries the CSS classes ``simsmtp-view`` and
+        ``simsmtp-<class name>`` (``simsmtp-mxeditor``), so a browser test finds every view."""
+        return self._widget
+
+    @widget.setter
+    def widget(self, value: Any) -> None:
+        self._widget = value
+        if hasattr(value, "add_class"):
+            value.add_class("simsmtp-view")
+            value.add_class(f"simsmtp-{type(self).__name__.lower()}")
 
     def world_stopped(self) -> bool:
         """True when the running network this widget drives (``self.net``) is stopped."""
