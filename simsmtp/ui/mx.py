@@ -61,6 +61,12 @@ class RoutePlan:
         """The servers the sender will try, in order (those that resolve)."""
         return [name for name, addrs in self.addresses if addrs]
 
+    def _rank(self, index: int) -> str:
+        """How target ``index`` came to be tried: its MX preference, or the implicit MX."""
+        if self.lookup != "ok" or not self.mx:  # no MX at all: the domain's own address
+            return "implicit MX: the domain's own address, RFC 5321 §5.1"
+        return f"preference {self.route.targets[index].preference}"
+
     def text(self) -> str:
         """The plan in words (the same as the widget shows)."""
         if self.lookup == "ok":
@@ -76,9 +82,8 @@ class RoutePlan:
         if r.kind == "deliver":
             lines.append("Plan: deliver, trying in this order:")
             for i, (name, addrs) in enumerate(self.addresses, 1):
-                pref = r.targets[i - 1].preference
                 where = ", ".join(addrs) if addrs else "does not resolve: skipped"
-                lines.append(f"  {i}. {name} (preference {pref}) -> {where}")
+                lines.append(f"  {i}. {name} ({self._rank(i - 1)}) -> {where}")
         elif r.kind == "bounce":
             lines.append(f"Plan: bounce at once with status {r.status} (nothing is tried)")
         else:
@@ -92,7 +97,6 @@ class RoutePlan:
         if r.kind == "deliver":
             items = []
             for i, (name, addrs) in enumerate(self.addresses, 1):
-                pref = r.targets[i - 1].preference
                 if addrs:
                     where = span("→ " + ", ".join(addrs), COLORS["muted"], mono=True)
                     then = "first" if i == 1 else "if the ones above cannot take it " \
@@ -100,7 +104,8 @@ class RoutePlan:
                 else:
                     where = span("does not resolve: skipped", COLORS["fail"])
                     then = ""
-                items.append(f"<li>{span(name, bold=True, mono=True)} (preference {pref}) "
+                items.append(f"<li>{span(name, bold=True, mono=True)} "
+                             f"({escape(self._rank(i - 1))}) "
                              f"{where} <i>{escape(then)}</i></li>")
             body = f"<ol style='margin:2px 0 4px 18px;padding:0;'>{''.join(items)}</ol>"
             box = callout("ok", body, f"{self.sender} will deliver, trying in this order:")
