@@ -15,6 +15,7 @@ child, so stored notebooks stay readable and reproducible.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,56 @@ from simsmtp.trace import Trace, TraceEvent
 
 if TYPE_CHECKING:
     from simsmtp.world.model import World
+
+
+_HTML_CLASS: Any = None
+_BLOCKS = re.compile(r"<(div|table|pre|br|ol|ul|p|details)\b", re.I)
+_TAGS = re.compile(r"<[^>]+>")
+
+
+def readable(value: str) -> str:
+    """``value`` at a reading line height: an ipywidgets ``HTML`` widget's own line height
+    (28 px) is made for one-line labels beside buttons, so anything longer (blocks, or
+    text that may wrap) gets 1.45."""
+    if not value or value.startswith('<div style="line-height:1.45;">'):
+        return value
+    if _BLOCKS.search(value) or len(_TAGS.sub("", value)) > 80:
+        return f'<div style="line-height:1.45;">{value}</div>'
+    return value
+
+
+def html_widget(value: str = "", **kwargs: Any) -> Any:
+    """An ipywidgets ``HTML`` widget whose every value is :func:`readable` (the one HTML
+    widget of the course)."""
+    global _HTML_CLASS
+    if _HTML_CLASS is None:
+        import ipywidgets as w
+        from traitlets import validate
+
+        class ReadableHTML(w.HTML):  # type: ignore[misc]
+            @validate("value")
+            def _readable(self, proposal: Any) -> str:
+                return readable(str(proposal["value"]))
+
+        _HTML_CLASS = ReadableHTML
+    return _HTML_CLASS(value=value, **kwargs)
+
+
+def tabs(children: list[Any], titles: list[str]) -> Any:
+    """Tabs made of toggle buttons over a stack: every title in full (ipywidgets' ``Tab``
+    cuts long titles) and in readable contrast. ``.buttons`` picks, ``.stack`` shows."""
+    import ipywidgets as w
+
+    buttons = w.ToggleButtons(options=titles, value=titles[0],
+                              style={"button_width": "auto"})
+    buttons.add_class("simsmtp-tab-buttons")
+    stack = w.Stack(children=children, selected_index=0)
+    stack.add_class("simsmtp-tab-stack")
+    w.jslink((buttons, "index"), (stack, "selected_index"))  # works in the page alone
+    box = w.VBox([buttons, stack])
+    box.add_class("simsmtp-tabs")
+    box.buttons, box.stack = buttons, stack
+    return box
 
 
 #: What a widget says when the world it drives is stopped.
@@ -79,9 +130,7 @@ class View:
         if self._problem is None:
             if not message:
                 return
-            import ipywidgets as w
-
-            self._problem = w.HTML()
+            self._problem = html_widget()
             self._problem.add_class("simsmtp-problem")
         self._problem.value = callout("fail", escape(message), "Problem:") if message else ""
         children = tuple(getattr(self.widget, "children", ()))
@@ -122,7 +171,7 @@ class View:
         return f"{type(self).__name__}()"
 
 
-__all__ = ["WORLD_STOPPED", "View", "plain_error"]
+__all__ = ["WORLD_STOPPED", "View", "html_widget", "plain_error", "readable", "tabs"]
 
 
 def trace_events(source: Any) -> tuple[list[TraceEvent], World | None]:

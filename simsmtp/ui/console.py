@@ -22,7 +22,7 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from .base import View
+from .base import View, html_widget
 from .stepper import conversation_html, explanation_html, tight
 from .style import COLORS, callout, escape
 
@@ -100,15 +100,15 @@ class Console(View):
         self.quick_buttons = [self._quick(label, line) for label, line in COMMAND_TEMPLATES]
         self.content_buttons = [self._quick(label, line) for label, line in CONTENT_TEMPLATES]
         self.quick_row = w.HBox(self.quick_buttons, layout=w.Layout(flex_flow="row wrap"))
-        self.status = w.HTML()
-        self.transcript = w.HTML()
+        self.status = html_widget()
+        self.transcript = html_widget()
         self.transcript.add_class("simsmtp-console-transcript")
-        self.meaning = w.HTML()
+        self.meaning = html_widget()
         self.widget = w.VBox([
             w.HBox([self.connect_button, self.status], layout=w.Layout(align_items="center")),
             self.transcript,
             w.HBox([self.input, self.send_button]),
-            w.HBox([w.HTML(f"<span style='color:{COLORS['muted']};font-size:12px;'>"
+            w.HBox([html_widget(f"<span style='color:{COLORS['muted']};font-size:12px;'>"
                            "fill in:</span>"), self.quick_row],
                    layout=w.Layout(align_items="center")),
             self.meaning,

@@ -35,7 +35,7 @@ from simsmtp.world.mailauth import aligned, organizational_domain, parse_record,
 from simsmtp.world.mailauth.spf import MEANINGS as SPF_MEANINGS
 from simsmtp.world.scenario import SEED_RECIPIENT, SEED_SENDER, SEED_SUBJECT, seed_message
 
-from .base import View
+from .base import View, html_widget
 from .exercises import AnswerError, Exercise, choice, register, text
 from .style import (
     COLORS,
@@ -1021,26 +1021,27 @@ class MailAuthLab(View):
         self.mallory_from = w.Dropdown(
             options=[(f"{sender} (the same as From:)", sender),
                      (f"{MALLORY} (her own domain)", MALLORY)],
-            description="Mallory's MAIL FROM", layout=w.Layout(width="450px"),
+            description="Mallory's MAIL FROM", layout=w.Layout(width="620px"),
             style={"description_width": "150px"})
         self.check_button = w.Button(description="Check: send both", icon="paper-plane",
                                      button_style="primary", layout=w.Layout(width="auto"))
         self.reset_button = w.Button(description="Reset", icon="undo",
                                      layout=w.Layout(width="auto"))
-        self.preview = w.HTML()
-        self.status = w.HTML()
-        self.records_view = w.HTML()
-        self.alice_view = w.HTML()
-        self.mallory_view = w.HTML()
+        self.preview = html_widget()
+        self.status = html_widget()
+        self.records_view = html_widget()
+        self.alice_view = html_widget()
+        self.mallory_view = html_widget()
         self.check_button.on_click(self.guarded(lambda _: self.check()))
         self.reset_button.on_click(self.guarded(lambda _: self.reset()))
         for control in (self.spf, self.dkim_box, self.policy, self.adkim, self.aspf):
             control.observe(self.guarded(lambda _: self._preview()), names="value")
         self._load_controls()
-        title = w.HTML(f"<b>Email authentication records of {escape(self.domain.name)}</b> <span "
-                       f"style='color:{COLORS['muted']}'>(Check publishes them in the "
-                       "world's DNS, then sends Alice's mail and Mallory's spoof to "
-                       f"{escape(recipient)})</span>")
+        title = html_widget(
+            f"<b>Email authentication records of {escape(self.domain.name)}</b> <span "
+            f"style='color:{COLORS['muted']}'>(Check publishes them in the "
+            "world's DNS, then sends Alice's mail and Mallory's spoof to "
+            f"{escape(recipient)})</span>")
         form = w.VBox([title, self.spf, self.dkim_box,
                        w.HBox([self.policy, self.adkim, self.aspf]), self.preview,
                        self.mallory_from, w.HBox([self.check_button, self.reset_button]),

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from simsmtp.world.model import MXRecord, Record
 from simsmtp.world.routing import Route, plan_route
 
-from .base import View
+from .base import View, html_widget
 from .style import COLORS, HTMLText, callout, escape, panel, pre, span
 
 if TYPE_CHECKING:
@@ -239,16 +239,16 @@ class MXEditor(View):
                                       description=f"{self.domain.name} itself has an "
                                                   "address (A record)",
                                       layout=w.Layout(width="auto"))
-        self.status = w.HTML()
+        self.status = html_widget()
         self.rows_box = w.VBox()
-        self.dig_view = w.HTML()
-        self.route_view = w.HTML()
+        self.dig_view = html_widget()
+        self.route_view = html_widget()
         self.add_button.on_click(self.guarded(lambda _: self.add_backup()))
         self.clear_button.on_click(self.guarded(lambda _: self.remove_all()))
         self.null_button.on_click(self.guarded(lambda _: self.null_mx()))
         self.reset_button.on_click(self.guarded(lambda _: self.reset()))
         self.address_box.observe(self.guarded(lambda _: self._set_address()), names="value")
-        title = w.HTML(f"<b>MX records of {escape(self.domain.name)}</b> "
+        title = html_widget(f"<b>MX records of {escape(self.domain.name)}</b> "
                        f"<span style='color:{COLORS['muted']}'>(lower preference is tried first; "
                        "changes go live in the world's DNS)</span>")
         left = w.VBox([title, self.rows_box,

@@ -20,7 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .base import View
+from .base import View, html_widget
 from .style import COLORS, MAX_WIDTH, Diagram, escape, inline_svg, new_figure, plot_style
 
 if TYPE_CHECKING:
@@ -233,8 +233,8 @@ class StateMachineView(View):
 
         self.role = role
         self.current = _name(current)
-        self.image = w.HTML(layout=w.Layout(max_width="100%"))
-        self.caption = w.HTML()
+        self.image = html_widget(layout=w.Layout(max_width="100%"))
+        self.caption = html_widget()
         self.widget = w.VBox([self.caption, self.image])
         self.show(current)
 

@@ -29,7 +29,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .base import View
+from .base import View, html_widget
 from .exercises import AnswerError, Exercise, choice, register, text
 from .style import COLORS, HTMLText, Raw, callout, code_color, escape, html_table, text_table
 
@@ -337,10 +337,10 @@ class Stepper(View):
         self.next_button.add_class("simsmtp-stepper-next")
         self.back_button.on_click(self.guarded(lambda _: self.back()))
         self.next_button.on_click(self.guarded(lambda _: self.forward()))
-        self.header = w.HTML()
-        self.wire = w.HTML(layout=w.Layout(width="56%"))
+        self.header = html_widget()
+        self.wire = html_widget(layout=w.Layout(width="56%"))
         self.wire.add_class("simsmtp-stepper-wire")
-        self.meaning = w.HTML(layout=w.Layout(width="44%", padding="0 0 0 10px"))
+        self.meaning = html_widget(layout=w.Layout(width="44%", padding="0 0 0 10px"))
         self.role_toggle = w.ToggleButtons(options=["server", "client"], value=role,
                                            style={"button_width": "70px"},
                                            tooltips=["the server's states",
@@ -349,7 +349,7 @@ class Stepper(View):
         self.diagram = None
         parts: list[Any] = []
         if title:
-            parts.append(w.HTML(f"<b>{escape(title)}</b>"))
+            parts.append(html_widget(f"<b>{escape(title)}</b>"))
         parts += [w.HBox([self.back_button, self.next_button, self.header],
                          layout=w.Layout(align_items="center")),
                   w.HBox([self.wire, self.meaning], layout=w.Layout(align_items="flex-start"))]
@@ -357,7 +357,7 @@ class Stepper(View):
             from .states import StateMachineView
 
             self.diagram = StateMachineView(role)
-            parts += [w.HBox([w.HTML("<b>State diagram of the</b>&nbsp;"), self.role_toggle],
+            parts += [w.HBox([html_widget("<b>State diagram of the</b>&nbsp;"), self.role_toggle],
                              layout=w.Layout(align_items="center", margin="8px 0 0 0")),
                       self.diagram.widget]
         self.widget = w.VBox(parts)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .base import html_widget, tabs
 from .exercises import Exercise, choice, register, text
 from .stepper import tight
 from .style import (
@@ -342,14 +343,12 @@ class TLSInspector(CaptureView):
 
         self._controls(net, keylog, picker="TLS connection:",
                        keylog_label="decrypt with the world's key log (as Wireshark can)")
-        self.records = w.HTML()
-        self.hello = w.HTML()
-        self.chain = w.HTML()
-        self.chart = w.HTML(layout=w.Layout(max_width="100%"))
-        self.tabs = w.Tab(children=[self.records, self.hello, self.chain, self.chart])
-        for index, title in enumerate(["Records", "Handshake in clear", "Certificate chain",
-                                       "Entropy"]):
-            self.tabs.set_title(index, title)
+        self.records = html_widget()
+        self.hello = html_widget()
+        self.chain = html_widget()
+        self.chart = html_widget(layout=w.Layout(max_width="100%"))
+        self.tabs = tabs([self.records, self.hello, self.chain, self.chart],
+                         ["Records", "Handshake in clear", "Certificate chain", "Entropy"])
         self._assemble(self.tabs, "simsmtp-tls", conn)
 
     def _connections(self) -> list[Any]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from simsmtp.trace import SECRET_FIELDS, TraceEvent
 
-from .base import View, trace_events
+from .base import View, html_widget, trace_events
 from .journey import first_line, mask
 from .style import (
     COLORS,
@@ -258,8 +258,8 @@ class TraceTable(View):
         self.refresh_button = w.Button(description="Refresh", icon="refresh",
                                        tooltip="Read the trace again (the world is live)",
                                        layout=w.Layout(width="100px"))
-        self.count = w.HTML()
-        self.table = w.HTML()
+        self.count = html_widget()
+        self.table = html_widget()
         for control in (self.host_filter, self.kind_filter, self.text_filter):
             control.observe(self.guarded(lambda _: self.refresh()), names="value")
         self.refresh_button.on_click(self.guarded(lambda _: self.refresh(reread=True)))

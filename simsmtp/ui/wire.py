@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .base import View
+from .base import View, html_widget, tabs
 from .exercises import Exercise, choice, register, text
 from .style import COLORS, HTMLText, Raw, callout, escape, html_table, pre
 
@@ -407,19 +407,17 @@ class WireView(CaptureView):
         self.layout = layout
         self._controls(net, keylog, picker="connection:",
                        keylog_label="give the eavesdropper the TLS key log")
-        self.transcript = w.HTML()
-        self.hexdump = w.HTML()
-        self.eavesdropper = w.HTML()
+        self.transcript = html_widget()
+        self.hexdump = html_widget()
+        self.eavesdropper = html_widget()
         titles = ["Transcript (swaks)", "Eavesdropper", "Hexdump (hexdump -C)"]
         panes = [self.transcript, self.eavesdropper, self.hexdump]
         if layout == "tabs":
-            body: Any = w.Tab(children=panes)
-            for index, title in enumerate(titles):
-                body.set_title(index, title)
+            body: Any = tabs(panes, titles)
         else:  # transcript and eavesdropper side by side, the (wide) hexdump under them
             areas = ["transcript", "eavesdropper", "hexdump"]
             body = w.GridBox(
-                [w.VBox([w.HTML(f"<b>{escape(t)}</b>"), p],
+                [w.VBox([html_widget(f"<b>{escape(t)}</b>"), p],
                         layout=w.Layout(grid_area=a, overflow="hidden"))
                  for t, p, a in zip(titles, panes, areas, strict=True)],
                 layout=w.Layout(grid_template_columns="50% 50%", grid_gap="6px 10px",

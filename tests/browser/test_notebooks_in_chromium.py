@@ -341,9 +341,13 @@ class Student:
         found = [f"stderr/error output: {e}" for e in self.stderr()]
         text = self.text()
         for marker in ("Error displaying widget", "Loading widget", "world of this notebook "
-                       "is stopped", "Service shutting down", "Traceback"):
+                       "is stopped", "Traceback"):
             if marker in text:
                 found.append(f"{marker!r} on the page")
+        consoles = self.views("console")
+        for i in range(consoles.count()):  # what a stopped world answers
+            if "Service shutting down" in consoles.nth(i).inner_text():
+                found.append("a console says 421 Service shutting down")
         boxes = self.page.locator(f"{_PANEL} .simsmtp-problem")
         for i in range(boxes.count()):
             shown = boxes.nth(i).inner_text().strip()
@@ -446,7 +450,7 @@ def _use_console(student: Student, console: Any) -> None:
     said = _type(student, console, "PLEASE SEND MAIL")
     assert "-> PLEASE SEND MAIL" in said and "502 5.5.2" in said
     for button in console.locator(".widget-hbox button").all():  # the fill-in buttons
-        if button.is_enabled() and button.inner_text().strip() not in ("Send",):
+        if button.is_enabled() and button.inner_text().strip() not in ("Send", "Reset"):
             _click(student, button)
     console.locator(".simsmtp-console-input input").fill("")
     student.shot(console, "console")
@@ -492,13 +496,13 @@ def _use_capture_view(student: Student, view: Any, name: str) -> None:
         student.shot(view, f"{name}-keylog")
         keylog.click()
         student.settle()
-    tabs = view.locator(".lm-TabBar-tab")
+    tabs = view.locator(".simsmtp-tab-buttons .widget-toggle-button")
     for index in range(tabs.count()):
         tab = tabs.nth(index)
         title = tab.inner_text().strip()
         tab.click()
         student.settle()
-        panel = view.locator(".widget-tab-contents > .lm-Widget:not(.lm-mod-hidden)").first
+        panel = view.locator(".simsmtp-tab-stack > .lm-Widget:not(.lm-mod-hidden)").first
         box = panel.bounding_box()
         assert box is not None and box["height"] > 40, f"tab {title!r} is empty"
         slug = re.sub(r"[^a-z]+", "-", title.lower()).strip("-")

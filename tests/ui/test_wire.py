@@ -143,7 +143,12 @@ def test_the_widget_shows_three_views_of_the_chosen_connection(plain: tuple[Netw
     assert repr(view).startswith("WireView(127.0.0.1 → mail.example.com port 587")
     tabs = WireView(net, mua, layout="tabs")
     assert tabs.picker.value == find_connection(net, mua).id
-    assert type(tabs.widget.children[-1]).__name__ == "Tab"
+    body = tabs.widget.children[-1]
+    assert "simsmtp-tabs" in body._dom_classes
+    assert list(body.buttons.options) == ["Transcript (swaks)", "Eavesdropper",
+                                          "Hexdump (hexdump -C)"]
+    body.buttons.value = "Eavesdropper"   # jslinked in the page; the same index here
+    assert body.buttons.index == 1
 
 
 def test_refresh_picks_up_new_connections_and_the_key_log(encrypted: Network) -> None:
