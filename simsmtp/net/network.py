@@ -802,7 +802,9 @@ def record_event(trace: Any, info: Any, event: Any, tls_conns: set[int]) -> None
             line = f"{event.command} {arg}".rstrip()
             trace.record("pop3.command", host, **base, line=line, **states)
             trace.record("pop3.reply", host, **base,
-                         text=getattr(event, "response_first_line", ""), **states)
+                         text=getattr(event, "response_first_line", ""),
+                         lines=list(getattr(event, "response_lines", ())),
+                         line_count=getattr(event, "response_line_count", 0), **states)
     elif name == "MessageReceived":
         env = event.envelope
         trace.record("smtp.message", host, **base, sender=env.mail_from,

@@ -235,11 +235,17 @@ class CommandReceived(POP3Event):
         command: the verb in upper case ("" for a line that could not be parsed).
         argument: the rest of the line; ``"***"`` for PASS (never the password).
         response_first_line: the reply's first line, without CRLF.
+        response_lines: the lines of a multi-line reply after the first, as sent (still
+            dot-stuffed, without the final ``.``); a message (RETR, TOP) counts its lines
+            in ``response_line_count`` only.
+        response_line_count: how many lines the multi-line body had (0: none).
     """
 
     command: str
     argument: str
     response_first_line: str
+    response_lines: tuple[str, ...] = ()
+    response_line_count: int = 0
 
     @property
     def ok(self) -> bool:
@@ -659,9 +665,14 @@ class POP3ServerConnection:
             after = _next_state(before, trigger, "+OK" if reply.ok else "-ERR")
         self._write(reply.first_line.encode("utf-8") + CRLF + (reply.body or b""))
         self._state = after
-        self._events.append(CommandReceived(state_before=before, state_after=after,
-                                            command=verb, argument=argument,
-                                            response_first_line=reply.first_line))
+        lines: tuple[str, ...] = ()
+        if reply.body:
+            lines = tuple(reply.body.decode("utf-8", "replace").split("\r\n")[:-2])
+        self._events.append(CommandReceived(
+            state_before=before, state_after=after, command=verb, argument=argument,
+            response_first_line=reply.first_line,
+            response_lines=() if verb in ("RETR", "TOP") else lines,
+            response_line_count=len(lines)))
         if after is POP3State.TLS_HANDSHAKE:
             self._start_tls()
         elif after is POP3State.UPDATE:

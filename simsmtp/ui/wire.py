@@ -247,10 +247,16 @@ def _lines(findings: Findings) -> list[tuple[str, str, bool]]:
         rows.append(("capabilities", ", ".join(caps), False))
     for credential in findings.credentials:
         rows.append(("credentials", credential.describe(), not credential.inside_tls))
-    for _, address in findings.mail_from:
-        rows.append(("envelope sender", f"MAIL FROM:<{address}>", True))
-    for _, address in findings.rcpt_to:
-        rows.append(("envelope recipient", f"RCPT TO:<{address}>", True))
+    def sealed(conn: int) -> str:  # read inside TLS with the key log: not in clear
+        return " (inside TLS, read with the key log)" \
+            if conn in findings.envelope_inside_tls else ""
+
+    for conn, address in findings.mail_from:
+        rows.append((f"envelope sender{sealed(conn)}", f"MAIL FROM:<{address}>",
+                     not sealed(conn)))
+    for conn, address in findings.rcpt_to:
+        rows.append((f"envelope recipient{sealed(conn)}", f"RCPT TO:<{address}>",
+                     not sealed(conn)))
     for message in findings.messages:
         where = " (inside TLS, read with the key log)" if message.inside_tls else ""
         verb = "sent" if message.direction == "c2s" else "downloaded"
@@ -277,6 +283,11 @@ def _verdict(parts: list[_Part]) -> tuple[str, str]:
     if any(p.findings.in_clear for p in parts):
         return "fail", ("Read in clear: the envelope, the headers and the body (and any "
                         "password) are readable by anyone on the path.")
+    if any(seen.decrypted for p in parts for seen in p.findings.tls):
+        return "note", ("Nothing was read in clear. With the TLS key log (as Wireshark with "
+                        "the keys) everything inside TLS is readable too; without the keys "
+                        "only what TLS leaks is: the greeting, EHLO, STARTTLS, the SNI and "
+                        "the offered cipher suites.")
     if any(p.findings.tls for p in parts):
         return "ok", ("Only what TLS leaks is readable: the greeting, EHLO, STARTTLS, the "
                       "SNI and the offered cipher suites; the mail itself is not.")
@@ -317,10 +328,12 @@ def eavesdropper_report(source: Any, conn: Any = None, *, keylog: Any = None,
             lines = seen.splitlines() or [""]
             plain.append(f"{mark}{what}: {lines[0]}")
             plain += [f"      | {line}" for line in lines[1:]]
-        cells = [[Raw(f"<b style='color:{COLORS['fail']};white-space:nowrap;'>"
-                      f"{escape(what)}</b>" if clear
-                      else f"<span style='white-space:nowrap;'>{escape(what)}</span>"),
-                  Raw(f"<pre style='margin:0;white-space:pre-wrap;font-size:11.5px;"
+        cells = [[Raw(f"<b style='color:{COLORS['fail']};display:block;min-width:7em;"
+                      f"max-width:11em;'>{escape(what)}</b>" if clear
+                      else f"<span style='display:block;min-width:7em;max-width:11em;'>"
+                           f"{escape(what)}</span>"),
+                  Raw(f"<pre style='margin:0;white-space:pre-wrap;overflow-wrap:anywhere;"
+                      f"min-width:16em;font-size:11.5px;"
                       f"{'color:' + COLORS['fail'] + ';' if clear else ''}'>"
                       f"{escape(seen)}</pre>")]
                  for what, seen, clear in rows]
