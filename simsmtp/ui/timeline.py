@@ -117,11 +117,11 @@ def retry_text(source: Any, *, since: int = 0) -> str:
     epoch = _epoch(source)
     rows = []
     for p in retry_points(source, since=since):
-        detail = short(p.detail, 64)
-        if p.kind == "deferred" and p.retry_in is not None:
-            detail += f"; next try in {p.retry_in:g} s"
-        rows.append((_when(p.clock, epoch), p.recipient, p.kind, detail))
-    return text_table(("virtual time", "recipient", "what", "detail"), rows)
+        later = f"{p.retry_in:g} s" if p.kind == "deferred" and p.retry_in is not None \
+            else ""
+        # short enough that no line wraps in a notebook (about 110 characters)
+        rows.append((_when(p.clock, epoch), p.recipient, p.kind, later, short(p.detail, 48)))
+    return text_table(("virtual time", "recipient", "what", "next try", "detail"), rows)
 
 
 def retry_timeline(source: Any, *, since: int = 0, schedule: RetrySchedule | None = None,

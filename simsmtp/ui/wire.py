@@ -294,6 +294,21 @@ def _verdict(parts: list[_Part]) -> tuple[str, str]:
     return "note", "Nothing but the greeting and the EHLO exchange so far."
 
 
+def _folded(lines: list[str], width: int) -> list[str]:
+    """Long lines folded (as RFC 5322 folds a header: the rest indented), so that no line
+    of the plain report wraps in a notebook."""
+    import textwrap
+
+    out: list[str] = []
+    for line in lines:
+        if len(line) <= max(width, 40):
+            out.append(line)
+            continue
+        out += textwrap.wrap(line, max(width, 40), subsequent_indent="    ",
+                             break_long_words=True, break_on_hyphens=False)
+    return out
+
+
 def eavesdropper_report(source: Any, conn: Any = None, *, keylog: Any = None,
                         fresh: bool = False) -> HTMLText:
     """What a passive eavesdropper reads, connection by connection, and a verdict.
@@ -325,9 +340,10 @@ def eavesdropper_report(source: Any, conn: Any = None, *, keylog: Any = None,
             plain.append("  (nothing readable yet)")
         for what, seen, clear in rows:
             mark = "  [in clear] " if clear else "  "
-            lines = seen.splitlines() or [""]
+            given = seen.splitlines() or [""]
+            lines = _folded(given[:1], width=96 - len(mark + what)) + given[1:]
             plain.append(f"{mark}{what}: {lines[0]}")
-            plain += [f"      | {line}" for line in lines[1:]]
+            plain += [f"      | {line}" for line in _folded(lines[1:], width=90)]
         cells = [[Raw(f"<b style='color:{COLORS['fail']};display:block;min-width:7em;"
                       f"max-width:11em;'>{escape(what)}</b>" if clear
                       else f"<span style='display:block;min-width:7em;max-width:11em;'>"
