@@ -120,7 +120,8 @@ def _wrap(words: list[str], width: int = 22) -> str:
 
 
 def state_diagram(role: str = "server", *, current: Any = None, previous: Any = None,
-                  verb: str | None = None, title: str | None = None) -> Diagram:
+                  verb: str | None = None, title: str | None = None,
+                  max_width: float = MAX_WIDTH) -> Diagram:
     """Draw the state machine of ``role`` with ``current`` highlighted.
 
     Args:
@@ -129,6 +130,7 @@ def state_diagram(role: str = "server", *, current: Any = None, previous: Any = 
         previous: the state before, to highlight the transition just taken.
         verb: the verb of that transition (for the caption).
         title: a title (default: "SMTP <role> states").
+        max_width: the widest it may be, in inches (its text keeps its size).
     """
     g = state_graph(role)
     pos = _positions(g)
@@ -136,7 +138,7 @@ def state_diagram(role: str = "server", *, current: Any = None, previous: Any = 
     ys = [p[1] for p in pos.values()]
     width = (max(xs) - min(xs)) + 2.4
     height = (max(ys) - min(ys)) + 2.3
-    scale = min(MAX_WIDTH / width, 1.0)
+    scale = min(max_width / width, 1.0)
     fig, ax = new_figure(width * scale, height * scale)
     with plot_style():
         draw_state_diagram(ax, g, pos, current=_name(current), previous=_name(previous),
@@ -206,7 +208,7 @@ def draw_state_diagram(ax: Axes, g: StateGraph, pos: dict[str, tuple[float, floa
                           lw=2.5 if now else 1.0))
         loops = g.loops.get(state, [])
         if loops:
-            ax.text(x, y - 0.42, "↻ " + _wrap(loops, 26), ha="center", va="top",
+            ax.text(x, y - 0.8, "↻ " + _wrap(loops, 20), ha="center", va="top",
                     fontsize=8, color=COLORS["muted"], zorder=3,
                     bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.9))
         if state == "CLOSED" and (g.quits or g.closing):
@@ -241,7 +243,9 @@ class StateMachineView(View):
     def show(self, current: Any, previous: Any = None, verb: str | None = None) -> None:
         """Highlight ``current`` (and the transition from ``previous`` by ``verb``)."""
         self.current = _name(current)
-        diagram = state_diagram(self.role, current=current, previous=previous, verb=verb)
+        # small enough that the stepper and its diagram fit one screen (1400 x 1000)
+        diagram = state_diagram(self.role, current=current, previous=previous, verb=verb,
+                                max_width=8.6)
         self.image.value = inline_svg(diagram.figure)
         text = f"<b>{self.role} state:</b> {self.current or '(not connected)'}"
         if previous is not None and verb:

@@ -421,6 +421,12 @@ def _use_stepper(student: Student, stepper: Any) -> None:
     start = counter.search(stepper.inner_text())
     assert start is not None and start.group(1) == "1", stepper.inner_text()[:200]
     total = int(start.group(2))
+    # the stepper and its state diagram fit one screen of the notebook
+    screen = student.page.locator(f"{_PANEL} .jp-WindowedPanel-outer, "
+                                  f"{_PANEL} .jp-Notebook").first.bounding_box()
+    box = stepper.bounding_box()
+    assert screen is not None and box is not None
+    assert box["height"] <= screen["height"], (box["height"], screen["height"])
     for _ in range(total + 1):
         _click(student, forward)
     assert f"Step {total} of {total}" in stepper.inner_text()
