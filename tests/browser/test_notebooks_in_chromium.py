@@ -16,7 +16,9 @@ for Python, then walks each notebook as a student does:
 5. answer every exercise once wrong and once right, and read the feedback: it names that
    exercise;
 6. and all along: no widget saying its world is stopped or showing a problem, nothing on
-   stderr, no error in the browser console or in JupyterLab's log console.
+   stderr, no error in the browser console or in JupyterLab's log console;
+7. save it, let its kernel go, open it again: every widget still shows (its state is saved
+   with the notebook, as ``course.py`` sets JupyterLab up to do).
 
 Screenshots of each notebook and widget go to ``artifacts/screenshots/`` (gitignored).
 JupyterLab picks its own port (``--ServerApp.port=0``) and the test reads its URL back from
@@ -64,6 +66,8 @@ LAB_SETTINGS: dict[str, dict[str, Any]] = {
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
         "fetchNews": "false", "checkForUpdates": False},
+    # as course.py and binder/postBuild set it: a saved notebook keeps its widgets' state
+    "@jupyter-widgets/jupyterlab-manager/plugin.jupyterlab-settings": {"saveState": True},
 }
 
 #: How long one notebook may take to run all its cells (the course: seconds each).
@@ -675,6 +679,29 @@ def test_the_students_path(name: str, lab: Lab, browser: Any) -> None:
         assert student.wait_rendered() == []
         assert _readable(student) == []
         page.screenshot(path=str(SCREENSHOTS / f"{stem}-used.png"))
+
+        # 7. saved, closed and opened again (its kernel gone): the widgets still show
+        if stored:
+            page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+            page.wait_for_function(  # the tab's dirty mark goes once it is saved
+                "() => !document.querySelector('.lm-TabBar-tab.jp-mod-dirty')",
+                timeout=30_000)
+            lab.stop_kernels()
+            again = browser.new_page(viewport={"width": 1400, "height": 1000})
+            reopened = Student(again, stem)
+            again.on("console", lambda m: reopened.console_errors.append(m.text)
+                     if m.type == "error" else None)
+            try:
+                again.goto(f"{lab.url}/lab/tree/notebooks/{name}?reset&token={lab.token}")
+                again.wait_for_selector(f"{_PANEL} .jp-CodeCell", timeout=60_000)
+                deadline = time.monotonic() + 60
+                while again.locator(top_views).count() < stored and \
+                        time.monotonic() < deadline:
+                    again.wait_for_timeout(250)
+                assert again.locator(top_views).count() == stored, reopened.problems()
+                assert reopened.wait_rendered() == [], "after saving and opening again"
+            finally:
+                again.close()
     finally:
         page.close()
         lab.stop_kernels()
