@@ -286,9 +286,15 @@ class Student:
         run, or one failed. A Run All that reaches a kernel still settling in runs nothing
         (the prompts stay empty, the kernel idle): it is asked again, at most twice."""
         page = self.page
-        self.menu("Edit", "Clear Outputs of All Cells")
-        page.wait_for_function(f"() => ({_PROMPTS})().every(t => t === '[ ]:')",
-                               timeout=30_000)
+        cleared = f"() => ({_PROMPTS})().every(t => t === '[ ]:')"
+        for attempt in range(3):  # a page that just opened may not take the first click
+            self.menu("Edit", "Clear Outputs of All Cells")
+            try:
+                page.wait_for_function(cleared, timeout=10_000 * (attempt + 1))
+                break
+            except Exception:  # playwright's TimeoutError: ask again
+                if attempt == 2:
+                    raise
         self.menu("Run", "Run All Cells")
         asked, attempts = time.monotonic(), 1
         deadline = asked + RUN_TIMEOUT_S
