@@ -39,7 +39,7 @@ def measure(cells: list[str], directory: Path) -> tuple[dict[str, int], float]:
 
 
 def main(argv: list[str]) -> int:
-    paths = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    paths = sorted((ROOT / "notebooks").glob("[0-9][0-9]*_*.ipynb"))
     if argv:
         paths = [p for p in paths if p.name[:2] in argv]
     empty, _ = measure([], ROOT)

@@ -136,6 +136,7 @@ def _render(events: Sequence[TraceEvent], host: str, names: dict[str, str],
     out: list[str] = []
     last_command = ""
     bdat_sizes: list[int] = []
+    asked: set[str] = set()  # the POP3 verbs the client sent so far
     for event in events:
         kind = event.kind
         tls = bool(event.get("tls"))
@@ -169,6 +170,11 @@ def _render(events: Sequence[TraceEvent], host: str, names: dict[str, str],
             if verb.upper() == "BDAT" and not arg.upper().endswith("LAST"):
                 chunk = arg.split(" ")[0]
                 bdat_sizes.append(int(chunk) if chunk.isdigit() else 0)
+            if protocol == "pop3" and line.upper() == "CAPA" and "CAPA" in asked:
+                out.append("=== the client asks CAPA again (Python's poplib.stls() does, "
+                           "to check that STLS is offered)" if "STLS" not in asked else
+                           "=== the client asks CAPA again (after STLS the list may change)")
+            asked.add(verb.upper())
             out.append(f"{send} {line}")
         elif kind == "smtp.message":
             size = int(event.get("size") or 0)
@@ -196,8 +202,14 @@ def _render(events: Sequence[TraceEvent], host: str, names: dict[str, str],
                 verb, _, arg = last_command.partition(" ")
                 verb = verb.upper()
                 if verb in _POP3_MULTILINE or (verb in _POP3_MULTILINE_NO_ARG and not arg):
-                    # The trace keeps the first line of a multi-line answer only.
-                    out.append(f"{recv} [...]")
+                    listed = [str(x) for x in event.get("lines") or []]
+                    count = int(event.get("line_count") or 0)
+                    if listed:
+                        out += [f"{recv} {x}" for x in listed]
+                    elif count:  # a message (RETR, TOP): its lines are not repeated here
+                        out.append(f"{recv} [the message: {count} lines]")
+                    elif "line_count" not in event.data:  # an older trace: first line only
+                        out.append(f"{recv} [...]")
                     out.append(f"{recv} .")
             last_command = "" if protocol == "pop3" else last_command
     return out

@@ -141,6 +141,9 @@ class Findings:
     credentials: list[Credential] = field(default_factory=list)
     mail_from: list[tuple[int, str]] = field(default_factory=list)
     rcpt_to: list[tuple[int, str]] = field(default_factory=list)
+    #: The connections whose envelope (MAIL FROM, RCPT TO) was read inside TLS, with the
+    #: key log: not in clear.
+    envelope_inside_tls: set[int] = field(default_factory=set)
     messages: list[MessageSeen] = field(default_factory=list)
     tls: list[TLSSeen] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -154,7 +157,8 @@ class Findings:
     def in_clear(self) -> bool:
         """True if anything beyond TLS metadata was read without keys."""
         return any(not c.inside_tls for c in self.credentials) or bool(
-            [m for m in self.messages if not m.inside_tls]) or bool(self.mail_from)
+            [m for m in self.messages if not m.inside_tls]) or any(
+            c not in self.envelope_inside_tls for c, _ in self.mail_from)
 
     def report(self) -> str:
         """A plain-text report, one finding per line, grouped by kind."""
@@ -341,8 +345,12 @@ class _Reader:
                     self.f.ehlo_names.append((self.conn_id, words[1]))
             elif verb == "MAIL" and self.protocol == "smtp":
                 self.f.mail_from.append((self.conn_id, _address(line[4:])))
+                if self.inside:
+                    self.f.envelope_inside_tls.add(self.conn_id)
             elif verb == "RCPT":
                 self.f.rcpt_to.append((self.conn_id, _address(line[4:])))
+                if self.inside:
+                    self.f.envelope_inside_tls.add(self.conn_id)
             elif verb == "AUTH" and len(words) > 1:
                 mechanism = words[1].upper()
                 if mechanism == "PLAIN":

@@ -1244,7 +1244,9 @@ def record_event(trace: Any, info: Any, event: Any, tls_conns: set[int]) -> None
                          code=event.reply.code, **states)
         else:  # POP3: the same vocabulary (line masked by the core, reply's status line)
             trace.record("pop3.command", host, **base, line=_text(event.line), **states)
-            trace.record("pop3.reply", host, **base, text=str(event.reply), **states)
+            trace.record("pop3.reply", host, **base, text=str(event.reply),
+                         lines=list(getattr(event, "body_lines", ())),
+                         line_count=getattr(event, "body_line_count", 0), **states)
     elif name == "MessageReceived":
         env = event.envelope
         trace.record("smtp.message", host, **base, sender=env.mail_from,

@@ -269,11 +269,17 @@ class CommandReceived(ConnectionEvent):
         line: the line as read, without CRLF; secrets masked (``PASS ***``,
             ``AUTH PLAIN ***``; a SASL response line is ``***``).
         reply: the status line of the answer.
+        body_lines: the lines of a multi-line reply after the status line, as sent (still
+            dot-stuffed, without the final ``.``); a message (RETR, TOP) counts its lines
+            in ``body_line_count`` only.
+        body_line_count: how many lines the multi-line body had (0: none).
     """
 
     command: str
     line: bytes
     reply: POP3Reply
+    body_lines: tuple[str, ...] = ()
+    body_line_count: int = 0
 
     @property
     def ok(self) -> bool:
@@ -653,8 +659,13 @@ class POP3ServerConnection(SansIOConnection):
         self._state = after
         if not shown:
             shown = (f"{verb} {argument}".rstrip() if verb else argument).encode("utf-8")
-        self._events.append(CommandReceived(state_before=before, state_after=after,
-                                            command=verb, line=shown, reply=reply.public))
+        lines: tuple[str, ...] = ()
+        if reply.body:
+            lines = tuple(reply.body.decode("utf-8", "replace").split("\r\n")[:-2])
+        self._events.append(CommandReceived(
+            state_before=before, state_after=after, command=verb, line=shown,
+            reply=reply.public, body_lines=() if verb in ("RETR", "TOP") else lines,
+            body_line_count=len(lines)))
         if after is POP3State.TLS_HANDSHAKE:
             self._start_tls()
         elif after is POP3State.UPDATE:

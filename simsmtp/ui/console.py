@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from simsmtp.world import cast
 
-from .base import View
+from .base import View, html_widget
 from .stepper import conversation_html, explanation_html, tight
 from .style import COLORS, callout, escape
 
@@ -113,28 +113,28 @@ class Console(View):
         self.connect_button = w.Button(description="Connect", button_style="primary",
                                        tooltip=f"open a TCP connection to {host} port {port}",
                                        layout=w.Layout(width="110px"))
-        self.connect_button.on_click(lambda _: self.connect())
+        self.connect_button.on_click(self.guarded(lambda _: self.connect()))
         self.input = w.Text(placeholder=f"type a command, e.g. EHLO {local_name}, and "
                                         "press Enter", layout=w.Layout(width="60%"))
         self.input.add_class("simsmtp-console-input")
         with warnings.catch_warnings():  # Enter: the Text widget's submit event
             warnings.simplefilter("ignore", DeprecationWarning)
-            self.input.on_submit(lambda _: self.send_input())
+            self.input.on_submit(self.guarded(lambda _: self.send_input()))
         self.send_button = w.Button(description="Send", tooltip="send the line (CRLF added)",
                                     layout=w.Layout(width="80px"))
-        self.send_button.on_click(lambda _: self.send_input())
+        self.send_button.on_click(self.guarded(lambda _: self.send_input()))
         self.quick_buttons = [self._quick(label, line) for label, line in COMMAND_TEMPLATES]
         self.content_buttons = [self._quick(label, line) for label, line in CONTENT_TEMPLATES]
         self.quick_row = w.HBox(self.quick_buttons, layout=w.Layout(flex_flow="row wrap"))
-        self.status = w.HTML()
-        self.transcript = w.HTML()
+        self.status = html_widget()
+        self.transcript = html_widget()
         self.transcript.add_class("simsmtp-console-transcript")
-        self.meaning = w.HTML()
+        self.meaning = html_widget()
         self.widget = w.VBox([
             w.HBox([self.connect_button, self.status], layout=w.Layout(align_items="center")),
             self.transcript,
             w.HBox([self.input, self.send_button]),
-            w.HBox([w.HTML(f"<span style='color:{COLORS['muted']};font-size:12px;'>"
+            w.HBox([html_widget(f"<span style='color:{COLORS['muted']};font-size:12px;'>"
                            "fill in:</span>"), self.quick_row],
                    layout=w.Layout(align_items="center")),
             self.meaning,
@@ -148,8 +148,8 @@ class Console(View):
         tip = line.format(local_name="{local_name}", **self._fill)
         button = w.Button(description=label, tooltip=tip or "an empty line",
                           layout=w.Layout(width="auto"))
-        button.on_click(lambda _: self.fill(line.format(local_name=self.local_name,
-                                                        **self._fill)))
+        button.on_click(self.guarded(lambda _: self.fill(
+            line.format(local_name=self.local_name, **self._fill))))
         return button
 
     # -------------------------------------------------------------- actions

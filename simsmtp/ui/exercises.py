@@ -1,14 +1,14 @@
 """Exercises with immediate feedback: a check says right or wrong and gives a hint.
 
-In a notebook::
+In a notebook, each answer cell names its exercise, so cells run in any order::
 
-    ex = ui.exercise("03.first-retry")
-    ex                       # the question; the hint and the solution are folded away
-    ex.check(answer)         # ✔ right, or ✘ not quite + a hint; None: not answered yet
+    ui.exercise("03.first-retry")                  # the question; hint and solution folded
+    ui.exercise("03.first-retry").check(answer)    # ✔ right, or ✘ not quite + a hint
 
 Some checks look at the running world rather than at a typed answer
-(``ex.check(net)``): the learner *does* something (edits MX records, adds a fault rule,
-sends a message) and the check reads the world and its trace to see whether it happened.
+(``ui.exercise("01.prefer-backup").check(net)``): the learner *does* something (edits MX
+records, adds a fault rule, sends a message) and the check reads the world and its trace to
+see whether it happened.
 
 The solutions are folded in an HTML ``<details>`` element (click to open), so a learner
 sees them only when asking. Exercise keys are ``"<notebook number>.<name>"``;
@@ -29,6 +29,12 @@ from .style import COLORS, callout, escape
 Verdict = tuple[bool, str]
 
 
+class AnswerError(ValueError):
+    """An answer of the wrong form; its message tells the learner, in plain words, how
+    to write one (``"write a number, like 3"``). Checkers raise it; :meth:`Exercise.check`
+    shows it as feedback."""
+
+
 @dataclass(frozen=True)
 class Feedback:
     """The result of a check: shown green (right), red (not quite) or grey (no answer)."""
@@ -37,24 +43,32 @@ class Feedback:
     message: str
     hint: str = ""
     answered: bool = True
+    #: The exercise this feedback is about (its key), named in what the learner sees.
+    key: str = ""
 
     def __bool__(self) -> bool:
         return self.correct
 
+    @property
+    def head(self) -> str:
+        """``"✔ Right!"``, ``"✘ Not quite."`` or ``"… No answer yet."``."""
+        if self.correct:
+            return "✔ Right!"
+        return "✘ Not quite." if self.answered else "… No answer yet."
+
+    def _title(self) -> str:
+        return f"{self.head} (exercise {self.key})" if self.key else self.head
+
     def _repr_html_(self) -> str:
         if self.correct:
-            return callout("ok", escape(self.message), "✔ Right!")
+            return callout("ok", escape(self.message), self._title())
         hint = f"<br><b>Hint:</b> {escape(self.hint)}" if self.hint else ""
-        if not self.answered:
-            return callout("note", escape(self.message) + hint, "… No answer yet.")
-        return callout("fail", escape(self.message) + hint, "✘ Not quite.")
+        kind = "fail" if self.answered else "note"
+        return callout(kind, escape(self.message) + hint, self._title())
 
     def __repr__(self) -> str:
-        if self.correct:
-            return f"✔ Right! {self.message}"
-        head = "… No answer yet." if not self.answered else "✘ Not quite."
-        hint = f"\nHint: {self.hint}" if self.hint else ""
-        return f"{head} {self.message}{hint}"
+        hint = f"\nHint: {self.hint}" if self.hint and not self.correct else ""
+        return f"{self._title()} {self.message}{hint}"
 
 
 @dataclass(frozen=True)
@@ -82,12 +96,15 @@ class Exercise:
     def check(self, answer: Any = None) -> Feedback:
         """Check ``answer``: right or not, with a hint when not (``None``: no answer yet)."""
         if answer is None or answer is Ellipsis:
-            return Feedback(False, self.answer_help, answered=False)
+            return Feedback(False, self.answer_help, answered=False, key=self.key)
         try:
             correct, message = self.checker(answer)
-        except Exception as exc:  # a malformed answer is feedback, never a traceback
-            correct, message = False, f"That answer could not be checked ({exc})."
-        return Feedback(correct, message, "" if correct else self.hint)
+        except AnswerError as exc:  # the wrong form of answer: say how to write one
+            return Feedback(False, f"{exc}.", key=self.key)
+        except Exception:  # anything else: plain words, never Python's own text
+            return Feedback(False, f"{answer!r} is not the kind of answer this exercise "
+                            f"takes. {self.answer_help}", key=self.key)
+        return Feedback(correct, message, "" if correct else self.hint, key=self.key)
 
     __call__ = check
 
@@ -177,9 +194,11 @@ def _number(answer: Any) -> float:
     """``587``, ``"587"``, ``"port 587"``, ``"300 s"`` -> the one number in the answer."""
     if isinstance(answer, int | float) and not isinstance(answer, bool):
         return float(answer)
-    found = re.findall(r"[-+]?\d+(?:\.\d+)?", str(answer))
-    if len(found) != 1:
-        raise ValueError(f"write one number, not {answer!r}")
+    found = re.findall(r"[-+]?\d+(?:\.\d+)?", answer) if isinstance(answer, str) else []
+    if len(found) > 1:
+        raise AnswerError(f"{answer!r} is more than one number: write one number, like 3")
+    if not found:
+        raise AnswerError(f"{answer!r} is not a number: write a number, like 3")
     return float(found[0])
 
 
@@ -211,7 +230,13 @@ def text(expected: str | Iterable[str], wrong: dict[str, str] | None = None,
 
 def choice(correct: str, explanations: dict[str, str],
            right: str = "") -> Callable[[Any], Verdict]:
-    """A checker for a multiple-choice letter; ``explanations`` say why a letter is wrong."""
+    """A checker for a multiple-choice letter; ``explanations`` say why a letter is wrong.
+
+    An answer that is none of the letters is told every letter (the right one too, so the
+    list gives nothing away)."""
+    letters = sorted({correct, *explanations})
+    listed = ", ".join(f'"{letter}"' for letter in letters[:-1]) + f' or "{letters[-1]}"'
+
     def check(answer: Any) -> Verdict:
         given = _text(answer).strip("()")
         letter = re.fullmatch(r"\(?([a-z])\)?(?:[ .:)-].*)?", given)  # "(b) keep it…", "b."
@@ -219,8 +244,10 @@ def choice(correct: str, explanations: dict[str, str],
             given = letter.group(1)
         if given == correct:
             return True, right
-        return False, explanations.get(given, f"Answer with one of the letters "
-                                              f"{', '.join(sorted(explanations))}.")
+        if given not in explanations:
+            raise AnswerError(f"{answer!r} is none of the choices: answer with one letter, "
+                              f"{listed}")
+        return False, explanations[given]
     return check
 
 
@@ -231,7 +258,13 @@ def sequence(expected: list[str], right: str = "") -> Callable[[Any], Verdict]:
     short = {f.split(".")[0]: f for f in full}
 
     def check(answer: Any) -> Verdict:
-        items = re.split(r"[,\s>]+|->", answer) if isinstance(answer, str) else list(answer)
+        if isinstance(answer, str):
+            items = re.split(r"[,\s>]+|->", answer)
+        elif isinstance(answer, list | tuple):
+            items = list(answer)
+        else:
+            raise AnswerError(f"{answer!r} is not a list: write the names in a list, "
+                              'like ["a.example", "b.example"]')
         given = [_text(i) for i in items if _text(i).strip("-")]
         if len(short) == len(full):  # first labels are unambiguous: accept them
             given = [short.get(g, g) for g in given]
@@ -252,7 +285,8 @@ def _world(answer: Any) -> Any:
     world = getattr(answer, "world", None)
     if isinstance(world, World):
         return world
-    raise TypeError("pass the running world: check(net) or check(world)")
+    raise AnswerError("this check looks at the world: give it the running world, "
+                      "check(world) or check(net)")
 
 
 # -- the exercises of each notebook ------------------------------------------------------
@@ -341,7 +375,8 @@ def _prefer_backup(answer: Any) -> Verdict:
 
     net = answer if hasattr(answer, "resolver") else None
     if net is None:
-        raise TypeError("pass the running network: check(net)")
+        raise AnswerError("this check looks at the world: give it the running network, "
+                          "check(net)")
     plan = sender_route(net, "anotherdomain.org")
     if plan.route.kind != "deliver" or not plan.order:
         return False, f"Senders would not deliver at all now ({plan.route.status}): " \
@@ -365,7 +400,7 @@ register(Exercise(
              "and set its preference to 5. Or in code:\n"
              "world.domains['anotherdomain.org'].mx = [MXRecord(5, "
              "'backup.anotherdomain.org'), MXRecord(10, 'mail.anotherdomain.org')]",
-    answer_help="Run ex.check(net) after your change; the check asks the DNS itself."))
+    answer_help="Run the check cell below after your change; the check asks the DNS itself."))
 
 register(Exercise(
     "01.null-mx", "Mail not welcome",
@@ -459,16 +494,21 @@ register(Exercise(
              "recipients=[\"bob@anotherdomain.org\"], user=\"alice@example.com\", "
              "password=\"wonderland\")\n"
              "net.wait(net.idle)\n"
-             "ex.check(world)",
-    answer_help="Run ex.check(world) after your experiment."))
+             'ui.exercise("03.break-it").check(world)',
+    answer_help="Run the check cell below after your experiment."))
 
 def _ports(answer: Any) -> Verdict:
     if isinstance(answer, str | bytes):  # "587, 465" or "(587, 465)"
         given = tuple(int(x) for x in re.findall(r"\d+", str(answer)))
         if not given:
-            raise ValueError("write two port numbers, e.g. (25, 110)")
+            raise AnswerError(f"{answer!r} is not a pair of numbers: write two numbers in "
+                              "brackets, like (25, 110)")
     else:
-        given = tuple(int(x) for x in answer)
+        try:
+            given = tuple(int(x) for x in answer)
+        except (TypeError, ValueError):
+            raise AnswerError(f"{answer!r} is not a pair of numbers: write two numbers in "
+                              "brackets, like (25, 110)") from None
     if given == (587, 465):
         return True, "587 with STARTTLS (RFC 6409), 465 with TLS from the start (RFC 8314 " \
                      "§3.3; IANA calls it 'submissions', §7.3)."
@@ -595,5 +635,5 @@ register(Exercise(
     'cell.'))
 
 
-__all__ = ["EXERCISES", "Exercise", "Feedback", "choice", "exercise", "exercises_for",
-           "number", "register", "sequence", "text"]
+__all__ = ["EXERCISES", "AnswerError", "Exercise", "Feedback", "choice", "exercise",
+           "exercises_for", "number", "register", "sequence", "text"]

@@ -306,6 +306,13 @@ class _Builder:
                            and str(e.get("line", "")).upper().startswith("MAIL FROM:")), "")
         if item.service in ("submission", "smtps") and sender:
             return f"mua:{sender}", _user_label(sender, self.world), 0
+        ehlo = next((str(e.get("line", "")).split(" ")[1] for e in item.events
+                     if e.kind == "smtp.command"
+                     and str(e.get("line", "")).upper().startswith(("EHLO ", "HELO "))), "")
+        if ehlo:  # the name the client gave itself (a mail program names its machine)
+            what = "a mail program" if item.service in ("submission", "smtps") else \
+                (item.peer_ip or "a client")
+            return f"client:{ehlo}", f"{ehlo} ({what})", 0
         return f"client:{item.peer_ip}", f"a client ({item.peer_ip})" if item.peer_ip \
             else "a client", 0
 
@@ -399,18 +406,28 @@ class _Builder:
         return []
 
     def summary(self, item: _Item, client: str, server: str, phase: str) -> None:
-        verbs: list[str] = []
+        # the commands in clear, then (after STARTTLS/STLS) those inside TLS: one arrow each
+        handshake = next((e.seq for e in item.events if e.kind == "tls.handshake"), None)
+        groups: dict[bool, list[str]] = {False: [], True: []}
+        firsts: dict[bool, TraceEvent] = {}
         for e in item.events:
+            inside = handshake is not None and (e.seq > handshake or bool(e.get("tls")))
+            verbs = groups[inside]
             if e.kind in ("smtp.command", "pop3.command"):
                 verb = str(e.get("line", "")).split(" ")[0].upper()
                 if not verbs or verbs[-1] != verb:
                     verbs.append(verb)
+                firsts.setdefault(inside, e)
             elif e.kind == "smtp.message":
                 verbs.append("<message>")
         first = item.events[0]
-        tls = any(e.kind == "tls.handshake" for e in item.events)
-        self.emit(Arrow(client, server, " ".join(verbs) or "connect", "command", phase,
-                        tls=tls, clock=first.clock, seq=first.seq))
+        if not groups[False] and not groups[True]:
+            groups[False] = ["connect"]
+        for inside in (False, True):
+            if groups[inside]:
+                start = firsts.get(inside, first)
+                self.emit(Arrow(client, server, " ".join(groups[inside]), "command", phase,
+                                tls=inside, clock=start.clock, seq=start.seq))
         replies = [e for e in item.events if e.kind in ("smtp.reply", "pop3.reply")]
         errors = [e for e in replies if str(e.get("text", "")).startswith(("4", "5", "-ERR"))]
         after_message = [r for m in item.events if m.kind == "smtp.message"
@@ -418,12 +435,21 @@ class _Builder:
         commands = [e for e in item.events if e.kind in ("smtp.command", "pop3.command")]
         if commands and str(commands[-1].get("line", "")).upper() == "QUIT":
             replies = [r for r in replies if r.seq < commands[-1].seq] or replies
-        chosen = errors[:1] or after_message or replies[-1:]
+        # the outcome: the message's reply, else the last reply; a session that went on
+        # after a refusal and ended well is not a failure (the refusals are counted)
+        chosen = (after_message or replies[-1:])[:1]
         for r in chosen:
             text = str(r.get("text", ""))
-            self.emit(Arrow(server, client, first_line(text), "reply", phase, tls=tls,
+            label = first_line(text)
+            refused = [e for e in errors if e.seq < r.seq]
+            failed = r in errors
+            if refused and not failed:
+                codes = ", ".join(dict.fromkeys(str(e.get("text", ""))[:3] for e in refused))
+                label += f" (after {len(refused)} refused: {codes})"
+            inside = handshake is not None and r.seq > handshake
+            self.emit(Arrow(server, client, label, "reply", phase, tls=inside,
                             code=int(text[:3]) if text[:3].isdigit() else None,
-                            error=r in errors, clock=r.clock, seq=r.seq))
+                            error=failed, clock=r.clock, seq=r.seq))
 
     def standalone(self, e: TraceEvent, wanted: set[str] | None) -> None:
         phase = "dns" if e.kind == "dns.lookup" else "delivery"

@@ -6,10 +6,12 @@ and the answer key, all made from the notebooks and the exercise registry.
     python -m simsmtp.ui.labkit student-copy OUT   # OUT/student, nbgrader, answer-key.md
     python -m simsmtp.ui.labkit answer-key key.md   # the answer key alone
 
-In the notebooks of the repository each exercise is two cells: the question
-(``ex = ui.exercise("04.base64")`` then ``ex``; its folded hint and solution show under
-it) and the answer (``answer = None ...`` then ``ex.check(answer)``, or
-``ex.check(net)`` for an exercise that checks the running world). The copy made here:
+In the notebooks of the repository each exercise is two cells, each naming the
+exercise: the question (``ui.exercise("04.base64")``; its folded hint and solution show
+under it) and the answer (``answer = None ...`` then
+``ui.exercise("04.base64").check(answer)``, or
+``ui.exercise("01.prefer-backup").check(net)`` for an exercise that checks the running
+world). The copy made here:
 
 * **student/**: the question cells call :func:`student_exercise` instead (the question and
   the hint, no solution) and their stored outputs are drawn again without the solution;
@@ -23,9 +25,9 @@ it) and the answer (``answer = None ...`` then ``ex.check(answer)``, or
   *source* assignment
   (``source/simsmtp/``): the answer between ``### BEGIN SOLUTION`` and
   ``### END SOLUTION`` (the accepted answer, checked with the exercise's own check), the
-  hidden test (``assert ex.check(answer).correct``) between ``### BEGIN HIDDEN TESTS`` and
-  ``### END HIDDEN TESTS``, and an ``nbgrader_config.py`` whose stub is the students' line
-  ``answer = None   # your answer here``.
+  hidden test (``assert ui.exercise("04.base64").check(answer).correct``) between
+  ``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS``, and an ``nbgrader_config.py``
+  whose stub is the students' line ``answer = None   # your answer here``.
 * **answer-key.md**: every exercise with its question, hint, accepted answer and
   solution, notebook by notebook: for the instructor, never for the students.
 """
@@ -44,10 +46,11 @@ from typing import Any
 
 from .exercises import Exercise, exercise
 
-#: The question cell of an exercise in the course's notebooks.
-QUESTION = re.compile(r'^\s*ex\s*=\s*ui\.exercise\("(?P<key>[^"]+)"\)\s*\n\s*ex\s*$')
-#: The last line of an answer cell: what the check is given.
-CHECK = re.compile(r"^\s*ex\.check\((?P<arg>[^)]*)\)\s*$")
+#: The question cell of an exercise in the course's notebooks: ``ui.exercise("KEY")``.
+QUESTION = re.compile(r'^\s*ui\.exercise\("(?P<key>[^"]+)"\)\s*$')
+#: The last line of an answer cell, ``ui.exercise("KEY").check(ARG)``: the exercise and
+#: what its check is given.
+CHECK = re.compile(r'^\s*ui\.exercise\("(?P<key>[^"]+)"\)\.check\((?P<arg>[^)]*)\)\s*$')
 #: The line a student replaces with the answer.
 ANSWER_LINE = "answer = None   # your answer here"
 #: nbgrader's cell metadata schema.
@@ -173,7 +176,7 @@ def convert(notebook: dict[str, Any], *, version: str) -> dict[str, Any]:
         lines = source.rstrip("\n").splitlines()
         check = CHECK.match(lines[-1]) if pending and lines and \
             cell.get("cell_type") == "code" else None
-        if pending is None or check is None:
+        if pending is None or check is None or check.group("key") != pending:
             cells.append(cell)
             continue
         key, pending = pending, None
@@ -187,7 +190,8 @@ def convert(notebook: dict[str, Any], *, version: str) -> dict[str, Any]:
         cell.setdefault("metadata", {})["nbgrader"] = _meta(
             _grade_id(key, "answer"), solution=takes_answer)
         cells.append(cell)
-        test = f'assert ex.check({check.group("arg")}).correct, "exercise {key} is not right yet"'
+        test = (f'assert ui.exercise("{key}").check({check.group("arg")}).correct, '
+                f'"exercise {key} is not right yet"')
         head = (f"# Autograder cell for exercise {key} (1 point): nbgrader runs its hidden "
                 "test\n# when it grades the notebook; it does nothing here.")
         body_ = f"{head}\n{BEGIN_HIDDEN}\n{test}\n{END_HIDDEN}" if version == "source" \
@@ -202,7 +206,7 @@ def convert(notebook: dict[str, Any], *, version: str) -> dict[str, Any]:
 def _notebooks(directory: Path) -> list[Path]:
     if not directory.is_dir():
         raise LabKitError(f"{directory}: no such directory of notebooks")
-    found = sorted(p for p in directory.glob("[0-9][0-9]_*.ipynb"))
+    found = sorted(p for p in directory.glob("[0-9][0-9]*_*.ipynb"))
     if not found:
         raise LabKitError(f"{directory}: no course notebooks (NN_name.ipynb) in it")
     return found

@@ -42,8 +42,8 @@ from simsmtp.world.mailauth import aligned, organizational_domain, parse_record,
 from simsmtp.world.mailauth.spf import MEANINGS as SPF_MEANINGS
 from simsmtp.world.scenario import SEED_RECIPIENT, SEED_SENDER, SEED_SUBJECT, letter, seed_message
 
-from .base import View
-from .exercises import Exercise, choice, register, text
+from .base import View, html_widget
+from .exercises import AnswerError, Exercise, choice, register, text
 from .style import (
     COLORS,
     HTMLText,
@@ -1109,27 +1109,28 @@ class MailAuthLab(View):
         self.mallory_from = w.Dropdown(
             options=mail_froms,
             description=f"{cast.possessive(self.spoofer_name)} MAIL FROM",
-            layout=w.Layout(width="450px"),
+            layout=w.Layout(width="620px"),
             style={"description_width": "150px"})
         self.check_button = w.Button(description="Check: send both", icon="paper-plane",
                                      button_style="primary", layout=w.Layout(width="auto"))
         self.reset_button = w.Button(description="Reset", icon="undo",
                                      layout=w.Layout(width="auto"))
-        self.preview = w.HTML()
-        self.status = w.HTML()
-        self.records_view = w.HTML()
-        self.alice_view = w.HTML()
-        self.mallory_view = w.HTML()
-        self.check_button.on_click(lambda _: self.check())
-        self.reset_button.on_click(lambda _: self.reset())
+        self.preview = html_widget()
+        self.status = html_widget()
+        self.records_view = html_widget()
+        self.alice_view = html_widget()
+        self.mallory_view = html_widget()
+        self.check_button.on_click(self.guarded(lambda _: self.check()))
+        self.reset_button.on_click(self.guarded(lambda _: self.reset()))
         for control in (self.spf, self.dkim_box, self.policy, self.adkim, self.aspf):
-            control.observe(lambda _: self._preview(), names="value")
+            control.observe(self.guarded(lambda _: self._preview()), names="value")
         self._load_controls()
-        title = w.HTML(f"<b>Email authentication records of {escape(self.domain.name)}</b> <span "
-                       f"style='color:{COLORS['muted']}'>(Check publishes them in the "
-                       f"world's DNS, then sends {escape(cast.possessive(self.sender_name))} "
-                       f"mail and {escape(cast.possessive(self.spoofer_name))} spoof to "
-                       f"{escape(recipient)})</span>")
+        title = html_widget(
+            f"<b>Email authentication records of {escape(self.domain.name)}</b> <span "
+            f"style='color:{COLORS['muted']}'>(Check publishes them in the "
+            f"world's DNS, then sends {escape(cast.possessive(self.sender_name))} "
+            f"mail and {escape(cast.possessive(self.spoofer_name))} spoof to "
+            f"{escape(recipient)})</span>")
         form = w.VBox([title, self.spf, self.dkim_box,
                        w.HBox([self.policy, self.adkim, self.aspf]), self.preview,
                        self.mallory_from, w.HBox([self.check_button, self.reset_button]),
@@ -1313,7 +1314,8 @@ register(Exercise(
 def _spf_only(answer: Any) -> tuple[bool, str]:
     net = answer if hasattr(answer, "hosts") and hasattr(answer, "world") else None
     if net is None:
-        raise TypeError("pass the running network: check(net)")
+        raise AnswerError("this check looks at the world: give it the running network, "
+                          "check(net)")
     world = net.world
     sender_host = _submission_host(world, SEED_SENDER)
     verdicts = [e for e in world.trace.events("auth.verdict")
@@ -1352,10 +1354,10 @@ register(Exercise(
     solution="SPF 'v=spf1 mx -all' (or 'v=spf1 a:mail.example.com -all', or 'v=spf1 "
              "ip4:127.0.0.2 -all'; ~all works too: for DMARC a softfail is not a pass), DKIM "
              "unticked, p=reject, Check. Careful with ip4:127.0.0.0/8: it allows Mallory "
-             "too. Then ex.check(net). (RFC 7489 §10.1 is why many domains pair p=reject "
-             "with ~all rather than -all: a receiver that rejects on SPF -all before DMARC "
-             "runs refuses forwarded mail that DKIM would have saved.)",
-    answer_help="Run ex.check(net) after clicking Check in the lab."))
+             'too. Then ui.exercise("08.spf-only").check(net). (RFC 7489 §10.1 is why many '
+             "domains pair p=reject with ~all rather than -all: a receiver that rejects on "
+             "SPF -all before DMARC runs refuses forwarded mail that DKIM would have saved.)",
+    answer_help="Run the check cell below after clicking Check in the lab."))
 
 
 __all__ = [

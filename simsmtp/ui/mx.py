@@ -19,7 +19,7 @@ from simsmtp.world import cast
 from simsmtp.world.model import MXRecord, Record
 from simsmtp.world.routing import Route, plan_route
 
-from .base import View
+from .base import View, html_widget
 from .style import COLORS, HTMLText, callout, escape, panel, pre, span
 
 if TYPE_CHECKING:
@@ -68,6 +68,12 @@ class RoutePlan:
         stores the mail itself)."""
         return [] if self.local else [name for name, addrs in self.addresses if addrs]
 
+    def _rank(self, index: int) -> str:
+        """How target ``index`` came to be tried: its MX preference, or the implicit MX."""
+        if self.lookup != "ok" or not self.mx:  # no MX at all: the domain's own address
+            return "implicit MX: the domain's own address, RFC 5321 §5.1"
+        return f"preference {self.route.targets[index].preference}"
+
     def text(self) -> str:
         """The plan in words (the same as the widget shows)."""
         if self.lookup == "ok":
@@ -86,9 +92,8 @@ class RoutePlan:
         elif r.kind == "deliver":
             lines.append("Plan: deliver, trying in this order:")
             for i, (name, addrs) in enumerate(self.addresses, 1):
-                pref = r.targets[i - 1].preference
                 where = ", ".join(addrs) if addrs else "does not resolve: skipped"
-                lines.append(f"  {i}. {name} (preference {pref}) -> {where}")
+                lines.append(f"  {i}. {name} ({self._rank(i - 1)}) -> {where}")
         elif r.kind == "bounce":
             lines.append(f"Plan: bounce at once with status {r.status} (nothing is tried)")
         else:
@@ -105,7 +110,6 @@ class RoutePlan:
         if r.kind == "deliver":
             items = []
             for i, (name, addrs) in enumerate(self.addresses, 1):
-                pref = r.targets[i - 1].preference
                 if addrs:
                     where = span("→ " + ", ".join(addrs), COLORS["muted"], mono=True)
                     then = "first" if i == 1 else "if the ones above cannot take it " \
@@ -113,7 +117,8 @@ class RoutePlan:
                 else:
                     where = span("does not resolve: skipped", COLORS["fail"])
                     then = ""
-                items.append(f"<li>{span(name, bold=True, mono=True)} (preference {pref}) "
+                items.append(f"<li>{span(name, bold=True, mono=True)} "
+                             f"({escape(self._rank(i - 1))}) "
                              f"{where} <i>{escape(then)}</i></li>")
             body = f"<ol style='margin:2px 0 4px 18px;padding:0;'>{''.join(items)}</ol>"
             box = callout("ok", body, f"{self.sender} will deliver, trying in this order:")
@@ -266,17 +271,17 @@ class MXEditor(View):
                                       description=f"{self.domain.name} itself has an "
                                                   "address (A record)",
                                       layout=w.Layout(width="auto"))
-        self.status = w.HTML()
+        self.status = html_widget()
         self.rows_box = w.VBox()
-        self.dig_view = w.HTML()
-        self.route_view = w.HTML()
-        self.add_button.on_click(lambda _: self.add_backup())
-        self.clear_button.on_click(lambda _: self.remove_all())
-        self.null_button.on_click(lambda _: self.null_mx())
-        self.reset_button.on_click(lambda _: self.reset())
-        self.address_box.observe(lambda _: self._set_address(), names="value")
-        title = w.HTML(f"<b>MX records of {escape(self.domain.name)}</b> "
-                       "<span style='color:#888'>(lower preference is tried first; "
+        self.dig_view = html_widget()
+        self.route_view = html_widget()
+        self.add_button.on_click(self.guarded(lambda _: self.add_backup()))
+        self.clear_button.on_click(self.guarded(lambda _: self.remove_all()))
+        self.null_button.on_click(self.guarded(lambda _: self.null_mx()))
+        self.reset_button.on_click(self.guarded(lambda _: self.reset()))
+        self.address_box.observe(self.guarded(lambda _: self._set_address()), names="value")
+        title = html_widget(f"<b>MX records of {escape(self.domain.name)}</b> "
+                       f"<span style='color:{COLORS['muted']}'>(lower preference is tried first; "
                        "changes go live in the world's DNS)</span>")
         left = w.VBox([title, self.rows_box,
                        w.HBox([self.add_button, self.clear_button, self.null_button,
@@ -298,9 +303,9 @@ class MXEditor(View):
 
     def _make_row(self, preference: int, exchange: str) -> MXRow:
         row = MXRow(preference, exchange, self.options)
-        row.preference.observe(lambda _: self.apply(), names="value")
-        row.exchange.observe(lambda _: self.apply(), names="value")
-        row.remove.on_click(lambda _: self._remove(row))
+        row.preference.observe(self.guarded(lambda _: self.apply()), names="value")
+        row.exchange.observe(self.guarded(lambda _: self.apply()), names="value")
+        row.remove.on_click(self.guarded(lambda _: self._remove(row)))
         return row
 
     def _remove(self, row: MXRow) -> None:

@@ -13,15 +13,27 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .journey import Arrow, Journey, journey
-from .style import COLORS, MONO, code_color, new_figure, plot_style, reply_color, short
+from .style import (
+    COLORS,
+    MAX_WIDTH,
+    MONO,
+    Diagram,
+    code_color,
+    new_figure,
+    plot_style,
+    reply_color,
+    short,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-#: Inches per row and per lane.
-ROW = 0.26
+#: Inches per row and (at most) per lane: the whole diagram is at most MAX_WIDTH wide.
+ROW = 0.3
 LANE = 2.45
+#: Inches per character of DejaVu Sans Mono at 8 points.
+CHAR = 0.6 * 8 / 72
 
 
 def _color(a: Arrow) -> str:
@@ -42,7 +54,7 @@ def _color(a: Arrow) -> str:
 
 def sequence_diagram(source: Any, *, since: int = 0, until: int | None = None,
                      phases: Any = None, detail: str = "full",
-                     title: str | None = None) -> Figure:
+                     title: str | None = None) -> Diagram:
     """Draw the journey in the trace as a sequence diagram.
 
     Args:
@@ -57,7 +69,8 @@ def sequence_diagram(source: Any, *, since: int = 0, until: int | None = None,
         title: a title above the diagram.
 
     Returns:
-        A matplotlib figure (the value of a notebook cell shows it).
+        The figure as a :class:`~simsmtp.ui.style.Diagram` (the value of a notebook cell
+        shows it as SVG).
     """
     j = source if isinstance(source, Journey) else journey(
         source, since=since, until=until, phases=phases, detail=detail)
@@ -65,18 +78,19 @@ def sequence_diagram(source: Any, *, since: int = 0, until: int | None = None,
         title = f"{title} ({j.left_out})" if title else j.left_out
     rows = len(j.arrows)
     lanes = len(j.lanes) or 1
-    width = max(6.0, LANE * lanes + 0.6)
-    height = 1.0 + ROW * max(rows, 1) + (0.3 if title else 0)
+    lane = min(LANE, (MAX_WIDTH - 0.6) / lanes)
+    width = max(6.0, lane * lanes + 0.6)
+    height = 1.1 + ROW * max(rows, 1) + (0.3 if title else 0)
     fig, ax = new_figure(width, height)
     with plot_style():
-        draw_sequence(ax, j)
+        draw_sequence(ax, j, lane)
         top = 1 - (0.45 + (0.3 if title else 0)) / height
         if title:
             fig.text(0.01, 1 - 0.12 / height, title, ha="left", va="top", fontsize=11,
                      fontweight="bold")
         _legend(fig, 1 - (0.15 + (0.3 if title else 0)) / height)
         fig.subplots_adjust(left=0.01, right=0.99, top=top, bottom=0.05 / height)
-    return fig
+    return Diagram(fig)
 
 
 def _legend(fig: Figure, y: float) -> None:
@@ -90,11 +104,22 @@ def _legend(fig: Figure, y: float) -> None:
                Line2D([], [], color=COLORS["muted"], lw=1.2, ls=(0, (4, 2)),
                       label="dashed: inside TLS (encrypted)")]
     fig.legend(handles=handles, loc="upper right", bbox_to_anchor=(0.99, y), ncol=6,
-               fontsize=7, frameon=False, handlelength=2.2, columnspacing=1.2)
+               fontsize=8, frameon=False, handlelength=2.0, columnspacing=1.0)
 
 
-def draw_sequence(ax: Axes, j: Journey) -> None:
-    """Draw ``j`` on ``ax`` (x: lanes 0..n-1, y: rows 0..m-1 downwards)."""
+def _note(text: str, room: int) -> str:
+    """A note in at most two lines of ``room`` characters (cut only past that)."""
+    import textwrap
+
+    lines = textwrap.wrap(text, max(room, 12))
+    if len(lines) <= 2:
+        return "\n".join(lines)
+    return lines[0] + "\n" + short(" ".join(lines[1:]), max(room, 12))
+
+
+def draw_sequence(ax: Axes, j: Journey, lane_width: float = LANE) -> None:
+    """Draw ``j`` on ``ax`` (x: lanes 0..n-1, y: rows 0..m-1 downwards), each lane
+    ``lane_width`` inches wide."""
     from matplotlib.patches import FancyBboxPatch
 
     n = max(len(j.lanes), 1)
@@ -103,11 +128,12 @@ def draw_sequence(ax: Axes, j: Journey) -> None:
     ax.set_xlim(-0.5, n - 0.5)
     ax.set_ylim(rows - 0.4, -0.9)
     ax.axis("off")
-    chars_per_lane = LANE / 0.06  # DejaVu Sans Mono at 7 pt
+    chars_per_lane = lane_width / CHAR
     for lane, i in x.items():
         ax.plot([i, i], [-0.5, rows - 0.5], color=COLORS["muted"], lw=0.8, ls=(0, (2, 3)),
                 zorder=0)
-        ax.text(i, -0.75, short(j.label(lane), 28), ha="center", va="center",
+        ax.text(i, -0.75, short(j.label(lane), int(chars_per_lane * 0.8)), ha="center",
+                va="center",
                 fontsize=9, fontweight="bold", color=COLORS["text"],
                 bbox=dict(boxstyle="round,pad=0.35", fc="white", ec=COLORS["muted"]))
     for row, a in enumerate(j.arrows):
@@ -123,9 +149,9 @@ def draw_sequence(ax: Axes, j: Journey) -> None:
             # a note on an outer lane leans inwards, so it is not cut at the edge
             ha, tx = ("right", cx + 0.45) if cx == n - 1 and n > 1 else \
                 ("left", cx - 0.45) if cx == 0 and n > 1 else ("center", cx)
-            room = (1.0 if ha == "center" else 1.6) * chars_per_lane * 0.9
-            ax.text(tx, row, short(a.label, int(room)), ha=ha, va="center",
-                    fontsize=7.5, color=COLORS["text"],
+            room = (1.5 if ha == "center" else 1.6) * chars_per_lane * 0.85
+            ax.text(tx, row, _note(a.label, int(room)), ha=ha, va="center",
+                    fontsize=8.5, color=COLORS["text"],
                     bbox=dict(boxstyle="round,pad=0.25", fc="white", ec=color, lw=1.0))
             continue
         x0, x1 = x[a.source], x[a.target]
@@ -135,7 +161,7 @@ def draw_sequence(ax: Axes, j: Journey) -> None:
                                         boxstyle="round,pad=0.02", fc="#DFF3EA",
                                         ec=COLORS["tls"], lw=0.8, zorder=1))
             ax.text((x0 + x1) / 2, row, a.label.partition(" TLS_")[0], ha="center",
-                    va="center", fontsize=7.5,
+                    va="center", fontsize=8.5,
                     color=COLORS["tls"], fontweight="bold", zorder=2)
             continue
         style = (0, (4, 2)) if a.tls else "-"
@@ -148,7 +174,7 @@ def draw_sequence(ax: Axes, j: Journey) -> None:
         mid = (x0 + x1) / 2
         room = min(mid + 0.5, n - 0.5 - mid) * 2 * chars_per_lane  # the label may overhang
         ax.text(mid, row - 0.1, short(a.label, int(room)), ha="center", va="center",
-                fontsize=7, color=color, zorder=3,
+                fontsize=8, color=color, zorder=3,
                 bbox=dict(boxstyle="square,pad=0.05", fc="white", ec="none", alpha=0.85),
                 family=MONO if a.kind in ("command", "reply", "dns-query", "dns-answer")
                 else None)

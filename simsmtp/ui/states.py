@@ -20,12 +20,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .base import View
-from .style import COLORS, new_figure, plot_style
+from .base import View, html_widget
+from .style import COLORS, MAX_WIDTH, Diagram, escape, inline_svg, new_figure, plot_style
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
 
 #: Where each known state sits (x, y), per role.
 LAYOUT: dict[str, dict[str, tuple[float, float]]] = {
@@ -121,7 +120,8 @@ def _wrap(words: list[str], width: int = 22) -> str:
 
 
 def state_diagram(role: str = "server", *, current: Any = None, previous: Any = None,
-                  verb: str | None = None, title: str | None = None) -> Figure:
+                  verb: str | None = None, title: str | None = None,
+                  max_width: float = MAX_WIDTH) -> Diagram:
     """Draw the state machine of ``role`` with ``current`` highlighted.
 
     Args:
@@ -130,6 +130,7 @@ def state_diagram(role: str = "server", *, current: Any = None, previous: Any = 
         previous: the state before, to highlight the transition just taken.
         verb: the verb of that transition (for the caption).
         title: a title (default: "SMTP <role> states").
+        max_width: the widest it may be, in inches (its text keeps its size).
     """
     g = state_graph(role)
     pos = _positions(g)
@@ -137,7 +138,7 @@ def state_diagram(role: str = "server", *, current: Any = None, previous: Any = 
     ys = [p[1] for p in pos.values()]
     width = (max(xs) - min(xs)) + 2.4
     height = (max(ys) - min(ys)) + 2.3
-    scale = min(13.0 / width, 1.0)
+    scale = min(max_width / width, 1.0)
     fig, ax = new_figure(width * scale, height * scale)
     with plot_style():
         draw_state_diagram(ax, g, pos, current=_name(current), previous=_name(previous),
@@ -149,7 +150,7 @@ def state_diagram(role: str = "server", *, current: Any = None, previous: Any = 
                 caption += f" (after {verb} in {_name(previous)})"
         ax.set_title(caption, loc="left", fontsize=10)
         fig.subplots_adjust(left=0.01, right=0.99, top=0.92, bottom=0.02)
-    return fig
+    return Diagram(fig)
 
 
 def draw_state_diagram(ax: Axes, g: StateGraph, pos: dict[str, tuple[float, float]], *,
@@ -188,7 +189,7 @@ def draw_state_diagram(ax: Axes, g: StateGraph, pos: dict[str, tuple[float, floa
         nx = sign * px
         ha = "left" if nx > 0.6 else "right" if nx < -0.6 else "center"
         text = _wrap([v + (" ✗" if failed else "") for v in verbs])
-        ax.text(mx, my, text, ha=ha, va="center", fontsize=6.5, color=color,
+        ax.text(mx, my, text, ha=ha, va="center", fontsize=8.5, color=color,
                 zorder=3, bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none",
                                     alpha=0.9))
 
@@ -207,13 +208,13 @@ def draw_state_diagram(ax: Axes, g: StateGraph, pos: dict[str, tuple[float, floa
                           lw=2.5 if now else 1.0))
         loops = g.loops.get(state, [])
         if loops:
-            ax.text(x, y - 0.42, "↻ " + _wrap(loops, 26), ha="center", va="top",
-                    fontsize=6, color=COLORS["muted"], zorder=3,
+            ax.text(x, y - 0.8, "↻ " + _wrap(loops, 20), ha="center", va="top",
+                    fontsize=8, color=COLORS["muted"], zorder=3,
                     bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.9))
         if state == "CLOSED" and (g.quits or g.closing):
             why = ["QUIT from every state", "any 221/421 reply", *dict.fromkeys(g.closing)]
             ax.text(x, y + 0.45, "reached by: " + ", ".join(why), ha="center",
-                    va="bottom", fontsize=6.5, color=COLORS["muted"])
+                    va="bottom", fontsize=8.5, color=COLORS["muted"])
 
 
 class StateMachineView(View):
@@ -221,7 +222,8 @@ class StateMachineView(View):
 
     ``view.show("MAIL", previous="GREETED", verb="MAIL")`` redraws it with MAIL
     highlighted and the edge just taken in orange; the notebook of the SMTP conversation
-    calls it after every step. ``image`` holds the PNG, ``caption`` the text.
+    calls it after every step. ``image`` holds the SVG (an HTML widget), ``caption`` the
+    text.
 
     Args:
         role: "server" or "client".
@@ -233,23 +235,22 @@ class StateMachineView(View):
 
         self.role = role
         self.current = _name(current)
-        self.image = w.Image(format="png", layout=w.Layout(max_width="100%"))
-        self.caption = w.HTML()
+        self.image = html_widget(layout=w.Layout(max_width="100%"))
+        self.caption = html_widget()
         self.widget = w.VBox([self.caption, self.image])
         self.show(current)
 
     def show(self, current: Any, previous: Any = None, verb: str | None = None) -> None:
         """Highlight ``current`` (and the transition from ``previous`` by ``verb``)."""
-        import io
-
         self.current = _name(current)
-        fig = state_diagram(self.role, current=current, previous=previous, verb=verb)
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=80)
-        self.image.value = buffer.getvalue()
+        # small enough that the stepper and its diagram fit one screen (1400 x 1000)
+        diagram = state_diagram(self.role, current=current, previous=previous, verb=verb,
+                                max_width=8.6)
+        self.image.value = inline_svg(diagram.figure)
         text = f"<b>{self.role} state:</b> {self.current or '(not connected)'}"
         if previous is not None and verb:
-            text += f" <span style='color:#888'>(after {verb} in {_name(previous)})</span>"
+            text += (f" <span style='color:{COLORS['muted']}'>(after {escape(verb)} in "
+                     f"{escape(_name(previous))})</span>")
         self.caption.value = text
 
     def __repr__(self) -> str:

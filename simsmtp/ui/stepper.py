@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 from simsmtp.world import cast
 from simsmtp.world.scenario import SEED_RECIPIENT, SEED_SENDER
 
-from .base import View
-from .exercises import Exercise, choice, register, text
+from .base import View, html_widget
+from .exercises import AnswerError, Exercise, choice, register, text
 from .style import COLORS, HTMLText, Raw, callout, code_color, escape, html_table, text_table
 
 if TYPE_CHECKING:
@@ -364,21 +364,21 @@ class Stepper(View):
                                     tooltip="the next step", layout=w.Layout(width="90px"))
         self.back_button.add_class("simsmtp-stepper-back")
         self.next_button.add_class("simsmtp-stepper-next")
-        self.back_button.on_click(lambda _: self.back())
-        self.next_button.on_click(lambda _: self.forward())
-        self.header = w.HTML()
-        self.wire = w.HTML(layout=w.Layout(width="56%"))
+        self.back_button.on_click(self.guarded(lambda _: self.back()))
+        self.next_button.on_click(self.guarded(lambda _: self.forward()))
+        self.header = html_widget()
+        self.wire = html_widget(layout=w.Layout(width="56%"))
         self.wire.add_class("simsmtp-stepper-wire")
-        self.meaning = w.HTML(layout=w.Layout(width="44%", padding="0 0 0 10px"))
+        self.meaning = html_widget(layout=w.Layout(width="44%", padding="0 0 0 10px"))
         self.role_toggle = w.ToggleButtons(options=["server", "client"], value=role,
                                            style={"button_width": "70px"},
                                            tooltips=["the server's states",
                                                      "the client's states"])
-        self.role_toggle.observe(lambda _: self._draw_diagram(), "value")
+        self.role_toggle.observe(self.guarded(lambda _: self._draw_diagram()), "value")
         self.diagram = None
         parts: list[Any] = []
         if title:
-            parts.append(w.HTML(f"<b>{escape(title)}</b>"))
+            parts.append(html_widget(f"<b>{escape(title)}</b>"))
         parts += [w.HBox([self.back_button, self.next_button, self.header],
                          layout=w.Layout(align_items="center")),
                   w.HBox([self.wire, self.meaning], layout=w.Layout(align_items="flex-start"))]
@@ -386,7 +386,7 @@ class Stepper(View):
             from .states import StateMachineView
 
             self.diagram = StateMachineView(role)
-            parts += [w.HBox([w.HTML("<b>State diagram of the</b>&nbsp;"), self.role_toggle],
+            parts += [w.HBox([html_widget("<b>State diagram of the</b>&nbsp;"), self.role_toggle],
                              layout=w.Layout(align_items="center", margin="8px 0 0 0")),
                       self.diagram.widget]
         self.widget = w.VBox(parts)
@@ -567,7 +567,8 @@ register(Exercise(
 def _delivered_by_hand(answer: Any) -> tuple[bool, str]:
     steps = getattr(answer, "all_steps", None)
     if steps is None:
-        raise TypeError("pass the console: ex.check(console)")
+        raise AnswerError("this check looks at the console: give it the console, "
+                          "check(console)")
     typed = [s for s in steps if s.label != "<greeting>"]
     if not typed:
         return False, "The console has not sent anything yet: click Connect and type."
@@ -594,7 +595,7 @@ register(Exercise(
          "'Hello Bob', and a line with only '.'.",
     solution="EHLO mail.example.com\nMAIL FROM:<alice@example.com>\n"
              "RCPT TO:<bob@anotherdomain.org>\nDATA\nSubject: by hand\n\nHello Bob!\n.\nQUIT",
-    answer_help="Run ex.check(console) after your session."))
+    answer_help="Run the check cell below after your session in the console."))
 
 register(Exercise(
     "02.bounce-to", "Who gets the bounce?",

@@ -21,17 +21,19 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-#: The palette (colour-blind safe, Okabe-Ito based).
+#: The palette: the hues of Okabe-Ito (colour-blind safe), darkened so that every colour
+#: used for text meets WCAG AA (contrast of at least 4.5:1) on white, on the panels'
+#: background and on the light-green TLS band (``tests/ui/test_style.py`` checks it).
 COLORS: dict[str, str] = {
-    "client": "#0072B2",      # a mail program (MUA) or the client side of a connection
+    "client": "#006199",      # a mail program (MUA) or the client side of a connection
     "server": "#444444",      # a server (MTA) and its replies
-    "dns": "#CC79A7",         # DNS questions and answers
-    "tls": "#009E73",         # anything inside TLS
-    "ok": "#009E73",          # 2xx / 3xx, +OK, delivered
-    "warn": "#E69F00",        # 4xx: try again later
-    "fail": "#D55E00",        # 5xx, -ERR, bounced, refused
-    "note": "#56B4E9",        # notes: stored, queued
-    "muted": "#888888",       # secondary text, lifelines
+    "dns": "#9C3D74",         # DNS questions and answers
+    "tls": "#00785A",         # anything inside TLS
+    "ok": "#00785A",          # 2xx / 3xx, +OK, delivered
+    "warn": "#8F5F00",        # 4xx: try again later
+    "fail": "#B34A00",        # 5xx, -ERR, bounced, refused
+    "note": "#2A6F9E",        # notes: stored, queued
+    "muted": "#5F5F5F",       # secondary text, lifelines
     "highlight": "#F0E442",   # the current state, the selected row
     "background": "#F7F7F7",  # panels
     "text": "#222222",
@@ -174,9 +176,71 @@ class HTMLText:
         return self.plain
 
 
-#: matplotlib settings of every course figure.
+#: matplotlib settings of every course figure. SVG keeps its text as text (``svg.fonttype``
+#: none), so a browser can read and measure it; the hash salt makes its ids reproducible.
 RC: dict[Any, Any] = {"font.family": FONT, "font.size": 9, "axes.edgecolor": COLORS["muted"],
-      "axes.titlesize": 11, "axes.titleweight": "bold", "svg.hashsalt": "simsmtp"}
+      "axes.titlesize": 11, "axes.titleweight": "bold", "svg.hashsalt": "simsmtp",
+      "svg.fonttype": "none"}
+
+#: The widest figure (inches) and smallest font (points) of the course: at JupyterLab's
+#: default zoom a 10-inch figure fits a 1400-pixel window with the file browser open, so it
+#: is never scaled down, and 8 points are 10.7 CSS pixels.
+MAX_WIDTH = 10.0
+MIN_FONT = 8.0
+
+
+def figure_svg(fig: Figure, *, salt: str = "simsmtp") -> str:
+    """``fig`` as SVG text (its text kept as ``<text>``, no date: reproducible)."""
+    import io
+
+    import matplotlib
+
+    buffer = io.StringIO()
+    with matplotlib.rc_context({**RC, "svg.hashsalt": salt}):
+        fig.savefig(buffer, format="svg", metadata={"Date": None})
+    text = buffer.getvalue()
+    return text[text.index("<svg"):]  # no XML prolog: it goes inline in HTML too
+
+
+def figure_png(fig: Figure, dpi: int = 96) -> bytes:
+    """``fig`` as PNG (for a notebook opened before it is trusted, which shows no SVG)."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def inline_svg(fig: Figure, css_class: str = "simsmtp-svg") -> str:
+    """``fig`` as an SVG element to put in an HTML widget; its ids are unique on the page
+    (several figures in one page must not share clip-path ids)."""
+    import secrets
+
+    svg = figure_svg(fig, salt=secrets.token_hex(8))
+    return f'<div class="{css_class}" style="max-width:100%;overflow-x:auto;">{svg}</div>'
+
+
+class Diagram:
+    """A course figure, shown as SVG (text a browser can read and measure) and as PNG (what
+    JupyterLab shows of a notebook that is not trusted yet). Everything else is the
+    matplotlib figure's: ``diagram.axes``, ``diagram.savefig(...)``, ``diagram.figure``."""
+
+    def __init__(self, figure: Figure) -> None:
+        self.figure = figure
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.figure, name)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None,
+                          **kwargs: Any) -> dict[str, Any]:
+        import base64
+
+        return {"image/svg+xml": figure_svg(self.figure),
+                "image/png": base64.b64encode(figure_png(self.figure)).decode("ascii"),
+                "text/plain": repr(self.figure)}
+
+    def __repr__(self) -> str:
+        return repr(self.figure)
 
 
 @contextlib.contextmanager
@@ -216,13 +280,19 @@ def plural(n: int, word: str, words: str | None = None) -> str:
 __all__ = [
     "COLORS",
     "FONT",
+    "MAX_WIDTH",
+    "MIN_FONT",
     "MONO",
+    "Diagram",
     "HTMLText",
     "Raw",
     "callout",
     "code_color",
     "escape",
+    "figure_png",
+    "figure_svg",
     "html_table",
+    "inline_svg",
     "new_figure",
     "panel",
     "plot_style",

@@ -15,10 +15,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .base import left_out, trace_events
-from .style import COLORS, new_figure, plot_style, short, text_table
+from .style import COLORS, Diagram, new_figure, plot_style, short, text_table
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
     from simsmtp.world.routing import RetrySchedule
 
@@ -118,17 +117,17 @@ def retry_text(source: Any, *, since: int = 0) -> str:
     epoch = _epoch(source)
     rows = []
     for p in retry_points(source, since=since):
-        detail = short(p.detail, 64)
-        if p.kind == "deferred" and p.retry_in is not None:
-            detail += f"; next try in {p.retry_in:g} s"
-        rows.append((_when(p.clock, epoch), p.recipient, p.kind, detail))
+        later = f"{p.retry_in:g} s" if p.kind == "deferred" and p.retry_in is not None \
+            else ""
+        # short enough that no line wraps in a notebook (about 110 characters)
+        rows.append((_when(p.clock, epoch), p.recipient, p.kind, later, short(p.detail, 48)))
     note = left_out(source, since)
     return (f"{note}\n" if note else "") + text_table(
-        ("virtual time", "recipient", "what", "detail"), rows)
+        ("virtual time", "recipient", "what", "next try", "detail"), rows)
 
 
 def retry_timeline(source: Any, *, since: int = 0, schedule: RetrySchedule | None = None,
-                   horizon: float | None = None, title: str | None = None) -> Figure:
+                   horizon: float | None = None, title: str | None = None) -> Diagram:
     """Plot the attempts of each queued recipient on the virtual clock.
 
     Args:
@@ -156,7 +155,7 @@ def retry_timeline(source: Any, *, since: int = 0, schedule: RetrySchedule | Non
         _draw(ax, points, keys, start, span_min, schedule, epoch)
         ax.set_title(title or "Delivery attempts on the virtual clock", loc="left", pad=22)
         fig.tight_layout()
-    return fig
+    return Diagram(fig)
 
 
 def _draw(ax: Any, points: list[RetryPoint], keys: list[tuple[str, str]], start: float,
@@ -198,7 +197,7 @@ def _draw(ax: Any, points: list[RetryPoint], keys: list[tuple[str, str]], start:
         x = (clock - start) / 60
         ha = "left" if x < 0.15 * span_min else "right" if x > 0.85 * span_min else "center"
         ax.text(x, y - 0.2, "try " + ", then ".join(servers), ha=ha, va="bottom",
-                fontsize=6.5, color=MARKERS["attempt"][1])
+                fontsize=8.5, color=MARKERS["attempt"][1])
     for p in points:
         y = row[(p.queue_id, p.recipient)]
         x = (p.clock - start) / 60
@@ -218,8 +217,8 @@ def _draw(ax: Any, points: list[RetryPoint], keys: list[tuple[str, str]], start:
                         arrowprops=dict(arrowstyle="->", color=COLORS["warn"], lw=1),
                         zorder=2)
             ax.text((x + x1) / 2, y - 0.56, f"retry in {p.retry_in / 60:g} min",
-                    ha="center", va="bottom", fontsize=7.5, color=COLORS["warn"])
-    ax.legend(loc="lower right", fontsize=7, frameon=False, ncol=6,
+                    ha="center", va="bottom", fontsize=8.5, color=COLORS["warn"])
+    ax.legend(loc="lower right", fontsize=8, frameon=False, ncol=6,
               bbox_to_anchor=(1.0, 1.0), borderaxespad=0.2)
 
 

@@ -19,16 +19,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .base import html_widget, tabs
 from .exercises import Exercise, choice, register, text
 from .stepper import tight
 from .style import (
     COLORS,
     MONO,
+    Diagram,
     HTMLText,
     Raw,
     callout,
     escape,
     html_table,
+    inline_svg,
     new_figure,
     plot_style,
     text_table,
@@ -36,7 +39,6 @@ from .style import (
 from .wire import CaptureView, _keylog, _tap, connection_label, connections, find_connection
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
     from simsmtp.capture.transcript import ConnectionView
     from simsmtp.net.tap import Connection
@@ -232,7 +234,7 @@ def certificate_chain(net: Any, host: str | None = None, *,
     return HTMLText(Raw(html), title + "\n" + text_table(headers, rows))
 
 
-def entropy_chart(net: Any, conn: Any = None, *, title: str | None = None) -> Figure:
+def entropy_chart(net: Any, conn: Any = None, *, title: str | None = None) -> Diagram:
     """Bytes entropy of every captured segment of a connection: plaintext vs ciphertext.
 
     One bar per segment in wire order (bits per byte, 0 to 8), coloured plaintext (SMTP
@@ -264,7 +266,7 @@ def entropy_chart(net: Any, conn: Any = None, *, title: str | None = None) -> Fi
             label = names.get(row.index)
             if label and row.entropy > 2.5:
                 ax.text(x, 0.25, label, rotation=90, ha="center", va="bottom",
-                        fontsize=7, color="white", zorder=4, fontweight="bold")
+                        fontsize=8, color="white", zorder=4, fontweight="bold")
         ax.set_xlim(0.3, len(rows) + 0.7)
         ax.set_ylim(0, 9.3)
         ax.set_yticks([0, 2, 4, 6, 8])
@@ -283,14 +285,14 @@ def entropy_chart(net: Any, conn: Any = None, *, title: str | None = None) -> Fi
                    Patch(color=COLORS["server"], label="plaintext from the server"),
                    Patch(color=COLORS["tls"], label="TLS records"),
                    *ax.get_legend_handles_labels()[0]]
-        ax.legend(handles=handles, loc="upper left", fontsize=7.5, ncol=4, frameon=False,
+        ax.legend(handles=handles, loc="upper left", fontsize=8.5, ncol=4, frameon=False,
                   bbox_to_anchor=(0.0, -0.22))
         ax.set_title(title or "Byte entropy of every segment: text vs ciphertext", loc="left",
                      pad=16)
         ax.text(0.0, 1.02, connection_label(net, view.connection), transform=ax.transAxes,
                 fontsize=8, color=COLORS["muted"], va="bottom")
         fig.subplots_adjust(left=0.07, right=0.99, top=0.84, bottom=0.3)
-    return fig
+    return Diagram(fig)
 
 
 def _segment_names(view: ConnectionView, tap: Any) -> dict[int, str]:
@@ -342,7 +344,7 @@ class TLSInspector(CaptureView):
         keylog: start with the world's key log (a column shows what each record held).
 
     ``picker``, ``keylog_box`` and ``refresh_button`` are the controls; ``records``,
-    ``hello``, ``chain`` (HTML) and ``chart`` (a PNG image) the four tabs.
+    ``hello``, ``chain`` and ``chart`` (HTML; the chart an SVG) the four tabs.
     """
 
     def __init__(self, net: Any, conn: Any = None, *, keylog: bool = False) -> None:
@@ -350,14 +352,12 @@ class TLSInspector(CaptureView):
 
         self._controls(net, keylog, picker="TLS connection:",
                        keylog_label="decrypt with the world's key log (as Wireshark can)")
-        self.records = w.HTML()
-        self.hello = w.HTML()
-        self.chain = w.HTML()
-        self.chart = w.Image(format="png", layout=w.Layout(max_width="100%"))
-        self.tabs = w.Tab(children=[self.records, self.hello, self.chain, self.chart])
-        for index, title in enumerate(["Records", "Handshake in clear", "Certificate chain",
-                                       "Entropy"]):
-            self.tabs.set_title(index, title)
+        self.records = html_widget()
+        self.hello = html_widget()
+        self.chain = html_widget()
+        self.chart = html_widget(layout=w.Layout(max_width="100%"))
+        self.tabs = tabs([self.records, self.hello, self.chain, self.chart],
+                         ["Records", "Handshake in clear", "Certificate chain", "Entropy"])
         self._assemble(self.tabs, "simsmtp-tls", conn)
 
     def _connections(self) -> list[Any]:
@@ -365,13 +365,11 @@ class TLSInspector(CaptureView):
         return tls_connections(self.net)
 
     def _show(self, conn_id: int | None) -> None:
-        import io
-
         self._conn_id = conn_id
         if conn_id is None:
             empty = callout("note", "No TLS connection captured yet.")
             self.records.value = self.hello.value = self.chain.value = empty
-            self.chart.value = b""
+            self.chart.value = ""
             return
         keylog = bool(self.keylog_box.value)
         self.records.value = tight(tls_records(self.net, conn_id, keylog=keylog).html)
@@ -389,10 +387,7 @@ class TLSInspector(CaptureView):
                 "sees it: the Certificate message is encrypted."))
         else:
             self.chain.value = callout("note", "No server name to look up.")
-        fig = entropy_chart(self.net, conn_id)
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=80)
-        self.chart.value = buffer.getvalue()
+        self.chart.value = inline_svg(entropy_chart(self.net, conn_id).figure)
 
     @property
     def connection(self) -> Connection | None:

@@ -18,9 +18,19 @@ from typing import Any
 
 from simsmtp.trace import SECRET_FIELDS, TraceEvent
 
-from .base import View, left_out, trace_events
+from .base import View, html_widget, left_out, trace_events
 from .journey import first_line, mask
-from .style import COLORS, HTMLText, escape, html_table, reply_color, short, span, text_table
+from .style import (
+    COLORS,
+    HTMLText,
+    escape,
+    html_table,
+    plural,
+    reply_color,
+    short,
+    span,
+    text_table,
+)
 
 #: Fields that say where an event belongs rather than what happened (left out of summaries).
 _NOISE = {"conn", "service", "peer", "tls", "state_before", "state_after", "content", "local",
@@ -79,17 +89,56 @@ def summarize(e: TraceEvent) -> tuple[str, str]:
     if e.kind == "dns.answer":
         answer = "; ".join(d.get("answer") or []) or "(empty)"
         return f"{d.get('rcode')}: {answer}", COLORS["dns"]
+    words = _delivery_words(e.kind, d)
+    if words is not None:
+        color = COLORS["fail"] if e.kind == "delivery.bounce" else \
+            COLORS["warn"] if e.kind == "delivery.deferred" else ""
+        return words, color
     color = COLORS["fail"] if e.kind in ("delivery.bounce", "delivery.expired",
                                          "delivery.connect_failed", "tls.failed",
                                          "tls.required_failed", "store.error") else \
         COLORS["warn"] if e.kind in ("delivery.deferred", "fault.fired", "host.down") else ""
-    fields = " ".join(f"{k}={'***' if k in SECRET_FIELDS else _value(v)}"
-                      for k, v in d.items() if k not in _NOISE)
+    fields = " ".join(f"{k}={'***' if k in SECRET_FIELDS else _value(v, k)}"
+                      for k, v in d.items() if k not in _NOISE and _value(v, k) != "")
     fields = _PORT_TUPLE.sub(r"('\1', <port>)", fields)
     return f"{where}{fields}", color
 
 
-def _value(v: Any) -> str:
+def _delivery_words(kind: str, d: dict[str, Any]) -> str | None:
+    """The delivery events a learner meets most, in words (None: the others)."""
+    queue = f"queue id {d['queue_id']}: " if d.get("queue_id") else ""
+    rcpts = ", ".join(str(r) for r in d.get("recipients") or [])
+    if kind == "delivery.stored":
+        if d.get("bounce"):
+            return (f"stored a bounce in {d.get('recipient')}'s mailbox (from the null "
+                    "sender <>: a bounce never bounces)")
+        return f"{queue}stored in {d.get('recipient')}'s mailbox (from <{d.get('sender')}>)"
+    if kind == "delivery.attempt":
+        tls = f", {d['tls']}" if d.get("tls") else ""
+        return f"{queue}tries {d.get('mx')} ({d.get('ip')}, port 25{tls}) for {rcpts}"
+    if kind == "delivery.ok":
+        return f"{queue}{d.get('mx')} took {d.get('recipient')}: {d.get('reply')}"
+    if kind == "delivery.bounce":
+        return f"{queue}gives up on {d.get('recipient')} ({d.get('status')}): {d.get('reason')}"
+    if kind == "delivery.deferred":
+        retry = d.get("retry_in")
+        later = f"; next try in {retry:g} s" if isinstance(retry, (int, float)) else ""
+        return (f"{queue}keeps the message for {d.get('recipient')} ({d.get('status')}): "
+                f"{d.get('reason')}{later}")
+    if kind == "delivery.dsn":
+        return (f"{queue}sends a bounce (a DSN, {d.get('size')} octets) to "
+                f"<{d.get('sender')}> about {rcpts}")
+    if kind == "delivery.route":
+        targets = ", ".join(str(t) for t in d.get("targets") or [])
+        status = f" ({d['status']})" if d.get("status") else ""
+        via = f" via {targets}" if targets else ""
+        return f"route to {d.get('domain')}: {d.get('route')}{status}{via}. {d.get('reason')}"
+    return None
+
+
+def _value(v: Any, key: str = "") -> str:
+    if v == "" and key == "sender":
+        return "<>"  # the null sender (RFC 5321 §4.5.5)
     if isinstance(v, list):
         return "[" + ", ".join(str(x) for x in v) + "]"
     return str(v)
@@ -214,11 +263,11 @@ class TraceTable(View):
         self.refresh_button = w.Button(description="Refresh", icon="refresh",
                                        tooltip="Read the trace again (the world is live)",
                                        layout=w.Layout(width="100px"))
-        self.count = w.HTML()
-        self.table = w.HTML()
+        self.count = html_widget()
+        self.table = html_widget()
         for control in (self.host_filter, self.kind_filter, self.text_filter):
-            control.observe(lambda _: self.refresh(), names="value")
-        self.refresh_button.on_click(lambda _: self.refresh(reread=True))
+            control.observe(self.guarded(lambda _: self.refresh()), names="value")
+        self.refresh_button.on_click(self.guarded(lambda _: self.refresh(reread=True)))
         self.widget = w.VBox([w.HBox([self.host_filter, self.kind_filter, self.text_filter,
                                       self.refresh_button]), self.count, self.table])
         self.refresh()
@@ -241,7 +290,8 @@ class TraceTable(View):
                           left_out(self.source, self.since))
         self.table.value = html
         self.count.value = f"<span style='color:{COLORS['muted']}'>" \
-            f"{len(self.rows)} events match</span>"
+            f"{plural(len(self.rows), 'event')} match{'es' if len(self.rows) == 1 else ''}" \
+            "</span>"
         return self.rows
 
     def text(self) -> str:
@@ -253,7 +303,7 @@ class TraceTable(View):
                                              ("kind", self.kind_filter.value),
                                              ("contains", self.text_filter.value)) if v]
         return f"TraceTable({', '.join(filters)}{', ' if filters else ''}" \
-            f"{len(self.rows)} events)"
+            f"{plural(len(self.rows), 'event')})"
 
 
 __all__ = ["TraceRow", "TraceTable", "summarize", "trace_rows", "trace_table"]

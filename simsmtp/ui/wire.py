@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .base import View
+from .base import View, html_widget, tabs
 from .exercises import Exercise, choice, register, text
 from .style import COLORS, HTMLText, Raw, callout, escape, html_table, pre
 
@@ -249,10 +249,16 @@ def _lines(findings: Findings) -> list[tuple[str, str, bool]]:
         rows.append(("capabilities", ", ".join(caps), False))
     for credential in findings.credentials:
         rows.append(("credentials", credential.describe(), not credential.inside_tls))
-    for _, address in findings.mail_from:
-        rows.append(("envelope sender", f"MAIL FROM:<{address}>", True))
-    for _, address in findings.rcpt_to:
-        rows.append(("envelope recipient", f"RCPT TO:<{address}>", True))
+    def sealed(conn: int) -> str:  # read inside TLS with the key log: not in clear
+        return " (inside TLS, read with the key log)" \
+            if conn in findings.envelope_inside_tls else ""
+
+    for conn, address in findings.mail_from:
+        rows.append((f"envelope sender{sealed(conn)}", f"MAIL FROM:<{address}>",
+                     not sealed(conn)))
+    for conn, address in findings.rcpt_to:
+        rows.append((f"envelope recipient{sealed(conn)}", f"RCPT TO:<{address}>",
+                     not sealed(conn)))
     for message in findings.messages:
         where = " (inside TLS, read with the key log)" if message.inside_tls else ""
         verb = "sent" if message.direction == "c2s" else "downloaded"
@@ -279,10 +285,30 @@ def _verdict(parts: list[_Part]) -> tuple[str, str]:
     if any(p.findings.in_clear for p in parts):
         return "fail", ("Read in clear: the envelope, the headers and the body (and any "
                         "password) are readable by anyone on the path.")
+    if any(seen.decrypted for p in parts for seen in p.findings.tls):
+        return "note", ("Nothing was read in clear. With the TLS key log (as Wireshark with "
+                        "the keys) everything inside TLS is readable too; without the keys "
+                        "only what TLS leaks is: the greeting, EHLO, STARTTLS, the SNI and "
+                        "the offered cipher suites.")
     if any(p.findings.tls for p in parts):
         return "ok", ("Only what TLS leaks is readable: the greeting, EHLO, STARTTLS, the "
                       "SNI and the offered cipher suites; the mail itself is not.")
     return "note", "Nothing but the greeting and the EHLO exchange so far."
+
+
+def _folded(lines: list[str], width: int) -> list[str]:
+    """Long lines folded (as RFC 5322 folds a header: the rest indented), so that no line
+    of the plain report wraps in a notebook."""
+    import textwrap
+
+    out: list[str] = []
+    for line in lines:
+        if len(line) <= max(width, 40):
+            out.append(line)
+            continue
+        out += textwrap.wrap(line, max(width, 40), subsequent_indent="    ",
+                             break_long_words=True, break_on_hyphens=False)
+    return out
 
 
 def eavesdropper_report(source: Any, conn: Any = None, *, keylog: Any = None,
@@ -316,13 +342,16 @@ def eavesdropper_report(source: Any, conn: Any = None, *, keylog: Any = None,
             plain.append("  (nothing readable yet)")
         for what, seen, clear in rows:
             mark = "  [in clear] " if clear else "  "
-            lines = seen.splitlines() or [""]
+            given = seen.splitlines() or [""]
+            lines = _folded(given[:1], width=96 - len(mark + what)) + given[1:]
             plain.append(f"{mark}{what}: {lines[0]}")
-            plain += [f"      | {line}" for line in lines[1:]]
-        cells = [[Raw(f"<b style='color:{COLORS['fail']};white-space:nowrap;'>"
-                      f"{escape(what)}</b>" if clear
-                      else f"<span style='white-space:nowrap;'>{escape(what)}</span>"),
-                  Raw(f"<pre style='margin:0;white-space:pre-wrap;font-size:11.5px;"
+            plain += [f"      | {line}" for line in _folded(lines[1:], width=90)]
+        cells = [[Raw(f"<b style='color:{COLORS['fail']};display:block;min-width:7em;"
+                      f"max-width:11em;'>{escape(what)}</b>" if clear
+                      else f"<span style='display:block;min-width:7em;max-width:11em;'>"
+                           f"{escape(what)}</span>"),
+                  Raw(f"<pre style='margin:0;white-space:pre-wrap;overflow-wrap:anywhere;"
+                      f"min-width:16em;font-size:11.5px;"
                       f"{'color:' + COLORS['fail'] + ';' if clear else ''}'>"
                       f"{escape(seen)}</pre>")]
                  for what, seen, clear in rows]
@@ -360,9 +389,9 @@ class CaptureView(View):
         self.widget.add_class(css_class)
         self._conn_id: int | None = None
         self.refresh(conn)
-        self.picker.observe(lambda change: self._show(change["new"]), "value")
-        self.refresh_button.on_click(lambda _: self.refresh())
-        self.keylog_box.observe(lambda _: self._show(self.picker.value), "value")
+        self.picker.observe(self.guarded(lambda change: self._show(change["new"])), "value")
+        self.refresh_button.on_click(self.guarded(lambda _: self.refresh()))
+        self.keylog_box.observe(self.guarded(lambda _: self._show(self.picker.value)), "value")
 
     def _connections(self) -> list[Any]:
         """The connections the picker offers (every captured TCP connection)."""
@@ -409,19 +438,17 @@ class WireView(CaptureView):
         self.layout = layout
         self._controls(net, keylog, picker="connection:",
                        keylog_label="give the eavesdropper the TLS key log")
-        self.transcript = w.HTML()
-        self.hexdump = w.HTML()
-        self.eavesdropper = w.HTML()
+        self.transcript = html_widget()
+        self.hexdump = html_widget()
+        self.eavesdropper = html_widget()
         titles = ["Transcript (swaks)", "Eavesdropper", "Hexdump (hexdump -C)"]
         panes = [self.transcript, self.eavesdropper, self.hexdump]
         if layout == "tabs":
-            body: Any = w.Tab(children=panes)
-            for index, title in enumerate(titles):
-                body.set_title(index, title)
+            body: Any = tabs(panes, titles)
         else:  # transcript and eavesdropper side by side, the (wide) hexdump under them
             areas = ["transcript", "eavesdropper", "hexdump"]
             body = w.GridBox(
-                [w.VBox([w.HTML(f"<b>{escape(t)}</b>"), p],
+                [w.VBox([html_widget(f"<b>{escape(t)}</b>"), p],
                         layout=w.Layout(grid_area=a, overflow="hidden"))
                  for t, p, a in zip(titles, panes, areas, strict=True)],
                 layout=w.Layout(grid_template_columns="50% 50%", grid_gap="6px 10px",

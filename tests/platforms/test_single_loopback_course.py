@@ -26,7 +26,7 @@ from simsmtp.net.addresses import LOOPBACK_ENV
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]*_*.ipynb"))
 
 
 def _child_pytest(*args: str) -> subprocess.CompletedProcess[str]:

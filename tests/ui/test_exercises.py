@@ -70,9 +70,43 @@ def test_solution_and_hint_are_folded(key: str) -> None:
 def test_malformed_answers_are_feedback_not_errors() -> None:
     feedback = exercise("06.ports").check("five eight seven")
     assert isinstance(feedback, Feedback) and not feedback.correct
-    assert "could not be checked" in feedback.message
+    assert "write two numbers in brackets, like (25, 110)" in feedback.message
     with pytest.raises(KeyError, match=r"00\.submission-port"):
         exercise("00.nope")
+
+
+@pytest.mark.parametrize(("key", "answer", "advice"), [
+    ("00.submission-port", "port five eight seven", "write a number, like 3"),
+    ("03.first-retry", [300], "write a number, like 3"),
+    ("01.order", 42, "write the names in a list"),
+    ("01.prefer-backup", "backup", "give it the running network"),
+    ("03.break-it", 7, "give it the running world"),
+])
+def test_a_wrong_kind_of_answer_gets_plain_words(key: str, answer: Any, advice: str) -> None:
+    feedback = exercise(key).check(answer)
+    assert not feedback.correct and advice in feedback.message
+    for python_words in ("could not convert", "invalid literal", "object is not",
+                         "Error", "Traceback"):
+        assert python_words not in feedback.message
+
+
+@pytest.mark.parametrize("key", ["03.transient", "06.why-no-auth", "05.defence", "08.alignment"])
+def test_a_non_letter_lists_every_choice_and_gives_nothing_away(key: str) -> None:
+    ex = exercise(key)
+    feedback = ex.check("maybe")
+    assert not feedback.correct
+    listed = re.findall(r'"([a-z])"', feedback.message)
+    assert len(listed) >= 3 and listed == sorted(listed)
+    right = next(letter for letter in listed if ex.check(letter).correct)
+    assert right in listed   # the right letter is listed like every other
+
+
+def test_feedback_names_its_exercise() -> None:
+    for key in ("02.pipelining", "02.bounce-to", "00.who-stored"):
+        for answer in (None, "x", 1):
+            feedback = exercise(key).check(answer)
+            assert f"(exercise {key})" in repr(feedback)
+            assert f"(exercise {key})" in feedback._repr_html_()
 
 
 def test_feedback_renders_as_coloured_html() -> None:

@@ -77,9 +77,12 @@ def test_the_same_world_gives_the_same_journey_every_run() -> None:
 def test_summary_has_one_arrow_each_way_per_conversation(journey_world: World) -> None:
     j = journey(journey_world, detail="summary")
     relay = [a for a in j.arrows if a.phase == "relay" and a.kind != "section"]
-    assert [a.kind for a in relay] == ["command", "reply"]
-    assert relay[0].label == "EHLO STARTTLS EHLO MAIL RCPT DATA <message> QUIT"
-    assert relay[1].label.startswith("250 2.0.0 Ok: queued as")
+    # the commands in clear, then those inside TLS (after STARTTLS), then the outcome
+    assert [(a.kind, a.tls) for a in relay] == [("command", False), ("command", True),
+                                                ("reply", True)]
+    assert relay[0].label == "EHLO STARTTLS"
+    assert relay[1].label == "EHLO MAIL RCPT DATA <message> QUIT"
+    assert relay[2].label.startswith("250 2.0.0 Ok: queued as")
     pop3 = [a for a in j.arrows if a.phase == "pop3" and a.kind == "reply"]
     assert pop3[0].label.endswith("octets")   # the RETR reply, not QUIT's goodbye
 
@@ -120,3 +123,33 @@ def test_clock_changes_become_sections() -> None:
              records=["10 mx.a.example"], error="")
     sections = [a.label for a in journey(world).arrows if a.kind == "section"]
     assert "virtual clock 09:05:00 (5 min later)" in sections
+
+
+def test_a_session_that_recovers_from_a_refusal_is_no_failure() -> None:
+    from simsmtp.ui.journey import journey_text
+
+    world = World.seed_world()
+    with world.start(storage="memory") as net:
+        mua = net.session("mail.example.com", 587, local_name="alice-laptop")
+        mua.connect()
+        mua.ehlo()
+        mua.mail("alice@example.com")          # 530: STARTTLS first
+        mua.starttls()
+        mua.ehlo()
+        mua.auth("alice@example.com", "wonderland")
+        mua.mail("alice@example.com")
+        mua.rset()
+        mua.quit()
+        smtps = net.session("mail.example.com", 465, local_name="alice-laptop")
+        smtps.connect()
+        smtps.ehlo()
+        smtps.quit()
+    text = journey_text(world, detail="summary")
+    lines = [line for line in text.splitlines() if "port 587" not in line]
+    sub = [line for line in lines if "Alice's MUA" in line or "alice-laptop" in line]
+    assert any(line.endswith("EHLO MAIL STARTTLS") and "[TLS]" not in line for line in sub)
+    assert any("[TLS] EHLO AUTH MAIL RSET QUIT" in line for line in sub)
+    outcome = next(line for line in sub if "250 2.0.0 Ok" in line)
+    assert "(after 1 refused: 530)" in outcome and "✗" not in outcome
+    assert "alice-laptop (a mail program) → mail.example.com" in text  # port 465
+    assert "a client (127.0.0.1)" not in text

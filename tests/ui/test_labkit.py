@@ -39,10 +39,12 @@ def _notebook() -> dict[str, Any]:
     shown = {"output_type": "execute_result", "execution_count": 1, "metadata": {},
              "data": {"text/html": question._repr_html_(), "text/plain": repr(question)}}
     return {"cells": [{"cell_type": "markdown", "metadata": {}, "source": "# four"},
-                      _code('ex = ui.exercise("04.base64")\nex', [shown]),
-                      _code("answer = None   # your answer here\nex.check(answer)"),
-                      _code('ex = ui.exercise("01.prefer-backup")\nex'),
-                      _code("# make your change first, then:\nex.check(net)"),
+                      _code('ui.exercise("04.base64")', [shown]),
+                      _code('answer = None   # your answer here\n'
+                            'ui.exercise("04.base64").check(answer)'),
+                      _code('ui.exercise("01.prefer-backup")'),
+                      _code('# make your change first, then:\n'
+                            'ui.exercise("01.prefer-backup").check(net)'),
                       _code("net.stop()")],
             "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
 
@@ -65,7 +67,7 @@ def test_the_students_version_has_questions_hints_and_metadata_but_no_solution()
         "ex01_prefer-backup-question", "ex01_prefer-backup-answer",
         "ex01_prefer-backup-test", None]
     question, answer, test = cells[1:4]
-    assert _source(question) == 'ex = ui.student_exercise("04.base64")\nex'
+    assert _source(question) == 'ui.student_exercise("04.base64")'
     assert question["metadata"]["nbgrader"]["locked"] is True
     assert answer["metadata"]["nbgrader"]["solution"] is True
     assert test["metadata"]["nbgrader"] == {"grade": True, "grade_id": "ex04_base64-test",
@@ -73,24 +75,44 @@ def test_the_students_version_has_questions_hints_and_metadata_but_no_solution()
                                             "solution": False, "task": False, "points": 1}
     assert BEGIN_HIDDEN not in _source(test) and "assert" not in _source(test)
     assert cells[5]["metadata"]["nbgrader"]["solution"] is False  # checks the world
-    assert original["cells"][1]["source"] == 'ex = ui.exercise("04.base64")\nex'  # untouched
+    assert original["cells"][1]["source"] == 'ui.exercise("04.base64")'  # untouched
 
 
 def test_the_nbgrader_source_holds_the_answer_and_the_hidden_test() -> None:
     source = convert(_notebook(), version="source")
     answer, test = source["cells"][2:4]
     assert _source(answer) == f"{BEGIN_SOLUTION}\nanswer = 'builder'\n### END SOLUTION\n" \
-                              "ex.check(answer)"
-    assert f"{BEGIN_HIDDEN}\nassert ex.check(answer).correct" in _source(test)
-    assert "assert ex.check(net).correct" in _source(source["cells"][6])
+                              'ui.exercise("04.base64").check(answer)'
+    assert f'{BEGIN_HIDDEN}\nassert ui.exercise("04.base64").check(answer).correct' \
+        in _source(test)
+    assert 'assert ui.exercise("01.prefer-backup").check(net).correct' \
+        in _source(source["cells"][6])
+    from simsmtp import ui  # the hidden test passes with the accepted answer, not without
+    scope: dict[str, Any] = {"ui": ui}
+    exec(_source(answer) + "\n" + _source(test), scope)
+    scope["answer"] = None
+    with pytest.raises(AssertionError, match=r"04\.base64 is not right yet"):
+        exec(_source(test), scope)
     with pytest.raises(ValueError):
         convert(_notebook(), version="teacher")
 
 
+def test_an_answer_cell_is_paired_only_with_the_question_it_names() -> None:
+    notebook = _notebook()
+    notebook["cells"][2]["source"] = 'ui.exercise("04.what-leaks").check(answer)'
+    cells = convert(notebook, version="student")["cells"]
+    grades = [c["metadata"].get("nbgrader", {}).get("grade_id") for c in cells]
+    assert "ex04_base64-answer" not in grades and "ex04_base64-test" not in grades
+    assert "ex01_prefer-backup-test" in grades
+    old = {"cells": [_code('ex = ui.exercise("04.base64")\nex')]}  # the former shape
+    assert exercise_keys(old) == [] and exercise_keys(_notebook()) == [
+        "04.base64", "01.prefer-backup"]
+
+
 def test_expected_answers_are_accepted_by_the_exercises_own_checks() -> None:
-    keys = [k for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    keys = [k for path in sorted(NOTEBOOKS.glob("[0-9][0-9]*_*.ipynb"))
             for k in exercise_keys(json.loads(path.read_text()))]
-    assert len(keys) >= 20
+    assert len(keys) >= 20 and {"05b.first-contact", "07b.idle"} <= set(keys)
     found = 0
     for key in keys:
         value = expected_answer(exercise(key))
@@ -105,7 +127,7 @@ def test_expected_answers_are_accepted_by_the_exercises_own_checks() -> None:
 def test_student_copy_writes_three_things_and_leaks_no_solution(tmp_path: Path) -> None:
     out = tmp_path / "kit"
     written = student_copy(NOTEBOOKS, out)
-    names = sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    names = sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]*_*.ipynb"))
     assert sorted(p.name for p in written["student"]) == names
     assert (out / "nbgrader" / "nbgrader_config.py").read_text().count("answer = None") == 1
     key = (out / "answer-key.md").read_text()

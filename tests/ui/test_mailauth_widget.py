@@ -299,4 +299,4 @@ def test_notebook_eight_has_four_exercises() -> None:
     feedback = exercise("08.spf-only").check(None)
     assert not feedback.answered
     bad = exercise("08.spf-only").check("v=spf1 mx -all")
-    assert not bad.correct and "could not be checked" in bad.message
+    assert not bad.correct and "give it the running network, check(net)" in bad.message

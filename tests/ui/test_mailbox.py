@@ -102,3 +102,26 @@ def test_memory_worlds_have_no_tree() -> None:
     world = World.seed_world()
     with world.start(storage="memory") as net, pytest.raises(ValueError, match="memory"):
         maildir_tree(net)
+
+
+def test_the_pop3_dialogue_shows_listings_and_says_why_capa_comes_twice(delivered: Any
+                                                                         ) -> None:
+    import poplib
+
+    bob = poplib.POP3(*delivered.address("mail.anotherdomain.org", 110), timeout=5)
+    bob.capa()
+    bob.stls(context=delivered.ca.client_context())   # poplib asks CAPA again first
+    bob.user("bob")
+    bob.pass_("builder")
+    bob.list()
+    bob.retr(1)
+    bob.quit()
+    text = dialogue(delivered.world, "mail.anotherdomain.org", "pop3")
+    assert "[...]" not in text
+    assert "<-  STLS" in text and "<-  UIDL" in text  # the capability list, line by line
+    assert text.count(" -> CAPA") == 2
+    assert "=== the client asks CAPA again (Python's poplib.stls() does" in text
+    listing = text.split(" ~> LIST\n")[1].splitlines()
+    assert listing[0].startswith("<~  +OK 1 messages") and listing[1].startswith("<~  1 ")
+    assert listing[2] == "<~  ."
+    assert "<~  [the message: " in text.split(" ~> RETR 1\n")[1].splitlines()[1]

@@ -47,6 +47,10 @@ def test_remove_all_gives_implicit_mx_only_with_an_address(backup_net: Any) -> N
     assert editor.plan.route.kind == "deliver"
     assert editor.plan.order == ["anotherdomain.org"]
     assert "implicit MX" in editor.plan.route.reason
+    # the plan never shows a made-up "preference 0" for the implicit MX
+    assert "1. anotherdomain.org (implicit MX: the domain's own address" in editor.plan.text()
+    assert "preference" not in editor.plan.text().split("trying in this order:")[1]
+    assert "preference 0" not in editor.route_view.value
 
 
 def test_null_mx_bounces_without_trying(backup_net: Any) -> None:

@@ -2,7 +2,8 @@
 
 Every notebook: executed top to bottom in one run and stored with its outputs, no errors,
 opens with what the learner will be able to do and links the RFC sections it touches,
-ends with 2-4 exercises and stops its world; few outputs ignored by nbval; no temporary
+ends with 2-4 exercises, each answer cell naming its exercise, and leaves its world running
+(the kernel's end stops it); few outputs ignored by nbval; no temporary
 paths; the state of its widgets stored so they render before anything runs.
 """
 
@@ -61,8 +62,20 @@ def test_opens_with_goals_and_rfcs_and_ends_with_exercises(path: Path) -> None:
     assert "you will be able to" in first.lower()
     assert re.search(r"https://www\.rfc-editor\.org/rfc/rfc\d+", first)
     sources = [_source(c) for c in _code(nb)]
-    assert 2 <= sum("ui.exercise(" in s for s in sources) <= 4
-    assert "net.stop()" in sources[-1]
+    assert 2 <= sum(re.fullmatch(r'ui\.exercise\("[^"]+"\)', s) is not None
+                    for s in sources) <= 4
+    assert not any("net.stop()" in s for s in sources)  # Run All leaves every widget live
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.stem)
+def test_every_answer_cell_names_its_exercise(path: Path) -> None:
+    sources = [_source(c) for c in _code(_load(path))]
+    shown = [m.group(1) for s in sources
+             if (m := re.fullmatch(r'ui\.exercise\("([^"]+)"\)', s))]
+    checked = [m.group(1) for s in sources
+               for m in re.finditer(r'ui\.exercise\("([^"]+)"\)\.check\(', s)]
+    assert shown and checked == shown  # one answer cell per exercise, in order
+    assert not any(re.search(r"\bex\b", s) for s in sources)  # no shared variable
 
 
 @pytest.mark.parametrize("path", ALL, ids=lambda p: p.stem)
@@ -96,20 +109,13 @@ def test_widget_state_is_stored(path: Path) -> None:
     assert shown <= set(state)
 
 
-#: Notebooks whose link in notebook 0's map its owner adds when the branches meet (a
-#: notebook is edited by one hand at a time); the README's table lists them already.
-LINK_PENDING = {"07b_imap.ipynb"}
-
-
 def test_notebook_zero_maps_every_notebook() -> None:
     first = NOTEBOOKS / "00_start_here.ipynb"
     text = "".join(_source(c) for c in _load(first)["cells"] if c["cell_type"] == "markdown")
     readme = (NOTEBOOKS.parent / "README.md").read_text(encoding="utf-8")
     for path in ALL:
-        if path.name in LINK_PENDING:
-            assert f"`{path.stem}`" in readme, path.name
-            continue
         assert f"({path.name})" in text, path.name
+        assert f"`{path.stem}`" in readme, path.name
 
 
 def test_notebooks_are_small() -> None:

@@ -20,6 +20,7 @@ from simsmtp.ui.stepper import (
     step_verb,
     steps_table,
 )
+from simsmtp.ui.style import COLORS
 from simsmtp.world import World
 from simsmtp.world.scenario import seed_message
 
@@ -91,11 +92,11 @@ def test_the_state_diagram_follows_the_step_and_the_role() -> None:
     stepper = Stepper(recorded())
     assert stepper.diagram is not None
     assert stepper.diagram.current == "CONNECTED"
-    first = bytes(stepper.diagram.image.value)
+    first = stepper.diagram.image.value
     stepper.go(3)
     assert stepper.diagram.current == "MAIL"
     assert "after MAIL in GREETED" in stepper.diagram.caption.value
-    assert bytes(stepper.diagram.image.value) != first
+    assert stepper.diagram.image.value != first
     stepper.role_toggle.value = "client"
     assert stepper.diagram.role == "client"
     assert "client state" in stepper.diagram.caption.value
@@ -131,7 +132,7 @@ def test_steps_table_one_row_per_step() -> None:
     assert "(connects; the server speaks first)" in lines[2]
     assert "250-mail.anotherdomain.org (+4 lines)" in lines[3]
     assert lines[4].split()[-2:] == ["GREETED", "GREETED"] and "503 5.5.1" in lines[4]
-    assert "#D55E00" in table.html  # the 503 in the colour of a permanent failure
+    assert COLORS["fail"] in table.html  # the 503 in the colour of a permanent failure
 
 
 def test_the_seed_dialogue_against_the_real_server(net: Network) -> None:

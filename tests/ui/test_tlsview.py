@@ -126,7 +126,7 @@ def test_the_inspector_widget(net: Network) -> None:
     assert "in clear: ClientHello" in inspector.records.value
     assert "inside (with the key log)" not in inspector.records.value
     assert MX in inspector.hello.value and "trust anchor" in inspector.chain.value
-    assert bytes(inspector.chart.value).startswith(b"\x89PNG")
+    assert "<svg" in inspector.chart.value and "<text" in inspector.chart.value
     inspector.keylog_box.value = True
     assert "inside (with the key log)" in inspector.records.value
     submission = find_connection(net, service="submission").id

@@ -9,6 +9,7 @@ import pytest
 
 from simsmtp.net.network import Network
 from simsmtp.ui import exercise
+from simsmtp.ui.style import COLORS
 from simsmtp.ui.wire import (
     WireView,
     connection_label,
@@ -124,6 +125,11 @@ def test_after_starttls_only_what_tls_leaks(encrypted: Network) -> None:
     keyed = eavesdropper_report(net, find_connection(net, service="smtp"), keylog=True)
     assert BODY in keyed.plain and "inside TLS, read with the key log" in keyed.plain
     assert "decrypted with the key log" in keyed.plain
+    # with the key log the envelope is read inside TLS: not marked (nor coloured) in clear
+    assert "envelope sender (inside TLS, read with the key log): MAIL FROM:" in keyed.plain
+    assert "[in clear]" not in keyed.plain and COLORS["fail"] not in keyed.html.split(
+        "Verdict:")[0]
+    assert "Nothing was read in clear. With the TLS key log" in keyed.plain
 
 
 def test_the_widget_shows_three_views_of_the_chosen_connection(plain: tuple[Network, Any]
@@ -143,7 +149,12 @@ def test_the_widget_shows_three_views_of_the_chosen_connection(plain: tuple[Netw
     assert repr(view).startswith("WireView(127.0.0.1 → mail.example.com port 587")
     tabs = WireView(net, mua, layout="tabs")
     assert tabs.picker.value == find_connection(net, mua).id
-    assert type(tabs.widget.children[-1]).__name__ == "Tab"
+    body = tabs.widget.children[-1]
+    assert "simsmtp-tabs" in body._dom_classes
+    assert list(body.buttons.options) == ["Transcript (swaks)", "Eavesdropper",
+                                          "Hexdump (hexdump -C)"]
+    body.buttons.value = "Eavesdropper"   # jslinked in the page; the same index here
+    assert body.buttons.index == 1
 
 
 def test_refresh_picks_up_new_connections_and_the_key_log(encrypted: Network) -> None:
