@@ -1,10 +1,11 @@
 """The map of the world, Bob's inbox and the side-by-side view, in a real JupyterLab in a
-real Chromium: each renders, reacts to a click, and draws its text at 10 px or more.
+real Chromium: each renders, reacts to a click, shows no widget error, and is readable (text
+at 10 px or more, colours at WCAG AA contrast, as ``_readable`` measures them).
 
-It reuses the JupyterLab and Chromium of ``test_notebooks_in_chromium.py`` (its fixtures
-and helpers are imported, not copied): a notebook written for this test into the lab's
-copy of ``notebooks/`` boots a world, lets Alice send her message with STARTTLS and once
-in clear, lets Mallory spoof Alice under ``p=quarantine``, and shows the three views.
+It reuses the JupyterLab, the Chromium and the ``Student`` of ``test_notebooks_in_chromium.py``
+(imported, not copied): a notebook written for this test into the lab's copy of
+``notebooks/`` boots a world, lets Alice send her message with STARTTLS and once in clear,
+lets Mallory spoof Alice under ``p=quarantine``, and shows the three views.
 Screenshots go to ``artifacts/screenshots/views-*.png`` (gitignored).
 """
 
@@ -16,13 +17,13 @@ import pytest
 
 from tests.browser import test_notebooks_in_chromium as chromium
 from tests.browser.test_notebooks_in_chromium import (
+    _PANEL,
+    _STATUS,
     SCREENSHOTS,
     Lab,
-    _open,
-    _problems,
-    _run_all,
-    _shot,
-    _widgets,
+    Student,
+    _click,
+    _readable,
 )
 
 #: The same JupyterLab and Chromium fixtures (a lab for this module, Debian's Chromium).
@@ -62,19 +63,6 @@ spoof = ui.mallory_sends(net)                        # into Bob's Junk folder"""
     "ui.SideBySide(net)",
 ]
 
-#: The smallest font size (px) of any element with text of its own inside ``root``.
-_MIN_FONT = """(root) => {
-    let smallest = 1000;
-    for (const el of root.querySelectorAll('*')) {
-        const own = Array.from(el.childNodes).some(
-            n => n.nodeType === 3 && n.textContent.trim() !== '');
-        if (!own || el.getClientRects().length === 0) continue;
-        smallest = Math.min(smallest, parseFloat(getComputedStyle(el).fontSize));
-    }
-    return smallest;
-}"""
-
-
 def _write_notebook(lab: Lab) -> None:
     import nbformat
 
@@ -86,78 +74,96 @@ def _write_notebook(lab: Lab) -> None:
     nbformat.write(notebook, lab.root / "notebooks" / NOTEBOOK)
 
 
-def _accept_kernel_dialog(page: Any) -> None:
-    """A notebook JupyterLab has never run may ask which kernel to start: the one named."""
-    try:
-        page.wait_for_selector(".jp-Dialog .jp-mod-accept", timeout=8_000)
-    except Exception:  # no dialog: nothing to do (Playwright's TimeoutError)
-        return
-    page.locator(".jp-Dialog .jp-mod-accept").click()
-    page.wait_for_selector(".jp-Dialog", state="detached", timeout=10_000)
-
-
-def _wait_text(page: Any, selector: str, text: str, timeout: int = 15_000) -> None:
+def _open(student: Student, lab: Lab) -> None:
+    """Open the notebook; should JupyterLab ask which kernel to start, the one named."""
+    page = student.page
+    page.goto(f"{lab.url}/lab/tree/notebooks/{NOTEBOOK}?reset&token={lab.token}")
+    page.wait_for_selector(f"{_PANEL} .jp-CodeCell", timeout=60_000)
     page.wait_for_function(
-        "([s, t]) => { const e = document.querySelector(s); "
-        "return e !== null && e.innerText.includes(t); }", arg=[selector, text],
-        timeout=timeout)
+        f"() => document.querySelector('.jp-Dialog .jp-mod-accept') !== null"
+        f" || ({_STATUS})() === 'idle'", timeout=60_000)
+    if page.locator(".jp-Dialog .jp-mod-accept").count():
+        page.locator(".jp-Dialog .jp-mod-accept").click()
+        page.wait_for_selector(".jp-Dialog", state="detached", timeout=10_000)
+        page.wait_for_function(f"() => ({_STATUS})() === 'idle'", timeout=60_000)
+
+
+def _wait_text(view: Any, selector: str, text: str, timeout: int = 15_000) -> None:
+    """Wait until ``selector`` inside ``view`` shows ``text``."""
+    element = view.locator(selector).first.element_handle(timeout=timeout)
+    view.page.wait_for_function("([e, t]) => e.innerText.includes(t)", arg=[element, text],
+                                timeout=timeout)
 
 
 def test_each_view_renders_and_reacts_to_a_click(lab: Lab, browser: Any) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     _write_notebook(lab)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    student = Student(page, "views")
+    page.on("console", lambda m: student.console_errors.append(m.text)
+            if m.type == "error" else None)
+    page.on("pageerror", lambda e: student.console_errors.append(str(e)))
     try:
-        _open(page, lab, NOTEBOOK)
-        _accept_kernel_dialog(page)
+        _open(student, lab)
         try:
-            _run_all(page)
+            student.run_all()
         finally:
             page.screenshot(path=str(SCREENSHOTS / "views-notebook.png"))
-        widgets = _widgets(page)
-        page.wait_for_selector(".simsmtp-sidebyside", timeout=30_000)
-        assert _problems(page) == []
-        assert widgets.count() == 3
-        for selector in (".simsmtp-worldmap", ".simsmtp-inbox", ".simsmtp-sidebyside"):
-            view = page.locator(selector).first
-            box = view.bounding_box()
-            assert box is not None and box["height"] > 100, selector
-            assert view.evaluate(_MIN_FONT) >= 10, f"text under 10 px in {selector}"
+        assert student.wait_rendered() == []
+        top_views = student.page.locator(
+            f"{_PANEL} .jp-OutputArea-output .simsmtp-view:not(.simsmtp-view .simsmtp-view)")
+        assert top_views.count() == 3
+        for kind in ("worldmap", "inbox", "sidebyside"):
+            assert student.views(kind).count() == 1, kind
+            box = student.views(kind).first.bounding_box()
+            assert box is not None and box["height"] > 100, kind
+        unreadable = _readable(student)
+        assert unreadable == [], "\n".join(unreadable)
 
         # the map: next ▶ shows step 1 on the map; a click on a host shows its story
-        worldmap = page.locator(".simsmtp-worldmap").first
+        worldmap = student.views("worldmap").first
         assert "who can reach whom" in worldmap.locator(".simsmtp-worldmap-svg").inner_text()
-        _shot(page, worldmap, SCREENSHOTS / "views-worldmap.png")
-        worldmap.locator("button", has_text="next ▶").click()
-        _wait_text(page, ".simsmtp-worldmap .simsmtp-worldmap-svg", "Step 1 · submission")
-        _wait_text(page, ".simsmtp-worldmap .simsmtp-worldmap-detail", "AUTH PLAIN")
-        worldmap.locator(".simsmtp-worldmap-host", has_text="mail.anotherdomain.org").click()
-        _wait_text(page, ".simsmtp-worldmap .simsmtp-worldmap-detail",
-                   "Its last conversation")
-        _shot(page, worldmap, SCREENSHOTS / "views-worldmap-clicked.png")
+        student.shot(worldmap, "worldmap")
+        _click(student, worldmap.locator("button", has_text="next ▶"))
+        _wait_text(worldmap, ".simsmtp-worldmap-svg", "Step 1 · submission")
+        _wait_text(worldmap, ".simsmtp-worldmap-detail", "AUTH PLAIN")
+        _click(student, worldmap.locator(".simsmtp-worldmap-host",
+                                         has_text="mail.anotherdomain.org"))
+        _wait_text(worldmap, ".simsmtp-worldmap-detail", "Its last conversation")
+        student.shot(worldmap, "worldmap-clicked")
 
         # the inbox: open Mallory's spoof in Junk; the first tab says why it is there
-        inbox = page.locator(".simsmtp-inbox").first
+        inbox = student.views("inbox").first
         assert "Urgent: please wire the money today" in inbox.inner_text()
-        inbox.locator(".simsmtp-inbox-open").first.click()
-        _wait_text(page, ".simsmtp-inbox .simsmtp-inbox-message", "In Junk because")
+        _click(student, inbox.locator(".simsmtp-inbox-open").first)
+        _wait_text(inbox, ".simsmtp-inbox-message", "In Junk because")
         assert "dmarc=fail" in inbox.locator(".simsmtp-inbox-message").inner_text()
         inbox.locator(".lm-TabBar-tab", has_text="Received: chain").click()
-        _wait_text(page, ".simsmtp-inbox .simsmtp-inbox-message", "Hop 1")
-        _shot(page, inbox, SCREENSHOTS / "views-inbox.png")
+        student.settle()
+        _wait_text(inbox, ".simsmtp-inbox-message", "Hop 1")
+        student.shot(inbox, "inbox")
 
         # side by side: untick the key log, the names of the encrypted steps go
-        sbs = page.locator(".simsmtp-sidebyside").first
+        sbs = student.views("sidebyside").first
         body = sbs.locator(".simsmtp-sidebyside-body")
         assert "inside (read with the key log" in body.inner_text()
         assert "MAIL FROM:<alice@example.com>" in body.inner_text()
-        _shot(page, sbs, SCREENSHOTS / "views-sidebyside.png")
-        sbs.locator(".simsmtp-sidebyside-keys input").click()
+        student.shot(sbs, "sidebyside")
+        keys = sbs.locator(".simsmtp-sidebyside-keys input")
+        assert keys.is_checked()
+        keys.click()
+        student.settle()
         page.wait_for_function(
             "() => !document.querySelector('.simsmtp-sidebyside-body')"
             ".innerText.includes('inside (read with the key log')", timeout=15_000)
         assert "encrypted record" in body.inner_text()
-        assert _problems(page) == []
+        student.shot(sbs, "sidebyside-no-keys")
+
+        # after the clicks: still no widget error, still readable
+        assert student.wait_rendered() == []
+        unreadable = _readable(student)
+        assert unreadable == [], "\n".join(unreadable)
+        page.screenshot(path=str(SCREENSHOTS / "views-used.png"))
     finally:
         page.close()
         lab.stop_kernels()
