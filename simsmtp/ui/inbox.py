@@ -27,6 +27,7 @@ so a learner sees where Mallory's spoof went: into Junk, or nowhere.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from dataclasses import dataclass
 from email import policy
@@ -37,7 +38,7 @@ from typing import Any
 
 from simsmtp.net.store import maildir_name, parse_maildir_name
 
-from .base import View
+from .base import View, html_widget, tabs
 from .mailbox import received_hops
 from .style import COLORS, HTMLText, Raw, callout, escape, html_table, pre, text_table
 
@@ -384,15 +385,13 @@ class Inbox(View):
                                              style={"button_width": "auto"})
         self.refresh_button = w.Button(description="↻ Refresh", tooltip="read the Maildir "
                                        "again", layout=w.Layout(width="100px"))
-        self.title = w.HTML()
-        self.listing = w.GridBox(layout=w.Layout(grid_template_columns="110px 1fr 1.4fr 1fr "
+        self.title = html_widget()
+        self.listing = w.GridBox(layout=w.Layout(grid_template_columns="130px 1fr 1.4fr 1fr "
                                                  "80px", grid_gap="2px 8px", width="98%"))
         self.open_buttons: list[Any] = []
-        self.refused_view = w.HTML()
-        self.panes = [w.HTML() for _ in self.TABS]
-        self.tabs = w.Tab(children=self.panes)
-        for index, title in enumerate(self.TABS):
-            self.tabs.set_title(index, title)
+        self.refused_view = html_widget()
+        self.panes = [html_widget() for _ in self.TABS]
+        self.tabs = tabs(self.panes, list(self.TABS))
         self.widget = w.VBox([
             w.HBox([self.folder_picker, self.refresh_button],
                    layout=w.Layout(align_items="center", flex_flow="row wrap")),
@@ -401,8 +400,9 @@ class Inbox(View):
         self.listing.add_class("simsmtp-inbox-list")
         self.tabs.add_class("simsmtp-inbox-message")
         self.refresh(folder)
-        self.folder_picker.observe(lambda change: self.show_folder(change["new"]), "value")
-        self.refresh_button.on_click(lambda _: self.refresh())
+        self.folder_picker.observe(
+            self.guarded(lambda change: self.show_folder(change["new"])), "value")
+        self.refresh_button.on_click(self.guarded(lambda _: self.refresh()))
         if open_first and self.rows:
             self.open(len(self.rows) - 1)
 
@@ -428,25 +428,26 @@ class Inbox(View):
                             f"{escape(self.address)}</b> · {escape(folder)}: "
                             f"{len(self.rows)} message{'s' if len(self.rows) != 1 else ''}, "
                             f"{unread} unread</div>")
-        head = [w.HTML(f"<b>{escape(h)}</b>") for h in ("", "From", "Subject", "Date", "Size")]
+        head = [html_widget(f"<b>{escape(h)}</b>") for h in ("", "From", "Subject", "Date", "Size")]
         cells: list[Any] = list(head)
         self.open_buttons = []
         first = max(0, len(self.rows) - self.LIMIT)  # the newest, as a mail program scrolls
         if first:
-            cells += [w.HTML(f"<i>{first} older</i>")] + [w.HTML("") for _ in range(4)]
+            cells += [html_widget(f"<i>{first} older</i>")] + [html_widget("") for _ in range(4)]
         for index, row in enumerate(self.rows[first:], first):
             button = w.Button(description="open" if row.read else "● open (new)",
                               tooltip=row.file, layout=w.Layout(width="auto"))
             button.add_class("simsmtp-inbox-open")
-            button.on_click(lambda _, i=index: self.open(i))
+            button.on_click(self.guarded(functools.partial(self._open_clicked, index)))
             self.open_buttons.append(button)
             weight = "normal" if row.read else "bold"
-            style = f"font-weight:{weight};font-size:12.5px;color:{COLORS['text']};"
-            cells += [button] + [w.HTML(f"<span style='{style}'>{escape(value)}</span>")
+            style = (f"font-weight:{weight};font-size:12.5px;color:{COLORS['text']};"
+                     "display:block;line-height:1.45;")  # a cell may wrap
+            cells += [button] + [html_widget(f"<span style='{style}'>{escape(value)}</span>")
                                  for value in (row.sender, row.subject or "(no subject)",
                                                row.date, f"{row.size:,} B")]
         if not self.rows:
-            cells.append(w.HTML(f"<i>({escape(folder)} is empty)</i>"))
+            cells.append(html_widget(f"<i>({escape(folder)} is empty)</i>"))
         self.listing.children = cells
         gone = refused(self.net.world, self.address) if hasattr(self.net, "world") else []
         if gone:
@@ -462,6 +463,9 @@ class Inbox(View):
         if self.opened is None:
             for pane in self.panes:
                 pane.value = str(callout("note", "Click open on a message to read it."))
+
+    def _open_clicked(self, index: int, _button: Any) -> None:
+        self.open(index)
 
     def open(self, index: int) -> None:
         """Open the message at ``index`` of the list (marks it read)."""
@@ -496,7 +500,7 @@ class Inbox(View):
                                          "checked where this message came from.")
         self.panes[4].value = _explained(explain_received(parsed),
                                          "No Received: header: it never crossed a server.")
-        self.tabs.selected_index = 0
+        self.tabs.buttons.index = self.tabs.stack.selected_index = 0
         self.show_folder(self.folder)  # it is read now
 
     def _own_server(self) -> str | None:

@@ -29,7 +29,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import View
+from .base import View, html_widget
 from .style import COLORS, HTMLText, Raw, callout, escape, html_table, plural
 
 #: Backgrounds of the cells (text on them stays dark: WCAG AA contrast).
@@ -470,7 +470,7 @@ class SideBySide(View):
                                    layout=w.Layout(width="auto"))
         self.refresh_button = w.Button(description="↻ Refresh", tooltip="read the capture "
                                        "again", layout=w.Layout(width="100px"))
-        self.body = w.HTML()
+        self.body = html_widget()
         self.widget = w.VBox([w.HBox([self.keys_box, self.refresh_button],
                                      layout=w.Layout(align_items="center")), self.body])
         self.widget.add_class("simsmtp-sidebyside")
@@ -479,8 +479,8 @@ class SideBySide(View):
         self.left: Capture | None = None
         self.right: Capture | None = None
         self.refresh()
-        self.keys_box.observe(lambda _: self.refresh(), "value")
-        self.refresh_button.on_click(lambda _: self.refresh())
+        self.keys_box.observe(self.guarded(lambda _: self.refresh()), "value")
+        self.refresh_button.on_click(self.guarded(lambda _: self.refresh()))
 
     def refresh(self) -> None:
         """Read the capture again and redraw."""

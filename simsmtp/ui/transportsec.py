@@ -52,12 +52,17 @@ def _detail(e: Any) -> str:
     return ""
 
 
-def security_text(source: Any, *, since: int = 0, host: str = "mail.example.com") -> str:
-    """What ``host``'s outbound agent decided about TLS, from trace position ``since``."""
+def security_text(source: Any, *, since: int = 0, host: str | None = None) -> str:
+    """What ``host``'s outbound agent (default: the world's first outbound host) decided
+    about TLS, from trace position ``since``."""
     events, world = trace_events(source)
+    if host is None and world is not None:
+        from simsmtp.world import cast
+
+        host = cast.sending_host(world, arg="host")
     rows = []
     for e in events:
-        if e.seq < since or e.host != host or not e.kind.startswith(KINDS):
+        if e.seq < since or (host and e.host != host) or not e.kind.startswith(KINDS):
             continue
         if world is not None:
             from datetime import timedelta
@@ -69,8 +74,9 @@ def security_text(source: Any, *, since: int = 0, host: str = "mail.example.com"
     return text_table(("virtual time", "event", "what happened"), rows)
 
 
-def tls_report_text(net: Any, domain: str, *, host: str = "mail.example.com") -> str:
-    """The day's TLS-RPT report of ``host`` for ``domain``, summarised per policy."""
+def tls_report_text(net: Any, domain: str, *, host: str | None = None) -> str:
+    """The day's TLS-RPT report of ``host`` (default: the world's first outbound host) for
+    ``domain``, summarised per policy."""
     report = net.tls_report(domain, host=host)
     lines = [f"TLS report of {report['organization-name']} for {domain}, "
              f"{report['date-range']['start-datetime']} to "

@@ -30,12 +30,13 @@ events it still holds; nothing here assumes the trace starts at 0.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from simsmtp.trace import TraceEvent
 
-from .base import View, trace_events
+from .base import View, html_widget, trace_events
 from .journey import DNS_LANE, Arrow, Journey, journey, journey_text
 from .style import COLORS, HTMLText, callout, escape, html_table, pre, short, text_table
 
@@ -619,8 +620,8 @@ class WorldMap(View):
         self.source = source
         self.world, self.net = _world_and_net(source)
         self.picture = WorldPicture()
-        self.svg = w.HTML(layout=w.Layout(overflow="auto", width="100%"))
-        self.detail = w.HTML()
+        self.svg = html_widget(layout=w.Layout(overflow="auto", width="100%"))
+        self.detail = html_widget()
         self.play = w.Play(value=0, min=0, max=0, step=1, interval=1500,
                            description="play the delivery", show_repeat=False)
         self.slider = w.IntSlider(value=0, min=0, max=0, description="step",
@@ -642,19 +643,19 @@ class WorldMap(View):
                     self.refresh_button], layout=w.Layout(flex_flow="row wrap",
                                                           align_items="center")),
             self.svg,
-            w.HTML("<b>Click a host</b> (what it is, what it did, its last conversation):"),
+            html_widget("<b>Click a host</b> (what it is, what it did, its last conversation):"),
             self.hosts_box,
-            w.HTML("<b>Click a step</b> (its conversation, from the trace):"),
+            html_widget("<b>Click a step</b> (its conversation, from the trace):"),
             self.step_list,
             self.detail])
         self.widget.add_class("simsmtp-worldmap")
         self.svg.add_class("simsmtp-worldmap-svg")
         self.detail.add_class("simsmtp-worldmap-detail")
-        self.slider.observe(lambda change: self.show_step(change["new"]), "value")
-        self.step_list.observe(self._picked, "value")
-        self.prev_button.on_click(lambda _: self.show_step(self.slider.value - 1))
-        self.next_button.on_click(lambda _: self.show_step(self.slider.value + 1))
-        self.refresh_button.on_click(lambda _: self.refresh())
+        self.slider.observe(self.guarded(lambda change: self.show_step(change["new"])), "value")
+        self.step_list.observe(self.guarded(self._picked), "value")
+        self.prev_button.on_click(self.guarded(lambda _: self.show_step(self.slider.value - 1)))
+        self.next_button.on_click(self.guarded(lambda _: self.show_step(self.slider.value + 1)))
+        self.refresh_button.on_click(self.guarded(lambda _: self.refresh()))
         self.refresh()
         if step:
             self.show_step(step if step > 0 else len(self.steps) + 1 + step)
@@ -687,7 +688,7 @@ class WorldMap(View):
                 if button is None:
                     button = w.Button(layout=w.Layout(width="auto"))
                     button.add_class("simsmtp-worldmap-host")
-                    button.on_click(lambda _, key=node.key: self.show_host(key))
+                    button.on_click(self.guarded(functools.partial(self._host_clicked, node.key)))
                 mark = " (down)" if node.down else " (fault)" if node.faults else ""
                 button.description = node.label + mark
                 button.button_style = "danger" if node.down else \
@@ -732,6 +733,9 @@ class WorldMap(View):
     def _picked(self, change: dict[str, Any]) -> None:
         if not self._busy and change["new"] is not None:
             self.show_step(int(change["new"]))
+
+    def _host_clicked(self, key: str, _button: Any) -> None:
+        self.show_host(key)
 
     def show_host(self, key: str) -> None:
         """What a click on a host (or the DNS, or a mail program) shows in ``detail``."""

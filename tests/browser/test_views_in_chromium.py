@@ -138,7 +138,8 @@ def test_each_view_renders_and_reacts_to_a_click(lab: Lab, browser: Any) -> None
         _click(student, inbox.locator(".simsmtp-inbox-open").first)
         _wait_text(inbox, ".simsmtp-inbox-message", "In Junk because")
         assert "dmarc=fail" in inbox.locator(".simsmtp-inbox-message").inner_text()
-        inbox.locator(".lm-TabBar-tab", has_text="Received: chain").click()
+        inbox.locator(".simsmtp-tab-buttons .widget-toggle-button",
+                      has_text="Received: chain").click()
         student.settle()
         _wait_text(inbox, ".simsmtp-inbox-message", "Hop 1")
         student.shot(inbox, "inbox")
