@@ -373,6 +373,9 @@ def measure(report: Report, *, quick: bool = False, scale: float = 1.0,
         f"Nothing lost: {figures['accepted']:,} messages got 250, "
         f"{figures['delivered']:,} are in Bob's Maildir; missing "
         f"{len(figures['missing'])}, twice or more {len(figures['duplicates'])}"
+        + (f"; {figures['delivered'] - figures['accepted']} stored whose 250 the client did "
+           "not read (the stop halfway cut it off: its sender would send it again, "
+           "RFC 5321 §6.1)" if figures["delivered"] > figures["accepted"] else "")
         + (f" (deferred mail retried by {figures['drain_restarts']} more restart(s) "
            "while draining)." if figures.get("drain_restarts") else "."),
     ]

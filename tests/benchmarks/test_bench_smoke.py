@@ -111,6 +111,9 @@ def test_soak_serves_a_world_restarts_it_and_loses_nothing(tmp_path: Path) -> No
                                 "RSS MB"]
     assert table["rows"] and not any("failed" in note for note in table["notes"]), table
     sent, delivered = (int(table["rows"][-1][i].replace(",", "")) for i in (1, 2))
-    assert sent > 0 and delivered == sent  # drained: every 250 in Bob's Maildir
+    # drained: every 250 is in Bob's Maildir; a message stored while `up` stopped halfway
+    # may be there without the client having read its 250 (RFC 5321 §6.1: its sender
+    # would send it again), so the Maildir may hold a few more
+    assert sent > 0 and delivered >= sent
     [lost] = [t for t in data["targets"] if "missing or twice" in t["name"]]
     assert lost["ok"] is True, table["notes"]
