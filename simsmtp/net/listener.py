@@ -887,6 +887,13 @@ class ServerProtocol(asyncio.BufferedProtocol):
         """Flush any delayed output, let ``farewell`` queue the last words, flush, close."""
         if self._gone or self._closed_by == "server":
             return
+        waiting = self._waiting_on
+        if waiting is not None and self.conn is not None and getattr(waiting, "done",
+                                                                     lambda: False)():
+            # the handler's late reply is made (a message stored: its 250) but not sent
+            # yet: it goes out before the farewell, or the client would send again what
+            # was already accepted (RFC 5321 §6.1)
+            self._after_pending(waiting)
         pending = self._delayed_output
         self._cancel_timers()
         self._delayed_output = b""

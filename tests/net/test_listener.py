@@ -764,3 +764,47 @@ def test_open_connection_to_a_closed_port_raises(loop_thread):
 
     with pytest.raises(ConnectionRefusedError):
         loop_thread.run(refused(), timeout=5)
+
+
+def test_a_reply_made_before_the_goodbye_goes_out_before_it(loop_thread):
+    """The handler answered (a message stored: 250) just as the world stops, before the
+    listener came back to the connection: the 250 is sent, then the 421; never the 421
+    alone for a message that was kept (the client would send it again)."""
+    from concurrent.futures import Future
+
+    from simsmtp.net.network import _goodbye
+    from simsmtp.protocol.handler import Handler
+    from simsmtp.protocol.server import ServerConfig, ServerConnection
+    from simsmtp.protocol.session import Session
+
+    futures: list[Future[Any]] = []
+
+    class Later(Handler):
+        def handle_DATA(self, session: Any, envelope: Any) -> Future[Any]:
+            futures.append(Future())
+            return futures[-1]
+
+    def factory(*, peer: tuple[str, int], local: tuple[str, int]) -> ServerConnection:
+        return ServerConnection(Later(), ServerConfig(hostname="mx.test"),
+                                Session(peer=peer, local=local))
+
+    listener = serve(loop_thread, allocate_addresses(1)[0], factory=factory, name="mx.test",
+                     service="smtp")
+    with socket.create_connection(listener.address, timeout=5) as sock:
+        sock.sendall(b"EHLO c.test\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\n"
+                     b"DATA\r\n")
+        said = b""
+        while b"354 " not in said:
+            said += sock.recv(4096)
+        sock.sendall(b"Subject: t\r\n\r\nhello\r\n.\r\n")
+        assert wait_until(lambda: bool(futures))
+
+        def answer_then_stop() -> None:  # one loop callback: nothing runs in between
+            futures[0].set_result(None)  # the 250 is made; its pump is only scheduled
+            for protocol in list(listener._protocols):
+                protocol.shutdown(_goodbye)
+
+        loop_thread.loop.call_soon_threadsafe(answer_then_stop)
+        rest = recv_to_eof(sock).decode()
+    listener.stop()
+    assert rest.startswith("250 2.0.0 Ok") and "\r\n421 4.3.2 " in rest, rest
