@@ -50,7 +50,7 @@ from simsmtp.protocol.replies import Reply
 from .tap import Address, next_conn_id
 
 if TYPE_CHECKING:
-    from .network import Network
+    from .runtime import RunningWorld
 
 __all__ = [
     "EXPLANATION",
@@ -536,7 +536,7 @@ class OnPathAttacker:
             lets it through (TLS then runs end to end and the attacker reads nothing).
     """
 
-    def __init__(self, net: Network, target: str = "mail.anotherdomain.org", *,
+    def __init__(self, net: RunningWorld, target: str = "mail.anotherdomain.org", *,
                  name: str = "mitm", strip: bool = True,
                  on_starttls: OnStartTLS = "refuse") -> None:
         if on_starttls not in ("refuse", "forward"):
@@ -556,7 +556,7 @@ class OnPathAttacker:
     def start(self) -> OnPathAttacker:
         """Listen on the target's address and divert the senders' port 25 to it."""
         if self._server is None:
-            self.net._run(self._start())
+            self.net.run(self._start())
         return self
 
     async def _start(self) -> None:
@@ -578,7 +578,7 @@ class OnPathAttacker:
     def stop(self) -> None:
         """Take the attacker off the path (senders reach the target directly again)."""
         if self._server is not None and self.net.running:
-            self.net._run(self.aclose())
+            self.net.run(self.aclose())
 
     async def aclose(self) -> None:
         """:meth:`stop` from inside the world's loop (the world calls it when it stops)."""
@@ -681,7 +681,7 @@ class Eavesdropper:
         services: only these services (default: every TCP connection between the two).
     """
 
-    def __init__(self, net: Network, between: tuple[str, str], *,
+    def __init__(self, net: RunningWorld, between: tuple[str, str], *,
                  keylog: KeyLog | Path | str | None = None,
                  services: Iterable[str] | None = None) -> None:
         a, b = (net.world.host(name).name for name in between)

@@ -39,10 +39,10 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from simsmtp.protocol.replies import Reply
 from simsmtp.world.mailauth import (
@@ -55,6 +55,8 @@ from simsmtp.world.mailauth import (
     temperror_verdict,
 )
 
+from .runtime import Receiver
+
 if TYPE_CHECKING:
     import dns.message
     import dns.resolver
@@ -63,8 +65,7 @@ if TYPE_CHECKING:
     from simsmtp.world.model import World
 
     from .dns import DNSServer
-    from .network import Network
-    from .services import WorldHandler
+    from .runtime import DNSSite, MailSite
 
 __all__ = [
     "JUNK_FOLDER",
@@ -74,7 +75,6 @@ __all__ = [
     "InboundDecision",
     "answer_cache",
     "check_inbound",
-    "deliver_to_folder",
     "inbound_reply",
     "offload",
     "reject_reply",
@@ -97,6 +97,23 @@ _DKIMPY_SLOP = 36000
 CHECK_THREADS = 2
 
 _T = TypeVar("_T")
+
+
+class CheckingHandler(Receiver, Protocol):
+    """What the checks and the signing need of the server's handler (a
+    :class:`~simsmtp.net.services.CheckingHandler`)."""
+
+    @property
+    def world(self) -> World:
+        """The world (domains, keys, clock, trace)."""
+        ...
+
+    @property
+    def site(self) -> MailSite:
+        """The running world, as the services see it (where accepted mail goes)."""
+        ...
+
+
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
@@ -323,7 +340,7 @@ class AnswerCache:
         return cached
 
 
-def world_dns(network: Network, host: str) -> DNSFunctions:
+def world_dns(network: DNSSite, host: str) -> DNSFunctions:
     """The lookup functions (``dns_txt``, ``dns_a``, ``dns_aaaa``, ``dns_mx``) the checks
     use, asking ``network``'s DNS server in-process on behalf of ``host``, through the
     host's :class:`AnswerCache`.
@@ -341,7 +358,7 @@ def world_dns(network: Network, host: str) -> DNSFunctions:
     return cache.lookups
 
 
-def answer_cache(network: Network, host: str) -> AnswerCache:
+def answer_cache(network: DNSSite, host: str) -> AnswerCache:
     """``host``'s :class:`AnswerCache` in the running ``network`` (made on first use)."""
     assert network.dns is not None, "the world is not running"
     cache: AnswerCache | None = network.answer_caches.get(host)
@@ -373,7 +390,7 @@ def _author_domain(message: bytes) -> str | None:
     return domains[0] if len(domains) == 1 else None
 
 
-def sign_submission(handler: WorldHandler, envelope: Envelope,
+def sign_submission(handler: CheckingHandler, envelope: Envelope,
                     content: bytes | None = None) -> bytes:
     """The submitted message, DKIM-signed when its ``From:`` domain has a key and this host
     serves that domain (its own domain, or one whose MX it is); unchanged otherwise.
@@ -388,7 +405,7 @@ def sign_submission(handler: WorldHandler, envelope: Envelope,
     return content if signer is None else signer[1](signer[0]())
 
 
-def submission_reply(handler: WorldHandler, session: Session, envelope: Envelope,
+def submission_reply(handler: CheckingHandler, session: Session, envelope: Envelope,
                      content: bytes) -> asyncio.Future[Reply | None] | Reply | None:
     """What the submission server answers a message: ``content`` is DKIM-signed on a
     worker thread (see :func:`offload`, budget ``policy.mailauth_timeout``: past it
@@ -397,7 +414,7 @@ def submission_reply(handler: WorldHandler, session: Session, envelope: Envelope
     signer = _signer(handler, envelope, content)
 
     def store(message: bytes) -> Reply | None:
-        return handler.network.accept(handler, session, envelope, content=message)
+        return handler.site.accept(handler, session, envelope, content=message)
 
     if signer is None:
         return store(content)
@@ -413,7 +430,7 @@ def submission_reply(handler: WorldHandler, session: Session, envelope: Envelope
     return offload(work, lambda signed: store(record(signed)), expired, budget)
 
 
-def _signer(handler: WorldHandler, envelope: Envelope, content: bytes,
+def _signer(handler: CheckingHandler, envelope: Envelope, content: bytes,
             ) -> tuple[Callable[[], bytes], Callable[[bytes], bytes]] | None:
     """How to sign ``content``: ``(sign, record)``: ``sign()`` does the CPU work (any
     thread) and returns the signed message; ``record(signed)`` records ``auth.sign`` (on
@@ -488,7 +505,7 @@ def reject_reply(domain: str) -> Reply:
     return Reply(550, f"5.7.1 Email rejected per DMARC policy for {domain}")
 
 
-def _trusted(handler: WorldHandler, session: Session) -> str:
+def _trusted(handler: CheckingHandler, session: Session) -> str:
     """Why this client's mail is not checked ("" when it is)."""
     if session.authenticated:
         return "an authenticated client (submission): not checked"
@@ -501,7 +518,7 @@ def _trusted(handler: WorldHandler, session: Session) -> str:
     return ""
 
 
-def check_inbound(handler: WorldHandler, session: Session,
+def check_inbound(handler: CheckingHandler, session: Session,
                   envelope: Envelope) -> InboundDecision:
     """Run SPF, DKIM and DMARC on a message the MX received, stamp it, and decide.
 
@@ -519,7 +536,7 @@ def check_inbound(handler: WorldHandler, session: Session,
     return _decide(handler, session, envelope, _inbound_work(handler, session, envelope)())
 
 
-def inbound_reply(handler: WorldHandler, session: Session,
+def inbound_reply(handler: CheckingHandler, session: Session,
                   envelope: Envelope) -> asyncio.Future[Reply | None] | Reply | None:
     """What the MX answers a message: its checks run on a worker thread with the budget
     ``policy.mailauth_timeout`` (see :func:`offload`), then the message is stored (or
@@ -541,20 +558,20 @@ def inbound_reply(handler: WorldHandler, session: Session,
     return offload(_inbound_work(handler, session, envelope), finish, expired, budget)
 
 
-def _store(handler: WorldHandler, session: Session, envelope: Envelope,
+def _store(handler: CheckingHandler, session: Session, envelope: Envelope,
            decision: InboundDecision) -> Reply | None:
     if decision.reply is not None:
         return decision.reply
-    return handler.network.accept(handler, session, envelope, folder=decision.folder,
+    return handler.site.accept(handler, session, envelope, folder=decision.folder,
                                   content=decision.content)
 
 
-def _base(handler: WorldHandler, envelope: Envelope) -> dict[str, Any]:
+def _base(handler: CheckingHandler, envelope: Envelope) -> dict[str, Any]:
     return {"queue_id": envelope.queue_id, "sender": envelope.mail_from,
             "recipients": list(envelope.rcpt_tos), "mode": handler.host.policy.mailauth}
 
 
-def _skip(handler: WorldHandler, session: Session,
+def _skip(handler: CheckingHandler, session: Session,
           envelope: Envelope) -> InboundDecision | None:
     """The decision for mail that is not checked (policy off, trusted client), or None."""
     mode = handler.host.policy.mailauth
@@ -567,7 +584,7 @@ def _skip(handler: WorldHandler, session: Session,
     return InboundDecision("skipped", envelope.content, reason=why)
 
 
-def _inbound_work(handler: WorldHandler, session: Session,
+def _inbound_work(handler: CheckingHandler, session: Session,
                   envelope: Envelope) -> Callable[[], AuthVerdict | Exception]:
     """The checks, as a function for a worker thread: the lookups are prepared here, on
     the loop; the function computes and records nothing but the DNS questions."""
@@ -576,8 +593,8 @@ def _inbound_work(handler: WorldHandler, session: Session,
     helo, mail_from = session.helo_name or "", envelope.mail_from or ""
     content = envelope.content
     try:
-        lookups = world_dns(handler.network, host.name)
-        cache = answer_cache(handler.network, host.name)
+        lookups = world_dns(handler.site, host.name)
+        cache = answer_cache(handler.site, host.name)
     except Exception as exc:  # the failure is reported by _decide, on the loop
         failure = exc
         return lambda: failure
@@ -594,7 +611,7 @@ def _inbound_work(handler: WorldHandler, session: Session,
     return work
 
 
-def _decide(handler: WorldHandler, session: Session, envelope: Envelope,
+def _decide(handler: CheckingHandler, session: Session, envelope: Envelope,
             outcome: AuthVerdict | Exception) -> InboundDecision:
     """Stamp and decide (on the loop): records the verdict in the trace."""
     world, host = handler.world, handler.host
@@ -643,7 +660,7 @@ def timeout_reply(budget: float, what: str) -> Reply:
                       "try again later")
 
 
-def _expired(handler: WorldHandler, session: Session, envelope: Envelope,
+def _expired(handler: CheckingHandler, session: Session, envelope: Envelope,
              budget: float) -> InboundDecision:
     """The decision when the checks ran past their budget: temperror, honestly."""
     world, host = handler.world, handler.host
@@ -669,32 +686,3 @@ def _expired(handler: WorldHandler, session: Session, envelope: Envelope,
                        steps=list(verdict.steps))
     stamped = verdict.stamp(envelope.content, host.name, comments=True)
     return InboundDecision(action, stamped, reply, None, verdict, reason)
-
-
-def deliver_to_folder(store: Any, recipients: Sequence[str], message: bytes,
-                      folder: str) -> dict[str, str]:
-    """Deliver one message into ``folder`` of several mailboxes, all or nothing (like the
-    store's ``deliver_many``, which serves the inbox only).
-
-    Raises:
-        StorageError: nothing was stored (the copies already written are removed).
-    """
-    from .store import StorageError, split_address
-
-    done: list[tuple[tuple[str, str], str]] = []
-    by_box: dict[tuple[str, str], str] = {}
-    result: dict[str, str] = {}
-    try:
-        for rcpt in recipients:
-            box = split_address(rcpt)
-            if box not in by_box:
-                key = store.deliver(rcpt, message, folder)
-                done.append((box, key))
-                by_box[box] = key
-            result[rcpt] = by_box[box]
-    except StorageError:
-        for (domain, local), key in done:
-            with contextlib.suppress(OSError):
-                store._discard(domain, local, folder, key)
-        raise
-    return result

@@ -32,15 +32,15 @@ import shutil
 import tempfile
 import threading
 import weakref
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from simsmtp.protocol.replies import Reply
 
 from .addresses import AddressBook, allocate_addresses, bind_addresses
 from .loop import EventLoopThread
+from .runtime import HostInfo, Receiver
 from .tap import Tap
 
 if TYPE_CHECKING:
@@ -55,8 +55,9 @@ if TYPE_CHECKING:
     from .dns import DNSServer
     from .listener import Anvil, Listener
     from .queue import Queue
-    from .services import WorldHandler
     from .stepper import SMTPStepper, Step
+
+_T = TypeVar("_T")
 
 #: Well-known port -> the service name the listener, the trace and the capture use.
 SERVICES = {25: "smtp", 587: "submission", 465: "smtps", 110: "pop3", 995: "pop3s",
@@ -67,27 +68,6 @@ RETRIEVAL = frozenset({"pop3", "pop3s", "imap", "imaps"})
 DNS_PORT = 53
 #: The MTA-STS policy server's well-known port (HTTPS, RFC 8461 §3.3, RFC 9110 §4.2.2).
 HTTPS_PORT = 443
-
-
-@dataclass
-class HostInfo:
-    """Where a host of a running world can be reached.
-
-    Attributes:
-        name: the host name.
-        ip: its loopback address in the world (DNS, SPF, ``Received:``, the views).
-        ports: well-known port -> the real (ephemeral) port it listens on.
-        bind_ip: the address its sockets really use: ``ip`` itself, or ``127.0.0.1``
-            where only that can be bound (connect there to reach it).
-    """
-
-    name: str
-    ip: str
-    ports: dict[int, int] = field(default_factory=dict)
-    bind_ip: str = ""
-
-    def __post_init__(self) -> None:
-        self.bind_ip = self.bind_ip or self.ip
 
 
 class Network:
@@ -343,14 +323,14 @@ class Network:
             for key in [k for k in self._listeners if k[0] == host.name]:
                 await self._close_listener(key)
 
-        self._run(close())
+        self.run(close())
         self.world.trace.record("host.down", host=host.name)
 
     def bring_up(self, name: str) -> None:
         """Bring a host taken down back (same ports if they are still free)."""
         host = self.world.host(name)
         host.down = False
-        self._run(self._open_host(host))
+        self.run(self._open_host(host))
         self.world.trace.record("host.up", host=host.name)
 
     # ---------------------------------------------------------------- services
@@ -718,7 +698,7 @@ class Network:
         if server is None or server not in self.https_ports:
             raise KeyError(f"{domain} publishes no MTA-STS policy in this world")
         context = self.ca.client_context(verify=True)
-        return self._run(fetch_policy(self.hosts[server].bind_ip, self.https_ports[server],
+        return self.run(fetch_policy(self.hosts[server].bind_ip, self.https_ports[server],
                                       domain, context))
 
     def policy_server(self, domain: str) -> Any:
@@ -746,7 +726,7 @@ class Network:
         """The world host that owns ``ip`` (what a PTR lookup would say)."""
         return self._by_ip.get(ip)
 
-    def accept(self, handler: WorldHandler, session: Session, envelope: Envelope, *,
+    def accept(self, handler: Receiver, session: Session, envelope: Envelope, *,
                folder: str | None = None, content: bytes | None = None) -> Reply | None:
         """Store a message a server accepted: remote recipients into the outbound queue,
         local ones into their mailboxes (into ``folder``, e.g. ``"Junk"``, when given), all
@@ -784,12 +764,7 @@ class Network:
                 # Final delivery: Return-Path records the envelope sender (RFC 5321 §4.4)
                 received = _return_path(envelope.mail_from) + handler.received(
                     session, envelope, local[0] if len(local) == 1 else None)
-                if folder is None:
-                    self.store.deliver_many(local, received + data)
-                else:
-                    from .authpolicy import deliver_to_folder
-
-                    deliver_to_folder(self.store, local, received + data, folder)
+                self.store.deliver_many(local, received + data, folder)
         except (StorageError, QueueError, OSError) as exc:
             if queued:
                 assert queue is not None
@@ -892,7 +867,9 @@ class Network:
         return anvil
 
     # ---------------------------------------------------------------- using the world
-    def _run(self, coro: Any, timeout: float | None = 60) -> Any:
+    def run(self, coro: Coroutine[Any, Any, _T], timeout: float | None = 60) -> _T:
+        """Run ``coro`` on the world's event loop and return its result (from any other
+        thread; a ``RuntimeError`` when the world is stopped)."""
         if self.loop is None or not self._started:
             coro.close()
             raise self._stopped()
@@ -968,7 +945,7 @@ class Network:
             for agent in self.agents.values():
                 await agent.run_once()
 
-        self._run(run(), timeout=timeout)
+        self.run(run(), timeout=timeout)
 
     def fast_forward(self, seconds: float) -> None:
         """Move the virtual clock ``seconds`` ahead, running every retry that falls due.
@@ -1004,7 +981,7 @@ class Network:
                 await run_all()
             clock.advance_to(end)
 
-        self._run(run(), timeout=120)
+        self.run(run(), timeout=120)
 
     def mailbox(self, address: str, folder: str | None = None) -> list[Any]:
         """The messages in ``address``'s mailbox (``email.message.EmailMessage``)."""

@@ -33,9 +33,12 @@ from simsmtp.protocol.persona import Persona, clip
 from simsmtp.protocol.replies import Reply
 from simsmtp.protocol.session import Envelope, Session
 
+from .authpolicy import inbound_reply, submission_reply
+
 if TYPE_CHECKING:
-    from simsmtp.net.network import Network
     from simsmtp.world.model import Host
+
+    from .runtime import MailSite
 
 #: RFC 3848 §2 / RFC 5321 §4.4: the "with" protocol of a Received: header.
 def _with_protocol(session: Session) -> str:
@@ -55,14 +58,14 @@ class WorldHandler(Handler):
     """What every service of a host shares: fault rules and the world's persona.
 
     Args:
-        network: the running network.
+        site: the running world, as the services see it.
         host: the world host this service runs on.
         service: ``"smtp"``, ``"submission"`` or ``"smtps"``.
     """
 
-    def __init__(self, network: Network, host: Host, service: str) -> None:
-        self.network = network
-        self.world = network.world
+    def __init__(self, site: MailSite, host: Host, service: str) -> None:
+        self.site = site
+        self.world = site.world
         self.host = host
         self.service = service
         self.persona = Persona(host.name, "Postfix")
@@ -167,7 +170,7 @@ class WorldHandler(Handler):
         mail it keeps): whose users may log in here."""
         domain = address.rpartition("@")[2].lower()
         return domain == self.host.domain.lower() or domain in (
-            d.lower() for d in self.network.local_domains(self.host.name))
+            d.lower() for d in self.site.local_domains(self.host.name))
 
     # -- helpers --------------------------------------------------------------------------
     def qualify(self, name: str) -> str:
@@ -196,7 +199,7 @@ class WorldHandler(Handler):
     def received(self, session: Session, envelope: Envelope, recipient: str | None) -> bytes:
         """The ``Received:`` header this host prepends (RFC 5321 §4.4, RFC 3848)."""
         ip = session.peer[0] if session.peer else "unknown"
-        ptr = self.network.name_of(ip) or "unknown"
+        ptr = self.site.name_of(ip) or "unknown"
         helo = session.helo_name or ptr
         lines = [f"Received: from {helo} ({ptr} [{ip}])"]
         if session.tls:
@@ -231,7 +234,7 @@ class InboundHandler(WorldHandler):
         """Postfix ``permit_mynetworks, permit_sasl_authenticated``."""
         if session.authenticated:
             return True
-        if session.peer is None or self.network.queue_of(self.host.name) is None:
+        if session.peer is None or self.site.queue_of(self.host.name) is None:
             return False
         return self.host.policy.may_relay(session.peer[0])
 
@@ -243,8 +246,6 @@ class InboundHandler(WorldHandler):
         # SPF, DKIM, DMARC (RFC 7208, 6376, 7489): stamp Authentication-Results (RFC 8601),
         # then 550 5.7.1 for p=reject, the Junk folder for p=quarantine. The checks run
         # beside the event loop: the reply comes later (a PendingReply).
-        from .authpolicy import inbound_reply
-
         return inbound_reply(self, session, envelope)
 
 
@@ -276,8 +277,6 @@ class SubmissionHandler(WorldHandler):
         refusal = self.check_from(session, envelope.content)
         if refusal is not None:
             return refusal
-        from .authpolicy import submission_reply
-
         # The envelope keeps what the client sent (the trace shows it); what is stored and
         # relayed gets the completed headers and the DKIM signature (RFC 6376 §5), made
         # beside the event loop (the reply comes later: a PendingReply).
@@ -410,29 +409,29 @@ class ServiceConnection:
         self.core.send(*args)
 
 
-def login_user(network: Network, host: Host, user: str, password: str) -> Any:
+def login_user(site: MailSite, host: Host, user: str, password: str) -> Any:
     """The world user a POP3 or IMAP login names, if the password is right and the user
     belongs to one of ``host``'s own domains (a bare name is taken in the host's domain);
     None otherwise."""
     address = user if "@" in user else f"{user}@{host.domain}"
-    found = network.world.user(address)
+    found = site.world.user(address)
     if found is None or not found.check_password(password):
         return None
-    if address.rpartition("@")[2].lower() not in network.local_domains(host.name):
+    if address.rpartition("@")[2].lower() not in site.local_domains(host.name):
         return None
     return found
 
 
-def imap_authenticator(network: Network, host: Host,
+def imap_authenticator(site: MailSite, host: Host,
                        wake: Callable[[], None] | None = None) -> Callable[[str, str], Any]:
     """The IMAP login check (the same users as POP3); the account wakes the connection
     with ``wake`` when the mailbox changes (IDLE, RFC 2177)."""
 
     def authenticate(user: str, password: str) -> Any:
-        found = login_user(network, host, user, password)
+        found = login_user(site, host, user, password)
         if found is None:
             return None
-        account = network.store.imap_account(found.address)
+        account = site.store.imap_account(found.address)
         account.on_change = wake
         return account
 
@@ -468,13 +467,13 @@ class POP3Login:
     domains, takes the maildrop's lock and gives it back when the connection ends.
 
     Args:
-        network: the running network.
+        site: the running world, as the services see it.
         host: the host that serves POP3.
         locks: the host's :class:`MaildropLocks`.
     """
 
-    def __init__(self, network: Network, host: Host, locks: MaildropLocks) -> None:
-        self.network = network
+    def __init__(self, site: MailSite, host: Host, locks: MaildropLocks) -> None:
+        self.site = site
         self.host = host
         self.locks = locks
         self.held: str | None = None
@@ -487,14 +486,14 @@ class POP3Login:
         """
         from simsmtp.protocol.mailbox import MaildropInUse
 
-        found = login_user(self.network, self.host, user, password)
+        found = login_user(self.site, self.host, user, password)
         if found is None:
             return None
         if self.held is None:
             if not self.locks.acquire(found.address):
                 raise MaildropInUse("Mailbox is locked by another POP3 session.")
             self.held = found.address
-        return self.network.store.mailbox(found.address)
+        return self.site.store.mailbox(found.address)
 
     def release(self) -> None:
         """The connection ended: give the maildrop back."""
@@ -503,10 +502,10 @@ class POP3Login:
             self.held = None
 
 
-def pop3_authenticator(network: Network, host: Host) -> Callable[[str, str], Any]:
+def pop3_authenticator(site: MailSite, host: Host) -> Callable[[str, str], Any]:
     """The POP3 login check: a world user of this host's domains and their Maildir (no
     lock: :class:`POP3Login` is what each connection of the world uses)."""
-    login = POP3Login(network, host, MaildropLocks())
+    login = POP3Login(site, host, MaildropLocks())
 
     def authenticate(user: str, password: str) -> Any:
         try:

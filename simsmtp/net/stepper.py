@@ -73,7 +73,7 @@ if TYPE_CHECKING:
     from simsmtp.world.model import World
 
     from .addresses import AddressBook
-    from .network import Network
+    from .runtime import RunningWorld
 
 __all__ = ["SMTPStepper", "Step", "StepTimeout", "submit"]
 
@@ -252,7 +252,7 @@ class SMTPStepper:
             choice (127.0.0.1).
     """
 
-    def __init__(self, network_or_address: Network | tuple[str, int], host: str | None = None,
+    def __init__(self, network_or_address: RunningWorld | tuple[str, int], host: str | None = None,
                  port: int = 25, *, local_name: str | None = None,
                  tls_context: ssl.SSLContext | None = None, timeout: float = 5.0,
                  server_hostname: str | None = None, implicit_tls: bool | None = None,
@@ -738,7 +738,7 @@ class SMTPStepper:
 
 # ---------------------------------------------------------------------- Alice's MUA
 
-def submit(network: Network, message: str | bytes, *, sender: str,
+def submit(network: RunningWorld, message: str | bytes, *, sender: str,
            recipients: str | Iterable[str], user: str, password: str,
            host: str | None = None, port: int = 587) -> list[Step]:
     """Submit a message as a mail client (MUA) does (RFC 6409): what ``net.submit`` runs.

@@ -307,8 +307,10 @@ class MessageStore(ABC):
         self.changed(domain, local)
         return key
 
-    def deliver_many(self, recipients: Sequence[str], message: bytes) -> dict[str, str]:
-        """Deliver one message to several recipients, all or nothing.
+    def deliver_many(self, recipients: Sequence[str], message: bytes,
+                     folder: str | None = None) -> dict[str, str]:
+        """Deliver one message to several recipients (into ``folder``, default INBOX),
+        all or nothing.
 
         A recipient given twice (in any case) is stored once. If one write fails, the
         copies written by this call are removed again and :class:`StorageError` raised.
@@ -317,20 +319,21 @@ class MessageStore(ABC):
             ``{recipient as given: key}``.
         """
         boxes = [(rcpt, split_address(rcpt)) for rcpt in recipients]  # validate first
+        folder = _check_folder(folder)
         done: list[tuple[str, str, str]] = []
         by_box: dict[tuple[str, str], str] = {}
         result: dict[str, str] = {}
         try:
             for rcpt, (domain, local) in boxes:
                 if (domain, local) not in by_box:
-                    key = self._deliver(domain, local, None, message, self._take_fault())
+                    key = self._deliver(domain, local, folder, message, self._take_fault())
                     done.append((domain, local, key))
                     by_box[(domain, local)] = key
                 result[rcpt] = by_box[(domain, local)]
         except StorageError:
             for domain, local, key in done:
                 with contextlib.suppress(OSError):
-                    self._discard(domain, local, None, key)
+                    self._discard(domain, local, folder, key)
             raise
         for domain, local, _key in done:
             self.changed(domain, local)

@@ -38,7 +38,7 @@ def fetch(net: Network, domain: str = DOMAIN, context: ssl.SSLContext | None = N
         return await fetch_policy(ip, port, domain,
                                   context or net.ca.client_context(verify=True))  # type: ignore[union-attr]
 
-    return net._run(go())
+    return net.run(go())
 
 
 @pytest.fixture
