@@ -41,6 +41,7 @@ from simsmtp.protocol.replies import Reply
 from .addresses import AddressBook, allocate_addresses, bind_addresses
 from .loop import EventLoopThread
 from .runtime import HostInfo, Receiver
+from .servers import HostServers
 from .tap import Tap
 
 if TYPE_CHECKING:
@@ -53,17 +54,12 @@ if TYPE_CHECKING:
     from .attacker import Eavesdropper, OnPathAttacker
     from .ca import CertificateAuthority
     from .dns import DNSServer
-    from .listener import Anvil, Listener
+    from .listener import Anvil
     from .queue import Queue
     from .stepper import SMTPStepper, Step
 
 _T = TypeVar("_T")
 
-#: Well-known port -> the service name the listener, the trace and the capture use.
-SERVICES = {25: "smtp", 587: "submission", 465: "smtps", 110: "pop3", 995: "pop3s",
-            143: "imap", 993: "imaps"}
-#: The retrieval services (a mail program reads a mailbox): no SMTP 421 when refused.
-RETRIEVAL = frozenset({"pop3", "pop3s", "imap", "imaps"})
 #: The DNS server's well-known port (RFC 1035 §4.2).
 DNS_PORT = 53
 #: The MTA-STS policy server's well-known port (HTTPS, RFC 8461 §3.3, RFC 9110 §4.2.2).
@@ -104,11 +100,9 @@ class Network:
         self.store: Any = None
         self.queues: dict[str, Queue] = {}
         self.agents: dict[str, DeliveryAgent] = {}
-        self._listeners: dict[tuple[str, int], Listener] = {}
         self._by_ip: dict[str, str] = {}
         #: Which host owns which socket, when hosts share one transport address.
         self.address_book = AddressBook()
-        self._tls_conns: set[int] = set()
         #: host name -> the port its port 25 has for the outbound agents (an on-path
         #: attacker, simsmtp.net.attacker); the attackers on the path, closed at stop.
         self.redirects: dict[str, int] = {}
@@ -120,16 +114,11 @@ class Network:
         self._dns_records: tuple[Any, ...] = ()
         #: host name -> its MX's memory of DNS answers (simsmtp.net.authpolicy.AnswerCache).
         self.answer_caches: dict[str, Any] = {}
-        #: host name -> its per-client counters (simsmtp.net.listener.Anvil).
-        self.anvils: dict[str, Anvil] = {}
-        #: host -> the POP3 maildrops its sessions hold now (shared by 110 and 995).
-        self.maildrop_locks: dict[str, Any] = {}
         #: How many times a world booted on this directory before (0: a fresh one).
         self.generation = 0
-        #: (host, service) -> the server config its next connection gets (dropped when the
-        #: host's policy changes); host -> its TLS server context; policy watchers to undo.
-        self._configs: dict[tuple[str, str], Any] = {}
-        self._server_contexts: dict[str, Any] = {}
+        #: The listening services of the hosts (SMTP, POP3, IMAP); policy watchers to undo.
+        self.servers = HostServers(self, world=world, tap=self.tap,
+                                   address_book=self.address_book, hosts=self.hosts)
         self._unwatch: list[Callable[[], None]] = []
         #: host name -> the MTA-STS policy server (HTTPS) running on its address.
         self.policy_servers: dict[str, Any] = {}
@@ -190,8 +179,7 @@ class Network:
                       if self.storage == "maildir"
                       else MemoryStore(hostname="simsmtp", key_factory=self._mail_key,
                                        clock=world.clock.now))
-        self._configs.clear()  # a world booted again has new certificates
-        self._server_contexts.clear()
+        self.servers.reset(self.ca)  # a world booted again has new certificates
         self.loop = EventLoopThread(name=f"simsmtp {world.name}").start()
         self._started = True
         for host in world.hosts.values():
@@ -223,7 +211,7 @@ class Network:
             if host.has_role("outbound"):
                 self._make_agent(host)
             if not host.down:
-                await self._open_host(host)
+                await self.servers.open_host(host)
         self._resume_queues()
 
     def _continue_from_disk(self) -> None:
@@ -288,8 +276,7 @@ class Network:
         for attacker in list(self.attackers):
             with contextlib.suppress(Exception):
                 await attacker.aclose()
-        for key in list(self._listeners):
-            await self._close_listener(key)
+        await self.servers.close_all()
         for server in self.policy_servers.values():
             with contextlib.suppress(Exception):
                 await server.close()
@@ -302,189 +289,22 @@ class Network:
         return self._started
 
     # ---------------------------------------------------------------- hosts up and down
-    async def _open_host(self, host: Host) -> None:
-        for port in host.ports():
-            key = (host.name, port)
-            if key not in self._listeners:
-                self._listeners[key] = await self._listen(host, port)
-                self.hosts[host.name].ports[port] = self._listeners[key].address[1]
-
-    async def _close_listener(self, key: tuple[str, int]) -> None:
-        listener = self._listeners.pop(key)
-        await listener.close(goodbye=_goodbye)
-        self.address_book.stopped_listening(listener.address)
-
     def take_down(self, name: str) -> None:
         """Make a host refuse connections (its listeners close), e.g. a primary MX down."""
         host = self.world.host(name)
         host.down = True
 
-        async def close() -> None:
-            for key in [k for k in self._listeners if k[0] == host.name]:
-                await self._close_listener(key)
-
-        self.run(close())
+        self.run(self.servers.close_host(host.name))
         self.world.trace.record("host.down", host=host.name)
 
     def bring_up(self, name: str) -> None:
         """Bring a host taken down back (same ports if they are still free)."""
         host = self.world.host(name)
         host.down = False
-        self.run(self._open_host(host))
+        self.run(self.servers.open_host(host))
         self.world.trace.record("host.up", host=host.name)
 
     # ---------------------------------------------------------------- services
-    async def _listen(self, host: Host, port: int) -> Listener:
-        from .listener import create_listener
-
-        service = SERVICES[port]
-        info = self.hosts[host.name]
-        old_port = info.ports.get(port, 0)  # a host brought back up keeps its ports
-        if service in ("pop3", "pop3s"):
-            factory = self._pop3_factory(host, implicit_tls=service == "pop3s")
-        elif service in ("imap", "imaps"):
-            factory = self._imap_factory(host, implicit_tls=service == "imaps")
-        else:
-            factory = self._smtp_factory(host, service)
-        hostname = host.name
-
-        def refused(peer: tuple[str, int], reason: str) -> bytes:
-            if reason == "auth_failure_rate":  # anvil: too many failed logins lately
-                return f"421 4.7.0 {hostname} Error: too many errors\r\n".encode()
-            return (f"421 4.7.0 {hostname} Error: too many connections from {peer[0]}\r\n"
-                    .encode())
-
-        def refused_retrieval(peer: tuple[str, int], reason: str) -> bytes:
-            if service in ("imap", "imaps"):  # RFC 9051 §7.1.5 (BYE), RFC 5530 UNAVAILABLE
-                if reason in ("auth_failure_rate", "connection_rate"):
-                    return b"* BYE [UNAVAILABLE] Too many connections or failed logins, " \
-                           b"try again later.\r\n"
-                return b""
-            if reason == "auth_failure_rate":  # RFC 3206 §4: try again later
-                return b"-ERR [SYS/TEMP] Too many failed logins, try again later.\r\n"
-            if reason == "connection_rate":
-                return b"-ERR [SYS/TEMP] Too many connections, try again later.\r\n"
-            return b""  # over a count: closed without a word, as before
-
-        options: dict[str, Any] = dict(
-            factory=factory, name=host.name, service=service, trace=self.world.trace,
-            tap=self.tap, idle_timeout=host.policy.idle_timeout, on_timeout=_timeout,
-            on_event=self._on_event,
-            on_refused=refused if service not in RETRIEVAL else refused_retrieval,
-            identify=self.address_book.identify,
-            anvil=self.anvil_of(host.name),
-            stress_idle_timeout=host.policy.stress_idle_timeout,
-            **_limits(host.policy, _LISTENER_LIMITS))
-        try:
-            listener = await create_listener(info.bind_ip, old_port, **options)
-        except OSError:
-            listener = await create_listener(info.bind_ip, 0, **options)
-        self.address_book.listening(listener.address, info.ip)
-        return listener
-
-    def _smtp_config(self, host: Host, service: str) -> Any:
-        from simsmtp.protocol.server import ServerConfig
-
-        policy = host.policy
-        tls = self._server_context(host.name) if policy.starttls or service == "smtps" \
-            else None
-        submission = service in ("submission", "smtps")
-        return ServerConfig(
-            hostname=host.name,
-            size_limit=policy.size_limit,
-            tls_context=tls,
-            implicit_tls=service == "smtps",
-            # RFC 3207 §4: a public MX must not require TLS; submission does, unless the
-            # world allows plaintext AUTH for teaching.
-            require_tls=(service == "submission" and tls is not None
-                         and not policy.auth_plaintext) or
-                        (service == "smtp" and policy.tls_required_inbound),
-            auth_enabled=submission,
-            auth_plaintext=policy.auth_plaintext,
-            auth_required=submission,
-            # RFC 6531: a host's policy turns SMTPUTF8 on (the seed MX has it off, as its
-            # Postfix); submission always offers it: a mail program may send to jürgen@…
-            smtputf8=policy.smtputf8 or submission,
-            max_recipients=policy.max_recipients,
-            queue_ids=self.world.ids.queue_id,
-            **_limits(policy, _SERVER_LIMITS),
-        )
-
-    def _smtp_factory(self, host: Host, service: str) -> Callable[..., Any]:
-        from simsmtp.protocol.server import ServerConnection
-        from simsmtp.protocol.session import Session
-
-        from .services import InboundHandler, ServiceConnection, SubmissionHandler
-
-        handler_class = InboundHandler if service == "smtp" else SubmissionHandler
-        key = (host.name, service)
-
-        def factory(*, peer: tuple[str, int], local: tuple[str, int]) -> ServiceConnection:
-            config = self._configs.get(key)
-            if config is None:  # first connection, or the host's policy changed
-                config = self._configs[key] = self._smtp_config(host, service)
-            handler = handler_class(self, host, service)
-            core = ServerConnection(handler, config, Session(peer=peer, local=local))
-            return ServiceConnection(core, handler)
-
-        return factory
-
-    def _pop3_factory(self, host: Host, *, implicit_tls: bool = False) -> Callable[..., Any]:
-        from simsmtp.protocol.pop3 import POP3Config, POP3ServerConnection
-
-        from .services import MaildropLocks, POP3Login, ServiceConnection
-
-        # RFC 1939 §8: one session per maildrop, on 110 and 995 alike
-        locks = self.maildrop_locks.setdefault(host.name, MaildropLocks())
-        key = (host.name, "pop3s" if implicit_tls else "pop3")
-
-        def factory(*, peer: tuple[str, int], local: tuple[str, int]) -> ServiceConnection:
-            config = self._configs.get(key)
-            if config is None:  # first connection, or the host's policy changed
-                config = self._configs[key] = POP3Config(
-                    hostname=host.name, greeting=f"{host.name} POP3 server ready",
-                    allow_plaintext_auth=host.policy.pop3_plaintext,
-                    tls_context=self._server_context(host.name)
-                    if host.policy.starttls or implicit_tls else None,
-                    implicit_tls=implicit_tls)
-            login = POP3Login(self, host, locks)
-            return ServiceConnection(POP3ServerConnection(login.authenticate, config), None,
-                                     on_close=login.release)
-
-        return factory
-
-    def _imap_factory(self, host: Host, *, implicit_tls: bool = False) -> Callable[..., Any]:
-        from simsmtp.protocol.imap import IMAPConfig, IMAPServerConnection
-
-        from .services import ServiceConnection, imap_authenticator
-
-        key = (host.name, "imaps" if implicit_tls else "imap")
-
-        def factory(*, peer: tuple[str, int], local: tuple[str, int]) -> ServiceConnection:
-            config = self._configs.get(key)
-            if config is None:  # first connection, or the host's policy changed
-                policy = host.policy
-                config = self._configs[key] = IMAPConfig(
-                    hostname=host.name, allow_plaintext_auth=policy.pop3_plaintext,
-                    tls_context=self._server_context(host.name)
-                    if policy.starttls or implicit_tls else None,
-                    implicit_tls=implicit_tls, max_literal=policy.size_limit or 2 ** 31,
-                    now=self.world.clock.now)
-            service = ServiceConnection(None, None)
-            authenticate = imap_authenticator(self, host, service.wake)
-            service.core = IMAPServerConnection(authenticate, config)
-            return service
-
-        return factory
-
-    def _server_context(self, host_name: str) -> Any:
-        """The TLS server context presenting ``host_name``'s certificate (made once)."""
-        context = self._server_contexts.get(host_name)
-        if context is None:
-            assert self.ca is not None
-            context = self._server_contexts[host_name] = self.ca.server_context(host_name)
-        return context
-
     def _policy_watcher(self, host: Host) -> Callable[[Any, str], None]:
         def changed(policy: Any, name: str) -> None:
             self._policy_changed(host, policy, name)
@@ -500,13 +320,7 @@ class Network:
         if not self._started:  # a watcher that followed a replaced Policy past stop()
             return
         self.world.check()
-        for key in [k for k in self._configs if k[0] == host.name]:
-            self._configs.pop(key, None)
-        for (owner, _port), listener in list(self._listeners.items()):
-            if owner == host.name:
-                listener.idle_timeout = policy.idle_timeout
-                for limit, value in _limits(policy, _LISTENER_LIMITS).items():
-                    setattr(listener, limit, value)
+        self.servers.policy_changed(host, policy)
         agent = self.agents.get(host.name)
         if agent is not None and self.ca is not None:
             agent.tls_policy = policy.outbound_tls
@@ -843,28 +657,11 @@ class Network:
             self.tap.datagram(client, server, response, "s2c", service="dns",
                               host=self.world.nameserver)
 
-    def _on_event(self, info: Any, event: Any) -> None:
-        record_event(self.world.trace, info, event, self._tls_conns)
-        if login_failed(getattr(event, "reply", None)):  # the anvil counts a bad login
-            anvil = self.anvils.get(info.host_name)
-            if anvil is not None:
-                anvil.auth_failed(info.peer[0])
-
     def anvil_of(self, host_name: str) -> Anvil:
         """The :class:`~simsmtp.net.listener.Anvil` of ``host_name``: what each client did
         lately at any of its services (made on first use from the host's policy; clients
         in ``relay_networks`` are exempt, as Postfix's ``$mynetworks``)."""
-        from .listener import Anvil
-
-        anvil = self.anvils.get(host_name)
-        if anvil is None:
-            policy = self.world.host(host_name).policy
-            anvil = self.anvils[host_name] = Anvil(
-                max_connection_rate=policy.max_connection_rate,
-                max_auth_failure_rate=policy.max_auth_failure_rate,
-                window=policy.anvil_rate_time_unit,
-                exempt=policy.may_relay if policy.relay_networks else None)
-        return anvil
+        return self.servers.anvil_of(host_name)
 
     # ---------------------------------------------------------------- using the world
     def run(self, coro: Coroutine[Any, Any, _T], timeout: float | None = 60) -> _T:
@@ -1110,142 +907,9 @@ class Network:
         return OnPathAttacker(self, target, **kw).start()
 
 
-#: Denial-of-service limits and Postfix settings a host's policy may set (Postfix names in
-#: comments); absent ones keep the defaults of :class:`~simsmtp.net.listener.Listener` and
-#: :class:`~simsmtp.protocol.server.ServerConfig`.
-_LISTENER_LIMITS = (
-    "min_data_rate",    # smtpd_min_data_rate (default 500 octets/s)
-    "max_connections",  # default_process_limit (100)
-    "max_per_client",   # smtpd_client_connection_count_limit (50)
-)
-_SERVER_LIMITS = (
-    "hard_error_limit",    # smtpd_hard_error_limit (20)
-    "soft_error_limit",    # smtpd_soft_error_limit (10)
-    "error_sleep_time",    # smtpd_error_sleep_time (1 s)
-    "junk_command_limit",  # smtpd_junk_command_limit (100)
-    "auth_failure_limit",  # failed AUTH attempts before 421 (3)
-    "disable_vrfy_command",  # disable_vrfy_command (no)
-)
-
-
-def login_failed(reply: Any) -> bool:
-    """Whether ``reply`` refuses a login: SMTP ``535`` (RFC 4954 §6), POP3 ``-ERR [AUTH]``
-    (RFC 3206 §5) or IMAP ``NO [AUTHENTICATIONFAILED]`` (RFC 5530 §3)."""
-    if reply is None:
-        return False
-    code = getattr(reply, "code", None)
-    if isinstance(code, int):
-        return code == 535
-    if code == "AUTHENTICATIONFAILED":
-        return True
-    return not getattr(reply, "ok", True) and str(getattr(reply, "text", "")).startswith(
-        "[AUTH] Authentication failed")
-
-
-def _limits(policy: Any, names: tuple[str, ...]) -> dict[str, Any]:
-    """The values of the limits ``names`` from a host's policy (see ``Policy``)."""
-    return {name: getattr(policy, name) for name in names}
-
-
 def _return_path(sender: str | None) -> bytes:
     """The ``Return-Path:`` header of a final delivery (RFC 5321 §4.4; ``<>`` for a bounce)."""
     return f"Return-Path: <{sender or ''}>\r\n".encode("utf-8", "surrogateescape")
-
-
-def _timeout(conn: Any) -> None:
-    """The idle timer ran out: SMTP says ``421 4.4.2``, POP3 ``-ERR`` (then close)."""
-    core = getattr(conn, "core", conn)
-    if hasattr(core, "send_timeout"):
-        core.send_timeout()
-    else:
-        from simsmtp.protocol.pop3 import Disconnect
-
-        core.send(Disconnect("Disconnected for inactivity."))
-
-
-def _goodbye(conn: Any) -> None:
-    """The world stops: SMTP says ``421 4.3.2 ... shutting down`` (RFC 5321 §3.8)."""
-    core = getattr(conn, "core", conn)
-    with contextlib.suppress(Exception):
-        if hasattr(core, "send_shutdown"):
-            core.send_shutdown()
-        else:
-            from simsmtp.protocol.pop3 import Disconnect
-
-            core.send(Disconnect("Server shutting down."))
-
-
-def _text(data: bytes) -> str:
-    return data.decode("utf-8", "replace")
-
-
-def record_event(trace: Any, info: Any, event: Any, tls_conns: set[int]) -> None:
-    """Turn a protocol event of a server connection into trace events.
-
-    SMTP: ``smtp.command`` / ``smtp.reply`` (each with the states before and after),
-    ``smtp.message``, ``tls.handshake``, ``tls.failed``, ``smtp.discarded``,
-    ``smtp.closed``; POP3 the same with ``pop3.``, IMAP with ``imap.`` (and ``imap.update``
-    for what the server says unprompted, ``* 2 EXISTS`` while idling). AUTH lines arrive
-    masked from the core.
-    """
-    name = type(event).__name__
-    if not trace.enabled:  # switched off: only follow which connections are under TLS
-        if name == "TLSStarted":
-            tls_conns.add(info.id)
-        elif name == "ConnectionClosed":
-            tls_conns.discard(info.id)
-        return
-    proto = {"pop3": "pop3", "pop3s": "pop3", "imap": "imap", "imaps": "imap"}.get(
-        info.service, "smtp")
-    base = {"conn": info.id, "service": info.service, "peer": f"{info.peer[0]}:{info.peer[1]}",
-            "tls": info.id in tls_conns}
-    before = getattr(getattr(event, "state_before", None), "name", None)
-    after = getattr(getattr(event, "state_after", None), "name", None)
-    states = {"state_before": before, "state_after": after}
-    host = info.host_name
-    if name == "ConnectionOpened":
-        trace.record(f"{proto}.reply", host, **base, text=str(event.reply), **states)
-    elif proto == "imap" and name in ("CommandReceived", "UpdateSent"):
-        if name == "CommandReceived":
-            trace.record("imap.command", host, **base, line=_text(event.line),
-                         tag=event.tag, command=event.command, **states)
-            trace.record("imap.reply", host, **base, text=str(event.reply),
-                         status=event.reply.status, **states)
-        else:
-            trace.record("imap.update", host, **base, text=str(event.reply),
-                         lines=list(event.lines), reason=event.reason, **states)
-    elif name in ("CommandReceived", "AuthStep", "BdatChunkReceived"):
-        if proto == "smtp":
-            trace.record("smtp.command", host, **base, line=_text(event.line), **states)
-            trace.record("smtp.reply", host, **base, text=str(event.reply),
-                         code=event.reply.code, **states)
-        else:  # POP3: the same vocabulary (line masked by the core, reply's status line)
-            trace.record("pop3.command", host, **base, line=_text(event.line), **states)
-            trace.record("pop3.reply", host, **base, text=str(event.reply),
-                         lines=list(getattr(event, "body_lines", ())),
-                         line_count=getattr(event, "body_line_count", 0), **states)
-    elif name == "MessageReceived":
-        env = event.envelope
-        trace.record("smtp.message", host, **base, sender=env.mail_from,
-                     recipients=list(env.rcpt_tos), size=len(env.content),
-                     queue_id=env.queue_id, accepted=event.reply.is_positive,
-                     content=env.content, via=event.via, **states)
-        trace.record("smtp.reply", host, **base, text=str(event.reply),
-                     code=event.reply.code, **states)
-    elif name == "ReplySent":
-        trace.record(f"{proto}.reply", host, **base, text=str(event.reply),
-                     code=event.reply.code, reason=event.reason, **states)
-    elif name == "TLSStarted":
-        tls_conns.add(info.id)
-        trace.record("tls.handshake", host, **base, version=event.version,
-                     cipher=event.cipher, **states)
-    elif name == "TLSFailed":
-        trace.record("tls.failed", host, **base, reason=event.reason, **states)
-    elif name == "PlaintextDiscarded":
-        trace.record(f"{proto}.discarded", host, **base, octets=len(event.data), **states)
-    elif name == "ConnectionClosed":
-        tls_conns.discard(info.id)
-        trace.record(f"{proto}.closed", host, **base, reason=event.reason, **states)
 
 
 @contextlib.contextmanager
@@ -1258,4 +922,4 @@ def running(world: World, **kw: Any) -> Iterator[Network]:
         net.stop()
 
 
-__all__ = ["SERVICES", "HostInfo", "Network", "record_event", "running"]
+__all__ = ["HostInfo", "Network", "running"]

@@ -162,7 +162,7 @@ def test_server_policy_edits_reach_the_next_connection(net: Network) -> None:
         assert "SIZE 5000" in str(after.ehlo().reply)
     host.policy.idle_timeout = 42.0
     assert all(listener.idle_timeout == 42.0 for (owner, _), listener
-               in net._listeners.items() if owner == "mail.shop.example")
+               in net.servers.listeners.items() if owner == "mail.shop.example")
 
 
 def test_a_new_policy_object_is_watched_too(net: Network) -> None:

@@ -772,7 +772,7 @@ def test_a_reply_made_before_the_goodbye_goes_out_before_it(loop_thread):
     alone for a message that was kept (the client would send it again)."""
     from concurrent.futures import Future
 
-    from simsmtp.net.network import _goodbye
+    from simsmtp.net.servers import goodbye
     from simsmtp.protocol.handler import Handler
     from simsmtp.protocol.server import ServerConfig, ServerConnection
     from simsmtp.protocol.session import Session
@@ -802,7 +802,7 @@ def test_a_reply_made_before_the_goodbye_goes_out_before_it(loop_thread):
         def answer_then_stop() -> None:  # one loop callback: nothing runs in between
             futures[0].set_result(None)  # the 250 is made; its pump is only scheduled
             for protocol in list(listener._protocols):
-                protocol.shutdown(_goodbye)
+                protocol.shutdown(goodbye)
 
         loop_thread.loop.call_soon_threadsafe(answer_then_stop)
         rest = recv_to_eof(sock).decode()

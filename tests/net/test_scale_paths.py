@@ -99,7 +99,7 @@ def test_every_connection_of_a_world_reads_into_one_buffer(net: Network) -> None
             assert sock.recv(512).startswith(b"220 ")  # the server read loop is running
 
         async def buffers() -> tuple[set[int], int, int]:
-            protocols = [p for listener in net._listeners.values()
+            protocols = [p for listener in net.servers.listeners.values()
                          for p in listener._protocols]
             views = {id(p.get_buffer(-1)) for p in protocols}
             return views, len(protocols), len(read_buffer())
