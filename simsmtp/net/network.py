@@ -40,6 +40,8 @@ from simsmtp.protocol.replies import Reply
 
 from .addresses import AddressBook, allocate_addresses, bind_addresses
 from .loop import EventLoopThread
+from .outbound import Outbound, return_path, transport_security
+from .policyservers import PolicyServers
 from .runtime import HostInfo, Receiver
 from .servers import HostServers
 from .tap import Tap
@@ -54,6 +56,7 @@ if TYPE_CHECKING:
     from .attacker import Eavesdropper, OnPathAttacker
     from .ca import CertificateAuthority
     from .dns import DNSServer
+    from .https import PolicyServer
     from .listener import Anvil
     from .queue import Queue
     from .stepper import SMTPStepper, Step
@@ -62,8 +65,6 @@ _T = TypeVar("_T")
 
 #: The DNS server's well-known port (RFC 1035 §4.2).
 DNS_PORT = 53
-#: The MTA-STS policy server's well-known port (HTTPS, RFC 8461 §3.3, RFC 9110 §4.2.2).
-HTTPS_PORT = 443
 
 
 class Network:
@@ -98,8 +99,6 @@ class Network:
         self.dns: DNSServer | None = None
         self.ca: CertificateAuthority | None = None
         self.store: Any = None
-        self.queues: dict[str, Queue] = {}
-        self.agents: dict[str, DeliveryAgent] = {}
         self._by_ip: dict[str, str] = {}
         #: Which host owns which socket, when hosts share one transport address.
         self.address_book = AddressBook()
@@ -120,10 +119,11 @@ class Network:
         self.servers = HostServers(self, world=world, tap=self.tap,
                                    address_book=self.address_book, hosts=self.hosts)
         self._unwatch: list[Callable[[], None]] = []
-        #: host name -> the MTA-STS policy server (HTTPS) running on its address.
-        self.policy_servers: dict[str, Any] = {}
-        #: host name -> the real port of its well-known HTTPS port 443 (policy server).
-        self.https_ports: dict[str, int] = {}
+        #: The MTA-STS policy servers (HTTPS, RFC 8461 §3.3) on their hosts' addresses.
+        self.policy = PolicyServers(world, hosts=self.hosts, address_book=self.address_book)
+        #: The outbound queues and delivery agents.
+        self.outbound = Outbound(world, hosts=self.hosts, address_book=self.address_book,
+                                 name_of=self.name_of, redirects=self.redirects)
         #: host name -> (its certificate, the CA's), DER: for the TLSA records (DANE).
         self._certificates: dict[str, tuple[bytes, bytes]] = {}
         #: the keys of the signed zones, made again only when the world's DNS changed
@@ -179,6 +179,7 @@ class Network:
                       if self.storage == "maildir"
                       else MemoryStore(hostname="simsmtp", key_factory=self._mail_key,
                                        clock=world.clock.now))
+        self.outbound.store = self.store
         self.servers.reset(self.ca)  # a world booted again has new certificates
         self.loop = EventLoopThread(name=f"simsmtp {world.name}").start()
         self._started = True
@@ -206,13 +207,14 @@ class Network:
         await self.dns.start()
         ns.ports[DNS_PORT] = self.dns.address[1]
         self.address_book.listening(self.dns.address, ns.ip)
-        await self._start_policy_servers()
+        assert self.ca is not None
+        await self.policy.start(self.ca)
         for host in world.hosts.values():
             if host.has_role("outbound"):
                 self._make_agent(host)
             if not host.down:
                 await self.servers.open_host(host)
-        self._resume_queues()
+        self.outbound.resume()
 
     def _continue_from_disk(self) -> None:
         """A world booted again on the directory of an earlier run carries on from it.
@@ -239,21 +241,6 @@ class Network:
             world = self.world
             world.ids = IdGenerator(world.seed * 1_000_003 + generation, world.clock)
 
-    def _resume_queues(self) -> None:
-        """Mail an earlier run left in the queue is retried at once (``postqueue -f``).
-
-        The restarted world's virtual clock starts at its epoch again; it moves on to the
-        latest retry time found in the queues, so every message waiting there is due.
-        """
-        for queue in self.queues.values():
-            self.world.ids.reserve(m.queue_id for m in queue)
-        dues = [due for queue in self.queues.values() if (due := queue.next_due()) is not None]
-        if dues and max(dues) > self.world.clock.now():
-            self.world.clock.advance_to(max(dues))
-        for name, agent in self.agents.items():
-            if len(self.queues[name]):
-                agent.kick()
-
     def stop(self) -> None:
         """Stop everything: say 421 to every client, close every socket, end the thread."""
         with self._lock:
@@ -277,9 +264,7 @@ class Network:
             with contextlib.suppress(Exception):
                 await attacker.aclose()
         await self.servers.close_all()
-        for server in self.policy_servers.values():
-            with contextlib.suppress(Exception):
-                await server.close()
+        await self.policy.close()
         if self.dns is not None:
             await self.dns.close()
 
@@ -321,53 +306,40 @@ class Network:
             return
         self.world.check()
         self.servers.policy_changed(host, policy)
-        agent = self.agents.get(host.name)
-        if agent is not None and self.ca is not None:
-            agent.tls_policy = policy.outbound_tls
-            agent.client_tls_context = self.ca.client_context(
-                verify=policy.outbound_tls == "required")
+        if self.ca is not None:
+            self.outbound.policy_changed(host, policy, self.ca)
 
     def _make_agent(self, host: Host) -> None:
-        from .agent import DeliveryAgent
-        from .dns import alookup_a, alookup_mx, make_async_resolver
-        from .listener import open_connection
-        from .queue import Queue
-
         assert self.directory is not None and self.ca is not None
-        world = self.world
-        queue = Queue(self.directory / "queue" / host.name, trace=world.trace, host=host.name)
-        self.queues[host.name] = queue
-        resolver_box: list[Any] = []
+        verify = self.ca.client_context(verify=True)
+        security = transport_security(
+            host, world=self.world, ca=self.ca, verify=verify, dns_server=self.dns_address,
+            fetch=self.policy.fetcher(lambda: self.dns_address, self.name_of, verify),
+            own_ip=self.hosts[host.name].ip,
+            ta_certs=(next(iter(self._certificates.values()))[1],)
+            if self._certificates else ())
+        self.outbound.make_agent(host, directory=self.directory, ca=self.ca,
+                                 dns_address=lambda: self.dns_address, security=security)
 
-        async def lookup(name: str, rtype: str) -> Any:
-            if not resolver_box:
-                assert self.dns is not None
-                resolver_box.append(make_async_resolver(*self.dns.address))
-            if rtype == "MX":
-                return await alookup_mx(resolver_box[0], name)
-            return await alookup_a(resolver_box[0], name)
+    @property
+    def queues(self) -> dict[str, Queue]:
+        """Host name -> its outbound queue (hosts with the outbound role)."""
+        return self.outbound.queues
 
-        own_ip = self.hosts[host.name].ip
-        book = self.address_book
+    @property
+    def agents(self) -> dict[str, DeliveryAgent]:
+        """Host name -> its outbound delivery agent."""
+        return self.outbound.agents
 
-        async def connect(ip: str, port: int, mx_name: str, conn: Any) -> Any:
-            # The receiving listener taps the connection; tapping it here too would
-            # record every byte twice. From the host's own socket address, registered as
-            # the host's before the connect (its identity where hosts share 127.0.0.1).
-            to_ip, to_port = book.transport((ip, port))
-            return await open_connection(to_ip, to_port, conn, tap=None, name=host.name,
-                                         service="smtp", trace=world.trace,
-                                         local_host=book.bind_ip(own_ip),
-                                         identity=(own_ip, book), timeout=10.0)
+    @property
+    def policy_servers(self) -> dict[str, PolicyServer]:
+        """Host name -> the MTA-STS policy server (HTTPS) running on its address."""
+        return self.policy.servers
 
-        policy = host.policy.outbound_tls
-        context = self.ca.client_context(verify=policy == "required")
-        self.agents[host.name] = DeliveryAgent(
-            queue, hostname=host.name, resolver_lookup=lookup, connect=connect,
-            tls_policy=policy, client_tls_context=context, clock=world.clock, ids=world.ids,
-            bounce_sink=lambda sender, dsn: self._bounce(host, sender, dsn),
-            trace=world.trace, port_of=self._port_25, self_names={host.name},
-            security=self._transport_security(host))
+    @property
+    def https_ports(self) -> dict[str, int]:
+        """Host name -> the real port of its well-known HTTPS port 443 (policy server)."""
+        return self.policy.ports
 
     # ---------------------------------------------------------------- MTA-STS, DANE, TLS-RPT
     def _security_certificates(self) -> None:
@@ -385,87 +357,6 @@ class Network:
         for host in self.world.hosts_with_role("mx"):
             self._certificates[host.name] = (der(self.ca.leaf_for(host.name).cert_pem), ca_der)
 
-    def _policy_domains(self, host_name: str) -> list[str]:
-        return [d for d in self.world.domains if self.world.policy_server(d) == host_name]
-
-    async def _start_policy_servers(self) -> None:
-        """An HTTPS policy server on the address of each host that serves a domain's
-        MTA-STS policy (as ``mta-sts.<domain>``, RFC 8461 §3.3)."""
-        from simsmtp.world.mtasts import policy_host, render_policy
-
-        from .https import PolicyServer
-
-        assert self.ca is not None
-        world = self.world
-        for host_name in dict.fromkeys(filter(None, map(world.policy_server, world.domains))):
-            names = [policy_host(d) for d in self._policy_domains(host_name)]
-            self.ca.issue(names)
-
-            def text(domain: str, host_name: str = host_name) -> str | None:
-                found = world.domains.get(domain)
-                if found is None or world.policy_server(domain) != host_name:
-                    return None
-                policy = found.sts_policy()
-                return None if policy is None else render_policy(policy)
-
-            context = self.ca.server_context(names[0])
-            info = self.hosts[host_name]
-            server = PolicyServer(text, context, info.bind_ip, trace=world.trace,
-                                  name=names[0])
-            self.policy_servers[host_name] = await server.start()
-            self.https_ports[host_name] = server.address[1]
-            self.address_book.listening(server.address, info.ip)
-
-    def _transport_security(self, host: Host) -> Any:
-        from simsmtp.world.tlsrpt import TLSReporter
-
-        from .https import FetchResult, fetch_policy
-        from .securemx import TransportSecurity
-
-        assert self.ca is not None
-        world = self.world
-        verify = self.ca.client_context(verify=True)
-
-        async def fetch(domain: str) -> FetchResult:
-            import dns.asyncquery
-            import dns.message
-
-            from simsmtp.world.mtasts import policy_host
-
-            assert self.dns is not None
-            name = policy_host(domain)
-            query = dns.message.make_query(name, "A")
-            try:
-                answer, _ = await dns.asyncquery.udp_with_fallback(
-                    query, *self.dns.address[:1], port=self.dns.address[1], timeout=3.0)
-                ip = next(str(rd) for r in answer.answer for rd in r if r.rdtype == 1)
-            except Exception:
-                return FetchResult(None, f"{name} does not resolve")
-            owner = self._by_ip.get(ip)
-            port = self.https_ports.get(owner) if owner else None
-            if port is None:
-                return FetchResult(None, f"connect to {name}[{ip}]:443: Connection refused")
-            return await fetch_policy(*self.address_book.transport((ip, port)), domain,
-                                      verify)
-
-        def anchors() -> dict[str, Any]:
-            # the world's trust anchors: the DS of each signed zone (what a parent would
-            # publish; the world has no root to chain from)
-            return {name: key.ds() for name, key in world.zone_keys().items()}
-
-        security = TransportSecurity(
-            mta_sts=host.policy.mta_sts, dane=host.policy.dane,
-            dns_server=self.dns_address, fetch=fetch, verify_context=verify,
-            dane_context=self.ca.client_context(verify=False), anchors=anchors,
-            clock=world.clock, reporter=TLSReporter(host.name, f"postmaster@{host.domain}",
-                                                    sender=host.domain),
-            trace=world.trace, hostname=host.name, own_ip=self.hosts[host.name].ip,
-            ta_certs=(next(iter(self._certificates.values()))[1],)
-            if self._certificates else ())
-        # read live: a notebook turns MTA-STS or DANE on for a running world
-        security.settings = lambda: (host.policy.mta_sts, host.policy.dane)
-        return security
-
     def tls_report(self, domain: str, day: Any = None,
                    host: str | None = None) -> dict[str, Any]:
         """The TLS-RPT report (RFC 8460 §4.4) ``host``'s agent (default: the world's first
@@ -476,9 +367,8 @@ class Network:
         from simsmtp.world import cast
 
         host = host or cast.sending_host(self.world, arg="host")
-        security = self.agents[self.world.host(host).name].security
         when = day or datetime.fromtimestamp(self.world.clock.now(), UTC).date()
-        report: dict[str, Any] = security.reporter.report(domain, when)
+        report: dict[str, Any] = self.outbound.reporter(host).report(domain, when)
         return report
 
     def write_tls_reports(self, host: str | None = None) -> list[Path]:
@@ -492,7 +382,7 @@ class Network:
 
         assert self.directory is not None
         host = host or cast.sending_host(self.world, arg="host")
-        reporter = self.agents[self.world.host(host).name].security.reporter
+        reporter = self.outbound.reporter(host)
         folder = self.directory / "tlsrpt"
         folder.mkdir(parents=True, exist_ok=True)
         written = []
@@ -508,17 +398,14 @@ class Network:
         from .https import fetch_policy
 
         assert self.ca is not None
-        server = self.world.policy_server(domain)
-        if server is None or server not in self.https_ports:
-            raise KeyError(f"{domain} publishes no MTA-STS policy in this world")
+        ip, port = self.policy.where(domain)
         context = self.ca.client_context(verify=True)
-        return self.run(fetch_policy(self.hosts[server].bind_ip, self.https_ports[server],
-                                      domain, context))
+        return self.run(fetch_policy(ip, port, domain, context))
 
-    def policy_server(self, domain: str) -> Any:
+    def policy_server(self, domain: str) -> PolicyServer:
         """The HTTPS server of ``domain``'s MTA-STS policy (set ``.blocked = True`` to make
         every fetch fail, as an attacker on the path would)."""
-        return self.policy_servers[self.world.policy_server(domain) or ""]
+        return self.policy.server(domain)
 
     def trust_anchor_file(self) -> Path:
         """A ``delv -a`` file with the world's trust anchors (the signed zones' keys)."""
@@ -576,7 +463,7 @@ class Network:
                 queued = True
             if local:
                 # Final delivery: Return-Path records the envelope sender (RFC 5321 §4.4)
-                received = _return_path(envelope.mail_from) + handler.received(
+                received = return_path(envelope.mail_from) + handler.received(
                     session, envelope, local[0] if len(local) == 1 else None)
                 self.store.deliver_many(local, received + data, folder)
         except (StorageError, QueueError, OSError) as exc:
@@ -593,27 +480,6 @@ class Network:
                          recipients=list(remote), sender=envelope.mail_from)
             self.agents[host.name].kick()
         return None
-
-    def _bounce(self, host: Host, sender: str, dsn: bytes) -> None:
-        """Where the agent's bounces go: the sender's mailbox here, or back out by SMTP."""
-        domain = sender.rpartition("@")[2].lower()
-        if domain in self.local_domains(host.name):
-            self.store.deliver(sender, _return_path("") + dsn)
-            self.world.trace.record("delivery.stored", host=host.name, recipient=sender,
-                                    sender="", bounce=True)
-            return
-        queue = self.queues[host.name]
-        qid = self.world.ids.queue_id()
-        queue.enqueue("", [sender], dsn, queue_id=qid, arrival=self.world.clock.now())
-
-    def _port_25(self, name_or_ip: str) -> int | None:
-        info = self.hosts.get(name_or_ip.lower().rstrip("."))
-        if info is None:
-            owner = self._by_ip.get(name_or_ip)
-            info = self.hosts.get(owner) if owner else None
-        if info is not None and info.name in self.redirects:  # an attacker on the path
-            return self.redirects[info.name]
-        return None if info is None else info.ports.get(25)
 
     def _mail_key(self) -> str:
         """Reproducible Maildir keys (so POP3 UIDLs and notebooks repeat run after run)."""
@@ -738,11 +604,7 @@ class Network:
 
     def deliver(self, timeout: float = 30.0) -> None:
         """Let every outbound agent deliver what is due now, and wait until it is done."""
-        async def run() -> None:
-            for agent in self.agents.values():
-                await agent.run_once()
-
-        self.run(run(), timeout=timeout)
+        self.run(self.outbound.run_due(), timeout=timeout)
 
     def fast_forward(self, seconds: float) -> None:
         """Move the virtual clock ``seconds`` ahead, running every retry that falls due.
@@ -753,32 +615,7 @@ class Network:
         however many outbound hosts the world has)."""
         if seconds < 0:
             raise ValueError("time only moves forward")
-        clock = self.world.clock
-
-        async def run_all() -> None:
-            for agent in list(self.agents.values()):
-                await agent.run_once()
-
-        async def run() -> None:
-            end = clock.now() + seconds
-            await run_all()
-            again = True  # due right after a run (e.g. a bounce queued): one more run
-            while True:
-                now = clock.now()
-                dues = [due for q in self.queues.values() if (due := q.next_due()) is not None]
-                if again and any(due <= now for due in dues):
-                    again = False
-                    await run_all()
-                    continue
-                later = [due for due in dues if due > now]
-                if not later or min(later) > end:
-                    break
-                clock.advance_to(min(later))
-                again = True
-                await run_all()
-            clock.advance_to(end)
-
-        self.run(run(), timeout=120)
+        self.run(self.outbound.fast_forward(seconds), timeout=120)
 
     def mailbox(self, address: str, folder: str | None = None) -> list[Any]:
         """The messages in ``address``'s mailbox (``email.message.EmailMessage``)."""
@@ -806,16 +643,7 @@ class Network:
 
     def describe_policy_servers(self) -> dict[str, dict[str, Any]]:
         """``mta-sts.<domain>`` -> ``{"ip", "port", "url"}`` of every policy server."""
-        from simsmtp.world.mtasts import policy_host, policy_url
-
-        found: dict[str, dict[str, Any]] = {}
-        for domain in self.world.domains:
-            server = self.world.policy_server(domain)
-            if server is not None and server in self.https_ports:
-                found[policy_host(domain)] = {"ip": self.hosts[server].bind_ip,
-                                              "port": self.https_ports[server],
-                                              "url": policy_url(domain)}
-        return found
+        return self.policy.describe()
 
     def wait(self, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
         """Wait (polling the world) until ``predicate()`` is true; False on timeout."""
@@ -830,10 +658,7 @@ class Network:
 
     def idle(self) -> bool:
         """True when no agent is running and nothing is due now."""
-        now = self.world.clock.now()
-        return all(not a.busy for a in self.agents.values()) and all(
-            q.next_due() is None or q.next_due() > now  # type: ignore[operator]
-            for q in self.queues.values())
+        return self.outbound.idle()
 
     def __repr__(self) -> str:
         state = "running" if self._started else "stopped"
@@ -905,11 +730,6 @@ class Network:
         if target is None:
             target = cast.receiving_host(self.world, arg="target")
         return OnPathAttacker(self, target, **kw).start()
-
-
-def _return_path(sender: str | None) -> bytes:
-    """The ``Return-Path:`` header of a final delivery (RFC 5321 §4.4; ``<>`` for a bounce)."""
-    return f"Return-Path: <{sender or ''}>\r\n".encode("utf-8", "surrogateescape")
 
 
 @contextlib.contextmanager

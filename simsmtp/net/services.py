@@ -27,10 +27,11 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from simsmtp.protocol.events import NEED_DATA
+from simsmtp.protocol.events import NEED_DATA, ConnectionEvent
 from simsmtp.protocol.handler import Handler, PendingReply
 from simsmtp.protocol.persona import Persona, clip
 from simsmtp.protocol.replies import Reply
+from simsmtp.protocol.server import ServerConnection
 from simsmtp.protocol.session import Envelope, Session
 
 from .authpolicy import inbound_reply, submission_reply
@@ -376,9 +377,8 @@ class ServiceConnection:
         if self.on_close is not None and self.core.closed:
             self._ended()
         handler = self.handler
-        if handler is not None and handler.delay and dataclasses.is_dataclass(event) \
-                and hasattr(event, "delay"):
-            event = dataclasses.replace(event, delay=max(event.delay, handler.delay))  # type: ignore[type-var]
+        if handler is not None and handler.delay and isinstance(event, ConnectionEvent):
+            event = dataclasses.replace(event, delay=max(event.delay, handler.delay))
             handler.delay = 0.0
         return event
 
@@ -398,12 +398,12 @@ class ServiceConnection:
     @property
     def receiving_content(self) -> bool:
         """The core reads message content now (the listener's minimum data rate applies)."""
-        return bool(getattr(self.core, "receiving_content", False))
+        return isinstance(self.core, ServerConnection) and self.core.receiving_content
 
     @property
-    def pending_reply(self) -> Any:
+    def pending_reply(self) -> PendingReply | None:
         """The core's reply that comes later (a mail check beside the loop), or None."""
-        return getattr(self.core, "pending_reply", None)
+        return self.core.pending_reply if isinstance(self.core, ServerConnection) else None
 
     def send(self, *args: Any) -> None:
         self.core.send(*args)
