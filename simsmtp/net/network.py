@@ -23,6 +23,13 @@ a domain with ``dnssec = true`` gets a signed zone (:mod:`simsmtp.world.dnssec`)
 
 Everything goes into the world's trace (``world.trace``) and every byte into the capture
 tap (``net.tap``).
+
+:class:`Network` is the top of ``net/``: it boots and stops the world and hands each part
+the narrow things it uses. The parts live in their own modules and never import this one:
+the hosts' listening services (:mod:`simsmtp.net.servers`), the outbound queues and
+agents (:mod:`simsmtp.net.outbound`), the MTA-STS policy servers
+(:mod:`simsmtp.net.policyservers`); the services, the steppable client and the attackers
+see the running world through the small protocols of :mod:`simsmtp.net.runtime`.
 """
 
 from __future__ import annotations
@@ -39,8 +46,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from simsmtp.protocol.replies import Reply
 
 from .addresses import AddressBook, allocate_addresses, bind_addresses
+from .intake import store_accepted
 from .loop import EventLoopThread
-from .outbound import Outbound, return_path, transport_security
+from .outbound import Outbound, transport_security
 from .policyservers import PolicyServers
 from .runtime import HostInfo, Receiver
 from .servers import HostServers
@@ -438,48 +446,11 @@ class Network:
         Returns None (the ``250``) or the ``451 4.3.0`` of a storage failure; either all of
         it is stored or none of it.
         """
-        from .queue import QueueError
-        from .store import StorageError
-
         host = handler.host
-        trace = self.world.trace
-        recipients = handler.final_recipients(envelope)
-        local = [r for r in recipients if handler.is_local(r)]
-        remote = [r for r in recipients if not handler.is_local(r)]
         queue = self.queue_of(host.name)
-        qid = envelope.queue_id or self.world.ids.queue_id()
-        if remote and queue is None:  # RCPT should have refused; never lose it silently
-            return Reply(451, "4.3.0 Error: no outbound queue on this host")
-        queued = False
-        data = envelope.content if content is None else content
-        try:
-            if remote:
-                assert queue is not None
-                received = handler.received(session, envelope,
-                                            remote[0] if len(remote) == 1 else None)
-                queue.enqueue(envelope.mail_from or "", remote, received + data,
-                              queue_id=qid, arrival=self.world.clock.now(),
-                              params=dict(envelope.mail_params))
-                queued = True
-            if local:
-                # Final delivery: Return-Path records the envelope sender (RFC 5321 §4.4)
-                received = return_path(envelope.mail_from) + handler.received(
-                    session, envelope, local[0] if len(local) == 1 else None)
-                self.store.deliver_many(local, received + data, folder)
-        except (StorageError, QueueError, OSError) as exc:
-            if queued:
-                assert queue is not None
-                with contextlib.suppress(Exception):
-                    queue.remove(qid, force=True)
-            return handler.storage_error(exc)
-        for rcpt in local:
-            trace.record("delivery.stored", host=host.name, queue_id=qid, recipient=rcpt,
-                         sender=envelope.mail_from, **({"folder": folder} if folder else {}))
-        if remote:
-            trace.record("queue.accepted", host=host.name, queue_id=qid,
-                         recipients=list(remote), sender=envelope.mail_from)
-            self.agents[host.name].kick()
-        return None
+        return store_accepted(handler, session, envelope, world=self.world, store=self.store,
+                              queue=queue, kick=lambda: self.agents[host.name].kick(),
+                              folder=folder, content=content)
 
     def _mail_key(self) -> str:
         """Reproducible Maildir keys (so POP3 UIDLs and notebooks repeat run after run)."""

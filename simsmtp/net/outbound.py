@@ -26,12 +26,9 @@ if TYPE_CHECKING:
     from .runtime import HostInfo
     from .securemx import TransportSecurity
 
-__all__ = ["Outbound", "return_path", "transport_security"]
+from .intake import return_path
 
-
-def return_path(sender: str | None) -> bytes:
-    """The ``Return-Path:`` header of a final delivery (RFC 5321 §4.4; ``<>`` for a bounce)."""
-    return f"Return-Path: <{sender or ''}>\r\n".encode("utf-8", "surrogateescape")
+__all__ = ["Outbound", "transport_security"]
 
 
 class Outbound:
