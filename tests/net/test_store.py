@@ -252,6 +252,34 @@ def test_deliver_many_is_all_or_nothing_on_real_failure(maildir: MaildirStore) -
     assert maildir.keys("alice@example.org") == [] and maildir.keys("bob@example.org") == []
 
 
+def test_deliver_many_into_a_folder(store: MessageStore) -> None:
+    """Quarantined mail (DMARC p=quarantine) goes to every recipient's Junk folder at once."""
+    keys = store.deliver_many(RCPTS, MSG, "Junk")
+    for rcpt in RCPTS:
+        assert store.keys(rcpt, "Junk") == [keys[rcpt]]
+        assert store.keys(rcpt) == []  # not the inbox
+    assert store.deliver_many([ALICE], MSG, "INBOX")[ALICE] in store.keys(ALICE)
+
+
+def test_deliver_many_into_a_folder_is_all_or_nothing(store: MessageStore) -> None:
+    store.fail_next(1, after=2)  # the third copy fails
+    with pytest.raises(StorageError):
+        store.deliver_many(RCPTS, MSG, "Junk")
+    for rcpt in RCPTS:
+        assert store.keys(rcpt, "Junk") == []
+    if isinstance(store, MaildirStore):
+        for rcpt in RCPTS:
+            assert files(store.path(rcpt, "Junk") / "tmp") == []
+            assert files(store.path(rcpt, "Junk") / "new") == []
+
+
+def test_deliver_many_refuses_a_bad_folder_and_stores_nothing(store: MessageStore) -> None:
+    with pytest.raises(InvalidAddress):
+        store.deliver_many(RCPTS, MSG, "../x")
+    for rcpt in RCPTS:
+        assert store.keys(rcpt) == []
+
+
 def test_deliver_many_validates_every_address_first(store: MessageStore) -> None:
     with pytest.raises(InvalidAddress):
         store.deliver_many(["alice@example.org", "bad/one@example.org"], MSG)
