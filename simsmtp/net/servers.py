@@ -14,8 +14,6 @@ import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .servertrace import login_failed, record_event, reply_of
-
 if TYPE_CHECKING:
     from simsmtp.world.model import Host, World
 
@@ -143,7 +141,7 @@ class HostServers:
         options: dict[str, Any] = dict(
             factory=factory, name=host.name, service=service, trace=self.world.trace,
             tap=self.tap, idle_timeout=host.policy.idle_timeout, on_timeout=time_out,
-            on_event=self._on_event,
+            on_event=self._event_recorder(),
             on_refused=refused if service not in RETRIEVAL else refused_retrieval,
             identify=self.address_book.identify,
             anvil=self.anvil_of(host.name),
@@ -259,12 +257,20 @@ class HostServers:
             context = self._server_contexts[host_name] = self.ca.server_context(host_name)
         return context
 
-    def _on_event(self, info: Any, event: object) -> None:
-        record_event(self.world.trace, info, event, self._tls_conns)
-        if login_failed(reply_of(event)):  # the anvil counts a bad login
-            anvil = self.anvils.get(info.host_name)
-            if anvil is not None:
-                anvil.auth_failed(info.peer[0])
+    def _event_recorder(self) -> Callable[[Any, object], None]:
+        """What a listener does with each event of its cores: trace it, and tell the
+        anvil of a refused login. (The protocol cores' types are imported here, when the
+        first host opens, not with this module.)"""
+        from .servertrace import login_failed, record_event, reply_of
+
+        def on_event(info: Any, event: object) -> None:
+            record_event(self.world.trace, info, event, self._tls_conns)
+            if login_failed(reply_of(event)):  # the anvil counts a bad login
+                anvil = self.anvils.get(info.host_name)
+                if anvil is not None:
+                    anvil.auth_failed(info.peer[0])
+
+        return on_event
 
     def anvil_of(self, host_name: str) -> Anvil:
         """The :class:`~simsmtp.net.listener.Anvil` of ``host_name``: what each client did
