@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .ca import CertificateAuthority
     from .listener import Anvil, Listener
     from .runtime import HostInfo, MailSite
-    from .services import ServiceConnection
+    from .services import MaildropLocks, ServiceConnection
     from .tap import Tap
 
 __all__ = ["LISTENER_LIMITS", "RETRIEVAL", "SERVER_LIMITS", "SERVICES", "HostServers",
@@ -59,7 +59,7 @@ class HostServers:
         #: host name -> its per-client counters (simsmtp.net.listener.Anvil).
         self.anvils: dict[str, Anvil] = {}
         #: host -> the POP3 maildrops its sessions hold now (shared by 110 and 995).
-        self.maildrop_locks: dict[str, Any] = {}
+        self.maildrop_locks: dict[str, MaildropLocks] = {}
         #: (host, service) -> the server config its next connection gets (dropped when the
         #: host's policy changes); host -> its TLS server context.
         self._configs: dict[tuple[str, str], Any] = {}
@@ -73,6 +73,7 @@ class HostServers:
         self._server_contexts.clear()
 
     async def open_host(self, host: Host) -> None:
+        """Open ``host``'s listeners (a host brought back up keeps its ports if free)."""
         for port in host.ports():
             key = (host.name, port)
             if key not in self.listeners:
@@ -80,10 +81,10 @@ class HostServers:
                 self.hosts[host.name].ports[port] = self.listeners[key].address[1]
 
     async def close_listener(self, key: tuple[str, int]) -> None:
+        """Close one listener, saying goodbye to its clients."""
         listener = self.listeners.pop(key)
         await listener.close(goodbye=goodbye)
         self.address_book.stopped_listening(listener.address)
-
 
     async def close_host(self, name: str) -> None:
         """Close every listener of host ``name`` (it refuses connections)."""
