@@ -61,7 +61,7 @@ retries and bounces. Each connection it opens runs as a
 :class:`~simsmtp.net.session.DeliverySession` (one SMTP conversation with one MX), which
 drives the sans-IO client core (:class:`simsmtp.protocol.client.ClientConnection`) through
 a channel made by ``connect(ip, port, mx_name, conn)``: in a running world that is
-:func:`simsmtp.net.listener.open_connection`; tests pass a scripted fake. The core normalises
+:func:`simsmtp.net.channel.open_connection`; tests pass a scripted fake. The core normalises
 every stray CR or LF and dot-stuffs, so the agent never emits a bare CR or LF.
 """
 
@@ -222,7 +222,7 @@ class DeliveryAgent:
                  connect: Connect, tls_policy: TLSPolicy | str = "opportunistic",
                  client_tls_context: ssl.SSLContext | None = None,
                  clock: VirtualClock, ids: IdGenerator, retry: RetrySchedule | None = None,
-                 bounce_sink: Callable[[str, bytes], Any], trace: Trace | None = None,
+                 bounce_sink: Callable[[str, bytes], object], trace: Trace | None = None,
                  port_of: Callable[[str], int | None] | None = None,
                  self_names: Iterable[str] = (), rng: random.Random | None = None,
                  timeouts: SMTPTimeouts | None = None,
@@ -249,7 +249,10 @@ class DeliveryAgent:
         self.timeouts = timeouts or SMTPTimeouts()
         self.client_factory: ClientFactory = client_factory or self.default_client
         self.reuse_limit = max(1, reuse_limit)
-        self.security = security
+        #: MTA-STS and DANE (a TransportSecurity or None). Declared Any for now because
+        #: net/network.py reads ``agent.security.reporter`` without a None check; it becomes
+        #: ``TransportSecurity | None`` when that caller narrows it.
+        self.security: Any = security
         self._reuse: _Reuse | None = None
         self._session_count = 0
         self._lock: asyncio.Lock | None = None

@@ -535,8 +535,8 @@ class Network:
 
     def _make_agent(self, host: Host) -> None:
         from .agent import DeliveryAgent
+        from .channel import open_connection
         from .dns import alookup_a, alookup_mx, make_async_resolver
-        from .listener import open_connection
         from .queue import Queue
 
         assert self.directory is not None and self.ca is not None

@@ -1073,8 +1073,9 @@ class Greylist(Mailbox):
 
 
 def test_delivers_over_loopback_through_dns_and_a_listener(tmp_path: Path) -> None:
+    from simsmtp.net.channel import open_connection
     from simsmtp.net.dns import DNSServer, alookup_a, alookup_mx, make_async_resolver
-    from simsmtp.net.listener import create_listener, open_connection
+    from simsmtp.net.listener import create_listener
     from simsmtp.net.tap import Tap
     from simsmtp.world.model import Record
 
