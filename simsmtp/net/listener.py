@@ -382,7 +382,8 @@ class Listener:
         return timeout
 
     # -- bookkeeping used by ServerProtocol ----------------------------------------------
-    def _over_cap(self, ip: str) -> str | None:
+    def over_cap(self, ip: str) -> str | None:
+        """Why a new connection from ``ip`` is refused (a cap or the anvil), or None."""
         if self.max_connections is not None and len(self._protocols) >= self.max_connections:
             return "max_connections"
         if self.max_per_client is not None and self._per_client.get(ip, 0) >= \
@@ -392,23 +393,26 @@ class Listener:
             return self.anvil.refusal(ip)
         return None
 
-    def _refusal_bytes(self, peer: Address, reason: str) -> bytes:
+    def refusal_bytes(self, peer: Address, reason: str) -> bytes:
+        """What ``on_refused`` says to a refused ``peer`` (with the reason if it takes one)."""
         assert self.on_refused is not None
         if self._refused_with_reason:
             return self.on_refused(peer, reason)
         return self.on_refused(peer)
 
-    def _register(self, protocol: ServerProtocol, ip: str) -> None:
+    def register(self, protocol: ServerProtocol, ip: str) -> None:
+        """Count an accepted connection from ``ip`` (may start stress mode)."""
         was_stressed = self.stressed
         self._protocols[protocol] = None
         self._per_client[ip] = self._per_client.get(ip, 0) + 1
         if not was_stressed and self.stressed:
-            self._record("listener.stress", connections=len(self._protocols),
-                         idle_timeout=self.stress_idle_timeout)
+            self.record("listener.stress", connections=len(self._protocols),
+                        idle_timeout=self.stress_idle_timeout)
             for other in list(self._protocols):  # every idle timer gets shorter now
-                other._tighten()
+                other.tighten()
 
-    def _unregister(self, protocol: ServerProtocol, ip: str) -> None:
+    def unregister(self, protocol: ServerProtocol, ip: str) -> None:
+        """Forget a connection that is gone (once; later calls do nothing)."""
         if self._protocols.pop(protocol, UNSET) is UNSET:
             return
         left = self._per_client.get(ip, 1) - 1
@@ -417,7 +421,8 @@ class Listener:
         else:
             self._per_client.pop(ip, None)
 
-    def _record(self, kind: str, **data: Any) -> None:
+    def record(self, kind: str, **data: Any) -> None:
+        """Append ``kind`` to the trace as this listener's host and service."""
         if self.trace is not None:
             self.trace.record(kind, host=self.name, service=self.service, **data)
 
@@ -488,20 +493,20 @@ class ServerProtocol(asyncio.BufferedProtocol):
         if listener.tap is not None:
             listener.tap.open(conn_id, "tcp", client=peer, server=local,
                               service=listener.service, host=listener.name)
-        listener._record("tcp.connect", conn=conn_id, peer=hostport(peer),
-                         local=hostport(local))
-        refusal = "shutting_down" if listener.closing else listener._over_cap(peer[0])
+        listener.record("tcp.connect", conn=conn_id, peer=hostport(peer),
+                        local=hostport(local))
+        refusal = "shutting_down" if listener.closing else listener.over_cap(peer[0])
         if refusal is not None:
-            listener._record("tcp.refused", conn=conn_id, peer=hostport(peer),
-                             reason=refusal)
+            listener.record("tcp.refused", conn=conn_id, peer=hostport(peer),
+                            reason=refusal)
             if refusal != "shutting_down" and listener.on_refused is not None:
                 try:
-                    self._write(listener._refusal_bytes(peer, refusal))
+                    self._write(listener.refusal_bytes(peer, refusal))
                 except Exception as exc:
                     self._error("on_refused", exc)
             self._close_transport("server")
             return
-        listener._register(self, peer[0])
+        listener.register(self, peer[0])
         self._registered = True
         try:
             self.conn = listener.factory(peer=peer, local=local)
@@ -573,10 +578,10 @@ class ServerProtocol(asyncio.BufferedProtocol):
         if info is not None:
             if self.listener.tap is not None:
                 self.listener.tap.close(info.id, by=closed_by)
-            self.listener._record("tcp.close", conn=info.id, by=closed_by,
-                                  error=str(exc) if exc else None)
+            self.listener.record("tcp.close", conn=info.id, by=closed_by,
+                                 error=str(exc) if exc else None)
         if self._registered:
-            self.listener._unregister(self, self._ip)
+            self.listener.unregister(self, self._ip)
             self._registered = False
         if self.lost is not None and not self.lost.done():
             self.lost.set_result(None)
@@ -735,7 +740,7 @@ class ServerProtocol(asyncio.BufferedProtocol):
             timer.cancel()
         self._timer = loop.call_at(self._deadline, self._on_idle)
 
-    def _tighten(self) -> None:
+    def tighten(self) -> None:
         """Stress mode began: bring this connection's idle deadline within the stress
         timeout (Postfix applies the short timeout to the sessions already open too)."""
         timeout = self.listener.current_idle_timeout()
@@ -768,9 +773,9 @@ class ServerProtocol(asyncio.BufferedProtocol):
             self._timer = loop.call_at(self._deadline, self._on_idle)  # moved meanwhile
             return
         if self.info is not None:
-            self.listener._record("tcp.timeout", conn=self.info.id,
-                                  after=self.listener.current_idle_timeout(),
-                                  stress=self.listener.stressed)
+            self.listener.record("tcp.timeout", conn=self.info.id,
+                                 after=self.listener.current_idle_timeout(),
+                                 stress=self.listener.stressed)
         self._finish(self.listener.on_timeout, "on_timeout")
 
     def shutdown(self, goodbye: Callable[[Any], None] | None) -> None:
@@ -850,8 +855,8 @@ class ServerProtocol(asyncio.BufferedProtocol):
     def _error(self, where: str, exc: BaseException) -> None:
         """Record an exception raised by a core or a callback (it is a bug there)."""
         conn_id = self.info.id if self.info is not None else None
-        self.listener._record("net.error", conn=conn_id, where=where, error=repr(exc),
-                              traceback="".join(traceback.format_exception(exc)))
+        self.listener.record("net.error", conn=conn_id, where=where, error=repr(exc),
+                             traceback="".join(traceback.format_exception(exc)))
         if self._loop is not None:
             self._loop.call_exception_handler({
                 "message": f"simsmtp listener {self.listener.name}/{self.listener.service}: "
