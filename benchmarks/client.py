@@ -2,7 +2,7 @@
 (issue 7, item 2).
 
 * **simsmtp**: the sans-IO :class:`~simsmtp.protocol.client.ClientConnection` driven over a
-  socket by :func:`simsmtp.net.listener.open_connection` (the outbound agent's stack), with
+  socket by :func:`simsmtp.net.channel.open_connection` (the outbound agent's stack), with
   MAIL, RCPT and DATA pipelined when the server offers PIPELINING (RFC 2920), as the agent
   sends them.
 * **smtplib**: ``SMTP.sendmail`` (one command, one round trip).
@@ -45,7 +45,7 @@ def _content(size: int) -> bytes:
 
 async def _simsmtp_send(address: tuple[str, int], messages: int, reuse: bool,
                         content: bytes) -> None:
-    from simsmtp.net.listener import ClientChannel, open_connection
+    from simsmtp.net.channel import ClientChannel, open_connection
     from simsmtp.protocol import events as ev
     from simsmtp.protocol.client import ClientConfig, ClientConnection
 

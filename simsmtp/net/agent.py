@@ -56,9 +56,12 @@ the way Postfix does, and says why at every step in the world's trace:
   is recorded, then its DSN handed over, then "notified" recorded: a crash in between sends
   the DSN on the next run (a duplicate DSN is better than a lost one).
 
-The agent drives the sans-IO client core (:class:`simsmtp.protocol.client.ClientConnection`)
-through a channel made by ``connect(ip, port, mx_name, conn)``: in a running world that is
-:func:`simsmtp.net.listener.open_connection`; tests pass a scripted fake. The core normalises
+This module is the agent: queue scanning, routing, trying servers in order, scheduling,
+retries and bounces. Each connection it opens runs as a
+:class:`~simsmtp.net.session.DeliverySession` (one SMTP conversation with one MX), which
+drives the sans-IO client core (:class:`simsmtp.protocol.client.ClientConnection`) through
+a channel made by ``connect(ip, port, mx_name, conn)``: in a running world that is
+:func:`simsmtp.net.channel.open_connection`; tests pass a scripted fake. The core normalises
 every stray CR or LF and dot-stuffs, so the agent never emits a bare CR or LF.
 """
 
@@ -72,8 +75,9 @@ import ssl
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
+from simsmtp.net.dns import AddressLookup, MXLookup
 from simsmtp.net.queue import (
     Queue,
     QueuedMessage,
@@ -81,16 +85,24 @@ from simsmtp.net.queue import (
     RecipientState,
     RecipientStatus,
 )
-from simsmtp.protocol import events as smtp
+from simsmtp.net.session import (
+    Channel,
+    DeliverySession,
+    Outcome,
+    SessionLost,
+    SMTPTimeouts,
+    local_outcome,
+)
 from simsmtp.protocol.client import ClientConfig, ClientConnection
-from simsmtp.protocol.errors import LocalProtocolError
 from simsmtp.protocol.grammar import GrammarError, format_path, message_size
-from simsmtp.protocol.replies import Reply
 from simsmtp.trace import Trace
 from simsmtp.world.bounce import RecipientFailure, compose_bounce
 from simsmtp.world.clock import IdGenerator, VirtualClock
 from simsmtp.world.model import MXRecord
 from simsmtp.world.routing import RetrySchedule, Route, plan_route
+
+if TYPE_CHECKING:
+    from simsmtp.net.securemx import HopRule, TransportSecurity
 
 TLSPolicy = Literal["none", "opportunistic", "required"]
 TLS_POLICIES = ("none", "opportunistic", "required")
@@ -102,52 +114,27 @@ TLS_POLICIES = ("none", "opportunistic", "required")
 #: session never holds a busy destination for a whole queue run.
 MAX_MESSAGES_PER_SESSION = 100
 
-#: The reason a "required" policy gives when the server does not offer STARTTLS.
-TLS_NOT_OFFERED = "TLS is required by policy but the server did not offer STARTTLS"
-
-
-class Channel(Protocol):
-    """What the agent needs from a connection (``simsmtp.net.listener.ClientChannel``)."""
-
-    def send(self, event: Any) -> None: ...
-
-    async def next_event(self, timeout: float | None = ...) -> object: ...
-
-    async def close(self) -> None: ...
-
-
 #: ``connect(ip, port, mx_name, conn) -> channel``; raises OSError / TimeoutError on failure.
-Connect = Callable[[str, int, str, Any], Awaitable[Channel]]
-#: ``resolver_lookup(name, rtype)`` with rtype "MX" or "A"; returns an object with ``status``
-#: ("ok", "nodata", "nxdomain", "tempfail") and ``records`` (MX: (pref, exchange) pairs) or
-#: ``addresses`` (A); sync (run in a worker thread) or async.
-Lookup = Callable[[str, str], Any]
-
-
-@dataclass(frozen=True)
-class SMTPTimeouts:
-    """Client timeouts in seconds of real time (RFC 5321 §4.5.3.2 gives the minimums).
-
-    The RFC's values (greeting 5 min, MAIL/RCPT 5 min, DATA 2 min, end of data 10 min) are
-    the defaults; a world usually passes shorter ones so a dead server does not stall a
-    notebook. Use :meth:`scaled` to keep the proportions.
-    """
-
-    connect: float = 30.0      # not in the RFC; Postfix smtp_connect_timeout is 30 s
-    greeting: float = 300.0    # RFC 5321 §4.5.3.2.1 initial 220: 5 minutes
-    command: float = 300.0     # RFC 5321 §4.5.3.2.2/.3 MAIL, RCPT: 5 minutes
-    data_init: float = 120.0   # RFC 5321 §4.5.3.2.4 DATA initiation: 2 minutes
-    data_end: float = 600.0    # RFC 5321 §4.5.3.2.6 DATA termination: 10 minutes
-
-    def scaled(self, factor: float) -> SMTPTimeouts:
-        """All timeouts multiplied by ``factor``."""
-        return SMTPTimeouts(self.connect * factor, self.greeting * factor,
-                            self.command * factor, self.data_init * factor,
-                            self.data_end * factor)
+Connect = Callable[[str, int, str, ClientConnection | None], Awaitable[Channel]]
+#: ``client_factory(mx_name, use_tls)``: the sans-IO client a session drives (None: the
+#: channel brings its own, as some test fakes do).
+ClientFactory = Callable[[str, bool], ClientConnection | None]
+#: What a lookup returns: :class:`~simsmtp.net.dns.MXLookup` for "MX" (``records``:
+#: (pref, exchange) pairs), :class:`~simsmtp.net.dns.AddressLookup` for "A" (``addresses``),
+#: each with a ``status`` ("ok", "nodata", "nxdomain", "tempfail") and an ``error``.
+LookupResult = MXLookup | AddressLookup
+#: ``resolver_lookup(name, rtype)`` with rtype "MX" or "A"; sync (run in a worker thread)
+#: or async.
+Lookup = Callable[[str, str], LookupResult | Awaitable[LookupResult]]
 
 
 #: Entries a kicked queue run's report keeps per list (it runs as long as mail comes).
 KICK_REPORT_LIMIT = 1_000
+
+
+def _domain_of(address: str) -> str:
+    return address.rpartition("@")[2].lower().rstrip(".") if "@" in address else ""
+
 
 @dataclass
 class RunReport:
@@ -187,49 +174,6 @@ class RunReport:
 
 
 @dataclass
-class _Outcome:
-    """The decision for one recipient in the current attempt."""
-
-    status: Literal["delivered", "failed", "soft"]
-    reply: str  # one line: the remote reply or our reason
-    status_code: str
-    diagnostic: str  # RFC 3464 Diagnostic-Code ("smtp; 550 5.1.1 ..." / "X-Postfix; ...")
-    remote_mta: str = ""
-    recorded: bool = False
-
-
-def _one_line(reply: Reply) -> str:
-    return f"{reply.code} {' '.join(line for line in reply.lines if line)}".rstrip()
-
-
-def _reply_outcome(status: Literal["delivered", "failed", "soft"], reply: Reply,
-                   mx: str, context: str = "") -> _Outcome:
-    text = _one_line(reply)
-    code = reply.enhanced or f"{reply.code // 100}.0.0"  # RFC 3463 §3.1: class only
-    said = f"{text} (in reply to {context})" if context else text
-    return _Outcome(status, said, code, f"smtp; {text}", mx)
-
-
-def _local_outcome(status: Literal["failed", "soft"], status_code: str,
-                   reason: str, mx: str = "") -> _Outcome:
-    return _Outcome(status, reason, status_code, f"X-Postfix; {reason}", mx)
-
-
-def _domain_of(address: str) -> str:
-    return address.rpartition("@")[2].lower().rstrip(".") if "@" in address else ""
-
-
-def _extensions(reply: Reply) -> dict[str, str]:
-    """EHLO keywords and parameters (RFC 5321 §4.1.1.1): lines after the first."""
-    found: dict[str, str] = {}
-    for line in reply.lines[1:]:
-        keyword, _, param = line.strip().partition(" ")
-        if keyword:
-            found[keyword.upper()] = param.strip()
-    return found
-
-
-@dataclass
 class _Reuse:
     """The messages waiting to ride on the first message's session (one queue run)."""
 
@@ -243,13 +187,6 @@ class _Reuse:
     started: bool = False
     broken: bool = False  # a reused transaction failed: no more reuse for this domain
 
-
-class _SessionLost(Exception):
-    """The connection broke, timed out or the server said 421 (all soft, RFC 5321 §3.8)."""
-
-
-class _TLSFailed(Exception):
-    """The STARTTLS handshake failed."""
 
 
 class DeliveryAgent:
@@ -285,12 +222,13 @@ class DeliveryAgent:
                  connect: Connect, tls_policy: TLSPolicy | str = "opportunistic",
                  client_tls_context: ssl.SSLContext | None = None,
                  clock: VirtualClock, ids: IdGenerator, retry: RetrySchedule | None = None,
-                 bounce_sink: Callable[[str, bytes], Any], trace: Trace | None = None,
+                 bounce_sink: Callable[[str, bytes], object], trace: Trace | None = None,
                  port_of: Callable[[str], int | None] | None = None,
                  self_names: Iterable[str] = (), rng: random.Random | None = None,
                  timeouts: SMTPTimeouts | None = None,
-                 client_factory: Callable[[str, bool], Any] | None = None,
-                 reuse_limit: int = MAX_MESSAGES_PER_SESSION, security: Any = None) -> None:
+                 client_factory: ClientFactory | None = None,
+                 reuse_limit: int = MAX_MESSAGES_PER_SESSION,
+                 security: TransportSecurity | None = None) -> None:
         if tls_policy not in TLS_POLICIES:
             raise ValueError(f"tls_policy must be one of {', '.join(TLS_POLICIES)}, "
                              f"not {tls_policy!r}")
@@ -309,9 +247,12 @@ class DeliveryAgent:
         self.self_names = {hostname.lower(), *(n.lower().rstrip(".") for n in self_names)}
         self.rng = rng or ids.rng("mx")
         self.timeouts = timeouts or SMTPTimeouts()
-        self.client_factory = client_factory or self._default_client
+        self.client_factory: ClientFactory = client_factory or self.default_client
         self.reuse_limit = max(1, reuse_limit)
-        self.security = security
+        #: MTA-STS and DANE (a TransportSecurity or None). Declared Any for now because
+        #: net/network.py reads ``agent.security.reporter`` without a None check; it becomes
+        #: ``TransportSecurity | None`` when that caller narrows it.
+        self.security: Any = security
         self._reuse: _Reuse | None = None
         self._session_count = 0
         self._lock: asyncio.Lock | None = None
@@ -361,8 +302,8 @@ class DeliveryAgent:
                     await self._deliver_message(queued, when, report)
                 except Exception as exc:  # keep the other messages moving; say what broke
                     report.errors.append((queued.queue_id, f"{type(exc).__name__}: {exc}"))
-                    self._record("delivery.error", queue_id=queued.queue_id,
-                                 error=f"{type(exc).__name__}: {exc}")
+                    self.record("delivery.error", queue_id=queued.queue_id,
+                                error=f"{type(exc).__name__}: {exc}")
                 finally:
                     reuse, self._reuse = self._reuse, None
                 if reuse is not None:
@@ -449,7 +390,7 @@ class DeliveryAgent:
                 return None
         return domains.pop()
 
-    async def _continue_session(self, session: _Session) -> None:
+    async def continue_session(self, session: DeliverySession) -> None:
         """After the first message was delivered: send the waiting messages for the same
         domain over this session (RFC 5321 §4.1.4: many transactions per session)."""
         reuse = self._reuse
@@ -478,15 +419,15 @@ class DeliveryAgent:
                 continue  # bounces it with the full explanation
             carried += 1
             session.rebind(queued, rcpts)
-            self._record("delivery.attempt", queue_id=queued.queue_id, mx=session.mx,
-                         ip=session.ip, port=session.port, well_known_port=25,
-                         recipients=list(rcpts), tls=session.tls_label,
-                         session=session.number, reused=True, transaction=carried)
+            self.record("delivery.attempt", queue_id=queued.queue_id, mx=session.mx,
+                        ip=session.ip, port=session.port, well_known_port=25,
+                        recipients=list(rcpts), tls=session.tls_label,
+                        session=session.number, reused=True, transaction=carried)
             lost = ""
             try:
                 todo = list(rcpts)
                 while todo:
-                    leftover = await session._transaction(todo)
+                    leftover = await session.transaction(todo)
                     if not leftover or len(leftover) == len(todo):
                         break
                     todo = leftover
@@ -502,24 +443,25 @@ class DeliveryAgent:
                 failed = [o.reply for o in session.outcomes.values()
                           if o.status != "delivered"]
                 lost = failed[0] if failed else "recipients left undecided"
-            except _SessionLost as exc:
+            except SessionLost as exc:
                 lost = str(exc)
             except Exception as exc:  # e.g. the queue could not write: say so, stop here
                 reuse.done.add(queued.queue_id)
                 reuse.report.errors.append((queued.queue_id, f"{type(exc).__name__}: {exc}"))
-                self._record("delivery.error", queue_id=queued.queue_id,
-                             error=f"{type(exc).__name__}: {exc}")
+                self.record("delivery.error", queue_id=queued.queue_id,
+                            error=f"{type(exc).__name__}: {exc}")
                 lost = f"{type(exc).__name__}: {exc}"
             # RFC 5321 §4.5.4.1 rules (next MX, defer, bounce) live in the per-message path
             reuse.broken = True
-            self._record("delivery.reuse_stopped", queue_id=queued.queue_id, mx=session.mx,
-                         session=session.number, reason=lost,
-                         then="the message's undecided recipients and the rest of the "
+            self.record("delivery.reuse_stopped", queue_id=queued.queue_id, mx=session.mx,
+                        session=session.number, reason=lost,
+                        then="the message's undecided recipients and the rest of the "
                               "domain's messages go one session per message")
             return
 
     # ------------------------------------------------------------------ tracing
-    def _record(self, kind: str, **data: Any) -> None:
+    def record(self, kind: str, **data: Any) -> None:
+        """Append ``kind`` to the world's trace, as this host (when there is a trace)."""
         if self.trace is not None:
             self.trace.record(kind, self.hostname, **data)
 
@@ -533,21 +475,21 @@ class DeliveryAgent:
         failed_now: list[str] = []
         utf8 = "SMTPUTF8" in queued.params
         for domain, rcpts in by_domain.items():
-            bad: dict[str, _Outcome] = {}
+            bad: dict[str, Outcome] = {}
             for rcpt in rcpts:
                 try:  # RFC 5321 §4.1.2 path syntax; never route a malformed address
                     format_path(rcpt, utf8=utf8)
                 except GrammarError as exc:
-                    bad[rcpt] = _local_outcome("failed", "5.1.3",
-                                               f"bad recipient address syntax: {exc}")
+                    bad[rcpt] = local_outcome("failed", "5.1.3",
+                                              f"bad recipient address syntax: {exc}")
             rcpts = [r for r in rcpts if r not in bad]
             if bad:
                 failed_now += self._record_outcomes(queued, bad, now, report)
             if not rcpts:
                 continue
             if not domain:
-                outcomes = {r: _local_outcome("failed", "5.1.3",
-                                              f"bad address syntax: {r!r} has no domain")
+                outcomes = {r: local_outcome("failed", "5.1.3",
+                                             f"bad address syntax: {r!r} has no domain")
                             for r in rcpts}
             else:
                 outcomes = await self._deliver_domain(queued, domain, rcpts, now)
@@ -557,7 +499,7 @@ class DeliveryAgent:
         await self._maybe_warn(queued, now, report)
         self._maybe_remove(queued, report)
 
-    def _record_outcomes(self, queued: QueuedMessage, outcomes: Mapping[str, _Outcome],
+    def _record_outcomes(self, queued: QueuedMessage, outcomes: Mapping[str, Outcome],
                          now: float, report: RunReport) -> list[str]:
         """Persist the outcomes not yet written; returns the recipients that failed."""
         results: list[RecipientResult] = []
@@ -579,10 +521,10 @@ class DeliveryAgent:
                         rcpt, RecipientStatus.DEFERRED, outcome.reply, outcome.status_code,
                         outcome.remote_mta, now, next_at))
                     report.deferred.append((qid, rcpt))
-                    self._record("delivery.deferred", queue_id=qid, recipient=rcpt,
-                                 reason=outcome.reply, status=outcome.status_code,
-                                 next_attempt=next_at, next_attempt_at=_iso(next_at),
-                                 retry_in=next_at - now, attempts=state.attempts + 1)
+                    self.record("delivery.deferred", queue_id=qid, recipient=rcpt,
+                                reason=outcome.reply, status=outcome.status_code,
+                                next_attempt=next_at, next_attempt_at=_iso(next_at),
+                                retry_in=next_at - now, attempts=state.attempts + 1)
                     continue
                 # too old: give up (RFC 5321 §4.5.4.1); X.4.7 = delivery time expired
                 age = (now - queued.arrival) / 86400
@@ -590,17 +532,17 @@ class DeliveryAgent:
                           f"than the maximal lifetime of "
                           f"{self.retry.maximal_lifetime / 86400:g} day(s); last error: "
                           f"{outcome.reply}")
-                self._record("delivery.expired", queue_id=qid, recipient=rcpt, reason=reason)
-                outcome = _Outcome("failed", reason, "4.4.7", outcome.diagnostic,
-                                   outcome.remote_mta)
+                self.record("delivery.expired", queue_id=qid, recipient=rcpt, reason=reason)
+                outcome = Outcome("failed", reason, "4.4.7", outcome.diagnostic,
+                                  outcome.remote_mta)
             failed.append(rcpt)
             self._diagnostics[(qid, rcpt)] = outcome.diagnostic
             results.append(RecipientResult(rcpt, RecipientStatus.FAILED, outcome.reply,
                                            outcome.status_code, outcome.remote_mta, now))
             report.bounced.append((qid, rcpt))
-            self._record("delivery.bounce", queue_id=qid, recipient=rcpt,
-                         status=outcome.status_code, reason=outcome.reply,
-                         diagnostic=outcome.diagnostic, mx=outcome.remote_mta)
+            self.record("delivery.bounce", queue_id=qid, recipient=rcpt,
+                        status=outcome.status_code, reason=outcome.reply,
+                        diagnostic=outcome.diagnostic, mx=outcome.remote_mta)
         if results:
             self.queue.record_results(qid, results)
         return failed
@@ -630,11 +572,11 @@ class DeliveryAgent:
                 if inspect.isawaitable(result):
                     await result
                 report.dsns.append((queued.queue_id, queued.sender))
-                self._record("delivery.dsn", queue_id=queued.queue_id, sender=queued.sender,
-                             recipients=rcpts, size=len(dsn))
+                self.record("delivery.dsn", queue_id=queued.queue_id, sender=queued.sender,
+                            recipients=rcpts, size=len(dsn))
         else:
-            self._record("delivery.dsn_suppressed", queue_id=queued.queue_id, recipients=rcpts,
-                         reason="the sender is the null sender <>: a bounce is never "
+            self.record("delivery.dsn_suppressed", queue_id=queued.queue_id, recipients=rcpts,
+                        reason="the sender is the null sender <>: a bounce is never "
                                 "bounced (RFC 5321 §4.5.5)")
         self.queue.mark_notified(queued.queue_id, rcpts)
 
@@ -662,9 +604,9 @@ class DeliveryAgent:
                 if inspect.isawaitable(result):
                     await result
                 report.warnings.append((queued.queue_id, queued.sender))
-                self._record("delivery.delay_warning", queue_id=queued.queue_id,
-                             sender=queued.sender,
-                             recipients=[r.address for r in waiting], size=len(dsn))
+                self.record("delivery.delay_warning", queue_id=queued.queue_id,
+                            sender=queued.sender,
+                            recipients=[r.address for r in waiting], size=len(dsn))
         self.queue.mark_warned(queued.queue_id)
 
     def _maybe_remove(self, queued: QueuedMessage, report: RunReport) -> None:
@@ -673,36 +615,48 @@ class DeliveryAgent:
             report.removed.append(queued.queue_id)
 
     # ------------------------------------------------------------------ DNS and routing
-    async def _lookup(self, name: str, rtype: str) -> tuple[str, list[Any], str]:
-        """(status, records, error) of a lookup, traced as ``dns.lookup``."""
+    async def _resolve(self, name: str, rtype: str) -> LookupResult | str:
+        """The resolver's answer, or why it broke (a temporary DNS failure)."""
         try:
+            answer: LookupResult | Awaitable[LookupResult]
             if inspect.iscoroutinefunction(self.resolver_lookup):
-                result = await self.resolver_lookup(name, rtype)
+                answer = await self.resolver_lookup(name, rtype)
             else:
                 # a blocking resolver on the loop that also runs the DNS server would wait
                 # for itself: run it in a worker thread
-                result = await asyncio.to_thread(self.resolver_lookup, name, rtype)
-                if inspect.isawaitable(result):
-                    result = await result
+                answer = await asyncio.to_thread(self.resolver_lookup, name, rtype)
+            return await answer if inspect.isawaitable(answer) else answer
         except Exception as exc:  # a broken resolver is a temporary DNS failure
-            result = None
-            status, records, error = "tempfail", [], f"{type(exc).__name__}: {exc}"
-        if result is not None:
-            status = str(result.status)
-            raw = getattr(result, "records", None)
-            if raw is None:
-                raw = getattr(result, "addresses", [])
-            records = list(raw)
-            error = str(getattr(result, "error", "") or "")
-        shown = ([f"{p} {x}" for p, x in records] if rtype == "MX"
-                 else [str(r) for r in records])
-        self._record("dns.lookup", qname=name, qtype=rtype, status=status, records=shown,
-                     error=error)
+            return f"{type(exc).__name__}: {exc}"
+
+    def _traced(self, name: str, rtype: str, result: LookupResult | str,
+                shown: list[str]) -> tuple[str, str]:
+        """(status, error) of a lookup, traced as ``dns.lookup``."""
+        if isinstance(result, str):
+            status, error = "tempfail", result
+        else:
+            status, error = str(result.status), str(result.error or "")
+        self.record("dns.lookup", qname=name, qtype=rtype, status=status, records=shown,
+                    error=error)
+        return status, error
+
+    async def _lookup_mx(self, name: str) -> tuple[str, list[tuple[int, str]], str]:
+        """(status, (preference, exchange) pairs, error) of an MX lookup."""
+        result = await self._resolve(name, "MX")
+        records = list(result.records) if isinstance(result, MXLookup) else []
+        status, error = self._traced(name, "MX", result, [f"{p} {x}" for p, x in records])
         return status, records, error
+
+    async def _lookup_a(self, name: str) -> tuple[str, list[str], str]:
+        """(status, addresses, error) of an A lookup."""
+        result = await self._resolve(name, "A")
+        addresses = list(result.addresses) if isinstance(result, AddressLookup) else []
+        status, error = self._traced(name, "A", result, [str(r) for r in addresses])
+        return status, addresses, error
 
     async def route(self, domain: str) -> Route:
         """Where mail for ``domain`` goes now (MX lookup + :func:`plan_route`)."""
-        status, records, _ = await self._lookup(domain, "MX")
+        status, records, _ = await self._lookup_mx(domain)
         if status == "nxdomain":
             route = Route.nxdomain(domain)
         elif status == "tempfail":
@@ -712,32 +666,32 @@ class DeliveryAgent:
             route = plan_route(domain, mx, domain_has_address=False,
                                self_names=self.self_names, rng=self.rng)
         else:  # NODATA: implicit MX if the domain has an address (RFC 5321 §5.1)
-            a_status, addresses, _ = await self._lookup(domain, "A")
+            a_status, addresses, _ = await self._lookup_a(domain)
             if a_status == "tempfail":
                 route = Route.dns_tempfail(domain)
             else:
                 route = plan_route(domain, None, domain_has_address=bool(addresses),
                                    self_names=self.self_names, rng=self.rng)
-        self._record("delivery.route", domain=domain, route=route.kind,
-                     targets=[f"{t.preference} {t.exchange}" for t in route.targets],
-                     status=route.status, reason=route.reason)
+        self.record("delivery.route", domain=domain, route=route.kind,
+                    targets=[f"{t.preference} {t.exchange}" for t in route.targets],
+                    status=route.status, reason=route.reason)
         return route
 
     # ------------------------------------------------------------------ one domain
     async def _deliver_domain(self, queued: QueuedMessage, domain: str, rcpts: list[str],
-                              now: float) -> dict[str, _Outcome]:
+                              now: float) -> dict[str, Outcome]:
         route = await self.route(domain)
         if self._reuse is not None and queued is self._reuse.first:
             self._reuse.route = route
         if route.kind == "bounce":
-            return {r: _local_outcome("failed", route.status or "5.4.4", route.reason)
+            return {r: local_outcome("failed", route.status or "5.4.4", route.reason)
                     for r in rcpts}
         if route.kind == "defer":
-            return {r: _local_outcome("soft", route.status or "4.4.3", route.reason)
+            return {r: local_outcome("soft", route.status or "4.4.3", route.reason)
                     for r in rcpts}
-        outcomes: dict[str, _Outcome] = {}
+        outcomes: dict[str, Outcome] = {}
         remaining = list(rcpts)
-        last_soft: _Outcome | None = None
+        last_soft: Outcome | None = None
         dns_permanent: list[str] = []
         reached = False
         # MTA-STS / DANE: what each MX host must satisfy (RFC 8461 §4, RFC 7672 §2)
@@ -748,18 +702,18 @@ class DeliveryAgent:
             name = target.exchange.rstrip(".")
             rule = await rule_for(name) if rule_for is not None else None
             if rule is not None and not rule.allowed:
-                self._record("delivery.skip", mx=name, reason=rule.refusal)
-                last_soft = _local_outcome("soft", "4.7.5", rule.refusal, name)
+                self.record("delivery.skip", mx=name, reason=rule.refusal)
+                last_soft = local_outcome("soft", "4.7.5", rule.refusal, name)
                 continue
-            a_status, addresses, error = await self._lookup(name, "A")
+            a_status, addresses, error = await self._lookup_a(name)
             if a_status != "ok" or not addresses:
                 reason = (f"Host or domain name not found. Name service error for "
                           f"name={name} type=A: {error or 'Host not found'}")
                 if a_status == "tempfail":
-                    last_soft = _local_outcome("soft", "4.4.3", reason)
+                    last_soft = local_outcome("soft", "4.4.3", reason)
                 else:
                     dns_permanent.append(reason)
-                self._record("delivery.skip", mx=name, reason=reason)
+                self.record("delivery.skip", mx=name, reason=reason)
                 continue
             for ip in addresses:
                 if not remaining:
@@ -775,9 +729,9 @@ class DeliveryAgent:
         if remaining:
             if not reached and last_soft is None and dns_permanent:
                 # RFC 5321 §5.1: MX records exist but none is usable: an error (74d)
-                final = _local_outcome("failed", "5.4.4", dns_permanent[-1])
+                final = local_outcome("failed", "5.4.4", dns_permanent[-1])
             else:
-                final = last_soft or _local_outcome(
+                final = last_soft or local_outcome(
                     "soft", "4.4.1", f"no mail server for {domain} could be reached")
             for rcpt in remaining:
                 outcomes[rcpt] = final
@@ -794,20 +748,20 @@ class DeliveryAgent:
         return None
 
     async def _try_server(self, queued: QueuedMessage, mx: str, ip: str,
-                          rcpts: list[str], now: float, rule: Any = None
-                          ) -> dict[str, _Outcome]:
+                          rcpts: list[str], now: float, rule: HopRule | None = None
+                          ) -> dict[str, Outcome]:
         """Deliver ``rcpts`` to one server: returns an outcome per recipient.
 
         "soft" outcomes mean "try the next server, or defer after the last one".
         ``rule`` (:class:`~simsmtp.net.securemx.HopRule`) is what MTA-STS/DANE demand.
         """
         required = self.tls_policy == "required" or bool(rule is not None and rule.require_tls)
-        context = getattr(rule, "context", None) or self.client_tls_context
+        context = (rule.context if rule is not None else None) or self.client_tls_context
         use_tls = (self.tls_policy != "none" or required) and context is not None
         if required and context is None:
             reason = "TLS is required by policy but no client TLS context is configured"
-            self._record("tls.required_failed", mx=mx, ip=ip, reason=reason)
-            return {r: _local_outcome("soft", "4.7.4", reason, mx) for r in rcpts}
+            self.record("tls.required_failed", mx=mx, ip=ip, reason=reason)
+            return {r: local_outcome("soft", "4.7.4", reason, mx) for r in rcpts}
         outcomes, retry_plain = await self._session(queued, mx, ip, rcpts, use_tls, now,
                                                     rule)
         if retry_plain:
@@ -818,30 +772,31 @@ class DeliveryAgent:
         return outcomes
 
     async def _session(self, queued: QueuedMessage, mx: str, ip: str, rcpts: list[str],
-                       use_tls: bool, now: float, rule: Any = None
-                       ) -> tuple[dict[str, _Outcome], bool]:
+                       use_tls: bool, now: float, rule: HopRule | None = None
+                       ) -> tuple[dict[str, Outcome], bool]:
         """One SMTP connection. Returns (outcomes, retry in plaintext)."""
-        outcomes: dict[str, _Outcome] = {}
+        outcomes: dict[str, Outcome] = {}
         port = self._port(mx, ip)
         self._session_count += 1
         number = self._session_count
         if self._reuse is not None and queued is self._reuse.first:
             self._reuse.sessions += 1
         tls_label = self.tls_policy if use_tls else "none"
-        self._record("delivery.attempt", queue_id=queued.queue_id, mx=mx, ip=ip,
-                     port=port, well_known_port=25, recipients=list(rcpts),
-                     tls=tls_label, session=number)
+        self.record("delivery.attempt", queue_id=queued.queue_id, mx=mx, ip=ip,
+                    port=port, well_known_port=25, recipients=list(rcpts),
+                    tls=tls_label, session=number)
 
-        def soft_all(outcome: _Outcome) -> dict[str, _Outcome]:
+        def soft_all(outcome: Outcome) -> dict[str, Outcome]:
             for r in rcpts:
                 outcomes.setdefault(r, outcome)
             return outcomes
 
         if port is None:
             reason = f"connect to {mx}[{ip}]:25: Connection refused (nothing listens there)"
-            self._record("delivery.connect_failed", mx=mx, ip=ip, port=25, reason=reason)
-            return soft_all(_local_outcome("soft", "4.4.1", reason, mx)), False
-        if use_tls and getattr(rule, "context", None) is not None:
+            self.record("delivery.connect_failed", mx=mx, ip=ip, port=25, reason=reason)
+            return soft_all(local_outcome("soft", "4.4.1", reason, mx)), False
+        conn: ClientConnection | None
+        if use_tls and rule is not None and rule.context is not None:
             conn = ClientConnection(ClientConfig(hostname=self.hostname,
                                                  tls_context=rule.context,
                                                  server_hostname=mx))
@@ -854,40 +809,40 @@ class DeliveryAgent:
             what = ("Connection timed out" if isinstance(exc, TimeoutError)
                     else (exc.strerror or str(exc) or type(exc).__name__))
             reason = f"connect to {mx}[{ip}]:25: {what}"
-            self._record("delivery.connect_failed", mx=mx, ip=ip, port=port, reason=reason)
-            return soft_all(_local_outcome("soft", "4.4.1", reason, mx)), False
-        session = _Session(self, channel, conn, queued, mx, ip, rcpts, outcomes, now)
-        session.number, session.port, session.tls_label = number, port, tls_label
-        session.rule = rule
+            self.record("delivery.connect_failed", mx=mx, ip=ip, port=port, reason=reason)
+            return soft_all(local_outcome("soft", "4.4.1", reason, mx)), False
+        session = DeliverySession(self, channel, conn, queued, mx, ip, rcpts, outcomes, now,
+                                  number=number, port=port, tls_label=tls_label, rule=rule)
         retry_plain = False
         try:
             retry_plain = await session.run(use_tls)
-        except _SessionLost as exc:
-            soft_all(_local_outcome("soft", "4.4.2", str(exc), mx))
+        except SessionLost as exc:
+            soft_all(local_outcome("soft", "4.4.2", str(exc), mx))
         finally:
             with contextlib.suppress(Exception):  # the connection is gone anyway
                 await channel.close()
         if retry_plain:
             return outcomes, True
-        return soft_all(_local_outcome(
+        return soft_all(local_outcome(
             "soft", "4.4.2", f"the session with {mx}[{ip}] ended undecided", mx)), False
 
-    def _default_client(self, mx: str, use_tls: bool) -> Any:
+    def default_client(self, mx: str, use_tls: bool) -> ClientConnection:
+        """The sans-IO client of a session to ``mx`` (STARTTLS with our context or not)."""
         return ClientConnection(ClientConfig(
             hostname=self.hostname,
             tls_context=self.client_tls_context if use_tls else None,
             server_hostname=mx))
 
-    def _persist_delivered(self, queued: QueuedMessage, delivered: Mapping[str, _Outcome],
-                           when: float) -> None:
+    def persist_delivered(self, queued: QueuedMessage, delivered: Mapping[str, Outcome],
+                          when: float) -> None:
         """Write 250 outcomes durably NOW (before QUIT, before anything else)."""
         self.queue.record_results(queued.queue_id, [
             RecipientResult(r, RecipientStatus.DELIVERED, o.reply, o.status_code,
                             o.remote_mta, when) for r, o in delivered.items()])
         for r, o in delivered.items():
             o.recorded = True
-            self._record("delivery.ok", queue_id=queued.queue_id, recipient=r,
-                         reply=o.reply, mx=o.remote_mta, status=o.status_code)
+            self.record("delivery.ok", queue_id=queued.queue_id, recipient=r,
+                        reply=o.reply, mx=o.remote_mta, status=o.status_code)
 
 
 def _iso(when: float) -> str:
@@ -897,413 +852,3 @@ def _iso(when: float) -> str:
 def _is_status(code: str) -> bool:
     parts = code.split(".")
     return len(parts) == 3 and parts[0] in ("2", "4", "5") and all(p.isdigit() for p in parts)
-
-
-class _Session:
-    """One SMTP client session against one server (greeting to QUIT)."""
-
-    def __init__(self, agent: DeliveryAgent, channel: Channel, conn: Any,
-                 queued: QueuedMessage,
-                 mx: str, ip: str, rcpts: list[str], outcomes: dict[str, _Outcome],
-                 now: float) -> None:
-        self.agent = agent
-        self.channel = channel
-        self.conn = conn  # the sans-IO client the channel drives (None in some fakes)
-        self.queued = queued
-        self.mx = mx
-        self.ip = ip
-        self.rcpts = rcpts
-        self.outcomes = outcomes
-        self.extensions: dict[str, str] = {}
-        self.tls = False
-        self.timeouts = agent.timeouts
-        self.when = now
-        self.ev = smtp
-        self.need_rset = False  # a MAIL was accepted and its transaction not finished
-        self.number = 0  # the agent's session number (trace: which session carried what)
-        self.port: int | None = None
-        self.tls_label = "none"
-        self.rule: Any = None  # what MTA-STS/DANE demand of this hop (securemx.HopRule)
-
-    @property
-    def required(self) -> bool:
-        """TLS is mandatory: by the agent's policy, or by MTA-STS enforce / DANE."""
-        return self.agent.tls_policy == "required" or bool(
-            self.rule is not None and self.rule.require_tls)
-
-    def _report(self, result: str | None) -> None:
-        """Tell TLS-RPT how this session went (RFC 8460 §4.3 result types)."""
-        if self.rule is not None:
-            self.rule.report(result, self.ip)
-
-    def rebind(self, queued: QueuedMessage, rcpts: list[str]) -> None:
-        """Carry another message on this session (connection reuse)."""
-        self.queued = queued
-        self.rcpts = rcpts
-        self.outcomes = {}
-
-    def _soft(self, reason: str, code: str = "4.4.2") -> _Outcome:
-        return _local_outcome("soft", code, reason, self.mx)
-
-    def _settle(self, rcpts: Iterable[str], outcome: _Outcome) -> None:
-        for r in rcpts:
-            self.outcomes.setdefault(r, outcome)
-
-    # -- event plumbing ----------------------------------------------------------------
-    async def _event(self, timeout: float) -> object:
-        try:
-            event = await self.channel.next_event(timeout)
-        except TimeoutError:
-            raise _SessionLost(f"conversation with {self.mx}[{self.ip}] timed out "
-                               f"(no reply within {timeout:g} s)") from None
-        except (ConnectionError, OSError, EOFError) as exc:
-            raise _SessionLost(f"lost connection with {self.mx}[{self.ip}]: {exc}") from None
-        except Exception as exc:  # RemoteProtocolError, TLSFailure from the core
-            raise _SessionLost(f"protocol error from {self.mx}[{self.ip}]: {exc}") from None
-        if isinstance(event, self.ev.ConnectionClosed):
-            raise _SessionLost(f"lost connection with {self.mx}[{self.ip}]"
-                               f" ({getattr(event, 'reason', '')})".rstrip(" ()"))
-        if isinstance(event, self.ev.PlaintextDiscarded):
-            self.agent._record("tls.plaintext_discarded", mx=self.mx,
-                               data=bytes(getattr(event, "data", b"")))
-        return event
-
-    async def _reply(self, timeout: float) -> Reply:
-        """The next reply (skipping events that are not replies)."""
-        while True:
-            event = await self._event(timeout)
-            if isinstance(event, self.ev.ReplyReceived | self.ev.ConnectionOpened):
-                reply: Reply = event.reply
-                if reply.code == 421:  # RFC 5321 §3.8: the server is going away
-                    raise _SessionLost(f"host {self.mx}[{self.ip}] said: {_one_line(reply)}")
-                return reply
-            if isinstance(event, self.ev.TLSFailed):
-                raise _TLSFailed(str(getattr(event, "reason", "handshake failed")))
-
-    def _send(self, command: Any) -> None:
-        try:
-            self.channel.send(command)
-        except (ConnectionError, OSError) as exc:
-            raise _SessionLost(f"lost connection with {self.mx}[{self.ip}]: {exc}") from None
-
-    async def _command(self, command: Any, timeout: float) -> Reply:
-        self._send(command)
-        return await self._reply(timeout)
-
-    async def _quit(self) -> None:
-        try:
-            self.channel.send(self.ev.Quit())
-            await self.channel.next_event(2.0)
-        except Exception:  # QUIT is a courtesy (RFC 5321 §4.1.1.10); the mail is decided
-            pass
-
-    # -- the session -------------------------------------------------------------------
-    async def run(self, use_tls: bool) -> bool:
-        """Run the session; returns True when it should be retried in plaintext."""
-        greeting = await self._reply(self.timeouts.greeting)
-        if not greeting.is_positive:
-            # 4xx or 5xx greeting: skip to the next MX (Postfix smtp_skip_5xx_greeting)
-            reason = f"host {self.mx}[{self.ip}] refused to talk to me: {_one_line(greeting)}"
-            self.agent._record("delivery.skip", mx=self.mx, ip=self.ip, reason=reason)
-            self._settle(self.rcpts, _reply_outcome("soft", greeting, self.mx, "the greeting"))
-            await self._quit()
-            return False
-        if not await self._hello():
-            return False
-        if use_tls or self.required:
-            decided = await self._starttls(use_tls)
-            if decided is not None:
-                return decided
-        size_limit = self.extensions.get("SIZE", "")
-        size = message_size(self.queued.message)  # RFC 1870 §4: CRLF octets, no stuffing
-        if size_limit.isdigit() and int(size_limit) and size > int(size_limit):
-            # RFC 1870 §6.2: do not transmit a message the server said it cannot take
-            reason = (f"message size {size} exceeds size limit {int(size_limit)} of server "
-                      f"{self.mx}[{self.ip}]")
-            self.agent._record("delivery.size_refused", mx=self.mx, size=size,
-                               limit=int(size_limit))
-            self._settle(self.rcpts, _local_outcome("failed", "5.3.4", reason, self.mx))
-            await self._quit()
-            return False
-        todo = list(self.rcpts)
-        while todo:
-            leftover = await self._transaction(todo)
-            if not leftover or len(leftover) == len(todo):
-                # nothing accepted in a round: leave the rest as soft for the next server
-                self._settle(leftover, self._soft(
-                    f"host {self.mx}[{self.ip}] accepted no more recipients", "4.5.3"))
-                break
-            todo = leftover
-        await self.agent._continue_session(self)
-        await self._quit()
-        return False
-
-    async def _hello(self) -> bool:
-        reply = await self._command(self.ev.Ehlo(self.agent.hostname), self.timeouts.command)
-        if reply.is_permanent:  # RFC 5321 §3.2: fall back to HELO
-            reply = await self._command(self.ev.Helo(self.agent.hostname),
-                                        self.timeouts.command)
-            self.extensions = {}
-        else:
-            self.extensions = _extensions(reply)
-        if not reply.is_positive:
-            self.agent._record("delivery.skip", mx=self.mx, ip=self.ip,
-                               reason=f"EHLO/HELO refused: {_one_line(reply)}")
-            self._settle(self.rcpts, _reply_outcome("soft", reply, self.mx, "EHLO/HELO"))
-            await self._quit()
-            return False
-        return True
-
-    async def _starttls(self, use_tls: bool) -> bool | None:
-        """Apply the TLS policy. None: go on; True/False: the session is over."""
-        required = self.required
-        why = (f"; demanded by {self.rule.why}" if self.rule is not None and self.rule.why
-               else "")
-        offered = "STARTTLS" in self.extensions
-        if not offered or not use_tls:
-            if not offered:
-                self._report("starttls-not-supported")
-            if required:
-                reason = TLS_NOT_OFFERED + why
-                self.agent._record("tls.required_failed", mx=self.mx, ip=self.ip,
-                                   reason=reason)
-                self._settle(self.rcpts, self._soft(reason, "4.7.4"))
-                await self._quit()
-                return False
-            if not offered:
-                self.agent._record("tls.fallback", mx=self.mx, ip=self.ip,
-                                   reason="the server did not offer STARTTLS: the message "
-                                          "goes in plaintext (opportunistic TLS)")
-            return None
-        try:
-            reply = await self._command(self.ev.StartTLS(), self.timeouts.command)
-            if reply.code != 220:  # RFC 3207 §4: 220 Ready to start TLS
-                reason = f"STARTTLS refused by {self.mx}[{self.ip}]: {_one_line(reply)}"
-                self._report("starttls-not-supported")
-                if required:
-                    self.agent._record("tls.required_failed", mx=self.mx, ip=self.ip,
-                                       reason=reason)
-                    self._settle(self.rcpts, _reply_outcome("soft", reply, self.mx,
-                                                            "STARTTLS"))
-                    await self._quit()
-                    return False
-                self.agent._record("tls.fallback", mx=self.mx, ip=self.ip,
-                                   reason=reason + "; continuing in plaintext")
-                return None
-            while True:
-                event = await self._event(self.timeouts.command)
-                if isinstance(event, self.ev.TLSStarted):
-                    break
-                if isinstance(event, self.ev.TLSFailed):
-                    raise _TLSFailed(str(getattr(event, "reason", "handshake failed")))
-        except (_TLSFailed, _SessionLost) as exc:
-            reason = f"TLS handshake with {self.mx}[{self.ip}] failed: {exc}"
-            text = str(exc).lower()
-            self._report("certificate-host-mismatch" if "hostname" in text
-                         else "certificate-expired" if "expired" in text
-                         else "certificate-not-trusted" if "certificate" in text
-                         else "validation-failure")
-            if required:
-                reason += why
-                self.agent._record("tls.required_failed", mx=self.mx, ip=self.ip,
-                                   reason=reason)
-                self._settle(self.rcpts, self._soft(reason, "4.7.5"))
-                return False
-            self.agent._record("tls.fallback", mx=self.mx, ip=self.ip,
-                               reason=reason + "; reconnecting to send in plaintext")
-            return True
-        self.tls = True
-        context = getattr(self.rule, "context", None) or self.agent.client_tls_context
-        dane = self.rule is not None and bool(self.rule.tlsa)
-        if dane:
-            # DANE (RFC 7672 §3.1): the certificate must match a TLSA record
-            der = self.conn.peer_certificate_der() if self.conn is not None else None
-            security = self.agent.security
-            dane = security is not None and security.matches(self.rule, der)
-        self.agent._record("tls.started", mx=self.mx, ip=self.ip,
-                           version=getattr(event, "version", None),
-                           cipher=getattr(event, "cipher", None),
-                           # RFC 7435 §1: opportunistic TLS encrypts without authenticating
-                           # the peer; say which one this session is (DANE: by its TLSA)
-                           verified=getattr(context, "verify_mode", None)
-                           == ssl.CERT_REQUIRED or dane)
-        if self.rule is not None and self.rule.tlsa:
-            if not dane:
-                reason = (f"the certificate of {self.mx}[{self.ip}] matches none of its "
-                          f"TLSA records{why}")
-                self._report("validation-failure")
-                self.agent._record("tls.required_failed", mx=self.mx, ip=self.ip,
-                                   reason=reason)
-                self._settle(self.rcpts, self._soft(reason, "4.7.5"))
-                await self._quit()
-                return False
-            self.agent._record("dane.matched", mx=self.mx, ip=self.ip,
-                               tlsa=[rd.to_text() for rd in self.rule.tlsa])
-        self._report(None)
-        # RFC 3207 §4.2: forget everything learnt before TLS and say EHLO again
-        if not await self._hello():
-            return False
-        return None
-
-    def _mail_params(self) -> dict[str, str | None]:
-        params: dict[str, str | None] = {}
-        exts = self.extensions
-        if "SIZE" in exts:
-            params["SIZE"] = str(message_size(self.queued.message))  # RFC 1870 §6
-        body = self.queued.params.get("BODY")
-        if body and "8BITMIME" in exts:
-            params["BODY"] = body  # RFC 6152
-        if "SMTPUTF8" in self.queued.params and "SMTPUTF8" in exts:
-            params["SMTPUTF8"] = None  # RFC 6531 §3.4
-        if "DSN" in exts:  # RFC 3461 §4
-            for key in ("RET", "ENVID"):
-                if self.queued.params.get(key):
-                    params[key] = self.queued.params[key]
-        return params
-
-    def _rcpt_params(self, rcpt: str) -> dict[str, str | None]:
-        if "DSN" not in self.extensions:
-            return {}
-        given = self.queued.recipient(rcpt).params
-        return {k: v for k, v in given.items() if k in ("NOTIFY", "ORCPT")}
-
-    async def _transaction(self, rcpts: list[str]) -> list[str]:
-        """MAIL, RCPT x N, DATA, message. Returns recipients to retry in a new
-        transaction on this server (452/552 too many recipients)."""
-        ev = self.ev
-        pipelining = "PIPELINING" in self.extensions  # RFC 2920
-        mail_params = self._mail_params()
-        utf8 = "SMTPUTF8" in mail_params
-        if "SMTPUTF8" in self.queued.params and not utf8:
-            # RFC 6531 §3.2: a message that needs SMTPUTF8 is never sent to a server that
-            # does not offer it (no downgrade here): it bounces, with RFC 6531 §3.6's 5.6.7
-            self._settle(rcpts, _local_outcome(
-                "failed", "5.6.7", f"{self.mx}[{self.ip}] does not support SMTPUTF8, which "
-                "this message needs (internationalized addresses, RFC 6531 §3.2)", self.mx))
-            return []
-        # Check addresses first (catalogue 79b: CR/LF or ">" in an address must never reach
-        # the wire); the core would refuse them too, but mid-batch.
-        try:
-            format_path(self.queued.sender, allow_null=True, utf8=utf8)
-        except GrammarError as exc:
-            self._settle(rcpts, _local_outcome("failed", "5.1.7",
-                                               f"bad sender address syntax: {exc}"))
-            return []
-        good: list[str] = []
-        for rcpt in rcpts:
-            try:
-                format_path(rcpt, allow_postmaster=True, utf8=utf8)
-            except GrammarError as exc:
-                self.outcomes[rcpt] = _local_outcome(
-                    "failed", "5.1.3", f"bad recipient address syntax: {exc}")
-            else:
-                good.append(rcpt)
-        if not good:
-            return []
-        accepted: list[str] = []
-        leftover: list[str] = []
-        if self.need_rset:  # RFC 5321 §4.1.1.5: abandon the unfinished transaction
-            reply = await self._command(ev.Rset(), self.timeouts.command)
-            if not reply.is_positive:
-                raise _SessionLost(f"RSET refused by {self.mx}[{self.ip}]: "
-                                   f"{_one_line(reply)}")
-            self.need_rset = False
-        cmds: list[tuple[str, Any]] = [("MAIL", ev.MailFrom(self.queued.sender, mail_params))]
-        cmds += [(r, ev.RcptTo(r, self._rcpt_params(r))) for r in good]
-        cmds.append(("DATA", ev.Data()))
-        replies: list[tuple[str, Reply]] = []
-        try:
-            if pipelining:
-                # queue the group in the core, flush it with the last send: one write
-                for i, (_, cmd) in enumerate(cmds):
-                    if self.conn is not None and i < len(cmds) - 1:
-                        self.conn.send(cmd)
-                    else:
-                        self._send(cmd)
-                for key, _ in cmds:
-                    replies.append((key, await self._reply(
-                        self.timeouts.data_init if key == "DATA" else self.timeouts.command)))
-            else:
-                for key, cmd in cmds:
-                    if key == "DATA" and not any(
-                            k not in ("MAIL", "DATA") and r.is_positive for k, r in replies):
-                        break  # no recipient accepted: no DATA
-                    replies.append((key, await self._command(
-                        cmd, self.timeouts.data_init if key == "DATA" else
-                        self.timeouts.command)))
-                    if key == "MAIL" and not replies[-1][1].is_positive:
-                        break
-        except LocalProtocolError as exc:  # the core refused: a bug somewhere; hang up
-            raise _SessionLost(f"the client refused to go on with {self.mx}[{self.ip}]: "
-                               f"{exc}") from None
-        data_reply: Reply | None = None
-        for key, reply in replies:
-            if key == "MAIL" and reply.is_positive:
-                self.need_rset = True
-            if key == "MAIL":
-                if reply.is_permanent:  # a 5xx to MAIL bounces every recipient
-                    self._settle(rcpts, _reply_outcome("failed", reply, self.mx,
-                                                       "MAIL FROM"))
-                elif reply.is_transient:
-                    self._settle(rcpts, _reply_outcome("soft", reply, self.mx, "MAIL FROM"))
-                if not reply.is_positive:
-                    await self._reset_if(pipelining and _positive_data(replies))
-                    return []
-            elif key == "DATA":
-                data_reply = reply
-            elif reply.is_positive:
-                accepted.append(key)
-            elif reply.code in (452, 552):
-                # RFC 5321 §4.5.3.1.10: too many recipients: try the rest again
-                leftover.append(key)
-            elif reply.is_permanent:  # 5xx: bounce this recipient, never tried elsewhere
-                self.outcomes[key] = _reply_outcome("failed", reply, self.mx,
-                                                    f"RCPT TO:<{key}>")
-            else:  # 4xx: next server, or defer after the last one
-                self.outcomes[key] = _reply_outcome("soft", reply, self.mx,
-                                                    f"RCPT TO:<{key}>")
-        if not accepted:
-            if data_reply is not None and data_reply.code == 354:
-                # RFC 2920 §3.1: DATA was accepted although no RCPT was: end it empty
-                await self._content(b"")
-            return leftover
-        if data_reply is None:
-            raise _SessionLost(f"no reply to DATA from {self.mx}[{self.ip}]")
-        if data_reply.code != 354:
-            status: Literal["failed", "soft"] = ("failed" if data_reply.is_permanent
-                                                  else "soft")
-            self._settle(accepted, _reply_outcome(status, data_reply, self.mx, "DATA"))
-            return leftover
-        try:
-            final = await self._content(self.queued.message)
-        except _SessionLost as exc:
-            # RFC 5321 §3.8 / §4.5.3.2.6: as if 451; the server may have the message
-            # already (a duplicate is possible and acceptable)
-            self._settle(accepted, self._soft(f"{exc} after end of data", "4.4.2"))
-            raise
-        if final.is_positive:
-            delivered = {r: _reply_outcome("delivered", final, self.mx) for r in accepted}
-            self.outcomes.update(delivered)
-            self.agent._persist_delivered(self.queued, delivered, self.when)
-        else:
-            status = "failed" if final.is_permanent else "soft"
-            self._settle(accepted, _reply_outcome(status, final, self.mx, "end of DATA"))
-        return leftover
-
-    async def _content(self, content: bytes) -> Reply:
-        try:
-            self._send(self.ev.Message(content))
-        except LocalProtocolError as exc:  # the core refused (it is mid-DATA): hang up
-            raise _SessionLost(f"could not send the message to {self.mx}[{self.ip}]: "
-                               f"{exc}") from None
-        reply = await self._reply(self.timeouts.data_end)
-        self.need_rset = False  # the reply to the end of data ends the transaction
-        return reply
-
-    async def _reset_if(self, needed: bool) -> None:
-        if needed:  # pipelined DATA got 354 after a failed MAIL: close the data phase
-            await self._content(b"")
-
-
-def _positive_data(replies: list[tuple[str, Reply]]) -> bool:
-    return any(key == "DATA" and reply.code == 354 for key, reply in replies)

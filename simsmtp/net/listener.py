@@ -1,9 +1,10 @@
-"""Run any sans-IO connection on a real socket: listeners (servers) and client channels.
+"""The server side of a socket: listeners that run a sans-IO core per accepted connection.
 
 The protocol cores of :mod:`simsmtp.protocol` never touch a socket. They follow one small
-interface (after h11), :class:`SansIOConnection`: ``receive_data(bytes)`` (``b""`` is EOF),
-``next_event()`` (an event or the core's ``NEED_DATA`` sentinel), ``data_to_send()`` and
-``closed``. This module is the other half: an :class:`asyncio.Protocol` per accepted
+interface (after h11), :class:`~simsmtp.net.transport.SansIOConnection`:
+``receive_data(bytes)`` (``b""`` is EOF), ``next_event()`` (an event or the core's
+``NEED_DATA`` sentinel), ``data_to_send()`` and ``closed``. This module is the other half
+for servers: an :class:`asyncio.Protocol` per accepted
 connection that feeds the core what the socket reads and writes what the core wants sent.
 It is a plain Protocol, not streams, because speed matters (a world is measured against
 aiosmtpd).
@@ -36,41 +37,41 @@ Per accepted connection the :class:`Listener`:
 Every read and write goes to the capture :class:`~simsmtp.net.tap.Tap` with the exact
 bytes (ciphertext under TLS); connects, closes, refusals and timeouts go to the trace.
 
-For the outbound side, :func:`open_connection` drives a sans-IO *client* core the same way
-and returns a :class:`ClientChannel` with ``send(event)`` and ``await next_event()``.
+For the outbound side, :func:`simsmtp.net.channel.open_connection` drives a sans-IO
+*client* core the same way and returns a :class:`~simsmtp.net.channel.ClientChannel`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import inspect
-import socket
-import sys
 import time
 import traceback
-import weakref
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
 
 from ..trace import Trace
-from .addresses import AddressBook
 from .loop import EventLoopThread
 from .tap import Address, Tap, next_conn_id
+from .transport import (
+    DEFAULT_CLOSE_TIMEOUT,
+    UNSET,
+    ConnectionInfo,
+    SansIOConnection,
+    hostport,
+    read_buffer,
+    resolve_need_data,
+    sockaddr,
+    sockaddr_of,
+)
 
 __all__ = [
     "Anvil",
-    "ClientChannel",
     "ConnectionFactory",
-    "ConnectionInfo",
     "Listener",
-    "SansIOClient",
-    "SansIOConnection",
     "ServerProtocol",
     "create_listener",
-    "open_connection",
     "serve",
 ]
 
@@ -82,10 +83,6 @@ DEFAULT_MAX_CONNECTIONS = 100
 DEFAULT_MAX_PER_CLIENT = 50
 #: Postfix smtpd_min_data_rate (500 bytes/s): the slowest DATA/BDAT a world waits for.
 DEFAULT_MIN_DATA_RATE = 500.0
-#: How long close() waits for a connection to finish flushing before aborting it.
-DEFAULT_CLOSE_TIMEOUT = 5.0
-#: Octets one read may take: the read buffer of an event loop (asyncio's own default).
-READ_BUFFER = 256 * 1024
 #: A core that closed returns NEED_DATA once it has reported its last events; past this
 #: many events after the close, a broken core is cut off instead of looping for ever.
 MAX_EVENTS_AFTER_CLOSE = 100
@@ -185,109 +182,10 @@ class Anvil:
             >= self.max_auth_failure_rate
 
 
-class SansIOConnection(Protocol):
-    """What a listener needs from a protocol core (server role)."""
-
-    def receive_data(self, data: bytes) -> None:
-        """Buffer bytes from the peer; ``b""`` means EOF."""
-
-    def next_event(self) -> object:
-        """The next event, or the core's ``NEED_DATA`` sentinel."""
-
-    def data_to_send(self) -> bytes:
-        """Drain the bytes the core wants on the wire."""
-
-    @property
-    def closed(self) -> bool:
-        """True once the core is done (221, 421, QUIT, failed TLS …)."""
-
-
-class SansIOClient(SansIOConnection, Protocol):
-    """A client core: a connection that also accepts events to send."""
-
-    def send(self, event: Any) -> None:
-        """Queue the bytes of ``event`` in ``data_to_send()``."""
-
-
 class ConnectionFactory(Protocol):
     """Builds the core of one accepted connection."""
 
     def __call__(self, *, peer: Address, local: Address) -> SansIOConnection: ...
-
-
-@dataclass(frozen=True)
-class ConnectionInfo:
-    """Who is talking to whom, for ``on_event`` and the widgets.
-
-    Attributes:
-        id: connection id (the tap's and the trace's ``conn``).
-        service: what the listener speaks (``"smtp"``, ``"pop3"`` …).
-        host_name: the world host that owns the listener (or the client, outbound).
-        peer: the other end's (ip, port).
-        local: our end's (ip, port).
-        opened_at: wall-clock time of the connect (``time.time()``).
-    """
-
-    id: int
-    service: str
-    host_name: str
-    peer: Address
-    local: Address
-    opened_at: float
-
-
-class _Unset:
-    def __repr__(self) -> str:
-        return "<unset>"
-
-
-_UNSET: Any = _Unset()
-
-
-def resolve_need_data(conn: object, need_data: object = _UNSET) -> object:
-    """The ``NEED_DATA`` sentinel of ``conn``'s core.
-
-    ``need_data`` when given; otherwise a ``NEED_DATA`` attribute of the connection, or of
-    the module that defines its class (h11 style).
-
-    Raises:
-        TypeError: none of these exists.
-    """
-    if need_data is not _UNSET:
-        return need_data
-    for source in (conn, sys.modules.get(type(conn).__module__)):
-        value = getattr(source, "NEED_DATA", _UNSET)
-        if value is not _UNSET:
-            return value
-    raise TypeError(f"cannot find NEED_DATA for {type(conn).__name__}: pass need_data=")
-
-
-def _hostport(address: Address) -> str:
-    return f"{address[0]}:{address[1]}"
-
-
-def _sockaddr(transport: asyncio.BaseTransport, key: str) -> Address:
-    value = transport.get_extra_info(key)
-    if not value:
-        return ("", 0)
-    return (str(value[0]), int(value[1]))
-
-
-_READ_BUFFERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, memoryview] = \
-    weakref.WeakKeyDictionary()
-
-
-def read_buffer() -> memoryview:
-    """The buffer every connection of the running event loop reads into, servers and
-    clients alike (:class:`asyncio.BufferedProtocol`): one per loop, not one per listener
-    or connection (a world of 1,000 MX hosts would hold 256 MB of them). Sharing is safe
-    because a loop runs one callback at a time and every read is copied out of the buffer
-    in ``buffer_updated``, before the next read starts."""
-    loop = asyncio.get_running_loop()
-    view = _READ_BUFFERS.get(loop)
-    if view is None:
-        view = _READ_BUFFERS[loop] = memoryview(bytearray(READ_BUFFER))
-    return view
 
 
 class Listener:
@@ -349,7 +247,7 @@ class Listener:
                  max_per_client: int | None = DEFAULT_MAX_PER_CLIENT,
                  on_refused: Callable[..., bytes] | None = None,
                  on_event: Callable[[ConnectionInfo, object], None] | None = None,
-                 need_data: object = _UNSET, backlog: int = 100,
+                 need_data: object = UNSET, backlog: int = 100,
                  close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
                  identify: Callable[[Address], Address] | None = None,
                  anvil: Anvil | None = None,
@@ -403,7 +301,7 @@ class Listener:
         """The bound (ip, port)."""
         if self._server is None or not self._server.sockets:
             return (self.host, self.port)
-        return _sockaddr_of(self._server.sockets[0].getsockname())
+        return sockaddr_of(self._server.sockets[0].getsockname())
 
     @property
     def connections(self) -> int:
@@ -484,7 +382,8 @@ class Listener:
         return timeout
 
     # -- bookkeeping used by ServerProtocol ----------------------------------------------
-    def _over_cap(self, ip: str) -> str | None:
+    def over_cap(self, ip: str) -> str | None:
+        """Why a new connection from ``ip`` is refused (a cap or the anvil), or None."""
         if self.max_connections is not None and len(self._protocols) >= self.max_connections:
             return "max_connections"
         if self.max_per_client is not None and self._per_client.get(ip, 0) >= \
@@ -494,24 +393,27 @@ class Listener:
             return self.anvil.refusal(ip)
         return None
 
-    def _refusal_bytes(self, peer: Address, reason: str) -> bytes:
+    def refusal_bytes(self, peer: Address, reason: str) -> bytes:
+        """What ``on_refused`` says to a refused ``peer`` (with the reason if it takes one)."""
         assert self.on_refused is not None
         if self._refused_with_reason:
             return self.on_refused(peer, reason)
         return self.on_refused(peer)
 
-    def _register(self, protocol: ServerProtocol, ip: str) -> None:
+    def register(self, protocol: ServerProtocol, ip: str) -> None:
+        """Count an accepted connection from ``ip`` (may start stress mode)."""
         was_stressed = self.stressed
         self._protocols[protocol] = None
         self._per_client[ip] = self._per_client.get(ip, 0) + 1
         if not was_stressed and self.stressed:
-            self._record("listener.stress", connections=len(self._protocols),
-                         idle_timeout=self.stress_idle_timeout)
+            self.record("listener.stress", connections=len(self._protocols),
+                        idle_timeout=self.stress_idle_timeout)
             for other in list(self._protocols):  # every idle timer gets shorter now
-                other._tighten()
+                other.tighten()
 
-    def _unregister(self, protocol: ServerProtocol, ip: str) -> None:
-        if self._protocols.pop(protocol, _UNSET) is _UNSET:
+    def unregister(self, protocol: ServerProtocol, ip: str) -> None:
+        """Forget a connection that is gone (once; later calls do nothing)."""
+        if self._protocols.pop(protocol, UNSET) is UNSET:
             return
         left = self._per_client.get(ip, 1) - 1
         if left > 0:
@@ -519,7 +421,8 @@ class Listener:
         else:
             self._per_client.pop(ip, None)
 
-    def _record(self, kind: str, **data: Any) -> None:
+    def record(self, kind: str, **data: Any) -> None:
+        """Append ``kind`` to the trace as this listener's host and service."""
         if self.trace is not None:
             self.trace.record(kind, host=self.name, service=self.service, **data)
 
@@ -540,10 +443,6 @@ def _takes_two(callback: Callable[..., Any]) -> bool:
     return True
 
 
-def _sockaddr_of(value: Any) -> Address:
-    return (str(value[0]), int(value[1]))
-
-
 class ServerProtocol(asyncio.BufferedProtocol):
     """The asyncio side of one accepted connection (built by :class:`Listener`).
 
@@ -561,7 +460,7 @@ class ServerProtocol(asyncio.BufferedProtocol):
         self.lost: asyncio.Future[None] | None = None
         self._transport: asyncio.Transport | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._need_data: object = _UNSET
+        self._need_data: object = UNSET
         self._timer: asyncio.TimerHandle | None = None
         self._deadline = 0.0  # loop time when the idle timer fires
         self._delay: asyncio.TimerHandle | None = None
@@ -583,8 +482,8 @@ class ServerProtocol(asyncio.BufferedProtocol):
         self._transport = cast(asyncio.Transport, transport)
         self._loop = asyncio.get_running_loop()
         self.lost = self._loop.create_future()
-        peer = _sockaddr(transport, "peername")
-        local = _sockaddr(transport, "sockname")
+        peer = sockaddr(transport, "peername")
+        local = sockaddr(transport, "sockname")
         if listener.identify is not None:  # hosts sharing 127.0.0.1 keep their own address
             peer, local = listener.identify(peer), listener.identify(local)
         self._ip = peer[0]
@@ -594,20 +493,20 @@ class ServerProtocol(asyncio.BufferedProtocol):
         if listener.tap is not None:
             listener.tap.open(conn_id, "tcp", client=peer, server=local,
                               service=listener.service, host=listener.name)
-        listener._record("tcp.connect", conn=conn_id, peer=_hostport(peer),
-                         local=_hostport(local))
-        refusal = "shutting_down" if listener.closing else listener._over_cap(peer[0])
+        listener.record("tcp.connect", conn=conn_id, peer=hostport(peer),
+                        local=hostport(local))
+        refusal = "shutting_down" if listener.closing else listener.over_cap(peer[0])
         if refusal is not None:
-            listener._record("tcp.refused", conn=conn_id, peer=_hostport(peer),
-                             reason=refusal)
+            listener.record("tcp.refused", conn=conn_id, peer=hostport(peer),
+                            reason=refusal)
             if refusal != "shutting_down" and listener.on_refused is not None:
                 try:
-                    self._write(listener._refusal_bytes(peer, refusal))
+                    self._write(listener.refusal_bytes(peer, refusal))
                 except Exception as exc:
                     self._error("on_refused", exc)
             self._close_transport("server")
             return
-        listener._register(self, peer[0])
+        listener.register(self, peer[0])
         self._registered = True
         try:
             self.conn = listener.factory(peer=peer, local=local)
@@ -679,10 +578,10 @@ class ServerProtocol(asyncio.BufferedProtocol):
         if info is not None:
             if self.listener.tap is not None:
                 self.listener.tap.close(info.id, by=closed_by)
-            self.listener._record("tcp.close", conn=info.id, by=closed_by,
-                                  error=str(exc) if exc else None)
+            self.listener.record("tcp.close", conn=info.id, by=closed_by,
+                                 error=str(exc) if exc else None)
         if self._registered:
-            self.listener._unregister(self, self._ip)
+            self.listener.unregister(self, self._ip)
             self._registered = False
         if self.lost is not None and not self.lost.done():
             self.lost.set_result(None)
@@ -841,7 +740,7 @@ class ServerProtocol(asyncio.BufferedProtocol):
             timer.cancel()
         self._timer = loop.call_at(self._deadline, self._on_idle)
 
-    def _tighten(self) -> None:
+    def tighten(self) -> None:
         """Stress mode began: bring this connection's idle deadline within the stress
         timeout (Postfix applies the short timeout to the sessions already open too)."""
         timeout = self.listener.current_idle_timeout()
@@ -874,9 +773,9 @@ class ServerProtocol(asyncio.BufferedProtocol):
             self._timer = loop.call_at(self._deadline, self._on_idle)  # moved meanwhile
             return
         if self.info is not None:
-            self.listener._record("tcp.timeout", conn=self.info.id,
-                                  after=self.listener.current_idle_timeout(),
-                                  stress=self.listener.stressed)
+            self.listener.record("tcp.timeout", conn=self.info.id,
+                                 after=self.listener.current_idle_timeout(),
+                                 stress=self.listener.stressed)
         self._finish(self.listener.on_timeout, "on_timeout")
 
     def shutdown(self, goodbye: Callable[[Any], None] | None) -> None:
@@ -956,8 +855,8 @@ class ServerProtocol(asyncio.BufferedProtocol):
     def _error(self, where: str, exc: BaseException) -> None:
         """Record an exception raised by a core or a callback (it is a bug there)."""
         conn_id = self.info.id if self.info is not None else None
-        self.listener._record("net.error", conn=conn_id, where=where, error=repr(exc),
-                              traceback="".join(traceback.format_exception(exc)))
+        self.listener.record("net.error", conn=conn_id, where=where, error=repr(exc),
+                             traceback="".join(traceback.format_exception(exc)))
         if self._loop is not None:
             self._loop.call_exception_handler({
                 "message": f"simsmtp listener {self.listener.name}/{self.listener.service}: "
@@ -1009,390 +908,3 @@ def serve(loop: EventLoopThread | asyncio.AbstractEventLoop, host: str, port: in
     if loop.is_running():
         return asyncio.run_coroutine_threadsafe(coro, loop).result()
     return loop.run_until_complete(coro)
-
-
-class ClientChannel(asyncio.BufferedProtocol):
-    """A sans-IO *client* core driven over one TCP connection (see :func:`open_connection`).
-
-    Reads go into a buffer of its own (:class:`asyncio.BufferedProtocol`, see
-    :class:`ServerProtocol`).
-
-    Use it from the loop's thread: ``channel.send(event)`` queues and writes,
-    ``await channel.next_event()`` returns the next event, waiting for bytes when the core
-    needs data, ``await channel.close()`` closes.
-    """
-
-    def __init__(self, conn: SansIOClient, *, need_data: object = _UNSET,
-                 tap: Tap | None = None, trace: Trace | None = None, name: str = "",
-                 service: str = "smtp", default_timeout: float | None = None,
-                 identity: tuple[str, AddressBook] | None = None) -> None:
-        self.conn = conn
-        self.identity = identity
-        self.need_data = resolve_need_data(conn, need_data)
-        self.tap = tap
-        self.trace = trace
-        self.name = name
-        self.service = service
-        self.default_timeout = default_timeout
-        self.info: ConnectionInfo | None = None
-        self._id = next_conn_id(tap)
-        self._transport: asyncio.Transport | None = None
-        self._waiter: asyncio.Future[Any] | None = None
-        self._loop = asyncio.get_running_loop()
-        self._closers: list[asyncio.Future[Any]] = []  # close() calls waiting for the loss
-        #: One timer for every wait, re-armed lazily (see :meth:`_wait_readable`).
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
-        self._deadline: float | None = None
-        self._eof = False
-        self._gone = False
-        self._closed_by: str | None = None
-        self._error: BaseException | None = None
-        self._buffer = read_buffer()
-        self._sockname: Address = ("", 0)
-
-    # -- asyncio callbacks ---------------------------------------------------------------
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self._buffer
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(self._buffer[:nbytes].tobytes())
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)
-        local = self._sockname = _sockaddr(transport, "sockname")
-        peer = _sockaddr(transport, "peername")
-        if self.identity is not None:
-            ip, book = self.identity
-            local, peer = book.outgoing(local, ip), book.identify(peer)
-        self.info = ConnectionInfo(self._id, self.service, self.name, peer, local,
-                                   time.time())
-        if self.tap is not None:
-            self.tap.open(self._id, "tcp", client=local, server=peer, service=self.service,
-                          host=self.name)
-        self._record("tcp.connect", peer=_hostport(peer), local=_hostport(local),
-                     role="client")
-        self._flush()
-
-    def data_received(self, data: bytes) -> None:
-        if self.tap is not None:
-            self.tap.data(self._id, "s2c", data)
-        try:
-            self.conn.receive_data(data)
-        except Exception as exc:
-            self._error = exc
-        self._flush()
-        _resolve(self._waiter, True)
-
-    def eof_received(self) -> bool | None:
-        self._closed_by = self._closed_by or "server"
-        if not self.conn.closed:
-            self._feed_eof()
-        _resolve(self._waiter, True)
-        return None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._gone = True
-        self._closed_by = self._closed_by or "server"
-        if not self.conn.closed:
-            self._feed_eof()
-        if self.identity is not None:
-            self.identity[1].closed(self._sockname)
-        if self.tap is not None:
-            self.tap.close(self._id, by=self._closed_by)
-        self._record("tcp.close", by=self._closed_by, error=str(exc) if exc else None,
-                     role="client")
-        _resolve(self._waiter, True)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        closers, self._closers = self._closers, []
-        for closer in closers:
-            _resolve(closer, True)
-
-    # -- the driver ----------------------------------------------------------------------
-    def send(self, event: Any) -> None:
-        """Give ``event`` to the core and write the bytes it queued (one write).
-
-        Raises:
-            ConnectionError: the connection is already closed.
-        """
-        if self._gone or self._transport is None or self._transport.is_closing():
-            raise ConnectionError("cannot send: the connection is closed")
-        self.conn.send(event)
-        self._flush()
-
-    async def next_event(self, timeout: float | None = _UNSET) -> object:
-        """The core's next event, reading from the socket while it needs data.
-
-        Args:
-            timeout: seconds to wait for bytes (default: the channel's timeout).
-
-        Raises:
-            TimeoutError: no event within ``timeout``.
-            ConnectionError: the server closed and the core has nothing more to say.
-        """
-        if timeout is _UNSET:
-            timeout = self.default_timeout
-        deadline: float | None = None
-        while True:
-            if self._error is not None:
-                error, self._error = self._error, None
-                raise error
-            event = self.conn.next_event()
-            self._flush()
-            if event is not self.need_data:
-                return event
-            if self._eof or self._gone:
-                raise ConnectionError("the server closed the connection")
-            if timeout is not None:
-                now = self._loop.time()
-                if deadline is None:  # only now: most events need no wait at all
-                    deadline = now + timeout
-                if deadline <= now:
-                    raise TimeoutError(f"no event within {timeout} s")
-            if not await self._wait_readable(deadline):
-                raise TimeoutError(f"no event within {timeout} s")
-
-    async def _wait_readable(self, deadline: float | None) -> bool:
-        """Wait until the socket delivers something (or closes); False at ``deadline``.
-
-        A bare future (``asyncio.wait_for`` on an ``Event`` would make a task per wait)
-        and one timer for the channel's life, re-armed only when it fires early or a
-        wait ends sooner than it: arming and cancelling a timer per reply costs more than
-        the reply (the listener's idle timer works the same way).
-        """
-        waiter: asyncio.Future[bool] = self._loop.create_future()
-        self._waiter = waiter
-        self._deadline = deadline
-        if deadline is not None and (self._timer is None or self._timer_at > deadline):
-            self._arm_timer(deadline)
-        try:
-            return await waiter
-        finally:
-            self._waiter = None
-            self._deadline = None
-
-    def _arm_timer(self, when: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = when
-        self._timer = self._loop.call_at(when, self._on_timer)
-
-    def _on_timer(self) -> None:
-        """The channel's timer fired: time out the wait whose deadline has come, re-arm
-        for a later one, or rest until the next wait arms it again."""
-        self._timer = None
-        deadline = self._deadline
-        if self._waiter is None or deadline is None:
-            return
-        if deadline <= self._loop.time():
-            _resolve(self._waiter, False)
-        else:
-            self._arm_timer(deadline)
-
-    async def close(self, timeout: float = DEFAULT_CLOSE_TIMEOUT) -> None:
-        """Flush, close the socket and wait until it is gone (abort after ``timeout``)."""
-        if self._transport is None:
-            return
-        if not self._gone:
-            self._closed_by = self._closed_by or "client"
-            self._flush()
-            self._transport.close()
-        if self._gone:
-            return
-        # Nothing left to write: the transport has already scheduled connection_lost,
-        # so the wait needs no timer (one loop iteration); otherwise abort at ``timeout``.
-        # A future of its own per call, woken by connection_lost itself (a shield or a
-        # done-callback would cost a loop iteration more); cancelling it harms no other.
-        timer = None if not self._transport.get_write_buffer_size() else \
-            self._loop.call_later(timeout, self._transport.abort)
-        closer: asyncio.Future[Any] = self._loop.create_future()
-        self._closers.append(closer)
-        try:
-            await closer
-        finally:
-            if timer is not None:
-                timer.cancel()
-            if closer in self._closers:
-                self._closers.remove(closer)
-
-    # -- state ---------------------------------------------------------------------------
-    @property
-    def id(self) -> int:
-        """The connection id (tap and trace)."""
-        return self._id
-
-    @property
-    def closed(self) -> bool:
-        """True once the socket is gone."""
-        return self._gone
-
-    @property
-    def local(self) -> Address:
-        """Our (ip, port)."""
-        return self.info.local if self.info else ("", 0)
-
-    @property
-    def peer(self) -> Address:
-        """The server's (ip, port)."""
-        return self.info.peer if self.info else ("", 0)
-
-    def _flush(self) -> None:
-        data = self.conn.data_to_send()
-        transport = self._transport
-        if not data or transport is None or self._gone or transport.is_closing():
-            return
-        if self.tap is not None:
-            self.tap.data(self._id, "c2s", data)
-        transport.write(data)
-
-    def _feed_eof(self) -> None:
-        if self._eof:
-            return
-        self._eof = True
-        try:
-            self.conn.receive_data(b"")
-        except Exception as exc:
-            self._error = exc
-
-    def _record(self, kind: str, **data: Any) -> None:
-        if self.trace is not None:
-            self.trace.record(kind, host=self.name, service=self.service, conn=self._id,
-                              **data)
-
-
-def _resolve(waiter: asyncio.Future[Any] | None, value: bool) -> None:
-    """Wake a :meth:`ClientChannel.next_event` waiting for bytes (True) or its timeout
-    (False); a waiter already woken keeps its first value."""
-    if waiter is not None and not waiter.done():
-        waiter.set_result(value)
-
-
-async def open_connection(host: str, port: int, conn: SansIOClient, *,
-                          tap: Tap | None = None, name: str = "", service: str = "smtp",
-                          timeout: float | None = 30.0, trace: Trace | None = None,
-                          local_host: str | None = None,
-                          identity: tuple[str, AddressBook] | None = None,
-                          need_data: object = _UNSET) -> ClientChannel:
-    """Connect to ``host:port`` and drive the client core ``conn`` over the socket.
-
-    Args:
-        host: the server's address.
-        port: the server's port.
-        conn: a sans-IO client core (``send``, ``receive_data``, ``next_event``,
-            ``data_to_send``, ``closed``).
-        tap: the capture tap.
-        name: the world host that connects (for the tap and the trace).
-        service: what is spoken (``"smtp"`` …).
-        timeout: seconds for the connect, and the default of
-            :meth:`ClientChannel.next_event`.
-        trace: where ``tcp.connect`` and ``tcp.close`` go.
-        local_host: bind this source address first (a world host's own 127.0.0.x), so the
-            server sees the right client IP.
-        identity: ``(world ip, address book)``: the connecting host's world address and
-            the world's :class:`~simsmtp.net.addresses.AddressBook`. The socket is
-            registered there as that host's before it connects (so the server knows who
-            it is even where every host shares 127.0.0.1), and the channel's addresses
-            are the world's.
-        need_data: the core's ``NEED_DATA`` sentinel (found on the core if not given).
-
-    Raises:
-        TimeoutError: the connect took longer than ``timeout``.
-        OSError: the connect failed (refused, unreachable).
-    """
-    loop = asyncio.get_running_loop()
-    channel = ClientChannel(conn, need_data=need_data, tap=tap, trace=trace, name=name,
-                            service=service, default_timeout=timeout, identity=identity)
-    registered: list[Address] = []
-
-    def bound(local: Address) -> None:
-        if identity is not None:
-            identity[1].outgoing(local, identity[0])
-            registered.append(local)
-
-    try:
-        started = _start_connect(host, port, local_host, bound)
-        if started is not None:  # an IP literal: no resolving
-            sock, connected = started
-            try:
-                if not connected:
-                    async with asyncio.timeout(timeout):
-                        await loop.sock_connect(sock, (host, port))
-                await loop.create_connection(lambda: channel, sock=sock)
-            except BaseException:
-                sock.close()
-                raise
-            return channel
-    except BaseException:
-        if identity is not None:  # never connected: no server will ask who it was
-            for local in registered:
-                identity[1].forget(local)
-        raise
-    local_addr = (local_host, 0) if local_host else None
-    async with asyncio.timeout(timeout):  # no task per connect, unlike wait_for
-        await loop.create_connection(lambda: channel, host, port, local_addr=local_addr)
-    return channel
-
-
-def _ip_family(host: str) -> socket.AddressFamily | None:
-    """AF_INET or AF_INET6 for an IP literal, None for anything else (a name)."""
-    for family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            socket.inet_pton(family, host)
-        except OSError:
-            continue
-        return family
-    return None
-
-
-#: Whether a client socket's connect is started here, before the event loop takes it
-#: (selector loops); Windows' proactor loop connects with ``ConnectEx`` itself.
-_CONNECT_BY_HAND = sys.platform != "win32"
-
-
-def _start_connect(host: str, port: int, local_host: str | None,
-                   bound: Callable[[Address], object] | None = None,
-                   ) -> tuple[socket.socket, bool] | None:
-    """Start a non-blocking connect to the IP literal ``host``: the socket, and whether
-    it is connected already, as it is on loopback (the kernel runs the whole handshake
-    inside ``connect``). None when ``host`` (or ``local_host``) is a name, or the two are
-    of different families: ``create_connection`` resolves and connects those.
-
-    Knowing the connect is done spares ``create_connection``'s writer registration and
-    the loop iteration that waits for it; an IP literal spares its resolving.
-    ``bound(local)`` is called with the socket's local address between bind and connect.
-
-    On Windows the socket is only made (and bound): its event loop (the proactor,
-    ``ConnectEx``) connects it itself, so it comes back as not connected yet.
-
-    Raises:
-        OSError: the connect failed at once (refused), as ``create_connection`` says it.
-    """
-    family = _ip_family(host)
-    if family is None or (local_host and _ip_family(local_host) != family):
-        return None
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setblocking(False)
-        if local_host:
-            sock.bind((local_host, 0))
-            if bound is not None:
-                bound(_sockaddr_of(sock.getsockname()))
-        if not _CONNECT_BY_HAND:
-            return sock, False
-        err = sock.connect_ex((host, port))
-        if err not in (0, errno.EINPROGRESS):
-            raise OSError(err, f"Connect call failed {(host, port)}")
-        if err:
-            try:
-                sock.getpeername()  # connected now? (ENOTCONN while the handshake runs)
-            except OSError:
-                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                if err:  # refused already (loopback answers a SYN at once)
-                    raise OSError(err, f"Connect call failed {(host, port)}") from None
-                return sock, False
-        return sock, True
-    except BaseException:
-        sock.close()
-        raise

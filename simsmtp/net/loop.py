@@ -10,7 +10,7 @@ thread, so a notebook cell (or a test) stays free to call into them from the mai
 The loop is made by the current event-loop policy: on Windows the proactor loop (or the
 selector loop a Jupyter kernel installs there); a world needs nothing that only one kind of
 loop has (client sockets are connected by the loop itself where it must, see
-:func:`simsmtp.net.listener.open_connection`).
+:func:`simsmtp.net.channel.open_connection`).
 
 Every running loop is kept in a module registry; an :mod:`atexit` hook stops them all when
 the interpreter ends (which is also what happens when a Jupyter kernel restarts), so no

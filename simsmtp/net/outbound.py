@@ -63,8 +63,8 @@ class Outbound:
                    security: TransportSecurity) -> DeliveryAgent:
         """The queue (under ``directory``) and the delivery agent of ``host``."""
         from .agent import DeliveryAgent
+        from .channel import open_connection
         from .dns import alookup_a, alookup_mx, make_async_resolver
-        from .listener import open_connection
         from .queue import Queue
 
         world = self.world

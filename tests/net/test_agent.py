@@ -20,9 +20,10 @@ from typing import Any
 
 import pytest
 
-from simsmtp.net.agent import TLS_NOT_OFFERED, DeliveryAgent, RunReport, SMTPTimeouts
+from simsmtp.net.agent import DeliveryAgent, RunReport
 from simsmtp.net.dns import AddressLookup, MXLookup
 from simsmtp.net.queue import Queue, RecipientStatus
+from simsmtp.net.session import TLS_NOT_OFFERED, SMTPTimeouts
 from simsmtp.protocol import events as ev
 from simsmtp.protocol.handler import Handler
 from simsmtp.protocol.replies import Reply
@@ -169,11 +170,24 @@ class FakeChannel:
         self.closed = True
 
 
+def _unverifying_context() -> ssl.SSLContext:
+    """A client context that verifies nothing (the fake servers never really start TLS)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+#: The fakes' STARTTLS context: configured, never verifying (``tls.started`` says so).
+FAKE_CONTEXT = _unverifying_context()
+
+
 class FakeNet:
     """DNS answers, servers by IP, and the agent wired to them."""
 
     def __init__(self, tmp_path: Path, *, tls_policy: str = "opportunistic",
-                 retry: RetrySchedule | None = None, tls_context: Any = "context",
+                 retry: RetrySchedule | None = None,
+                 tls_context: ssl.SSLContext | None = FAKE_CONTEXT,
                  seed: int = 1) -> None:
         self.mx: dict[str, Any] = {}
         self.a: dict[str, Any] = {}
@@ -914,7 +928,7 @@ class CoreNet(FakeNet):
 
     def make_agent(self) -> DeliveryAgent:
         agent = super().make_agent()
-        agent.client_factory = agent._default_client
+        agent.client_factory = agent.default_client
         return agent
 
     def add_core(self, name: str, ip: str, users: set[str], **config: Any) -> Mailbox:
@@ -1059,8 +1073,9 @@ class Greylist(Mailbox):
 
 
 def test_delivers_over_loopback_through_dns_and_a_listener(tmp_path: Path) -> None:
+    from simsmtp.net.channel import open_connection
     from simsmtp.net.dns import DNSServer, alookup_a, alookup_mx, make_async_resolver
-    from simsmtp.net.listener import create_listener, open_connection
+    from simsmtp.net.listener import create_listener
     from simsmtp.net.tap import Tap
     from simsmtp.world.model import Record
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from simsmtp.capture.path import connections_between, view_path
-from simsmtp.net.agent import TLS_NOT_OFFERED
 from simsmtp.net.attacker import (
     STARTTLS_UNAVAILABLE,
     StartTLSStripper,
@@ -19,6 +18,7 @@ from simsmtp.net.attacker import (
     strip_starttls_lines,
 )
 from simsmtp.net.network import Network
+from simsmtp.net.session import TLS_NOT_OFFERED
 from simsmtp.net.tap import Tap
 from simsmtp.world import World
 from simsmtp.world.scenario import seed_message

@@ -1,4 +1,4 @@
-"""The client channel's connect, wait and close paths (simsmtp.net.listener).
+"""The client channel's connect, wait and close paths (simsmtp.net.channel).
 
 Each test runs its own event loop against a tiny asyncio server on 127.0.0.1, with a line
 core: ``send(b"X")`` writes ``X\\r\\n``, events are the lines read.
@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from simsmtp.net.listener import open_connection
+from simsmtp.net.channel import open_connection
 
 NEED = object()
 

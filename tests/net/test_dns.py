@@ -23,9 +23,7 @@ from hypothesis import strategies as st
 from simsmtp.net import dns as simdns
 from simsmtp.net.dns import (
     DNSServer,
-    ZoneError,
     alookup_mx,
-    build_zones,
     lookup_a,
     lookup_mx,
     make_async_resolver,
@@ -33,7 +31,9 @@ from simsmtp.net.dns import (
 )
 from simsmtp.net.loop import EventLoopThread
 from simsmtp.trace import Trace
+from simsmtp.world import zone as simzone
 from simsmtp.world.model import Record
+from simsmtp.world.zone import ZoneError, build_zones
 from tests.conftest import require_program
 
 T = TypeVar("T")
@@ -141,7 +141,7 @@ def test_nxdomain_carries_the_soa_with_negative_ttl(start: Callable[..., DNSServ
     [soa] = response.authority
     assert soa.name == dns.name.from_text("anotherdomain.org")
     assert soa.rdtype == dns.rdatatype.SOA
-    assert soa.ttl == soa[0].minimum == simdns.NEGATIVE_TTL  # RFC 2308 §3
+    assert soa.ttl == soa[0].minimum == simzone.NEGATIVE_TTL  # RFC 2308 §3
 
 
 def test_nodata_is_noerror_with_soa(start: Callable[..., DNSServer]) -> None:
@@ -307,7 +307,7 @@ def test_udp_never_exceeds_our_edns_payload(start: Callable[..., DNSServer]) -> 
     server = start(_big_txt(8))  # about 1600 octets
     query = dns.message.make_query("big.zone.test", "TXT", use_edns=0, payload=4096)
     wire = raw_udp(server, query.to_wire())
-    assert wire is not None and len(wire) <= simdns.EDNS_PAYLOAD
+    assert wire is not None and len(wire) <= simzone.EDNS_PAYLOAD
     assert dns.message.from_wire(wire).flags & dns.flags.TC
 
 
@@ -457,7 +457,7 @@ def test_any_bytes_get_an_answer_or_are_dropped_never_a_crash(packet: bytes) -> 
             assert reply[:2] == packet[:2]  # same id
             assert reply[2] & 0x80  # QR: it is a response
             if transport == "udp":
-                assert len(reply) <= simdns.EDNS_PAYLOAD
+                assert len(reply) <= simzone.EDNS_PAYLOAD
     assert _FUZZ_SERVER.trace is not None
     assert _FUZZ_SERVER.trace.events("dns.error") == []  # no internal failure
 

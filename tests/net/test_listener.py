@@ -18,17 +18,16 @@ from typing import Any
 import pytest
 
 from simsmtp.net.addresses import allocate_addresses, loopback_aliases_available
+from simsmtp.net.channel import open_connection
 from simsmtp.net.listener import (
-    ConnectionInfo,
     Listener,
     ServerProtocol,
     create_listener,
-    open_connection,
-    resolve_need_data,
     serve,
 )
 from simsmtp.net.loop import EventLoopThread
 from simsmtp.net.tap import Tap
+from simsmtp.net.transport import ConnectionInfo, resolve_need_data
 from simsmtp.trace import Trace
 
 NEED_DATA = object()

@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 import dns.name
 import pytest
 
-from simsmtp.net.dns import build_zones
-from simsmtp.net.listener import READ_BUFFER, read_buffer
 from simsmtp.net.network import Network
+from simsmtp.net.transport import READ_BUFFER, read_buffer
 from simsmtp.world.model import Domain, Host, MXRecord, Record, User, World
+from simsmtp.world.zone import build_zones
 
 DOMAINS = 30
 

@@ -177,7 +177,8 @@ def test_an_attacker_on_the_path_relays_from_the_senders_identity(net: Network) 
 
 def test_a_listener_sees_the_registered_host_and_caps_clients_by_identity() -> None:
     from simsmtp.net.addresses import AddressBook
-    from simsmtp.net.listener import create_listener, open_connection
+    from simsmtp.net.channel import open_connection
+    from simsmtp.net.listener import create_listener
     from simsmtp.net.tap import Tap
     from tests.net.test_client_channel import Lines
     from tests.net.test_listener import LineConn

@@ -9,7 +9,8 @@ import threading
 import pytest
 import trustme
 
-from simsmtp.net.listener import open_connection, serve
+from simsmtp.net.channel import open_connection
+from simsmtp.net.listener import serve
 from simsmtp.net.loop import EventLoopThread
 from simsmtp.net.tap import Segment, Tap
 from simsmtp.protocol.tls import TLSLayer

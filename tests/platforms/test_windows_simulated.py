@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from simsmtp import cli
-from simsmtp.net import listener, store
+from simsmtp.net import channel, store
 from simsmtp.net.queue import Queue
 from simsmtp.net.store import MaildirStore, open_maildir
 from simsmtp.world import World
@@ -56,7 +56,7 @@ def no_directory_fsync(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 @pytest.fixture
 def proactor_connects(monkeypatch: pytest.MonkeyPatch) -> None:
     """Client sockets are connected by the event loop, never by hand (Windows)."""
-    monkeypatch.setattr(listener, "_CONNECT_BY_HAND", False)
+    monkeypatch.setattr(channel, "_CONNECT_BY_HAND", False)
 
 
 def _names(root: Path) -> list[str]:
