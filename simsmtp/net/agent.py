@@ -249,10 +249,8 @@ class DeliveryAgent:
         self.timeouts = timeouts or SMTPTimeouts()
         self.client_factory: ClientFactory = client_factory or self.default_client
         self.reuse_limit = max(1, reuse_limit)
-        #: MTA-STS and DANE (a TransportSecurity or None). Declared Any for now because
-        #: net/network.py reads ``agent.security.reporter`` without a None check; it becomes
-        #: ``TransportSecurity | None`` when that caller narrows it.
-        self.security: Any = security
+        #: MTA-STS and DANE (RFC 8461, RFC 7672), or None where the host checks neither.
+        self.security: TransportSecurity | None = security
         self._reuse: _Reuse | None = None
         self._session_count = 0
         self._lock: asyncio.Lock | None = None

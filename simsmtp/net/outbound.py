@@ -186,8 +186,10 @@ class Outbound:
 
     def reporter(self, host: str) -> TLSReporter:
         """The TLS-RPT tally (RFC 8460) of ``host``'s agent."""
-        reporter: TLSReporter = self.agents[self.world.host(host).name].security.reporter
-        return reporter
+        security = self.agents[self.world.host(host).name].security
+        if security is None:
+            raise ValueError(f"{host} checks neither MTA-STS nor DANE, so it keeps no TLS report")
+        return security.reporter
 
 
 def transport_security(host: Host, *, world: World, ca: CertificateAuthority,
