@@ -20,6 +20,7 @@ from simsmtp.protocol.events import (
     Vrfy,
 )
 from simsmtp.protocol.handler import Handler
+from simsmtp.protocol.persona import Persona
 from simsmtp.protocol.replies import Reply
 from simsmtp.protocol.server import ServerConfig, ServerConnection, queue_id_generator
 from simsmtp.protocol.session import ServerState as S
@@ -776,3 +777,49 @@ def test_session_repr_has_no_secrets_and_separates_envelope() -> None:
     assert server.conn.session.helo_name == "client.example.com"
     assert server.conn.session.peer == ("127.0.0.9", 40000)
     assert not hasattr(server.conn.session, "envelope")
+
+
+# --- one state variable, one reply path (issue 14) ------------------------------------------
+
+def test_a_persona_override_that_changes_a_code_is_refused() -> None:
+    """A reply's code moves the state (RFC 5321 §4.2): a persona changes words, not codes.
+    ``data_go`` as 554 once left the state at RCPT and the reader reading message content,
+    so the next QUIT was swallowed as content."""
+    with pytest.raises(ValueError, match=r"data_go.*354.*554"):
+        ServerConfig(replies={"data_go": (554, "5.5.1 no data today")})
+    with pytest.raises(ValueError, match=r"help.*500.*214"):
+        ServerConfig(replies={"help": (214, "2.0.0 Commands")})
+    with pytest.raises(ValueError, match=r"no_such_key"):
+        ServerConfig(replies={"no_such_key": (250, "2.0.0 Ok")})
+    ServerConfig(replies={"data_go": (354, "Go ahead, end with <CRLF>.<CRLF>")})  # words: fine
+
+
+def test_the_reader_follows_the_state_whatever_the_reply() -> None:
+    """Whatever code DATA's reply has, what is read next is derived from the state the reply
+    led to: after a refused DATA, QUIT is a command (221), not message content."""
+
+    class Refusing(Persona):  # a reply no configuration check foresaw
+        def reply(self, key: str, **fields: object) -> Reply:
+            if key == "data_go":
+                return Reply(554, "5.5.1 no data today")
+            return super().reply(key, **fields)
+
+    server = Server()
+    server.ehlo()
+    assert codes(server.say(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<v@anotherdomain.org>\r\n")
+                 ) == [250, 250]
+    server.conn.persona = Refusing(server.conn.persona.hostname)
+    assert server.say(b"DATA\r\n") == b"554 5.5.1 no data today\r\n"
+    assert server.state is S.RCPT and not server.conn.receiving_content
+    assert server.say(b"QUIT\r\n") == b"221 2.0.0 Bye\r\n"
+    assert server.conn.closed
+
+
+def test_a_server_may_answer_help_with_214_through_its_handler() -> None:
+    class Helpful(Handler):
+        def handle_HELP(self, session: Session, arg: str) -> Reply | None:
+            return Reply(214, "2.0.0 Commands: EHLO MAIL RCPT DATA QUIT")
+
+    server = Server(Helpful())
+    assert server.say(b"HELP\r\n") == b"214 2.0.0 Commands: EHLO MAIL RCPT DATA QUIT\r\n"
+    assert server.state is S.CONNECTED
