@@ -36,8 +36,8 @@ import re
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Any
+from functools import partial
+from typing import Any, Protocol, TypeVar
 
 from .connection import SansIOConnection
 from .errors import LocalProtocolError
@@ -85,7 +85,7 @@ from .grammar import (
     xtext_decode,
 )
 from .handler import Handler, PendingReply
-from .persona import Persona, clip
+from .persona import Persona, check_overrides, clip
 from .replies import Reply
 from .sasl import (
     SUPPORTED_MECHANISMS,
@@ -184,18 +184,7 @@ class ServerConfig:
         unknown = set(self.auth_mechanisms) - set(SUPPORTED_MECHANISMS)
         if unknown:
             raise ValueError(f"unsupported SASL mechanisms: {sorted(unknown)}")
-
-
-class _Mode(Enum):
-    """What the next input bytes are."""
-
-    COMMAND = "command lines"
-    DATA = "message content (DATA)"
-    CHUNK = "BDAT chunk octets"
-    AUTH = "SASL response lines"
-    HANDSHAKE = "TLS handshake"
-    WAIT = "nothing yet: the handler answers the message later (a PendingReply)"
-    CLOSED = "nothing (closed)"
+        check_overrides(self.replies)
 
 
 @dataclass
@@ -229,6 +218,21 @@ class _Chunk:
     reply: Reply | None = None  # an error to give once the octets are consumed
     transition: Transition | None = None
 
+
+_E = TypeVar("_E", bound=ConnectionEvent)
+_E_co = TypeVar("_E_co", bound=ConnectionEvent, covariant=True)
+
+
+class _EventFactory(Protocol[_E_co]):
+    """Makes a step's event once its reply has moved the state (a ``functools.partial`` of
+    the event class holding the other fields)."""
+
+    def __call__(self, *, state_before: ServerState, state_after: ServerState,
+                 delay: float) -> _E_co: ...
+
+
+#: A reply that closes whatever the state (a 421 of an error limit, RFC 5321 §3.8).
+_CLOSING = Transition(S.CLOSED, S.CLOSED)
 
 #: Verbs allowed before STARTTLS when TLS is required (RFC 3207 §4; aiosmtpd, + RSET).
 ALLOWED_BEFORE_TLS = frozenset({"NOOP", "EHLO", "STARTTLS", "QUIT", "RSET"})
@@ -271,8 +275,8 @@ class ServerConnection(SansIOConnection):
         self.envelope = Envelope()
         #: Exceptions raised by handler hooks (each was answered 451 4.3.0).
         self.handler_errors: list[BaseException] = []
+        #: The one state variable: what is read next is derived from it (:meth:`_process_input`).
         self._state = S.CONNECTED
-        self._mode = _Mode.COMMAND
         self._refused = False  # 554 greeting: only QUIT is served (RFC 5321 §3.1)
         self._greeted = False
         self._discarding = False  # inside an overlong line
@@ -282,18 +286,18 @@ class ServerConnection(SansIOConnection):
         self._data_size = 0
         self._data_error: str | None = None
         self._partial: bytearray | None = None  # the start of a line over 1000 octets
-        # BDAT reader
+        # BDAT reader: the chunk whose octets are owed (a chunk is read in whatever state
+        # its BDAT came in; its reply, and so the state it leads to, comes after its octets)
         self._chunk: _Chunk | None = None
         self._bdat_parts: list[bytes] = []
         self._bdat_size = 0
         # AUTH exchange
         self._mech: ServerMechanism | None = None
-        # a message whose reply the handler gives later
+        # a message whose reply the handler gives later: nothing is read until it is done
         self._pending: _Pending | None = None
         if self.config.implicit_tls:
             assert self.config.tls_context is not None
             self._state = S.TLS_HANDSHAKE
-            self._mode = _Mode.HANDSHAKE
             self._tls = TLSLayer(self.config.tls_context, server_side=True)
         else:
             self._events.append(self._greet())
@@ -315,7 +319,7 @@ class ServerConnection(SansIOConnection):
         """True while the next input is message content (after 354, or a BDAT chunk's
         octets): the network layer times this by a minimum data rate (Postfix
         ``smtpd_min_data_rate``) rather than by the idle timeout."""
-        return self._mode in (_Mode.DATA, _Mode.CHUNK)
+        return self._chunk is not None or (self._state is S.DATA and self._pending is None)
 
     @property
     def pending_reply(self) -> PendingReply | None:
@@ -335,13 +339,9 @@ class ServerConnection(SansIOConnection):
         """
         if self._state is S.CLOSED:
             raise LocalProtocolError("cannot send a reply: the connection is closed")
-        before = self._state
-        if before is not S.TLS_HANDSHAKE:  # mid-handshake no SMTP reply can be understood
-            self._write(reply.to_bytes())
-        if reply.code in (221, 421):  # RFC 5321 §3.8
-            self._close()
-        self._events.append(ReplySent(reply=reply, reason="sent by the network layer",
-                                      state_before=before, state_after=self._state))
+        here = Transition(self._state, self._state)  # 221/421 close (RFC 5321 §3.8)
+        self._events.append(self._answer(reply, here, partial(
+            ReplySent, reply=reply, reason="sent by the network layer"), counted=False))
 
     def send_timeout(self) -> None:
         """Send ``421 4.4.2 <host> Error: timeout exceeded`` and close (RFC 5321 §4.5.3.2.7)."""
@@ -371,6 +371,35 @@ class ServerConnection(SansIOConnection):
 
     # --- output --------------------------------------------------------------------------
 
+    def _answer(self, reply: Reply, transition: Transition | None,
+                event: _EventFactory[_E], *, before: ServerState | None = None,
+                counted: bool = True) -> _E:
+        """The one path of every reply: write it, move the state along ``transition`` by
+        its code (None: the state stays), close when that leads to CLOSED, make the event
+        with the states and the delay hint, and queue the 421 of an error limit it reached.
+
+        ``counted``: a reply to the peer counts against the error limits and carries the
+        delay hint (:meth:`_send_reply`); the greeting and a reply the network layer sends
+        do not, and are not written during a TLS handshake (the peer expects TLS records
+        there: no SMTP reply can be understood). ``before``: the state the step began in,
+        when the reply comes after input read in it (a BDAT chunk, a pending reply).
+        """
+        before = self._state if before is None else before
+        if counted:
+            delay = self._send_reply(reply)
+        else:
+            delay = 0.0
+            if self._state is not S.TLS_HANDSHAKE:
+                self._write(reply.to_bytes())
+        if transition is not None:
+            self._state = next_state(transition, reply.code)
+            if self._state is not S.AUTH:
+                self._mech = None  # the SASL exchange is over
+            if self._state is S.CLOSED:
+                self._close()
+        made = event(state_before=before, state_after=self._state, delay=delay)
+        return self._finish(made) if counted else made
+
     def _send_reply(self, reply: Reply) -> float:
         """Write a reply, count it if it is an error, and return the delay hint."""
         self._write(reply.to_bytes())
@@ -383,7 +412,7 @@ class ServerConnection(SansIOConnection):
 
     def _close(self) -> None:
         self._state = S.CLOSED
-        self._mode = _Mode.CLOSED
+        self._chunk = None
         self.envelope = Envelope()
         pending, self._pending = self._pending, None
         if pending is not None:  # the reply will never be sent: the handler may drop it
@@ -394,7 +423,7 @@ class ServerConnection(SansIOConnection):
             self._tls.close()  # close_notify after the last reply
             self._pull_tls()
 
-    def _finish(self, event: ConnectionEvent) -> ConnectionEvent:
+    def _finish(self, event: _E) -> _E:
         """Queue the 421 of an error limit reached by ``event``'s reply, if any."""
         if self._state is S.CLOSED:
             return event
@@ -404,12 +433,9 @@ class ServerConnection(SansIOConnection):
         elif self.session.error_count >= self.config.hard_error_limit:
             key, reason = "too_many_errors", "hard error limit"
         if key:
-            before = self._state
-            reply = self.persona.reply(key)
-            delay = self._send_reply(reply)
-            self._close()
-            self._events.append(ReplySent(reply=reply, reason=reason, state_before=before,
-                                          state_after=S.CLOSED, delay=delay))
+            reply = self.persona.reply(key)  # a 421: it closes (RFC 5321 §3.8)
+            self._events.append(self._answer(reply, _CLOSING, partial(
+                ReplySent, reply=reply, reason=reason)))
         return event
 
     def _call(self, hook: Callable[..., Any], *args: Any) -> Reply | None:
@@ -430,7 +456,7 @@ class ServerConnection(SansIOConnection):
         event = self._process_input()
         if event is not None or self._events:
             return event
-        if self._eof and self._mode is not _Mode.WAIT:  # the pending reply comes first
+        if self._eof and self._pending is None:  # the pending reply comes first
             return self._on_eof()
         return None
 
@@ -439,7 +465,8 @@ class ServerConnection(SansIOConnection):
         before = self._state
         failure = self._decrypt()
         if failure is not None:
-            self._state, self._mode = S.CLOSED, _Mode.CLOSED
+            self._state = S.CLOSED
+            self._chunk = None
             self._in.clear()
             if before is S.TLS_HANDSHAKE:
                 return TLSFailed(reason=str(failure), state_before=before,
@@ -460,7 +487,7 @@ class ServerConnection(SansIOConnection):
         self.session.extensions = ()
         self.session.tls = self._tls.summary()
         self.envelope = Envelope()
-        self._state, self._mode = S.CONNECTED, _Mode.COMMAND
+        self._state = S.CONNECTED
         summary = self.session.tls
         event = TLSStarted(version=summary["version"], cipher=summary["cipher"],
                            peer=summary["peer"], state_before=S.TLS_HANDSHAKE,
@@ -471,20 +498,18 @@ class ServerConnection(SansIOConnection):
 
     def _greet(self) -> ConnectionEvent:
         self._greeted = True
-        before = self._state
         reply = self._call(self.handler.handle_CONNECT, self.session)
         reply = reply or self.persona.reply("greeting")
-        self._write(reply.to_bytes())
-        if reply.code in (421, 221):  # RFC 5321 §3.1: 421 and close
-            self._close()
-        elif reply.code != 220:
+        if reply.code not in (220, 221, 421):
             self._refused = True  # RFC 5321 §3.1: 554, then only QUIT
-        return ConnectionOpened(reply=reply, state_before=before, state_after=self._state)
+        here = Transition(self._state, self._state)  # RFC 5321 §3.1: 421 and close
+        return self._answer(reply, here, partial(ConnectionOpened, reply=reply),
+                            counted=False)
 
     def _on_eof(self) -> ConnectionEvent:
         before = self._state
         reason = "client closed the connection"
-        if before in (S.MAIL, S.RCPT, S.DATA, S.BDAT) or self._mode is _Mode.CHUNK:
+        if before in (S.MAIL, S.RCPT, S.DATA, S.BDAT) or self._chunk is not None:
             # RFC 5321 §4.1.1.10: cancel any pending transaction
             reason += "; the unfinished mail transaction was discarded"
         if self._in or self._discarding:
@@ -494,28 +519,31 @@ class ServerConnection(SansIOConnection):
         return ConnectionClosed(reason=reason, state_before=before, state_after=S.CLOSED)
 
     def _process_input(self) -> ConnectionEvent | None:
+        """Read what the state says comes next (the reader is derived, never kept apart):
+        first what is owed (the handler's pending reply, a BDAT chunk's octets), then by
+        state: message content in DATA, SASL lines in AUTH, nothing in TLS_HANDSHAKE (the
+        TLS layer reads) or CLOSED, command lines in every other state."""
         while True:
-            mode = self._mode
-            if mode is _Mode.COMMAND:
-                line = self._read_line(MAX_COMMAND_LINE)
-                if line is None:
-                    return None
-                event = self._command(line)
-            elif mode is _Mode.AUTH:
+            if self._pending is not None:
+                return self._resume()
+            if self._chunk is not None:
+                return self._read_chunk()
+            state = self._state
+            event: ConnectionEvent | None
+            if state is S.DATA:
+                return self._read_data()
+            if state is S.TLS_HANDSHAKE or state is S.CLOSED:
+                return None
+            if state is S.AUTH:
                 line = self._read_line(MAX_SASL_LINE)
                 if line is None:
                     return None
                 event = self._auth_line(line)
-            elif mode is _Mode.DATA:
-                return self._read_data()
-            elif mode is _Mode.CHUNK:
-                event = self._read_chunk()
-                if event is None:
-                    return None
-            elif mode is _Mode.WAIT:
-                return self._resume()
             else:
-                return None
+                line = self._read_line(MAX_COMMAND_LINE)
+                if line is None:
+                    return None
+                event = self._command(line)
             if event is not None:
                 return event
 
@@ -564,23 +592,14 @@ class ServerConnection(SansIOConnection):
                 **fields: Any) -> ConnectionEvent:
         """Answer with persona ``key`` and stay in the current state."""
         reply = self.persona.reply(key, **fields)
-        before = self._state
-        delay = self._send_reply(reply)
-        return self._finish(CommandReceived(command=command, line=line, reply=reply,
-                                            state_before=before, state_after=self._state,
-                                            delay=delay))
+        return self._answer(reply, None, partial(CommandReceived, command=command,
+                                                 line=line, reply=reply))
 
     def _done(self, line: bytes, command: Command | None, reply: Reply,
               transition: Transition) -> ConnectionEvent:
         """Answer and move along ``transition`` by the reply code."""
-        before = self._state
-        delay = self._send_reply(reply)
-        self._state = next_state(transition, reply.code)
-        if self._state is S.CLOSED:
-            self._close()
-        return self._finish(CommandReceived(command=command, line=line, reply=reply,
-                                            state_before=before, state_after=self._state,
-                                            delay=delay))
+        return self._answer(reply, transition, partial(CommandReceived, command=command,
+                                                       line=line, reply=reply))
 
     def _sequence_key(self, verb: str) -> str:
         """The persona key of the 503 for ``verb`` not allowed in this state."""
@@ -806,7 +825,6 @@ class ServerConnection(SansIOConnection):
     def _cmd_data(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
         if arg:  # RFC 5321 §4.1.1.4: DATA takes no argument
             return self._reject(line, "syntax", usage="DATA")
-        self._mode = _Mode.DATA
         self._data_lines, self._data_size, self._data_error = [], 0, None
         self._partial = None
         return self._done(line, Data(), self.persona.reply("data_go"), tr)
@@ -852,7 +870,8 @@ class ServerConnection(SansIOConnection):
         return self._done(line, Etrn(arg), custom or self.persona.reply("etrn_ok"), tr)
 
     def _cmd_help(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
-        return self._done(line, Help(arg), self.persona.reply("help"), tr)
+        custom = self._call(self.handler.handle_HELP, self.session, arg)
+        return self._done(line, Help(arg), custom or self.persona.reply("help"), tr)
 
     def _cmd_starttls(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
         if arg:  # RFC 3207 §4: no parameters
@@ -862,7 +881,8 @@ class ServerConnection(SansIOConnection):
         if self.config.tls_context is None:
             return self._reject(line, "tls_unavailable")
         event = self._done(line, StartTLS(), self.persona.reply("starttls_ready"), tr)
-        self._mode = _Mode.HANDSHAKE
+        if self._state is not S.TLS_HANDSHAKE:
+            return event  # the 220 led elsewhere (closed by an error limit)
         if self._in or self._discarding:
             # CVE-2011-0411: what came behind STARTTLS before TLS is never executed
             self._events.append(PlaintextDiscarded(data=bytes(self._in),
@@ -902,14 +922,13 @@ class ServerConnection(SansIOConnection):
     def _auth_outcome(self, step: Challenge | Credentials, mech: ServerMechanism,
                       line: bytes, command: Command | None, tr: Transition, *,
                       first: bool) -> ConnectionEvent:
+        name = ""
         if isinstance(step, Challenge):
-            self._mech = mech
-            self._mode = _Mode.AUTH
+            self._mech, name = mech, mech.name
             reply = self.persona.reply("auth_challenge", challenge=encode(step.data)
                                        if step.data else "")
         else:
             self._mech = None
-            self._mode = _Mode.COMMAND
             ok = False
             if not step.authzid or step.authzid == step.username:  # no proxy authorisation
                 try:
@@ -926,18 +945,12 @@ class ServerConnection(SansIOConnection):
                 reply = self.persona.reply("auth_failed")
         if first:
             return self._done(line, command, reply, tr)
-        return self._auth_event(line, reply, tr)
+        return self._auth_event(line, reply, tr, name)
 
-    def _auth_event(self, line: bytes, reply: Reply, tr: Transition) -> ConnectionEvent:
-        before = self._state
-        delay = self._send_reply(reply)
-        self._state = next_state(tr, reply.code)
-        if self._state is S.CLOSED:
-            self._close()
-        name = self._mech.name if self._mech else ""
-        return self._finish(AuthStep(mechanism=name, line=line, reply=reply,
-                                     state_before=before, state_after=self._state,
-                                     delay=delay))
+    def _auth_event(self, line: bytes, reply: Reply, tr: Transition,
+                    name: str = "") -> ConnectionEvent:
+        return self._answer(reply, tr, partial(AuthStep, mechanism=name, line=line,
+                                               reply=reply))
 
     def _auth_line(self, raw: bytes | _TooLong) -> ConnectionEvent:
         tr = SERVER_TRANSITIONS[(S.AUTH, "<auth-response>")]
@@ -945,12 +958,12 @@ class ServerConnection(SansIOConnection):
         assert mech is not None
         masked = b"***"
         if isinstance(raw, _TooLong):  # RFC 4954 §4: 500 5.5.6
-            self._mode, self._mech = _Mode.COMMAND, None
+            self._mech = None
             return self._auth_event(masked, self.persona.reply("auth_line_too_long"), tr)
         try:
             step = mech.step(decode_response(raw.decode("ascii")))
         except (SASLError, UnicodeDecodeError) as exc:
-            self._mode, self._mech = _Mode.COMMAND, None
+            self._mech = None
             key = exc.reason if isinstance(exc, SASLError) else "auth_bad_base64"
             return self._auth_event(masked, self.persona.reply(key), tr)
         return self._auth_outcome(step, mech, masked, None, tr, first=False)
@@ -1032,7 +1045,6 @@ class ServerConnection(SansIOConnection):
         lines = self._data_lines
         self._data_lines, self._data_size, self._data_error = [], 0, None
         self._partial = None
-        self._mode = _Mode.COMMAND
         content = b"\r\n".join(lines) + b"\r\n" if lines else b""
         return self._deliver(content, error, tr, "DATA")
 
@@ -1054,7 +1066,6 @@ class ServerConnection(SansIOConnection):
         if result is not None and not isinstance(result, Reply) \
                 and isinstance(result, PendingReply):
             self._pending = _Pending(result, envelope, tr, via, before)
-            self._mode = _Mode.WAIT
             return self._resume()
         return self._delivered(envelope, self._checked(result, "handle_DATA"), tr, via,
                                before)
@@ -1073,7 +1084,6 @@ class ServerConnection(SansIOConnection):
         if not pending.reply.done():
             return None
         self._pending = None
-        self._mode = _Mode.COMMAND
         try:
             result: object = pending.reply.result()
         except (KeyboardInterrupt, SystemExit):
@@ -1095,13 +1105,8 @@ class ServerConnection(SansIOConnection):
             envelope.content = b""
         self.envelope = Envelope()
         self._reset_bdat()
-        delay = self._send_reply(reply)
-        self._state = next_state(tr, reply.code)
-        if self._state is S.CLOSED:
-            self._close()
-        return self._finish(MessageReceived(envelope=envelope, reply=reply, via=via,
-                                            state_before=before, state_after=self._state,
-                                            delay=delay))
+        return self._answer(reply, tr, partial(MessageReceived, envelope=envelope,
+                                               reply=reply, via=via), before=before)
 
     # --- BDAT (RFC 3030) -----------------------------------------------------------------
 
@@ -1123,7 +1128,6 @@ class ServerConnection(SansIOConnection):
                      reply: Reply | None = None,
                      transition: Transition | None = None) -> ConnectionEvent | None:
         self._chunk = _Chunk(size, size, last, line, self._state, store, reply, transition)
-        self._mode = _Mode.CHUNK
         return self._read_chunk()
 
     def _read_chunk(self) -> ConnectionEvent | None:
@@ -1138,7 +1142,6 @@ class ServerConnection(SansIOConnection):
         if chunk.remaining:
             return None
         self._chunk = None
-        self._mode = _Mode.COMMAND
         command = Bdat(b"", chunk.last)
         if chunk.reply is not None:  # refused, octets consumed
             if chunk.transition is None:  # refused by the sequence/TLS/AUTH checks
@@ -1152,23 +1155,16 @@ class ServerConnection(SansIOConnection):
         if chunk.last:
             content = b"".join(self._bdat_parts)
             return self._deliver(content, None, chunk.transition, "BDAT")
-        before = self._state
         reply = self.persona.reply("bdat_ok", size=chunk.size)
-        delay = self._send_reply(reply)
-        self._state = next_state(chunk.transition, reply.code)
         data = self._bdat_parts[-1] if self._bdat_parts and chunk.size else b""
-        return self._finish(BdatChunkReceived(command=Bdat(data, False), line=chunk.line,
-                                              size=chunk.size, reply=reply,
-                                              state_before=before, state_after=self._state,
-                                              delay=delay))
+        return self._answer(reply, chunk.transition, partial(
+            BdatChunkReceived, command=Bdat(data, False), line=chunk.line, size=chunk.size,
+            reply=reply))
 
     def _refuse_chunk(self, chunk: _Chunk, command: Command) -> ConnectionEvent:
         assert chunk.reply is not None
-        before = self._state
-        delay = self._send_reply(chunk.reply)
-        return self._finish(CommandReceived(command=command, line=chunk.line,
-                                            reply=chunk.reply, state_before=before,
-                                            state_after=self._state, delay=delay))
+        return self._answer(chunk.reply, None, partial(CommandReceived, command=command,
+                                                       line=chunk.line, reply=chunk.reply))
 
 
 def _upper(value: str | None) -> str | None:

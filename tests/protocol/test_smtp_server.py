@@ -276,11 +276,6 @@ def test_help_is_not_recognized_as_by_postfix() -> None:
     assert server.state is S.GREETED and not server.conn.closed
 
 
-def test_a_persona_may_answer_help_with_214() -> None:
-    server = Server(replies={"help": (214, "2.0.0 Commands: EHLO MAIL RCPT DATA QUIT")})
-    assert server.say(b"HELP\r\n") == b"214 2.0.0 Commands: EHLO MAIL RCPT DATA QUIT\r\n"
-
-
 def test_disable_vrfy_command() -> None:
     server = Server(disable_vrfy_command=True)
     out = server.say(b"EHLO client.example.org\r\n")
