@@ -10,6 +10,7 @@ subclass supplies :meth:`_step` (turn buffered input into the next event) and
 :class:`Edge` is one edge of a state table as data (the POP3 and IMAP cores keep theirs as
 tuples of edges; :class:`EdgeTable` answers "where does this lead?" and "what is allowed
 here?" from them, and a notebook draws the diagram from the same tuple).
+:class:`TableConnection` is the base of such a core: it only declares its table.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import ssl
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar
 
 from .errors import LocalProtocolError, TLSFailure
 from .events import NEED_DATA, ConnectionClosed, ConnectionEvent
@@ -150,8 +151,11 @@ class SansIOConnection:
             self._out += data
 
 
+StateT = TypeVar("StateT")
+
+
 @dataclass(frozen=True)
-class Edge:
+class Edge(Generic[StateT]):
     """One edge of a state table.
 
     Attributes:
@@ -164,44 +168,80 @@ class Edge:
         rfc: where the rule comes from.
     """
 
-    state: Any
+    state: StateT
     trigger: str
-    target: Any
+    target: StateT
     outcome: str = ""
     rfc: str = ""
 
 
-class EdgeTable:
+class EdgeTable(Generic[StateT]):
     """Lookups over a tuple of :class:`Edge` (built once per core)."""
 
-    def __init__(self, edges: Iterable[Edge]) -> None:
+    def __init__(self, edges: Iterable[Edge[StateT]]) -> None:
         self.edges = tuple(edges)
         self._to = {(e.state, e.trigger, e.outcome): e.target for e in self.edges}
         #: The command verbs the table knows.
         self.verbs = frozenset(e.trigger for e in self.edges if e.trigger.isupper())
 
-    def target(self, state: Any, trigger: str, outcome: str = "") -> Any:
+    def target(self, state: StateT, trigger: str, outcome: str = "") -> StateT | None:
         """Where ``trigger`` with ``outcome`` leads from ``state`` (an edge without an
         outcome applies to every outcome); None when no edge says."""
         found = self._to.get((state, trigger, outcome))
         return found if found is not None else self._to.get((state, trigger, ""))
 
-    def allows(self, state: Any, verb: str) -> bool:
+    def allows(self, state: StateT, verb: str) -> bool:
         """Whether some edge starts at ``state`` with ``verb``."""
         return any(e.state is state and e.trigger == verb for e in self.edges)
 
-    def states_allowing(self, verb: str) -> list[Any]:
+    def states_allowing(self, verb: str) -> list[StateT]:
         """The states ``verb`` is allowed in, in table order."""
-        found: list[Any] = []
+        found: list[StateT] = []
         for e in self.edges:
             if e.trigger == verb and e.state not in found:
                 found.append(e.state)
         return found
 
-    def commands(self, state: Any) -> list[str]:
+    def commands(self, state: StateT) -> list[str]:
         """The command verbs allowed in ``state``, in table order."""
         seen: list[str] = []
         for e in self.edges:
             if e.state is state and e.trigger.isupper() and e.trigger not in seen:
                 seen.append(e.trigger)
         return seen
+
+
+class TableConnection(SansIOConnection, Generic[StateT]):
+    """A core whose state moves only along the edges of its :class:`EdgeTable` (the POP3
+    and IMAP servers): a subclass declares :attr:`TABLE` (and :attr:`NO_EDGE_STAYS`), and
+    the questions "what is allowed here?" and "where does this lead?" are answered here,
+    the same way for every such core."""
+
+    #: The core's state table.
+    TABLE: ClassVar[EdgeTable[Any]]
+    #: A step with no edge: True, nothing changes; False, a bug (LocalProtocolError).
+    NO_EDGE_STAYS: ClassVar[bool] = False
+
+    @classmethod
+    def transitions(cls) -> tuple[Edge[Any], ...]:
+        """The state machine as data, in table order (for a notebook's state diagram)."""
+        return cls.TABLE.edges
+
+    @classmethod
+    def allowed_commands(cls, state: Any) -> list[str]:
+        """The commands a client may send in ``state``, in table order."""
+        return cls.TABLE.commands(state)
+
+    def _next_state(self, state: StateT, trigger: str, outcome: str = "") -> StateT:
+        """Where ``trigger`` with ``outcome`` leads from ``state``.
+
+        Raises:
+            LocalProtocolError: no edge says, and this core treats that as its own bug.
+        """
+        target: StateT | None = self.TABLE.target(state, trigger, outcome)
+        if target is not None:
+            return target
+        if self.NO_EDGE_STAYS:
+            return state
+        raise LocalProtocolError(f"no transition for {trigger!r} in state "
+                                 f"{getattr(state, 'name', state)}")

@@ -61,7 +61,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, runtime_checkable
 
-from .connection import Edge, EdgeTable, SansIOConnection
+from .connection import Edge, EdgeTable, TableConnection
 from .errors import LocalProtocolError
 from .events import (
     NEED_DATA,
@@ -166,7 +166,7 @@ _L = IMAPState.LOGOUT
 Transition = Edge
 
 
-def _loops(states: Iterable[IMAPState], verbs: str, rfc: str) -> tuple[Transition, ...]:
+def _loops(states: Iterable[IMAPState], verbs: str, rfc: str) -> tuple[Transition[IMAPState], ...]:
     return tuple(Transition(s, v, s, "", rfc) for s in states for v in verbs.split())
 
 
@@ -175,7 +175,7 @@ _AUTHED = (_A, _S)
 
 #: THE transition table. A command without an edge from the current state is refused with
 #: ``BAD`` and changes nothing.
-TRANSITIONS: Final[tuple[Transition, ...]] = (
+TRANSITIONS: Final[tuple[Transition[IMAPState], ...]] = (
     *_loops(_ANY, "CAPABILITY NOOP ID", "RFC 9051 §6.1, RFC 2971"),
     *(Transition(s, "LOGOUT", _L, "", "RFC 9051 §6.1.3") for s in _ANY),
     Transition(_N, "STARTTLS", _H, "OK", "RFC 9051 §6.2.1"),
@@ -207,23 +207,11 @@ TRANSITIONS: Final[tuple[Transition, ...]] = (
     *(Transition(s, "disconnect", _L, "", "RFC 9051 §7.1.5 (BYE)") for s in (_N, _A, _S, _I, _H)),
 )
 
-_TABLE: Final = EdgeTable(TRANSITIONS)
+_TABLE: Final = EdgeTable[IMAPState](TRANSITIONS)
 _VERBS: Final[frozenset[str]] = _TABLE.verbs
 
 
-def transitions() -> tuple[Transition, ...]:
-    """The state machine as data (for a notebook's state diagram)."""
-    return TRANSITIONS
 
-
-def allowed_commands(state: IMAPState) -> list[str]:
-    """The commands a client may send in ``state``, in table order."""
-    return _TABLE.commands(state)
-
-
-def _next_state(state: IMAPState, trigger: str, outcome: str = "") -> IMAPState:
-    target: IMAPState | None = _TABLE.target(state, trigger, outcome)
-    return state if target is None else target  # no edge: nothing changes
 
 
 # --- the mailbox, as the core sees it ---------------------------------------------------------
@@ -804,7 +792,7 @@ class _Message:
     recent: bool
 
 
-class IMAPServerConnection(SansIOConnection):
+class IMAPServerConnection(TableConnection[IMAPState]):
     """The server side of one IMAP connection, without I/O.
 
     Args:
@@ -815,6 +803,8 @@ class IMAPServerConnection(SansIOConnection):
     """
 
     CLOSED_STATE = IMAPState.LOGOUT
+    TABLE = _TABLE
+    NO_EDGE_STAYS = True  # a step without an edge changes nothing
 
     def __init__(self, authenticator: Authenticator, config: IMAPConfig | None = None) -> None:
         super().__init__()
@@ -902,7 +892,7 @@ class IMAPServerConnection(SansIOConnection):
         before = self._state
         if before is not _H:
             self._write(f"* BYE {text}".encode() + CRLF)
-        self._state = _next_state(before, "disconnect")
+        self._state = self._next_state(before, "disconnect")
         self._logout()
         self._events.append(UpdateSent(reply=IMAPReply("*", "BYE", text), reason=reason,
                                        state_before=before, state_after=self._state))
@@ -943,7 +933,7 @@ class IMAPServerConnection(SansIOConnection):
                 return TLSFailed(reason=str(failure), state_before=before, state_after=_L)
             return ConnectionClosed(reason=str(failure), state_before=before, state_after=_L)
         if before is _H and self._tls.handshake_complete:
-            self._state = _next_state(_H, "tls-established")
+            self._state = self._next_state(_H, "tls-established")
             summary = self._tls.summary()
             event = TLSStarted(version=summary["version"], cipher=summary["cipher"],
                                peer=summary["peer"], state_before=_H, state_after=self._state)
@@ -1093,7 +1083,7 @@ class IMAPServerConnection(SansIOConnection):
         """Whether a command with this verb may run in the current state (the table)."""
         if verb not in _VERBS:
             return False
-        return _TABLE.allows(self._state, verb) or (
+        return self.TABLE.allows(self._state, verb) or (
             self._state is _S and verb in ("FETCH", "STORE", "SEARCH", "COPY", "MOVE",
                                            "EXPUNGE"))
 
@@ -1120,7 +1110,7 @@ class IMAPServerConnection(SansIOConnection):
         if self.bad_commands >= self.config.max_bad_commands:
             self._write(b"* BYE Too many invalid IMAP commands." + CRLF)
             current = self._state
-            self._state = _next_state(current, "too-many-errors")
+            self._state = self._next_state(current, "too-many-errors")
             self._logout()
             self._events.append(UpdateSent(
                 reply=IMAPReply("*", "BYE", "Too many invalid IMAP commands."),
@@ -1135,7 +1125,7 @@ class IMAPServerConnection(SansIOConnection):
 
     def _close(self, trigger: str, reason: str) -> ConnectionEvent:
         before = self._state
-        self._state = _next_state(before, trigger)
+        self._state = self._next_state(before, trigger)
         self._closed_reported = True
         self.account = None
         return ConnectionClosed(reason=reason, state_before=before, state_after=self._state)
@@ -1178,7 +1168,7 @@ class IMAPServerConnection(SansIOConnection):
         if verb not in _VERBS or verb in ("DONE",):
             return self._finish_bad(tag, verb, line, "Error in IMAP command received by server.")
         state = self._state
-        allowed = _TABLE.states_allowing(verb)
+        allowed = self.TABLE.states_allowing(verb)
         if state not in allowed:
             if allowed == [_S]:
                 text_ = "No mailbox selected"  # Dovecot's text
@@ -1227,7 +1217,7 @@ class IMAPServerConnection(SansIOConnection):
             untagged.insert(0, b"* BYE Logging out" + CRLF)
         outcome = status if status in ("OK", "NO") else ""
         trigger = verb
-        after = _next_state(before, trigger, outcome) if status != "BAD" else before
+        after = self._next_state(before, trigger, outcome) if status != "BAD" else before
         if verb in ("SELECT", "EXAMINE") and status == "NO" and before is _S:
             self._folder = None
         return self._reply_event(tag, shown_verb, line, untagged, status, reply_text,
@@ -1253,7 +1243,7 @@ class IMAPServerConnection(SansIOConnection):
                 self.auth_failures >= self.config.max_auth_failures:
             # the 3rd failed login: Dovecot's farewell (RFC 9051 §7.1.5)
             self._write(b"* BYE Too many invalid commands." + CRLF)
-            after_bye = _next_state(self._state, "disconnect")
+            after_bye = self._next_state(self._state, "disconnect")
             self._events.append(UpdateSent(
                 reply=IMAPReply("*", "BYE", "Too many invalid commands."),
                 reason="too many failed logins", state_before=self._state,
@@ -1371,7 +1361,7 @@ class IMAPServerConnection(SansIOConnection):
             status, text = self._sasl_result(line.decode("ascii"))
         except UnicodeDecodeError:
             status, text = "BAD", "Invalid base64 data in continued response"
-        after = _next_state(before, "AUTHENTICATE", status) if status != "BAD" else before
+        after = self._next_state(before, "AUTHENTICATE", status) if status != "BAD" else before
         return self._finish_auth(tag, b"***", status, text, before, after)
 
     def _finish_auth(self, tag: str, line: bytes, status: str, text: str, before: IMAPState,
@@ -1599,7 +1589,7 @@ class IMAPServerConnection(SansIOConnection):
         tag, self._idle_tag = self._idle_tag or "*", None
         before = _I
         target = "selected" if self._idle_from is _S else "authenticated"
-        self._state = _next_state(_I, "DONE", target)
+        self._state = self._next_state(_I, "DONE", target)
         if line.upper() != b"DONE":
             return self._finish_bad(tag, "IDLE", line[:512], "Expected DONE.", before=_I)
         return self._reply_event(tag, "DONE", b"DONE", [], "OK", "Idle completed.",
@@ -2050,3 +2040,9 @@ def decode_plain(response: str) -> tuple[str, str] | None:
 
 
 _ = (nstring, quoted)
+
+
+#: The state machine as data (for a notebook's state diagram).
+transitions = IMAPServerConnection.transitions
+#: The commands a client may send in a state, in table order.
+allowed_commands = IMAPServerConnection.allowed_commands

@@ -57,7 +57,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from .connection import Edge, EdgeTable, SansIOConnection
+from .connection import Edge, EdgeTable, TableConnection
 from .errors import LocalProtocolError
 from .events import (
     NEED_DATA,
@@ -149,13 +149,13 @@ _C = POP3State.CLOSED
 Transition = Edge
 
 
-def _loops(state: POP3State, verbs: str, rfc: str) -> tuple[Transition, ...]:
+def _loops(state: POP3State, verbs: str, rfc: str) -> tuple[Transition[POP3State], ...]:
     return tuple(Transition(state, v, state, "", rfc) for v in verbs.split())
 
 
 #: THE transition table (data, not if-chains). A command that has no edge from the current
 #: state is answered ``-ERR <CMD> is not allowed in the <STATE> state`` and changes nothing.
-TRANSITIONS: Final[tuple[Transition, ...]] = (
+TRANSITIONS: Final[tuple[Transition[POP3State], ...]] = (
     *_loops(_A, "CAPA", "RFC 2449 §5"),
     Transition(_A, "USER", _A, "", "RFC 1939 §7"),
     Transition(_A, "PASS", _T, "+OK", "RFC 1939 §7"),
@@ -178,25 +178,11 @@ TRANSITIONS: Final[tuple[Transition, ...]] = (
     *(Transition(s, "disconnect", _C, "", "RFC 1939 §3 (autologout)") for s in (_A, _T, _H)),
 )
 
-_TABLE: Final = EdgeTable(TRANSITIONS)
+_TABLE: Final = EdgeTable[POP3State](TRANSITIONS)
 _VERBS: Final[frozenset[str]] = _TABLE.verbs
 
 
-def transitions() -> tuple[Transition, ...]:
-    """The state machine as data, for a notebook's state diagram."""
-    return TRANSITIONS
 
-
-def allowed_commands(state: POP3State) -> list[str]:
-    """The commands a client may send in ``state``, in table order."""
-    return _TABLE.commands(state)
-
-
-def _next_state(state: POP3State, trigger: str, outcome: str = "") -> POP3State:
-    target: POP3State | None = _TABLE.target(state, trigger, outcome)
-    if target is None:
-        raise LocalProtocolError(f"no transition for {trigger!r} in state {state.name}")
-    return target
 
 
 #: Syntax of each command: (fewest arguments, most arguments, usage). USER and PASS take
@@ -397,7 +383,7 @@ def _parse_line(raw: bytes) -> tuple[str, str] | str:
 # --- The connection ----------------------------------------------------------------------
 
 
-class POP3ServerConnection(SansIOConnection):
+class POP3ServerConnection(TableConnection[POP3State]):
     """The server side of one POP3 connection, without I/O, on the cores' shared base
     (:class:`~simsmtp.protocol.connection.SansIOConnection`).
 
@@ -410,6 +396,7 @@ class POP3ServerConnection(SansIOConnection):
     """
 
     CLOSED_STATE = POP3State.CLOSED
+    TABLE = _TABLE
 
     def __init__(self, authenticator: Authenticator, config: POP3Config | None = None) -> None:
         super().__init__()
@@ -501,7 +488,7 @@ class POP3ServerConnection(SansIOConnection):
             reason, self._pending_close = self._pending_close, None
             before = self._state
             if before is POP3State.UPDATE:
-                self._state = _next_state(before, "update-done")
+                self._state = self._next_state(before, "update-done")
             self._finish(reason, before)
             return None
         if self._state is POP3State.TLS_HANDSHAKE:
@@ -526,13 +513,13 @@ class POP3ServerConnection(SansIOConnection):
         before = self._state
         failure = self._decrypt()
         if failure is not None:
-            self._state = _next_state(before, "tls-failed")
+            self._state = self._next_state(before, "tls-failed")
             self._events.append(TLSFailed(state_before=before, state_after=self._state,
                                           reason=str(failure)))
             self._finish(f"TLS failed: {failure}", self._state)
             return None
         if before is POP3State.TLS_HANDSHAKE and self._tls.handshake_complete:
-            self._state = _next_state(POP3State.TLS_HANDSHAKE, "tls-established")
+            self._state = self._next_state(POP3State.TLS_HANDSHAKE, "tls-established")
             self._events.append(TLSStarted(state_before=POP3State.TLS_HANDSHAKE,
                                            state_after=self._state,
                                            version=self._tls.version,
@@ -588,7 +575,7 @@ class POP3ServerConnection(SansIOConnection):
 
     def _close_by(self, trigger: str, reason: str) -> None:
         before = self._state
-        self._state = _next_state(before, trigger)
+        self._state = self._next_state(before, trigger)
         self._finish(reason, before)
 
     def _finish(self, reason: str, before: POP3State) -> None:
@@ -654,7 +641,7 @@ class POP3ServerConnection(SansIOConnection):
                     trigger = "too-many-errors"
         after = before
         if trigger is not None:
-            after = _next_state(before, trigger, "+OK" if reply.ok else "-ERR")
+            after = self._next_state(before, trigger, "+OK" if reply.ok else "-ERR")
         self._write(reply.first_line.encode("utf-8") + CRLF + (reply.body or b""))
         self._state = after
         if not shown:
@@ -677,7 +664,7 @@ class POP3ServerConnection(SansIOConnection):
         """Check the verb against the table and the syntax, then run it."""
         if verb not in _VERBS:
             return _err("Unknown command."), None
-        allowed = _TABLE.states_allowing(verb)
+        allowed = self.TABLE.states_allowing(verb)
         if state not in allowed:
             where = " or ".join(s.name for s in allowed)
             return _err(f"{verb} is not allowed in the {state.name} state (only in {where})"), None
@@ -940,3 +927,9 @@ class POP3ServerConnection(SansIOConnection):
 
     def _cmd_noop(self, state: POP3State, args: list[str]) -> _Reply:
         return _ok()  # RFC 1939 §5
+
+
+#: The state machine as data (for a notebook's state diagram).
+transitions = POP3ServerConnection.transitions
+#: The commands a client may send in a state, in table order.
+allowed_commands = POP3ServerConnection.allowed_commands
