@@ -31,9 +31,9 @@ from .errors import LocalProtocolError, RemoteProtocolError
 from .events import (
     Auth,
     Bdat,
+    ClientEvent,
     Command,
     ConnectionClosed,
-    ConnectionEvent,
     ConnectionOpened,
     Data,
     Ehlo,
@@ -124,7 +124,7 @@ def _check_arg(text: str, what: str, *, allow_space: bool = False,
     return text
 
 
-class ClientConnection(SansIOConnection):
+class ClientConnection(SansIOConnection[ClientEvent]):
     """One SMTP client connection, without I/O.
 
     Args:
@@ -400,7 +400,7 @@ class ClientConnection(SansIOConnection):
 
     # --- input ---------------------------------------------------------------------------
 
-    def _step_open(self) -> ConnectionEvent | None:
+    def _step_open(self) -> ClientEvent | None:
         if self._confirmed is not C.TLS_HANDSHAKE:
             try:
                 reply = self._read_reply()
@@ -418,7 +418,7 @@ class ClientConnection(SansIOConnection):
             return ConnectionClosed(reason=reason, state_before=before, state_after=C.CLOSED)
         return None
 
-    def _feed_tls(self) -> ConnectionEvent | None:
+    def _feed_tls(self) -> ClientEvent | None:
         assert self._tls is not None
         before = self._confirmed
         failure = self._decrypt()
@@ -469,14 +469,14 @@ class ClientConnection(SansIOConnection):
             if start:
                 del buf[:start]
 
-    def _protocol_error(self, message: str) -> ConnectionEvent:
+    def _protocol_error(self, message: str) -> ClientEvent:
         before = self._confirmed
         self.error = RemoteProtocolError(message)
         self._close()
         return ConnectionClosed(reason=f"protocol error: {message}", state_before=before,
                                 state_after=C.CLOSED)
 
-    def _on_reply(self, reply: Reply) -> ConnectionEvent:
+    def _on_reply(self, reply: Reply) -> ClientEvent:
         before = self._confirmed
         if before is C.CONNECTING:  # RFC 5321 §4.3.1: the greeting
             tr = CLIENT_TRANSITIONS[(C.CONNECTING, "<greeting>")]

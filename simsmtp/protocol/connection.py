@@ -19,26 +19,30 @@ import ssl
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from .errors import LocalProtocolError, TLSFailure
-from .events import NEED_DATA, ConnectionClosed, ConnectionEvent
+from .events import NEED_DATA, ConnectionClosed, ConnectionEvent, NeedData
 from .tls import TLSLayer
 
+#: The union of the events a role gives (``ServerEvent``, ``ClientEvent`` ...).
+EventT = TypeVar("EventT", bound=ConnectionEvent[Any])
 
-class SansIOConnection:
-    """The plumbing shared by :class:`~simsmtp.protocol.server.ServerConnection` and
-    :class:`~simsmtp.protocol.client.ClientConnection`."""
+
+class SansIOConnection(Generic[EventT]):
+    """The plumbing shared by :class:`~simsmtp.protocol.server.ServerConnection`,
+    :class:`~simsmtp.protocol.client.ClientConnection` and the POP3 and IMAP servers;
+    ``EventT`` is the union of the events the role gives."""
 
     #: The sentinel :meth:`next_event` returns when it needs more input (drivers compare
     #: by identity).
-    NEED_DATA: Any = NEED_DATA
+    NEED_DATA: ClassVar[NeedData] = NEED_DATA
 
     def __init__(self) -> None:
         self._in = bytearray()  # plaintext input not yet processed
         self._cipher = bytearray()  # TLS records not yet fed to the TLS layer
         self._out = bytearray()
-        self._events: deque[ConnectionEvent] = deque()
+        self._events: deque[EventT] = deque()
         self._tls: TLSLayer | None = None
         self._eof = False
         self._closed_reported = False
@@ -71,7 +75,7 @@ class SansIOConnection:
         else:
             self._in += data
 
-    def next_event(self) -> Any:
+    def next_event(self) -> EventT | NeedData:
         """The next event, or :data:`NEED_DATA` when more input is needed."""
         while True:
             if self._events:
@@ -92,7 +96,7 @@ class SansIOConnection:
     #: The role's CLOSED state (a subclass sets it).
     CLOSED_STATE: Any = None
 
-    def _step(self) -> ConnectionEvent | None:
+    def _step(self) -> EventT | None:
         """Turn buffered input into the next event (None: nothing yet): TLS records first,
         then, once closed, a single :class:`ConnectionClosed` at EOF."""
         if self._tls is not None and self._cipher and not self.closed:
@@ -103,13 +107,14 @@ class SansIOConnection:
             self._in.clear()
             if self._eof and not self._closed_reported:
                 self._closed_reported = True
-                return ConnectionClosed(reason="connection closed",
-                                        state_before=self.CLOSED_STATE,
-                                        state_after=self.CLOSED_STATE)
+                closed = ConnectionClosed(reason="connection closed",
+                                          state_before=self.CLOSED_STATE,
+                                          state_after=self.CLOSED_STATE)
+                return cast(EventT, closed)  # every role's union holds ConnectionClosed
             return None
         return self._step_open()
 
-    def _feed_tls(self) -> ConnectionEvent | None:
+    def _feed_tls(self) -> EventT | None:
         """Decrypt the buffered TLS records; an event if the TLS session says something."""
         raise NotImplementedError
 
@@ -131,7 +136,7 @@ class SansIOConnection:
         self._in += plaintext
         return None
 
-    def _step_open(self) -> ConnectionEvent | None:
+    def _step_open(self) -> EventT | None:
         """The role's own input processing while the connection is open."""
         raise NotImplementedError
 
@@ -211,7 +216,7 @@ class EdgeTable(Generic[StateT]):
         return seen
 
 
-class TableConnection(SansIOConnection, Generic[StateT]):
+class TableConnection(SansIOConnection[EventT], Generic[StateT, EventT]):
     """A core whose state moves only along the edges of its :class:`EdgeTable` (the POP3
     and IMAP servers): a subclass declares :attr:`TABLE` (and :attr:`NO_EDGE_STAYS`), and
     the questions "what is allowed here?" and "where does this lead?" are answered here,

@@ -59,7 +59,7 @@ import ssl
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
 
 from .connection import Edge, EdgeTable, TableConnection
 from .errors import LocalProtocolError
@@ -91,6 +91,7 @@ __all__ = [
     "FolderInfo",
     "IMAPAccount",
     "IMAPConfig",
+    "IMAPEvent",
     "IMAPReply",
     "IMAPServerConnection",
     "IMAPState",
@@ -454,14 +455,14 @@ class IMAPReply:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ConnectionOpened(ConnectionEvent):
+class ConnectionOpened(ConnectionEvent[IMAPState]):
     """The greeting was sent (``* OK [CAPABILITY ...] Dovecot ready.``)."""
 
     reply: IMAPReply
 
 
 @dataclass(frozen=True, kw_only=True)
-class CommandReceived(ConnectionEvent):
+class CommandReceived(ConnectionEvent[IMAPState]):
     """One command and its tagged reply (or its continuation request).
 
     ``line`` is the command without CRLF, literals shown as ``{n}``, passwords and SASL
@@ -475,13 +476,19 @@ class CommandReceived(ConnectionEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
-class UpdateSent(ConnectionEvent):
+class UpdateSent(ConnectionEvent[IMAPState]):
     """Untagged lines the server sent unprompted: ``* 3 EXISTS`` while idling, or a
     ``* BYE`` (timeout, shutdown)."""
 
     reply: IMAPReply
     lines: tuple[str, ...] = ()
     reason: str = ""
+
+
+#: Every event the IMAP core gives (``next_event()``): narrow with ``isinstance``.
+IMAPEvent: TypeAlias = (ConnectionOpened | CommandReceived | UpdateSent | TLSStarted[IMAPState]
+                        | TLSFailed[IMAPState] | PlaintextDiscarded[IMAPState]
+                        | ConnectionClosed[IMAPState])
 
 
 @dataclass(frozen=True)
@@ -792,7 +799,7 @@ class _Message:
     recent: bool
 
 
-class IMAPServerConnection(TableConnection[IMAPState]):
+class IMAPServerConnection(TableConnection[IMAPState, IMAPEvent]):
     """The server side of one IMAP connection, without I/O.
 
     Args:
@@ -914,14 +921,14 @@ class IMAPServerConnection(TableConnection[IMAPState]):
     def _login_ok(self) -> bool:
         return self.config.allow_plaintext_auth or self.secure
 
-    def _greet(self) -> ConnectionEvent:
+    def _greet(self) -> IMAPEvent:
         self._greeted = True
         text = f"[CAPABILITY {' '.join(self._capabilities())}] {self.config.greeting}"
         self._write(f"* OK {text}".encode() + CRLF)  # RFC 9051 §7.1.1
         return ConnectionOpened(reply=IMAPReply("*", "OK", text), state_before=self._state,
                                 state_after=self._state)
 
-    def _feed_tls(self) -> ConnectionEvent | None:
+    def _feed_tls(self) -> IMAPEvent | None:
         assert self._tls is not None
         before = self._state
         failure = self._decrypt()
@@ -957,7 +964,7 @@ class IMAPServerConnection(TableConnection[IMAPState]):
 
     # --- framing -----------------------------------------------------------------------------
 
-    def _step_open(self) -> ConnectionEvent | None:
+    def _step_open(self) -> IMAPEvent | None:
         if self._state is _H:
             if self._eof:
                 return self._close("peer-closed", "client closed during the TLS handshake")
@@ -1004,7 +1011,7 @@ class IMAPServerConnection(TableConnection[IMAPState]):
             del self._in[:end + 2]
             return line
 
-    def _read_command(self) -> ConnectionEvent | None:
+    def _read_command(self) -> IMAPEvent | None:
         """Assemble one command (its lines and literals) and run it."""
         while True:
             if self._literal_left:
@@ -1102,7 +1109,7 @@ class IMAPServerConnection(TableConnection[IMAPState]):
                                state_before=before, state_after=self._state)
 
     def _finish_bad(self, tag: str, verb: str, line: bytes, text: str,
-                    untagged: int = 0, before: IMAPState | None = None) -> ConnectionEvent:
+                    untagged: int = 0, before: IMAPState | None = None) -> IMAPEvent:
         before = self._state if before is None else before
         self.bad_commands += 1
         self._write(f"{tag} BAD {text}".encode("utf-8", "replace") + CRLF)
@@ -1117,13 +1124,13 @@ class IMAPServerConnection(TableConnection[IMAPState]):
                 reason="too many errors", state_before=current, state_after=self._state))
         return event
 
-    def _finish_no(self, tag: str, text: str) -> ConnectionEvent:
+    def _finish_no(self, tag: str, text: str) -> IMAPEvent:
         before = self._state
         self._write(f"{tag} NO {text}".encode() + CRLF)
         return self._event(tag, "APPEND", b"<literal refused>", IMAPReply(tag, "NO", text),
                            before)
 
-    def _close(self, trigger: str, reason: str) -> ConnectionEvent:
+    def _close(self, trigger: str, reason: str) -> IMAPEvent:
         before = self._state
         self._state = self._next_state(before, trigger)
         self._closed_reported = True
@@ -1142,7 +1149,7 @@ class IMAPServerConnection(TableConnection[IMAPState]):
             shown = " ".join([*words[:3], "***"])
         return shown.encode("utf-8", "surrogateescape")
 
-    def _dispatch(self) -> ConnectionEvent:
+    def _dispatch(self) -> IMAPEvent:
         raw = bytes(self._text)
         literals = self._literals
         refused = self._refused
@@ -1225,7 +1232,7 @@ class IMAPServerConnection(TableConnection[IMAPState]):
 
     def _reply_event(self, tag: str, verb: str, line: bytes, untagged: list[bytes],
                      status: str, text: str, *, after: IMAPState | None = None,
-                     before: IMAPState | None = None) -> ConnectionEvent:
+                     before: IMAPState | None = None) -> IMAPEvent:
         before = self._state if before is None else before
         self._write(b"".join(untagged))
         if status == "BAD":
@@ -1254,7 +1261,7 @@ class IMAPServerConnection(TableConnection[IMAPState]):
 
     # --- login ------------------------------------------------------------------------------
 
-    _pending_event: ConnectionEvent
+    _pending_event: IMAPEvent
 
     def _cmd_capability(self, tag: str, args: _Args, out: list[bytes]) -> tuple[str, str]:
         args.end()
@@ -1354,7 +1361,7 @@ class IMAPServerConnection(TableConnection[IMAPState]):
             return "NO", "[AUTHORIZATIONFAILED] Authorization failed."
         return self._login(result.username, result.password)
 
-    def _sasl_line(self, line: bytes) -> ConnectionEvent:
+    def _sasl_line(self, line: bytes) -> IMAPEvent:
         tag, self._sasl_tag = self._sasl_tag or "*", None
         before = self._state
         try:
@@ -1365,7 +1372,7 @@ class IMAPServerConnection(TableConnection[IMAPState]):
         return self._finish_auth(tag, b"***", status, text, before, after)
 
     def _finish_auth(self, tag: str, line: bytes, status: str, text: str, before: IMAPState,
-                     after: IMAPState) -> ConnectionEvent:
+                     after: IMAPState) -> IMAPEvent:
         return self._reply_event(tag, "AUTHENTICATE", line, [], status, text, after=after,
                                  before=before)
 
@@ -1571,7 +1578,7 @@ class IMAPServerConnection(TableConnection[IMAPState]):
             self._seen_generation = -1  # report anything that came since the last look
         return None
 
-    def _idle_update(self) -> ConnectionEvent | None:
+    def _idle_update(self) -> IMAPEvent | None:
         if self.account is None or self._folder is None or self._idle_from is not _S:
             return None
         if self.account.generation() == self._seen_generation:
@@ -1585,7 +1592,7 @@ class IMAPServerConnection(TableConnection[IMAPState]):
                           lines=tuple(x.decode("utf-8", "replace").rstrip() for x in lines),
                           reason="mailbox changed", state_before=_I, state_after=_I)
 
-    def _idle_done(self, line: bytes) -> ConnectionEvent:
+    def _idle_done(self, line: bytes) -> IMAPEvent:
         tag, self._idle_tag = self._idle_tag or "*", None
         before = _I
         target = "selected" if self._idle_from is _S else "authenticated"

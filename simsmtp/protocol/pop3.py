@@ -55,7 +55,7 @@ import ssl
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeAlias
 
 from .connection import Edge, EdgeTable, TableConnection
 from .errors import LocalProtocolError
@@ -214,9 +214,6 @@ _SECRET_VERBS: Final = frozenset({"PASS", "AUTH", "APOP"})
 # ConnectionEvent with state_before/state_after; a server's answer is its ``reply``; TLS and
 # the end of the connection are the very events the SMTP and IMAP cores give.
 
-#: The base of every POP3 event (the cores' shared ConnectionEvent).
-POP3Event = ConnectionEvent
-
 
 @dataclass(frozen=True)
 class POP3Reply:
@@ -239,14 +236,14 @@ class POP3Reply:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ConnectionOpened(ConnectionEvent):
+class ConnectionOpened(ConnectionEvent[POP3State]):
     """The greeting was queued (``+OK <text>``, RFC 1939 §4)."""
 
     reply: POP3Reply
 
 
 @dataclass(frozen=True, kw_only=True)
-class CommandReceived(ConnectionEvent):
+class CommandReceived(ConnectionEvent[POP3State]):
     """One command line was read and answered.
 
     Attributes:
@@ -271,6 +268,12 @@ class CommandReceived(ConnectionEvent):
     def ok(self) -> bool:
         """True for a ``+OK`` reply."""
         return self.reply.ok and not self.reply.continuation
+
+
+#: Every event the POP3 core gives (``next_event()``): narrow with ``isinstance``.
+POP3Event: TypeAlias = (ConnectionOpened | CommandReceived | TLSStarted[POP3State]
+                        | TLSFailed[POP3State] | PlaintextDiscarded[POP3State]
+                        | ConnectionClosed[POP3State])
 
 
 @dataclass(frozen=True)
@@ -383,7 +386,7 @@ def _parse_line(raw: bytes) -> tuple[str, str] | str:
 # --- The connection ----------------------------------------------------------------------
 
 
-class POP3ServerConnection(TableConnection[POP3State]):
+class POP3ServerConnection(TableConnection[POP3State, POP3Event]):
     """The server side of one POP3 connection, without I/O, on the cores' shared base
     (:class:`~simsmtp.protocol.connection.SansIOConnection`).
 
@@ -482,7 +485,7 @@ class POP3ServerConnection(TableConnection[POP3State]):
 
     # --- input: one step per next_event() -------------------------------------------------
 
-    def _step_open(self) -> ConnectionEvent | None:
+    def _step_open(self) -> POP3Event | None:
         """One command line per call (the base handles TLS records and the end)."""
         if self._pending_close is not None:
             reason, self._pending_close = self._pending_close, None
@@ -506,7 +509,7 @@ class POP3ServerConnection(TableConnection[POP3State]):
             self._close_by("peer-closed", "client closed the connection")
         return None
 
-    def _feed_tls(self) -> ConnectionEvent | None:
+    def _feed_tls(self) -> POP3Event | None:
         """Decrypt what came in; the handshake's end is :class:`TLSStarted` (then, on
         POP3S, the greeting); a TLS failure closes."""
         assert self._tls is not None

@@ -49,7 +49,6 @@ from .events import (
     Command,
     CommandReceived,
     ConnectionClosed,
-    ConnectionEvent,
     ConnectionOpened,
     Data,
     Ehlo,
@@ -64,6 +63,7 @@ from .events import (
     RcptTo,
     ReplySent,
     Rset,
+    ServerEvent,
     StartTLS,
     TLSFailed,
     TLSStarted,
@@ -219,8 +219,8 @@ class _Chunk:
     transition: Transition | None = None
 
 
-_E = TypeVar("_E", bound=ConnectionEvent)
-_E_co = TypeVar("_E_co", bound=ConnectionEvent, covariant=True)
+_E = TypeVar("_E", bound=ServerEvent)
+_E_co = TypeVar("_E_co", bound=ServerEvent, covariant=True)
 
 
 class _EventFactory(Protocol[_E_co]):
@@ -248,7 +248,7 @@ _NOTIFY = frozenset({"SUCCESS", "FAILURE", "DELAY"})  # RFC 3461 §4.1
 _ORCPT = re.compile(r"[A-Za-z0-9-]+;.+")  # RFC 3461 §4.2: addr-type ";" xtext
 
 
-class ServerConnection(SansIOConnection):
+class ServerConnection(SansIOConnection[ServerEvent]):
     """One SMTP server connection, without I/O.
 
     Args:
@@ -452,7 +452,7 @@ class ServerConnection(SansIOConnection):
 
     # --- the input pump ------------------------------------------------------------------
 
-    def _step_open(self) -> ConnectionEvent | None:
+    def _step_open(self) -> ServerEvent | None:
         event = self._process_input()
         if event is not None or self._events:
             return event
@@ -460,7 +460,7 @@ class ServerConnection(SansIOConnection):
             return self._on_eof()
         return None
 
-    def _feed_tls(self) -> ConnectionEvent | None:
+    def _feed_tls(self) -> ServerEvent | None:
         assert self._tls is not None
         before = self._state
         failure = self._decrypt()
@@ -477,7 +477,7 @@ class ServerConnection(SansIOConnection):
             return self._tls_started()
         return None
 
-    def _tls_started(self) -> ConnectionEvent:
+    def _tls_started(self) -> ServerEvent:
         """RFC 3207 §4.2: forget everything not obtained from the TLS negotiation."""
         assert self._tls is not None
         self.session.helo_name = None
@@ -496,7 +496,7 @@ class ServerConnection(SansIOConnection):
             self._events.append(self._greet())  # implicit TLS: greet inside TLS
         return event
 
-    def _greet(self) -> ConnectionEvent:
+    def _greet(self) -> ServerEvent:
         self._greeted = True
         reply = self._call(self.handler.handle_CONNECT, self.session)
         reply = reply or self.persona.reply("greeting")
@@ -506,7 +506,7 @@ class ServerConnection(SansIOConnection):
         return self._answer(reply, here, partial(ConnectionOpened, reply=reply),
                             counted=False)
 
-    def _on_eof(self) -> ConnectionEvent:
+    def _on_eof(self) -> ServerEvent:
         before = self._state
         reason = "client closed the connection"
         if before in (S.MAIL, S.RCPT, S.DATA, S.BDAT) or self._chunk is not None:
@@ -518,7 +518,7 @@ class ServerConnection(SansIOConnection):
         self._closed_reported = True
         return ConnectionClosed(reason=reason, state_before=before, state_after=S.CLOSED)
 
-    def _process_input(self) -> ConnectionEvent | None:
+    def _process_input(self) -> ServerEvent | None:
         """Read what the state says comes next (the reader is derived, never kept apart):
         first what is owed (the handler's pending reply, a BDAT chunk's octets), then by
         state: message content in DATA, SASL lines in AUTH, nothing in TLS_HANDSHAKE (the
@@ -529,7 +529,7 @@ class ServerConnection(SansIOConnection):
             if self._chunk is not None:
                 return self._read_chunk()
             state = self._state
-            event: ConnectionEvent | None
+            event: ServerEvent | None
             if state is S.DATA:
                 return self._read_data()
             if state is S.TLS_HANDSHAKE or state is S.CLOSED:
@@ -589,14 +589,14 @@ class ServerConnection(SansIOConnection):
         return None
 
     def _reject(self, line: bytes, key: str, command: Command | None = None,
-                **fields: Any) -> ConnectionEvent:
+                **fields: Any) -> ServerEvent:
         """Answer with persona ``key`` and stay in the current state."""
         reply = self.persona.reply(key, **fields)
         return self._answer(reply, None, partial(CommandReceived, command=command,
                                                  line=line, reply=reply))
 
     def _done(self, line: bytes, command: Command | None, reply: Reply,
-              transition: Transition) -> ConnectionEvent:
+              transition: Transition) -> ServerEvent:
         """Answer and move along ``transition`` by the reply code."""
         return self._answer(reply, transition, partial(CommandReceived, command=command,
                                                        line=line, reply=reply))
@@ -633,7 +633,7 @@ class ServerConnection(SansIOConnection):
             return seq, {"verb": verb, "allowed": allowed}
         return None
 
-    def _command(self, raw: bytes | _TooLong) -> ConnectionEvent | None:
+    def _command(self, raw: bytes | _TooLong) -> ServerEvent | None:
         if isinstance(raw, _TooLong):
             return self._reject(raw.head, "command_too_long")
         line = raw
@@ -673,13 +673,13 @@ class ServerConnection(SansIOConnection):
         if self.session.junk_commands > self.config.junk_command_limit:
             self.session.error_count += 1  # Postfix smtpd_junk_command_limit
 
-    def _cmd_ehlo(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+    def _cmd_ehlo(self, arg: str, line: bytes, tr: Transition) -> ServerEvent:
         return self._hello(arg, line, tr, esmtp=True)
 
-    def _cmd_helo(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+    def _cmd_helo(self, arg: str, line: bytes, tr: Transition) -> ServerEvent:
         return self._hello(arg, line, tr, esmtp=False)
 
-    def _hello(self, arg: str, line: bytes, tr: Transition, *, esmtp: bool) -> ConnectionEvent:
+    def _hello(self, arg: str, line: bytes, tr: Transition, *, esmtp: bool) -> ServerEvent:
         verb = "EHLO" if esmtp else "HELO"
         if not arg:  # RFC 5321 §4.1.1.1: the argument is required
             return self._reject(line, "helo_syntax", verb=verb)
@@ -700,7 +700,7 @@ class ServerConnection(SansIOConnection):
             reply = custom or self.persona.reply("helo")
         return self._done(line, command, reply, tr)
 
-    def _path_error(self, line: bytes, exc: GrammarError, sender: bool) -> ConnectionEvent:
+    def _path_error(self, line: bytes, exc: GrammarError, sender: bool) -> ServerEvent:
         dsn = "5.1.7" if sender else "5.1.3"  # RFC 3463: bad sender / destination syntax
         key = {"local_part": "local_part_too_long", "domain": "domain_too_long",
                "path": "path_too_long", "utf8": "utf8_address"}.get(exc.kind)
@@ -735,7 +735,7 @@ class ServerConnection(SansIOConnection):
                 return "unsupported_option", {"option": clip(option, 100)}
         return None
 
-    def _cmd_mail(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+    def _cmd_mail(self, arg: str, line: bytes, tr: Transition) -> ServerEvent:
         m = _FROM.match(arg)
         if m is None:
             return self._reject(line, "mail_syntax")
@@ -787,7 +787,7 @@ class ServerConnection(SansIOConnection):
                 return "unsupported_option", {"option": clip(option, 100)}
         return None
 
-    def _cmd_rcpt(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+    def _cmd_rcpt(self, arg: str, line: bytes, tr: Transition) -> ServerEvent:
         self.envelope.rcpt_attempts += 1
         m = _TO.match(arg)
         if m is None:
@@ -822,14 +822,14 @@ class ServerConnection(SansIOConnection):
         self.envelope.rcpt_params.append(dict(params))
         return self._done(line, command, custom or self.persona.reply("rcpt_ok"), tr)
 
-    def _cmd_data(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+    def _cmd_data(self, arg: str, line: bytes, tr: Transition) -> ServerEvent:
         if arg:  # RFC 5321 §4.1.1.4: DATA takes no argument
             return self._reject(line, "syntax", usage="DATA")
         self._data_lines, self._data_size, self._data_error = [], 0, None
         self._partial = None
         return self._done(line, Data(), self.persona.reply("data_go"), tr)
 
-    def _cmd_rset(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+    def _cmd_rset(self, arg: str, line: bytes, tr: Transition) -> ServerEvent:
         if arg:  # RFC 5321 §4.1.1.5
             return self._reject(line, "syntax", usage="RSET")
         self._junk()
@@ -840,18 +840,18 @@ class ServerConnection(SansIOConnection):
         self._reset_bdat()
         return self._done(line, Rset(), custom or self.persona.reply("ok"), tr)
 
-    def _cmd_noop(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+    def _cmd_noop(self, arg: str, line: bytes, tr: Transition) -> ServerEvent:
         self._junk()  # RFC 5321 §4.1.1.9: an argument is allowed and ignored
         return self._done(line, Noop(arg), self.persona.reply("ok"), tr)
 
-    def _cmd_quit(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+    def _cmd_quit(self, arg: str, line: bytes, tr: Transition) -> ServerEvent:
         if arg:  # RFC 5321 §4.1.1.10
             return self._reject(line, "syntax", usage="QUIT")
         custom = self._call(self.handler.handle_QUIT, self.session)
         reply = custom if custom is not None and custom.code == 221 else None
         return self._done(line, Quit(), reply or self.persona.reply("quit"), tr)
 
-    def _cmd_vrfy(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+    def _cmd_vrfy(self, arg: str, line: bytes, tr: Transition) -> ServerEvent:
         if not arg:  # RFC 5321 §4.1.1.6
             return self._reject(line, "syntax", usage="VRFY address")
         self._junk()
@@ -861,7 +861,7 @@ class ServerConnection(SansIOConnection):
         reply = custom or self.persona.reply("vrfy_default", arg=clip(arg))
         return self._done(line, Vrfy(arg), reply, tr)
 
-    def _cmd_etrn(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+    def _cmd_etrn(self, arg: str, line: bytes, tr: Transition) -> ServerEvent:
         node = arg[1:] if arg[:1] in ("@", "#") else arg  # RFC 1985 §4
         if not node or (arg[:1] != "#" and not is_domain(node)):
             return self._reject(line, "syntax", usage="ETRN domain")
@@ -869,11 +869,11 @@ class ServerConnection(SansIOConnection):
         custom = self._call(self.handler.handle_ETRN, self.session, arg)
         return self._done(line, Etrn(arg), custom or self.persona.reply("etrn_ok"), tr)
 
-    def _cmd_help(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+    def _cmd_help(self, arg: str, line: bytes, tr: Transition) -> ServerEvent:
         custom = self._call(self.handler.handle_HELP, self.session, arg)
         return self._done(line, Help(arg), custom or self.persona.reply("help"), tr)
 
-    def _cmd_starttls(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+    def _cmd_starttls(self, arg: str, line: bytes, tr: Transition) -> ServerEvent:
         if arg:  # RFC 3207 §4: no parameters
             return self._reject(line, "syntax", usage="STARTTLS")
         if self.tls_active:  # RFC 3207 §4.2
@@ -895,7 +895,7 @@ class ServerConnection(SansIOConnection):
 
     # --- AUTH (RFC 4954) -----------------------------------------------------------------
 
-    def _cmd_auth(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+    def _cmd_auth(self, arg: str, line: bytes, tr: Transition) -> ServerEvent:
         parts = arg.split(" ") if arg else []
         mech_name = parts[0].upper() if parts else ""
         masked = b"AUTH " + mech_name.encode("ascii", "replace") + (
@@ -921,7 +921,7 @@ class ServerConnection(SansIOConnection):
 
     def _auth_outcome(self, step: Challenge | Credentials, mech: ServerMechanism,
                       line: bytes, command: Command | None, tr: Transition, *,
-                      first: bool) -> ConnectionEvent:
+                      first: bool) -> ServerEvent:
         name = ""
         if isinstance(step, Challenge):
             self._mech, name = mech, mech.name
@@ -948,11 +948,11 @@ class ServerConnection(SansIOConnection):
         return self._auth_event(line, reply, tr, name)
 
     def _auth_event(self, line: bytes, reply: Reply, tr: Transition,
-                    name: str = "") -> ConnectionEvent:
+                    name: str = "") -> ServerEvent:
         return self._answer(reply, tr, partial(AuthStep, mechanism=name, line=line,
                                                reply=reply))
 
-    def _auth_line(self, raw: bytes | _TooLong) -> ConnectionEvent:
+    def _auth_line(self, raw: bytes | _TooLong) -> ServerEvent:
         tr = SERVER_TRANSITIONS[(S.AUTH, "<auth-response>")]
         mech = self._mech
         assert mech is not None
@@ -970,7 +970,7 @@ class ServerConnection(SansIOConnection):
 
     # --- DATA (RFC 5321 §4.1.1.4) --------------------------------------------------------
 
-    def _read_data(self) -> ConnectionEvent | None:
+    def _read_data(self) -> ServerEvent | None:
         buf = self._in
         limit = self.config.size_limit
         if self._partial is None and self._data_error is None and buf[:3] != b".\r\n":
@@ -1039,7 +1039,7 @@ class ServerConnection(SansIOConnection):
         self._data_size = size
         del buf[:stop + 2]
 
-    def _end_of_data(self) -> ConnectionEvent | None:
+    def _end_of_data(self) -> ServerEvent | None:
         tr = SERVER_TRANSITIONS[(S.DATA, "<end-of-data>")]
         error = self._data_error
         lines = self._data_lines
@@ -1049,7 +1049,7 @@ class ServerConnection(SansIOConnection):
         return self._deliver(content, error, tr, "DATA")
 
     def _deliver(self, content: bytes, error: str | None, tr: Transition,
-                 via: str) -> ConnectionEvent | None:
+                 via: str) -> ServerEvent | None:
         """End of a message (DATA or BDAT LAST): the handler stores it or we refuse it; a
         handler that answers later puts the connection in WAIT (None: no event yet)."""
         before = self._state
@@ -1077,7 +1077,7 @@ class ServerConnection(SansIOConnection):
             return self.persona.reply("handler_error")
         return result
 
-    def _resume(self) -> ConnectionEvent | None:
+    def _resume(self) -> ServerEvent | None:
         """The pending reply, once the handler has it (None while it has not)."""
         pending = self._pending
         assert pending is not None
@@ -1095,7 +1095,7 @@ class ServerConnection(SansIOConnection):
                                pending.transition, pending.via, pending.state_before)
 
     def _delivered(self, envelope: Envelope, custom: Reply | None, tr: Transition,
-                   via: str, before: ServerState) -> ConnectionEvent:
+                   via: str, before: ServerState) -> ServerEvent:
         """Send the message's final reply and reset the transaction."""
         reply = custom or self.persona.reply("queued", id=envelope.queue_id)
         if reply.is_positive:
@@ -1113,7 +1113,7 @@ class ServerConnection(SansIOConnection):
     def _reset_bdat(self) -> None:
         self._bdat_parts, self._bdat_size = [], 0
 
-    def _cmd_bdat(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent | None:
+    def _cmd_bdat(self, arg: str, line: bytes, tr: Transition) -> ServerEvent | None:
         m = _BDAT_ARG.fullmatch(arg)
         assert m is not None  # checked in _command
         size, last = int(m.group(1)), m.group(2) is not None
@@ -1126,11 +1126,11 @@ class ServerConnection(SansIOConnection):
 
     def _start_chunk(self, size: int, last: bool, line: bytes, *, store: bool,
                      reply: Reply | None = None,
-                     transition: Transition | None = None) -> ConnectionEvent | None:
+                     transition: Transition | None = None) -> ServerEvent | None:
         self._chunk = _Chunk(size, size, last, line, self._state, store, reply, transition)
         return self._read_chunk()
 
-    def _read_chunk(self) -> ConnectionEvent | None:
+    def _read_chunk(self) -> ServerEvent | None:
         chunk = self._chunk
         assert chunk is not None
         take = min(chunk.remaining, len(self._in))
@@ -1161,7 +1161,7 @@ class ServerConnection(SansIOConnection):
             BdatChunkReceived, command=Bdat(data, False), line=chunk.line, size=chunk.size,
             reply=reply))
 
-    def _refuse_chunk(self, chunk: _Chunk, command: Command) -> ConnectionEvent:
+    def _refuse_chunk(self, chunk: _Chunk, command: Command) -> ServerEvent:
         assert chunk.reply is not None
         return self._answer(chunk.reply, None, partial(CommandReceived, command=command,
                                                        line=chunk.line, reply=chunk.reply))
@@ -1179,7 +1179,7 @@ def _xtext_ok(value: str) -> bool:
     return True
 
 
-_Method = Callable[[ServerConnection, str, bytes, Transition], "ConnectionEvent | None"]
+_Method = Callable[[ServerConnection, str, bytes, Transition], "ServerEvent | None"]
 
 #: Verb -> the method that runs it once the sequence checks have passed.
 _COMMANDS: dict[str, _Method] = {
