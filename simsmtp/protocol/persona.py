@@ -52,7 +52,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
 
 from .grammar import MAX_REPLY_LINE
 from .replies import Reply
@@ -194,7 +193,7 @@ class Persona:
     software: str = "Postfix"
     overrides: Mapping[str, tuple[int, str]] = field(default_factory=dict)
 
-    def reply(self, key: str, **fields: Any) -> Reply:
+    def reply(self, key: str, **fields: object) -> Reply:
         """The reply ``key`` with its template filled in; every line fits in 512 octets.
 
         Raises:

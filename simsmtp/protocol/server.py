@@ -37,7 +37,7 @@ import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from .connection import SansIOConnection
 from .errors import LocalProtocolError
@@ -109,6 +109,8 @@ from .session import (
 from .tls import TLSLayer
 
 S = ServerState
+#: A step of the server's transition table.
+_Tr = Transition[ServerState]
 
 
 def queue_id_generator(seed: int = 0) -> Callable[[], str]:
@@ -193,7 +195,7 @@ class _Pending:
 
     reply: PendingReply
     envelope: Envelope
-    transition: Transition
+    transition: _Tr
     via: str
     state_before: ServerState
 
@@ -216,7 +218,7 @@ class _Chunk:
     state_before: ServerState
     store: bool
     reply: Reply | None = None  # an error to give once the octets are consumed
-    transition: Transition | None = None
+    transition: _Tr | None = None
 
 
 _E = TypeVar("_E", bound=ServerEvent)
@@ -371,7 +373,7 @@ class ServerConnection(SansIOConnection[ServerEvent]):
 
     # --- output --------------------------------------------------------------------------
 
-    def _answer(self, reply: Reply, transition: Transition | None,
+    def _answer(self, reply: Reply, transition: _Tr | None,
                 event: _EventFactory[_E], *, before: ServerState | None = None,
                 counted: bool = True) -> _E:
         """The one path of every reply: write it, move the state along ``transition`` by
@@ -438,7 +440,7 @@ class ServerConnection(SansIOConnection[ServerEvent]):
                 ReplySent, reply=reply, reason=reason)))
         return event
 
-    def _call(self, hook: Callable[..., Any], *args: Any) -> Reply | None:
+    def _call(self, hook: Callable[..., object], *args: object) -> Reply | None:
         """Call a handler hook; an exception or a non-Reply becomes 451 4.3.0."""
         try:
             result = hook(*args)
@@ -589,14 +591,14 @@ class ServerConnection(SansIOConnection[ServerEvent]):
         return None
 
     def _reject(self, line: bytes, key: str, command: Command | None = None,
-                **fields: Any) -> ServerEvent:
+                **fields: str) -> ServerEvent:
         """Answer with persona ``key`` and stay in the current state."""
         reply = self.persona.reply(key, **fields)
         return self._answer(reply, None, partial(CommandReceived, command=command,
                                                  line=line, reply=reply))
 
     def _done(self, line: bytes, command: Command | None, reply: Reply,
-              transition: Transition) -> ServerEvent:
+              transition: _Tr) -> ServerEvent:
         """Answer and move along ``transition`` by the reply code."""
         return self._answer(reply, transition, partial(CommandReceived, command=command,
                                                        line=line, reply=reply))
@@ -620,7 +622,7 @@ class ServerConnection(SansIOConnection[ServerEvent]):
             return "in_transaction"
         return "bad_sequence"
 
-    def _gate(self, verb: str, key: str) -> tuple[str, dict[str, Any]] | None:
+    def _gate(self, verb: str, key: str) -> tuple[str, dict[str, str]] | None:
         """Checks every command passes before its own: TLS, AUTH, then the table."""
         if self.config.require_tls and not self.tls_active and verb not in ALLOWED_BEFORE_TLS:
             return "tls_required", {}  # RFC 3207 §4
@@ -664,7 +666,7 @@ class ServerConnection(SansIOConnection[ServerEvent]):
             if bdat is not None:  # RFC 3030 §2: read and discard the chunk, then reply
                 reply = self.persona.reply(gate[0], **gate[1])
                 return self._start_chunk(bdat[0], bdat[1], line, store=False, reply=reply)
-            return self._reject(line, gate[0], **gate[1])
+            return self._reject(line, gate[0], None, **gate[1])
         transition = SERVER_TRANSITIONS[(self._state, key)]
         return method(self, arg, line, transition)
 
@@ -673,13 +675,13 @@ class ServerConnection(SansIOConnection[ServerEvent]):
         if self.session.junk_commands > self.config.junk_command_limit:
             self.session.error_count += 1  # Postfix smtpd_junk_command_limit
 
-    def _cmd_ehlo(self, arg: str, line: bytes, tr: Transition) -> ServerEvent:
+    def _cmd_ehlo(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
         return self._hello(arg, line, tr, esmtp=True)
 
-    def _cmd_helo(self, arg: str, line: bytes, tr: Transition) -> ServerEvent:
+    def _cmd_helo(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
         return self._hello(arg, line, tr, esmtp=False)
 
-    def _hello(self, arg: str, line: bytes, tr: Transition, *, esmtp: bool) -> ServerEvent:
+    def _hello(self, arg: str, line: bytes, tr: _Tr, *, esmtp: bool) -> ServerEvent:
         verb = "EHLO" if esmtp else "HELO"
         if not arg:  # RFC 5321 §4.1.1.1: the argument is required
             return self._reject(line, "helo_syntax", verb=verb)
@@ -708,7 +710,7 @@ class ServerConnection(SansIOConnection[ServerEvent]):
             key = "bad_sender" if sender else "bad_recipient"
         return self._reject(line, key, dsn=dsn)
 
-    def _mail_params(self, params: dict[str, str | None]) -> tuple[str, dict[str, Any]] | None:
+    def _mail_params(self, params: dict[str, str | None]) -> tuple[str, dict[str, str]] | None:
         """Check MAIL parameters; the persona key and fields of the error, or None."""
         cfg = self.config
         for name, value in params.items():
@@ -735,7 +737,7 @@ class ServerConnection(SansIOConnection[ServerEvent]):
                 return "unsupported_option", {"option": clip(option, 100)}
         return None
 
-    def _cmd_mail(self, arg: str, line: bytes, tr: Transition) -> ServerEvent:
+    def _cmd_mail(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
         m = _FROM.match(arg)
         if m is None:
             return self._reject(line, "mail_syntax")
@@ -749,7 +751,7 @@ class ServerConnection(SansIOConnection[ServerEvent]):
             return self._reject(line, "bad_params")
         problem = self._mail_params(params)
         if problem:
-            return self._reject(line, problem[0], **problem[1])
+            return self._reject(line, problem[0], None, **problem[1])
         utf8 = self.config.smtputf8 and "SMTPUTF8" in params
         try:
             mailbox = parse_path(path, allow_null=True, utf8=utf8)
@@ -771,7 +773,7 @@ class ServerConnection(SansIOConnection[ServerEvent]):
         self.envelope = envelope
         return self._done(line, command, custom or self.persona.reply("mail_ok"), tr)
 
-    def _rcpt_params(self, params: dict[str, str | None]) -> tuple[str, dict[str, Any]] | None:
+    def _rcpt_params(self, params: dict[str, str | None]) -> tuple[str, dict[str, str]] | None:
         for name, value in params.items():
             if name == "NOTIFY":  # RFC 3461 §4.1
                 items = (value or "").upper().split(",")
@@ -787,7 +789,7 @@ class ServerConnection(SansIOConnection[ServerEvent]):
                 return "unsupported_option", {"option": clip(option, 100)}
         return None
 
-    def _cmd_rcpt(self, arg: str, line: bytes, tr: Transition) -> ServerEvent:
+    def _cmd_rcpt(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
         self.envelope.rcpt_attempts += 1
         m = _TO.match(arg)
         if m is None:
@@ -802,7 +804,7 @@ class ServerConnection(SansIOConnection[ServerEvent]):
             return self._reject(line, "bad_params")
         problem = self._rcpt_params(params)
         if problem:
-            return self._reject(line, problem[0], **problem[1])
+            return self._reject(line, problem[0], None, **problem[1])
         try:
             mailbox = parse_path(path, allow_postmaster=True, utf8=self.envelope.smtputf8)
         except GrammarError as exc:
@@ -822,14 +824,14 @@ class ServerConnection(SansIOConnection[ServerEvent]):
         self.envelope.rcpt_params.append(dict(params))
         return self._done(line, command, custom or self.persona.reply("rcpt_ok"), tr)
 
-    def _cmd_data(self, arg: str, line: bytes, tr: Transition) -> ServerEvent:
+    def _cmd_data(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
         if arg:  # RFC 5321 §4.1.1.4: DATA takes no argument
             return self._reject(line, "syntax", usage="DATA")
         self._data_lines, self._data_size, self._data_error = [], 0, None
         self._partial = None
         return self._done(line, Data(), self.persona.reply("data_go"), tr)
 
-    def _cmd_rset(self, arg: str, line: bytes, tr: Transition) -> ServerEvent:
+    def _cmd_rset(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
         if arg:  # RFC 5321 §4.1.1.5
             return self._reject(line, "syntax", usage="RSET")
         self._junk()
@@ -840,18 +842,18 @@ class ServerConnection(SansIOConnection[ServerEvent]):
         self._reset_bdat()
         return self._done(line, Rset(), custom or self.persona.reply("ok"), tr)
 
-    def _cmd_noop(self, arg: str, line: bytes, tr: Transition) -> ServerEvent:
+    def _cmd_noop(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
         self._junk()  # RFC 5321 §4.1.1.9: an argument is allowed and ignored
         return self._done(line, Noop(arg), self.persona.reply("ok"), tr)
 
-    def _cmd_quit(self, arg: str, line: bytes, tr: Transition) -> ServerEvent:
+    def _cmd_quit(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
         if arg:  # RFC 5321 §4.1.1.10
             return self._reject(line, "syntax", usage="QUIT")
         custom = self._call(self.handler.handle_QUIT, self.session)
         reply = custom if custom is not None and custom.code == 221 else None
         return self._done(line, Quit(), reply or self.persona.reply("quit"), tr)
 
-    def _cmd_vrfy(self, arg: str, line: bytes, tr: Transition) -> ServerEvent:
+    def _cmd_vrfy(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
         if not arg:  # RFC 5321 §4.1.1.6
             return self._reject(line, "syntax", usage="VRFY address")
         self._junk()
@@ -861,7 +863,7 @@ class ServerConnection(SansIOConnection[ServerEvent]):
         reply = custom or self.persona.reply("vrfy_default", arg=clip(arg))
         return self._done(line, Vrfy(arg), reply, tr)
 
-    def _cmd_etrn(self, arg: str, line: bytes, tr: Transition) -> ServerEvent:
+    def _cmd_etrn(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
         node = arg[1:] if arg[:1] in ("@", "#") else arg  # RFC 1985 §4
         if not node or (arg[:1] != "#" and not is_domain(node)):
             return self._reject(line, "syntax", usage="ETRN domain")
@@ -869,11 +871,11 @@ class ServerConnection(SansIOConnection[ServerEvent]):
         custom = self._call(self.handler.handle_ETRN, self.session, arg)
         return self._done(line, Etrn(arg), custom or self.persona.reply("etrn_ok"), tr)
 
-    def _cmd_help(self, arg: str, line: bytes, tr: Transition) -> ServerEvent:
+    def _cmd_help(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
         custom = self._call(self.handler.handle_HELP, self.session, arg)
         return self._done(line, Help(arg), custom or self.persona.reply("help"), tr)
 
-    def _cmd_starttls(self, arg: str, line: bytes, tr: Transition) -> ServerEvent:
+    def _cmd_starttls(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
         if arg:  # RFC 3207 §4: no parameters
             return self._reject(line, "syntax", usage="STARTTLS")
         if self.tls_active:  # RFC 3207 §4.2
@@ -895,7 +897,7 @@ class ServerConnection(SansIOConnection[ServerEvent]):
 
     # --- AUTH (RFC 4954) -----------------------------------------------------------------
 
-    def _cmd_auth(self, arg: str, line: bytes, tr: Transition) -> ServerEvent:
+    def _cmd_auth(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
         parts = arg.split(" ") if arg else []
         mech_name = parts[0].upper() if parts else ""
         masked = b"AUTH " + mech_name.encode("ascii", "replace") + (
@@ -920,7 +922,7 @@ class ServerConnection(SansIOConnection[ServerEvent]):
         return self._auth_outcome(step, mech, masked, command, tr, first=True)
 
     def _auth_outcome(self, step: Challenge | Credentials, mech: ServerMechanism,
-                      line: bytes, command: Command | None, tr: Transition, *,
+                      line: bytes, command: Command | None, tr: _Tr, *,
                       first: bool) -> ServerEvent:
         name = ""
         if isinstance(step, Challenge):
@@ -947,7 +949,7 @@ class ServerConnection(SansIOConnection[ServerEvent]):
             return self._done(line, command, reply, tr)
         return self._auth_event(line, reply, tr, name)
 
-    def _auth_event(self, line: bytes, reply: Reply, tr: Transition,
+    def _auth_event(self, line: bytes, reply: Reply, tr: _Tr,
                     name: str = "") -> ServerEvent:
         return self._answer(reply, tr, partial(AuthStep, mechanism=name, line=line,
                                                reply=reply))
@@ -1048,7 +1050,7 @@ class ServerConnection(SansIOConnection[ServerEvent]):
         content = b"\r\n".join(lines) + b"\r\n" if lines else b""
         return self._deliver(content, error, tr, "DATA")
 
-    def _deliver(self, content: bytes, error: str | None, tr: Transition,
+    def _deliver(self, content: bytes, error: str | None, tr: _Tr,
                  via: str) -> ServerEvent | None:
         """End of a message (DATA or BDAT LAST): the handler stores it or we refuse it; a
         handler that answers later puts the connection in WAIT (None: no event yet)."""
@@ -1094,7 +1096,7 @@ class ServerConnection(SansIOConnection[ServerEvent]):
         return self._delivered(pending.envelope, self._checked(result, "handle_DATA"),
                                pending.transition, pending.via, pending.state_before)
 
-    def _delivered(self, envelope: Envelope, custom: Reply | None, tr: Transition,
+    def _delivered(self, envelope: Envelope, custom: Reply | None, tr: _Tr,
                    via: str, before: ServerState) -> ServerEvent:
         """Send the message's final reply and reset the transaction."""
         reply = custom or self.persona.reply("queued", id=envelope.queue_id)
@@ -1113,7 +1115,7 @@ class ServerConnection(SansIOConnection[ServerEvent]):
     def _reset_bdat(self) -> None:
         self._bdat_parts, self._bdat_size = [], 0
 
-    def _cmd_bdat(self, arg: str, line: bytes, tr: Transition) -> ServerEvent | None:
+    def _cmd_bdat(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent | None:
         m = _BDAT_ARG.fullmatch(arg)
         assert m is not None  # checked in _command
         size, last = int(m.group(1)), m.group(2) is not None
@@ -1126,7 +1128,7 @@ class ServerConnection(SansIOConnection[ServerEvent]):
 
     def _start_chunk(self, size: int, last: bool, line: bytes, *, store: bool,
                      reply: Reply | None = None,
-                     transition: Transition | None = None) -> ServerEvent | None:
+                     transition: _Tr | None = None) -> ServerEvent | None:
         self._chunk = _Chunk(size, size, last, line, self._state, store, reply, transition)
         return self._read_chunk()
 
@@ -1179,7 +1181,7 @@ def _xtext_ok(value: str) -> bool:
     return True
 
 
-_Method = Callable[[ServerConnection, str, bytes, Transition], "ServerEvent | None"]
+_Method = Callable[[ServerConnection, str, bytes, _Tr], "ServerEvent | None"]
 
 #: Verb -> the method that runs it once the sequence checks have passed.
 _COMMANDS: dict[str, _Method] = {
