@@ -40,7 +40,7 @@ from functools import partial
 from typing import Protocol, TypeVar
 
 from .connection import SansIOConnection
-from .errors import LocalProtocolError
+from .errors import LocalProtocolError, RemoteProtocolError
 from .events import (
     Auth,
     AuthStep,
@@ -636,12 +636,22 @@ class ServerConnection(SansIOConnection[ServerEvent]):
         return None
 
     def _command(self, raw: bytes | _TooLong) -> ServerEvent | None:
-        if isinstance(raw, _TooLong):
-            return self._reject(raw.head, "command_too_long")
+        """One command line. Where the peer broke the grammar, the step raises
+        :class:`RemoteProtocolError` and here, the one place, it becomes its reply (500,
+        501, 553, 555 ...: the error's persona key) and the state stays."""
+        try:
+            return self._execute(raw)
+        except RemoteProtocolError as exc:
+            line = raw.head if isinstance(raw, _TooLong) else raw
+            return self._reject(line, exc.key or "unknown", None, **exc.fields)
+
+    def _execute(self, raw: bytes | _TooLong) -> ServerEvent | None:
+        if isinstance(raw, _TooLong):  # RFC 5321 §4.5.3.1.4
+            raise RemoteProtocolError("command line too long", "command_too_long")
         line = raw
         problem = self._line_problem(line)
         if problem:
-            return self._reject(line, problem)
+            raise RemoteProtocolError(f"bad command line ({problem})", problem)
         text = line.decode("utf-8")
         verb, _, arg = text.strip(" ").partition(" ")
         verb, arg = verb.upper(), arg.strip(" ")
@@ -649,8 +659,9 @@ class ServerConnection(SansIOConnection[ServerEvent]):
             mech_name, _, response = arg.partition(" ")
             line = b"AUTH " + mech_name.encode() + (b" ***" if response else b"")
         method = _COMMANDS.get(verb)
-        if method is None or (verb == "AUTH" and self.session.helo_name is not None
-                              and not self.session.esmtp):
+        if method is None:  # RFC 5321 §4.2.4
+            raise RemoteProtocolError(f"unknown command {clip(verb, 40)!r}", "unknown")
+        if verb == "AUTH" and self.session.helo_name is not None and not self.session.esmtp:
             return self._reject(line, "unknown")  # AUTH after HELO: an ESMTP-only verb
         if self._refused and verb != "QUIT":
             return self._reject(line, "no_service")
@@ -658,7 +669,7 @@ class ServerConnection(SansIOConnection[ServerEvent]):
         if verb == "BDAT":
             m = _BDAT_ARG.fullmatch(arg)
             if m is None:
-                return self._reject(line, "syntax", usage="BDAT count [LAST]")
+                raise RemoteProtocolError("BDAT syntax", "syntax", usage="BDAT count [LAST]")
             bdat = (int(m.group(1)), m.group(2) is not None)
             key = "BDAT LAST" if bdat[1] else "BDAT"
         gate = self._gate(verb, key)
@@ -684,7 +695,7 @@ class ServerConnection(SansIOConnection[ServerEvent]):
     def _hello(self, arg: str, line: bytes, tr: _Tr, *, esmtp: bool) -> ServerEvent:
         verb = "EHLO" if esmtp else "HELO"
         if not arg:  # RFC 5321 §4.1.1.1: the argument is required
-            return self._reject(line, "helo_syntax", verb=verb)
+            raise RemoteProtocolError(f"{verb} without a name", "helo_syntax", verb=verb)
         command: Command = Ehlo(arg) if esmtp else Helo(arg)
         hook = self.handler.handle_EHLO if esmtp else self.handler.handle_HELO
         custom = self._call(hook, self.session, arg)
@@ -702,61 +713,64 @@ class ServerConnection(SansIOConnection[ServerEvent]):
             reply = custom or self.persona.reply("helo")
         return self._done(line, command, reply, tr)
 
-    def _path_error(self, line: bytes, exc: GrammarError, sender: bool) -> ServerEvent:
+    @staticmethod
+    def _path_error(exc: GrammarError, sender: bool) -> RemoteProtocolError:
         dsn = "5.1.7" if sender else "5.1.3"  # RFC 3463: bad sender / destination syntax
         key = {"local_part": "local_part_too_long", "domain": "domain_too_long",
                "path": "path_too_long", "utf8": "utf8_address"}.get(exc.kind)
         if key is None:
             key = "bad_sender" if sender else "bad_recipient"
-        return self._reject(line, key, dsn=dsn)
+        return RemoteProtocolError(str(exc), key, dsn=dsn)
 
-    def _mail_params(self, params: dict[str, str | None]) -> tuple[str, dict[str, str]] | None:
-        """Check MAIL parameters; the persona key and fields of the error, or None."""
+    def _mail_params(self, params: dict[str, str | None]) -> None:
+        """Check MAIL parameters.
+
+        Raises:
+            RemoteProtocolError: with the persona key and fields of the error.
+        """
         cfg = self.config
         for name, value in params.items():
             if name == "SIZE":  # RFC 1870 §6: size-value = 1*20DIGIT
                 if value is None or not re.fullmatch(r"[0-9]{1,20}", value):
-                    return "bad_size", {}
+                    raise RemoteProtocolError("bad SIZE", "bad_size")
             elif name == "BODY":  # RFC 6152 §2, RFC 1652
                 if value is None or value.upper() not in ("7BIT", "8BITMIME"):
-                    return "bad_param_value", {"param": name}
+                    raise RemoteProtocolError(f"bad {name}", "bad_param_value", param=name)
             elif name == "RET":  # RFC 3461 §4.3
                 if value is None or value.upper() not in ("FULL", "HDRS"):
-                    return "bad_param_value", {"param": name}
+                    raise RemoteProtocolError(f"bad {name}", "bad_param_value", param=name)
             elif name == "ENVID":  # RFC 3461 §4.4
                 if value is None or len(value) > MAX_ENVID or not _xtext_ok(value):
-                    return "bad_param_value", {"param": name}
+                    raise RemoteProtocolError(f"bad {name}", "bad_param_value", param=name)
             elif name == "SMTPUTF8" and cfg.smtputf8:  # RFC 6531 §3.4
                 if value is not None:
-                    return "bad_param_value", {"param": name}
+                    raise RemoteProtocolError(f"bad {name}", "bad_param_value", param=name)
             elif name == "AUTH" and cfg.auth_enabled:  # RFC 4954 §5
                 if value is None or (value != "<>" and not _xtext_ok(value)):
-                    return "bad_param_value", {"param": name}
+                    raise RemoteProtocolError(f"bad {name}", "bad_param_value", param=name)
             else:  # RFC 5321 §4.1.1.11
                 option = name if value is None else f"{name}={value}"
-                return "unsupported_option", {"option": clip(option, 100)}
-        return None
+                raise RemoteProtocolError(f"unsupported {name}", "unsupported_option",
+                                          option=clip(option, 100))
 
     def _cmd_mail(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
         m = _FROM.match(arg)
         if m is None:
-            return self._reject(line, "mail_syntax")
+            raise RemoteProtocolError("MAIL syntax", "mail_syntax")
         try:
             path, ptext = split_path(arg[m.end():])
-        except GrammarError:
-            return self._reject(line, "mail_syntax")
+        except GrammarError as exc:
+            raise RemoteProtocolError(str(exc), "mail_syntax") from exc
         try:
             params = parse_params(ptext, utf8=self.config.smtputf8)
-        except GrammarError:
-            return self._reject(line, "bad_params")
-        problem = self._mail_params(params)
-        if problem:
-            return self._reject(line, problem[0], None, **problem[1])
+        except GrammarError as exc:
+            raise RemoteProtocolError(str(exc), "bad_params") from exc
+        self._mail_params(params)
         utf8 = self.config.smtputf8 and "SMTPUTF8" in params
         try:
             mailbox = parse_path(path, allow_null=True, utf8=utf8)
         except GrammarError as exc:
-            return self._path_error(line, exc, sender=True)
+            raise self._path_error(exc, sender=True) from exc
         command = MailFrom(mailbox.address, params)
         size = int(params["SIZE"] or 0) if "SIZE" in params else None
         if size is not None and self.config.size_limit and size > self.config.size_limit:
@@ -773,42 +787,41 @@ class ServerConnection(SansIOConnection[ServerEvent]):
         self.envelope = envelope
         return self._done(line, command, custom or self.persona.reply("mail_ok"), tr)
 
-    def _rcpt_params(self, params: dict[str, str | None]) -> tuple[str, dict[str, str]] | None:
+    def _rcpt_params(self, params: dict[str, str | None]) -> None:
+        """Check RCPT parameters (raises like :meth:`_mail_params`)."""
         for name, value in params.items():
             if name == "NOTIFY":  # RFC 3461 §4.1
                 items = (value or "").upper().split(",")
                 if not (items == ["NEVER"] or (items != [""] and set(items) <= _NOTIFY
                                                and len(set(items)) == len(items))):
-                    return "bad_param_value", {"param": name}
+                    raise RemoteProtocolError(f"bad {name}", "bad_param_value", param=name)
             elif name == "ORCPT":  # RFC 3461 §4.2
                 if (value is None or len(value) > MAX_ORCPT or not _ORCPT.fullmatch(value)
                         or not _xtext_ok(value.partition(";")[2])):
-                    return "bad_param_value", {"param": name}
+                    raise RemoteProtocolError(f"bad {name}", "bad_param_value", param=name)
             else:  # RFC 5321 §4.1.1.11
                 option = name if value is None else f"{name}={value}"
-                return "unsupported_option", {"option": clip(option, 100)}
-        return None
+                raise RemoteProtocolError(f"unsupported {name}", "unsupported_option",
+                                          option=clip(option, 100))
 
     def _cmd_rcpt(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
         self.envelope.rcpt_attempts += 1
         m = _TO.match(arg)
         if m is None:
-            return self._reject(line, "rcpt_syntax")
+            raise RemoteProtocolError("RCPT syntax", "rcpt_syntax")
         try:
             path, ptext = split_path(arg[m.end():])
-        except GrammarError:
-            return self._reject(line, "rcpt_syntax")
+        except GrammarError as exc:
+            raise RemoteProtocolError(str(exc), "rcpt_syntax") from exc
         try:
             params = parse_params(ptext, utf8=self.config.smtputf8)
-        except GrammarError:
-            return self._reject(line, "bad_params")
-        problem = self._rcpt_params(params)
-        if problem:
-            return self._reject(line, problem[0], None, **problem[1])
+        except GrammarError as exc:
+            raise RemoteProtocolError(str(exc), "bad_params") from exc
+        self._rcpt_params(params)
         try:
             mailbox = parse_path(path, allow_postmaster=True, utf8=self.envelope.smtputf8)
         except GrammarError as exc:
-            return self._path_error(line, exc, sender=False)
+            raise self._path_error(exc, sender=False) from exc
         command = RcptTo(mailbox.address, params)
         if len(self.envelope.rcpt_tos) >= self.config.max_recipients:
             # RFC 5321 §4.5.3.1.10: 452, the recipients already accepted stay
@@ -826,14 +839,14 @@ class ServerConnection(SansIOConnection[ServerEvent]):
 
     def _cmd_data(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
         if arg:  # RFC 5321 §4.1.1.4: DATA takes no argument
-            return self._reject(line, "syntax", usage="DATA")
+            raise RemoteProtocolError("DATA syntax", "syntax", usage="DATA")
         self._data_lines, self._data_size, self._data_error = [], 0, None
         self._partial = None
         return self._done(line, Data(), self.persona.reply("data_go"), tr)
 
     def _cmd_rset(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
         if arg:  # RFC 5321 §4.1.1.5
-            return self._reject(line, "syntax", usage="RSET")
+            raise RemoteProtocolError("RSET syntax", "syntax", usage="RSET")
         self._junk()
         custom = self._call(self.handler.handle_RSET, self.session)
         if custom is not None and not custom.is_positive:
@@ -848,14 +861,14 @@ class ServerConnection(SansIOConnection[ServerEvent]):
 
     def _cmd_quit(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
         if arg:  # RFC 5321 §4.1.1.10
-            return self._reject(line, "syntax", usage="QUIT")
+            raise RemoteProtocolError("QUIT syntax", "syntax", usage="QUIT")
         custom = self._call(self.handler.handle_QUIT, self.session)
         reply = custom if custom is not None and custom.code == 221 else None
         return self._done(line, Quit(), reply or self.persona.reply("quit"), tr)
 
     def _cmd_vrfy(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
         if not arg:  # RFC 5321 §4.1.1.6
-            return self._reject(line, "syntax", usage="VRFY address")
+            raise RemoteProtocolError("VRFY syntax", "syntax", usage="VRFY address")
         self._junk()
         if self.config.disable_vrfy_command:  # Postfix disable_vrfy_command = yes
             return self._done(line, Vrfy(arg), self.persona.reply("vrfy_disabled"), tr)
@@ -866,7 +879,7 @@ class ServerConnection(SansIOConnection[ServerEvent]):
     def _cmd_etrn(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
         node = arg[1:] if arg[:1] in ("@", "#") else arg  # RFC 1985 §4
         if not node or (arg[:1] != "#" and not is_domain(node)):
-            return self._reject(line, "syntax", usage="ETRN domain")
+            raise RemoteProtocolError("ETRN syntax", "syntax", usage="ETRN domain")
         self._junk()
         custom = self._call(self.handler.handle_ETRN, self.session, arg)
         return self._done(line, Etrn(arg), custom or self.persona.reply("etrn_ok"), tr)
@@ -877,7 +890,7 @@ class ServerConnection(SansIOConnection[ServerEvent]):
 
     def _cmd_starttls(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
         if arg:  # RFC 3207 §4: no parameters
-            return self._reject(line, "syntax", usage="STARTTLS")
+            raise RemoteProtocolError("STARTTLS syntax", "syntax", usage="STARTTLS")
         if self.tls_active:  # RFC 3207 §4.2
             return self._reject(line, "tls_active")
         if self.config.tls_context is None:

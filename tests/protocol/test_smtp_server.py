@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 
-from simsmtp.protocol.errors import LocalProtocolError
+from simsmtp.protocol.errors import LocalProtocolError, RemoteProtocolError
 from simsmtp.protocol.events import (
     NEED_DATA,
     CommandReceived,
@@ -23,8 +25,8 @@ from simsmtp.protocol.handler import Handler
 from simsmtp.protocol.persona import Persona
 from simsmtp.protocol.replies import Reply
 from simsmtp.protocol.server import ServerConfig, ServerConnection, queue_id_generator
+from simsmtp.protocol.session import Envelope, Session
 from simsmtp.protocol.session import ServerState as S
-from simsmtp.protocol.session import Session
 
 from .conftest import Box, Server, codes
 
@@ -818,3 +820,46 @@ def test_a_server_may_answer_help_with_214_through_its_handler() -> None:
     server = Server(Helpful())
     assert server.say(b"HELP\r\n") == b"214 2.0.0 Commands: EHLO MAIL RCPT DATA QUIT\r\n"
     assert server.state is S.CONNECTED
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    (b"MAIL FROM:a@example.com", b"501 5.5.4 Syntax: MAIL FROM:<address>\r\n"),
+    (b"MAIL FROM:<a@example.com> FOO=1", b"555 5.5.4 Unsupported option: FOO=1\r\n"),
+    (b"RSET now", b"501 5.5.4 Syntax: RSET\r\n"),
+    (b"FOO", b"500 5.5.2 Error: command not recognized\r\n"),
+], ids=repr)
+def test_a_peers_grammar_error_is_raised_inside_and_answered_in_one_place(
+        line: bytes, expected: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The core raises RemoteProtocolError where the peer breaks the grammar; _command turns
+    it into the reply (the state stays) and it never reaches the caller."""
+    raised: list[RemoteProtocolError] = []
+    real = ServerConnection._execute
+
+    def spy(self: ServerConnection, raw: bytes) -> object:
+        try:
+            return real(self, raw)
+        except RemoteProtocolError as exc:
+            raised.append(exc)
+            raise
+
+    monkeypatch.setattr(ServerConnection, "_execute", spy)
+    server = Server()
+    server.ehlo()
+    events, out = server.feed(line + b"\r\n")
+    assert out == expected
+    assert len(raised) == 1 and raised[0].key is not None
+    assert [type(e) for e in events] == [CommandReceived] and events[0].command is None
+    assert server.state is S.GREETED
+
+
+def test_a_handler_raising_remote_protocol_error_is_a_handler_bug() -> None:
+    """Only the core's own grammar checks speak for the peer: a hook that raises is 451."""
+    class Broken(Handler):
+        def handle_MAIL(self, session: Session, envelope: Envelope, address: str,
+                        params: Mapping[str, str | None]) -> Reply | None:
+            raise RemoteProtocolError("not the peer's fault", "mail_syntax")
+
+    server = Server(Broken())
+    server.ehlo()
+    assert server.say(b"MAIL FROM:<a@example.com>\r\n").startswith(b"451 4.3.0")
+    assert isinstance(server.conn.handler_errors[0], RemoteProtocolError)
