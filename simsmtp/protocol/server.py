@@ -27,6 +27,12 @@ Line-ending policies (RFC 5321 §2.3.8, §4.1.1.4; catalogue tests 20-30):
 Memory stays bounded by the limits: an overlong command line is discarded as it arrives
 (one ``500`` when it finally ends); DATA and BDAT content stops being kept once past
 ``size_limit`` (a long line counts as it arrives), and the error is given at the end.
+
+This module is the command dispatcher and the one state variable; the content readers
+(DATA's dot-unstuffing up to ``<CRLF>.<CRLF>``, BDAT's counted octets) are in
+:mod:`simsmtp.protocol.smtpbody`. What is read next is derived from the state: message
+content in DATA, SASL lines in AUTH, nothing in TLS_HANDSHAKE and CLOSED, command lines
+otherwise; before that, what is owed (a BDAT chunk's octets, the handler's pending reply).
 """
 
 from __future__ import annotations
@@ -74,7 +80,6 @@ from .grammar import (
     MAX_ENVID,
     MAX_ORCPT,
     MAX_SASL_LINE,
-    MAX_TEXT_LINE,
     MIN_RECIPIENTS,
     GrammarError,
     is_domain,
@@ -106,6 +111,7 @@ from .session import (
     command_verbs,
     next_state,
 )
+from .smtpbody import ChunkReader, DataReader
 from .tls import TLSLayer
 
 S = ServerState
@@ -207,20 +213,6 @@ class _TooLong:
         self.head = head
 
 
-@dataclass
-class _Chunk:
-    """A BDAT chunk being read."""
-
-    remaining: int
-    size: int
-    last: bool
-    line: bytes
-    state_before: ServerState
-    store: bool
-    reply: Reply | None = None  # an error to give once the octets are consumed
-    transition: _Tr | None = None
-
-
 _E = TypeVar("_E", bound=ServerEvent)
 _E_co = TypeVar("_E_co", bound=ServerEvent, covariant=True)
 
@@ -283,14 +275,11 @@ class ServerConnection(SansIOConnection[ServerEvent]):
         self._greeted = False
         self._discarding = False  # inside an overlong line
         self._long_head = b""
-        # DATA reader
-        self._data_lines: list[bytes] = []
-        self._data_size = 0
-        self._data_error: str | None = None
-        self._partial: bytearray | None = None  # the start of a line over 1000 octets
+        # DATA reader (made by DATA's 354)
+        self._data: DataReader | None = None
         # BDAT reader: the chunk whose octets are owed (a chunk is read in whatever state
         # its BDAT came in; its reply, and so the state it leads to, comes after its octets)
-        self._chunk: _Chunk | None = None
+        self._chunk: ChunkReader | None = None
         self._bdat_parts: list[bytes] = []
         self._bdat_size = 0
         # AUTH exchange
@@ -414,7 +403,7 @@ class ServerConnection(SansIOConnection[ServerEvent]):
 
     def _close(self) -> None:
         self._state = S.CLOSED
-        self._chunk = None
+        self._chunk = self._data = None
         self.envelope = Envelope()
         pending, self._pending = self._pending, None
         if pending is not None:  # the reply will never be sent: the handler may drop it
@@ -840,9 +829,10 @@ class ServerConnection(SansIOConnection[ServerEvent]):
     def _cmd_data(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
         if arg:  # RFC 5321 §4.1.1.4: DATA takes no argument
             raise RemoteProtocolError("DATA syntax", "syntax", usage="DATA")
-        self._data_lines, self._data_size, self._data_error = [], 0, None
-        self._partial = None
-        return self._done(line, Data(), self.persona.reply("data_go"), tr)
+        event = self._done(line, Data(), self.persona.reply("data_go"), tr)
+        if self._state is S.DATA:  # the reader of the state DATA
+            self._data = DataReader(self.config.size_limit)
+        return event
 
     def _cmd_rset(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
         if arg:  # RFC 5321 §4.1.1.5
@@ -986,82 +976,13 @@ class ServerConnection(SansIOConnection[ServerEvent]):
     # --- DATA (RFC 5321 §4.1.1.4) --------------------------------------------------------
 
     def _read_data(self) -> ServerEvent | None:
-        buf = self._in
-        limit = self.config.size_limit
-        if self._partial is None and self._data_error is None and buf[:3] != b".\r\n":
-            self._take_data_lines(buf, limit)
-        pos = 0
-        while True:
-            i = buf.find(b"\r\n", pos)
-            if i < 0:
-                break
-            line = bytes(buf[pos:i])
-            pos = i + 2
-            if self._partial is not None:  # the end of a long line begun in earlier reads
-                line, self._partial = bytes(self._partial) + line, None
-            elif line == b".":  # <CRLF>.<CRLF>: the only end of data
-                del buf[:pos]
-                return self._end_of_data()
-            elif line[:1] == b".":  # RFC 5321 §4.5.2: remove the transparency dot
-                line = line[1:]
-            if self._data_error is not None:
-                continue  # discard: the error is held until the end of data
-            self._data_size += len(line) + 2
-            if limit and self._data_size > limit:  # RFC 1870 §6, RFC 5321 §4.5.3.1.9
-                self._data_error, self._data_lines = "data_too_big", []
-                continue
-            self._data_lines.append(line)
-        del buf[:pos]
-        if len(buf) > MAX_TEXT_LINE:
-            # A line longer than RFC 5321 §4.5.3.1.6 allows: accepted, as Postfix does (it
-            # chops at line_length_limit and joins the pieces again on delivery). Its first
-            # part waits in _partial, counted against the size limit, so memory stays
-            # bounded by the size limit; a CR that may start the CRLF stays in the buffer.
-            take = len(buf) - (1 if buf.endswith(b"\r") else 0)
-            piece = bytes(buf[:take])
-            del buf[:take]
-            if self._partial is None:
-                self._partial = bytearray()
-                if piece[:1] == b".":  # RFC 5321 §4.5.2, at the start of the line
-                    piece = piece[1:]
-            if self._data_error is None:
-                self._partial += piece
-                if limit and self._data_size + len(self._partial) + 2 > limit:
-                    self._data_error, self._data_lines = "data_too_big", []
-                    self._partial = bytearray()
-        return None
-
-    def _take_data_lines(self, buf: bytearray, limit: int) -> None:
-        """Take every complete content line before the end of data in one go.
-
-        The same outcome as :meth:`_read_data`'s line loop (which then finds the end, or
-        keeps the unfinished last line), split in C instead of line by line in Python. Only
-        when the lines stay within the size limit: otherwise nothing is taken and the loop
-        decides, line by line, where the limit was broken.
-        """
-        end = buf.find(b"\r\n.\r\n")  # the first "." line after a line start
-        stop = end if end >= 0 else buf.rfind(b"\r\n")
-        if stop < 0:
-            return
-        block = bytes(buf[:stop])
-        lines = block.split(b"\r\n")
-        if block[:1] == b"." or b"\r\n." in block:  # RFC 5321 §4.5.2: transparency dots
-            lines = [line[1:] if line[:1] == b"." else line for line in lines]
-        size = self._data_size + sum(map(len, lines)) + 2 * len(lines)
-        if limit and size > limit:  # RFC 1870 §6, RFC 5321 §4.5.3.1.9
-            return
-        self._data_lines += lines
-        self._data_size = size
-        del buf[:stop + 2]
-
-    def _end_of_data(self) -> ServerEvent | None:
+        reader = self._data
+        assert reader is not None  # made with the 354 that led to DATA
+        if not reader.read(self._in):
+            return None
+        self._data = None
         tr = SERVER_TRANSITIONS[(S.DATA, "<end-of-data>")]
-        error = self._data_error
-        lines = self._data_lines
-        self._data_lines, self._data_size, self._data_error = [], 0, None
-        self._partial = None
-        content = b"\r\n".join(lines) + b"\r\n" if lines else b""
-        return self._deliver(content, error, tr, "DATA")
+        return self._deliver(reader.content(), reader.error, tr, "DATA")
 
     def _deliver(self, content: bytes, error: str | None, tr: _Tr,
                  via: str) -> ServerEvent | None:
@@ -1142,19 +1063,14 @@ class ServerConnection(SansIOConnection[ServerEvent]):
     def _start_chunk(self, size: int, last: bool, line: bytes, *, store: bool,
                      reply: Reply | None = None,
                      transition: _Tr | None = None) -> ServerEvent | None:
-        self._chunk = _Chunk(size, size, last, line, self._state, store, reply, transition)
+        self._chunk = ChunkReader(size, size, last, line, self._state, store, reply,
+                                  transition)
         return self._read_chunk()
 
     def _read_chunk(self) -> ServerEvent | None:
         chunk = self._chunk
         assert chunk is not None
-        take = min(chunk.remaining, len(self._in))
-        if take:
-            if chunk.store:
-                self._bdat_parts.append(bytes(self._in[:take]))
-            del self._in[:take]
-            chunk.remaining -= take
-        if chunk.remaining:
+        if not chunk.read(self._in, self._bdat_parts):
             return None
         self._chunk = None
         command = Bdat(b"", chunk.last)
@@ -1176,7 +1092,7 @@ class ServerConnection(SansIOConnection[ServerEvent]):
             BdatChunkReceived, command=Bdat(data, False), line=chunk.line, size=chunk.size,
             reply=reply))
 
-    def _refuse_chunk(self, chunk: _Chunk, command: Command) -> ServerEvent:
+    def _refuse_chunk(self, chunk: ChunkReader, command: Command) -> ServerEvent:
         assert chunk.reply is not None
         return self._answer(chunk.reply, None, partial(CommandReceived, command=command,
                                                        line=chunk.line, reply=chunk.reply))
