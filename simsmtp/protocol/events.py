@@ -39,6 +39,8 @@ class NeedData(Enum):
     def __repr__(self) -> str:
         return "NEED_DATA"
 
+    __str__ = __repr__
+
 
 #: Returned by ``next_event()`` when more bytes are needed (compare with ``is``).
 NEED_DATA: Final = NeedData.NEED_DATA
