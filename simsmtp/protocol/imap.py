@@ -863,7 +863,7 @@ class IMAPServerConnection(TableConnection[IMAPState, IMAPEvent]):
         self.user, self.account = user, account
         return "OK", f"[CAPABILITY {' '.join(CAPABILITIES_AUTHENTICATED)}] Logged in"
 
-    def _cmd_authenticate(self, tag: str, args: Args, out: list[bytes]) -> Any:
+    def _cmd_authenticate(self, tag: str, args: Args, out: list[bytes]) -> tuple[str, str] | None:
         mechanism = args.atom().upper()
         initial = None
         if not args.at_end():

@@ -30,7 +30,7 @@ _MONTHS: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep",
 
 class BadCommand(RemoteProtocolError):
     """The client broke the command grammar: the core answers ``BAD <text>`` (the one place
-    is ``IMAPServerConnection._run``) and carries on."""
+    is ``IMAPServerConnection._dispatch``) and carries on."""
 
 
 class Args:

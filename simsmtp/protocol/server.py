@@ -155,7 +155,9 @@ class ServerConfig:
             it out of the EHLO reply (Postfix ``disable_vrfy_command``, default no; RFC 5321
             §7.3: VRFY tells who exists, so sites may turn it off).
         queue_ids: gives the queue id of each transaction.
-        replies: persona overrides, ``key -> (code, template)`` (see persona.py).
+        replies: persona overrides, ``key -> (code, template)`` (see persona.py): the words
+            may change, the code may not (ValueError naming the key and both codes: a
+            reply's code moves the state; a refusal belongs to a handler or a fault rule).
     """
 
     hostname: str = "mail.anotherdomain.org"
@@ -987,7 +989,8 @@ class ServerConnection(SansIOConnection[ServerEvent]):
     def _deliver(self, content: bytes, error: str | None, tr: _Tr,
                  via: str) -> ServerEvent | None:
         """End of a message (DATA or BDAT LAST): the handler stores it or we refuse it; a
-        handler that answers later puts the connection in WAIT (None: no event yet)."""
+        handler that answers later leaves it pending: nothing is read until it is done
+        (None: no event yet)."""
         before = self._state
         envelope = self.envelope
         if error is not None:
