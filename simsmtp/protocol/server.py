@@ -457,9 +457,9 @@ class ServerConnection(SansIOConnection[ServerEvent]):
         assert self._tls is not None
         before = self._state
         failure = self._decrypt()
-        if failure is not None:
+        if failure is not None:  # no reply can be sent: the connection is over
             self._state = S.CLOSED
-            self._chunk = None
+            self._chunk = self._data = None
             self._in.clear()
             if before is S.TLS_HANDSHAKE:
                 return TLSFailed(reason=str(failure), state_before=before,
@@ -480,11 +480,12 @@ class ServerConnection(SansIOConnection[ServerEvent]):
         self.session.extensions = ()
         self.session.tls = self._tls.summary()
         self.envelope = Envelope()
-        self._state = S.CONNECTED
+        pseudo = "<handshake>" if self._greeted else "<implicit-handshake>"
+        self._state = SERVER_TRANSITIONS[(S.TLS_HANDSHAKE, pseudo)].ok
         summary = self.session.tls
         event = TLSStarted(version=summary["version"], cipher=summary["cipher"],
                            peer=summary["peer"], state_before=S.TLS_HANDSHAKE,
-                           state_after=S.CONNECTED)
+                           state_after=self._state)
         if not self._greeted:
             self._events.append(self._greet())  # implicit TLS: greet inside TLS
         return event
