@@ -974,7 +974,7 @@ class _MemoryStoreMailbox:
 
 class FolderAccount:
     """One user's folders as the IMAP core sees them
-    (:class:`simsmtp.protocol.imap.IMAPAccount`), on a :class:`MessageStore`.
+    (:class:`simsmtp.protocol.imapaccount.IMAPAccount`), on a :class:`MessageStore`.
 
     INBOX, Junk and Sent are created at once. UIDs come from the folder's UID list
     (``dovecot-uidlist`` in a Maildir): a message not in it yet gets the next UID, in key
@@ -1002,7 +1002,7 @@ class FolderAccount:
         return None if name.upper() == "INBOX" else name
 
     def _check(self, name: str) -> str | None:
-        from simsmtp.protocol.imap import NoSuchFolder
+        from simsmtp.protocol.imapaccount import NoSuchFolder
 
         folder = self._folder(name)
         if folder is not None:
@@ -1059,7 +1059,7 @@ class FolderAccount:
         return [("INBOX", None), *((n, STANDARD_FOLDERS.get(n)) for n in names)]
 
     def folder(self, name: str, *, claim_recent: bool = False) -> Any:
-        from simsmtp.protocol.imap import FolderInfo, MessageMeta
+        from simsmtp.protocol.imapaccount import FolderInfo, MessageMeta
 
         store = self._store
         with store._imap_lock:
@@ -1153,7 +1153,7 @@ class FolderAccount:
         self._changed()
 
     def create(self, name: str) -> None:
-        from simsmtp.protocol.imap import FolderExists
+        from simsmtp.protocol.imapaccount import FolderExists
 
         folder = self._folder(name)
         if folder is None or self._store._folder_exists(self._domain, self._local, folder):
@@ -1176,7 +1176,7 @@ class FolderAccount:
         self._changed()
 
     def rename(self, old: str, new: str) -> None:
-        from simsmtp.protocol.imap import FolderExists
+        from simsmtp.protocol.imapaccount import FolderExists
 
         source = self._check(old)
         target = self._folder(new)

@@ -1,5 +1,5 @@
-"""Sans-IO protocol cores: SMTP server and client, POP3; replies, grammar and limits; TLS
-over ``ssl.MemoryBIO``; SASL mechanisms. No sockets, threads or event loops here.
+"""Sans-IO protocol cores: SMTP server and client, POP3, IMAP; replies, grammar and limits;
+TLS over ``ssl.MemoryBIO``; SASL mechanisms. No sockets, threads or event loops here.
 
 The SMTP names most callers need are re-exported here (importing them creates no SSL
 context and opens nothing).
@@ -13,6 +13,7 @@ from .events import (
     AuthStep,
     Bdat,
     BdatChunkReceived,
+    ClientEvent,
     Command,
     CommandReceived,
     ConnectionClosed,
@@ -27,6 +28,7 @@ from .events import (
     MailFrom,
     Message,
     MessageReceived,
+    NeedData,
     Noop,
     PlaintextDiscarded,
     Quit,
@@ -35,6 +37,7 @@ from .events import (
     ReplyReceived,
     ReplySent,
     Rset,
+    ServerEvent,
     StartTLS,
     TLSFailed,
     TLSStarted,
@@ -67,6 +70,7 @@ __all__ = [
     "BdatChunkReceived",
     "ClientConfig",
     "ClientConnection",
+    "ClientEvent",
     "ClientState",
     "Command",
     "CommandReceived",
@@ -85,6 +89,7 @@ __all__ = [
     "MailFrom",
     "Message",
     "MessageReceived",
+    "NeedData",
     "Noop",
     "Persona",
     "PlaintextDiscarded",
@@ -100,6 +105,7 @@ __all__ = [
     "Rset",
     "ServerConfig",
     "ServerConnection",
+    "ServerEvent",
     "ServerState",
     "Session",
     "StartTLS",

@@ -31,9 +31,9 @@ from .errors import LocalProtocolError, RemoteProtocolError
 from .events import (
     Auth,
     Bdat,
+    ClientEvent,
     Command,
     ConnectionClosed,
-    ConnectionEvent,
     ConnectionOpened,
     Data,
     Ehlo,
@@ -124,7 +124,7 @@ def _check_arg(text: str, what: str, *, allow_space: bool = False,
     return text
 
 
-class ClientConnection(SansIOConnection):
+class ClientConnection(SansIOConnection[ClientEvent]):
     """One SMTP client connection, without I/O.
 
     Args:
@@ -400,14 +400,14 @@ class ClientConnection(SansIOConnection):
 
     # --- input ---------------------------------------------------------------------------
 
-    def _step_open(self) -> ConnectionEvent | None:
+    def _step_open(self) -> ClientEvent | None:
         if self._confirmed is not C.TLS_HANDSHAKE:
             try:
                 reply = self._read_reply()
-            except GrammarError as exc:
-                return self._protocol_error(str(exc))
-            if reply is not None:
-                return self._on_reply(reply)
+                if reply is not None:
+                    return self._on_reply(reply)
+            except RemoteProtocolError as exc:  # the one place a server's error is handled
+                return self._protocol_error(exc)
         if self._eof:
             before = self._confirmed
             reason = "server closed the connection"
@@ -418,7 +418,7 @@ class ClientConnection(SansIOConnection):
             return ConnectionClosed(reason=reason, state_before=before, state_after=C.CLOSED)
         return None
 
-    def _feed_tls(self) -> ConnectionEvent | None:
+    def _feed_tls(self) -> ClientEvent | None:
         assert self._tls is not None
         before = self._confirmed
         failure = self._decrypt()
@@ -449,18 +449,22 @@ class ClientConnection(SansIOConnection):
                 i = buf.find(b"\r\n", start)
                 if i < 0:
                     if len(buf) - start > MAX_REPLY_LINE:  # RFC 5321 §4.5.3.1.5
-                        raise GrammarError(f"reply line longer than {MAX_REPLY_LINE} octets")
+                        raise RemoteProtocolError(
+                            f"reply line longer than {MAX_REPLY_LINE} octets")
                     return None
                 line = bytes(buf[start:i])
                 start = i + 2
-                code, last, text = parse_reply_line(line)
+                try:
+                    code, last, text = parse_reply_line(line)
+                except GrammarError as exc:  # RFC 5321 §4.2
+                    raise RemoteProtocolError(str(exc)) from exc
                 if self._reply_code is not None and code != self._reply_code:
-                    raise GrammarError(f"multi-line reply changed its code from "
-                                       f"{self._reply_code} to {code}")
+                    raise RemoteProtocolError(f"multi-line reply changed its code from "
+                                              f"{self._reply_code} to {code}")
                 self._reply_code = code
                 self._reply_lines.append(text)
                 if len(self._reply_lines) > MAX_REPLY_LINES:
-                    raise GrammarError("reply has too many lines")
+                    raise RemoteProtocolError("reply has too many lines")
                 if last:
                     reply = Reply(code, tuple(self._reply_lines))
                     self._reply_code, self._reply_lines = None, []
@@ -469,14 +473,15 @@ class ClientConnection(SansIOConnection):
             if start:
                 del buf[:start]
 
-    def _protocol_error(self, message: str) -> ConnectionEvent:
+    def _protocol_error(self, error: RemoteProtocolError) -> ClientEvent:
+        """The server broke the protocol: keep the error, close, and say so."""
         before = self._confirmed
-        self.error = RemoteProtocolError(message)
+        self.error = error
         self._close()
-        return ConnectionClosed(reason=f"protocol error: {message}", state_before=before,
+        return ConnectionClosed(reason=f"protocol error: {error}", state_before=before,
                                 state_after=C.CLOSED)
 
-    def _on_reply(self, reply: Reply) -> ConnectionEvent:
+    def _on_reply(self, reply: Reply) -> ClientEvent:
         before = self._confirmed
         if before is C.CONNECTING:  # RFC 5321 §4.3.1: the greeting
             tr = CLIENT_TRANSITIONS[(C.CONNECTING, "<greeting>")]
@@ -490,7 +495,7 @@ class ClientConnection(SansIOConnection):
                 self._close()
                 return ReplyReceived(command=None, reply=reply, state_before=before,
                                      state_after=C.CLOSED)
-            return self._protocol_error(f"unsolicited reply {str(reply)[:80]!r}")
+            raise RemoteProtocolError(f"unsolicited reply {str(reply)[:80]!r}")
         pending = self._pending.popleft()
         found = CLIENT_TRANSITIONS.get((before, pending.key))
         if found is not None:

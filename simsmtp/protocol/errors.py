@@ -3,8 +3,9 @@
 ``LocalProtocolError``: *our* side asked for something the protocol does not allow
 (a programming or learner error on the calling side); raised to the caller.
 
-``RemoteProtocolError``: the *peer* broke the protocol. A server turns it into the right
-reply and carries on; a client surfaces it as an event or raises it when it cannot go on.
+``RemoteProtocolError``: the *peer* broke the protocol. Raised inside a core and caught in
+one place: a server turns it into the right reply and carries on; a client closes and
+reports it as a ``ConnectionClosed`` event (and ``ClientConnection.error``).
 """
 
 from __future__ import annotations
@@ -19,11 +20,22 @@ class LocalProtocolError(ProtocolError):
 
 
 class RemoteProtocolError(ProtocolError):
-    """The peer sent something illegal; ``reply`` (if set) is what a server answers."""
+    """The peer sent something illegal.
 
-    def __init__(self, message: str, reply: object | None = None) -> None:
+    Raised inside a core where the peer breaks the protocol and caught in one place: the
+    SMTP server answers with the persona reply ``key`` (filled in with ``fields``) and
+    carries on; the SMTP client closes (a :class:`ConnectionClosed` event, the error kept
+    in ``ClientConnection.error``). It never reaches the caller of ``next_event()``.
+
+    Attributes:
+        key: the persona reply a server answers (e.g. ``"mail_syntax"``), or None.
+        fields: the values that reply's template takes.
+    """
+
+    def __init__(self, message: str, key: str | None = None, **fields: str) -> None:
         super().__init__(message)
-        self.reply = reply
+        self.key = key
+        self.fields = fields
 
 
 class TLSFailure(ProtocolError):

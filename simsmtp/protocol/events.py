@@ -8,9 +8,11 @@
 :class:`CommandReceived`, :class:`MessageReceived`, :class:`BdatChunkReceived`,
 :class:`AuthStep`, :class:`ReplySent` (server); :class:`ReplyReceived` (client);
 :class:`TLSStarted`, :class:`TLSFailed`, :class:`PlaintextDiscarded`,
-:class:`ConnectionClosed` (both). Each carries ``state_before`` and ``state_after``, and
-``delay``: seconds the network driver may wait before flushing this event's output (the
-soft error limit sets it; the core never sleeps).
+:class:`ConnectionClosed` (both). Each carries ``state_before`` and ``state_after`` (the
+role's state enum), and ``delay``: seconds the network driver may wait before flushing this
+event's output (the soft error limit sets it; the core never sleeps). One union per role
+says what ``next_event()`` can give: :data:`ServerEvent`, :data:`ClientEvent` (the POP3 and
+IMAP cores declare theirs), or :data:`NEED_DATA`, of its own type :class:`NeedData`.
 
 Secrets: no event's ``repr``/``str`` ever shows a password. :class:`Auth` masks its password,
 and the server never puts passwords, or the base64 lines that carry them, into events.
@@ -20,23 +22,32 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import ClassVar, Final, Generic, TypeAlias, TypeVar
 
 from .replies import Reply
-from .session import Envelope
+from .session import ClientState, Envelope, ServerState
 
 
-class _Sentinel:
-    def __init__(self, name: str) -> None:
-        self._name = name
+class NeedData(Enum):
+    """The type of :data:`NEED_DATA` (a one-member enum, so a type checker narrows
+    ``event is NEED_DATA`` as it does h11's sentinel)."""
+
+    NEED_DATA = "NEED_DATA"
 
     def __repr__(self) -> str:
-        return self._name
+        return "NEED_DATA"
+
+    __str__ = __repr__
 
 
 #: Returned by ``next_event()`` when more bytes are needed (compare with ``is``).
-NEED_DATA: Any = _Sentinel("NEED_DATA")
+NEED_DATA: Final = NeedData.NEED_DATA
+
+#: The state type of a role's events (``ServerState``, ``ClientState``, ``POP3State``,
+#: ``IMAPState``).
+StateT = TypeVar("StateT")
 
 _MASK = "***"
 
@@ -217,23 +228,24 @@ class RawLine(Command):
 # --- connection events -----------------------------------------------------------------------
 
 @dataclass(frozen=True, kw_only=True)
-class ConnectionEvent(Event):
-    """Base of the events ``next_event()`` returns."""
+class ConnectionEvent(Event, Generic[StateT]):
+    """Base of the events ``next_event()`` returns; ``StateT`` is the role's state enum
+    (None only in events made by hand, e.g. a test's scripted peer)."""
 
-    state_before: Any = None
-    state_after: Any = None
+    state_before: StateT | None = None
+    state_after: StateT | None = None
     delay: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True)
-class ConnectionOpened(ConnectionEvent):
+class ConnectionOpened(ConnectionEvent[StateT]):
     """The greeting (RFC 5321 §4.3.1): sent by a server, received by a client."""
 
     reply: Reply
 
 
 @dataclass(frozen=True, kw_only=True)
-class CommandReceived(ConnectionEvent):
+class CommandReceived(ConnectionEvent[ServerState]):
     """Server: one command line and the reply it got.
 
     ``command`` is None for lines that are not a valid command (unknown verb, bad syntax,
@@ -247,7 +259,7 @@ class CommandReceived(ConnectionEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
-class MessageReceived(ConnectionEvent):
+class MessageReceived(ConnectionEvent[ServerState]):
     """Server: end of DATA or BDAT LAST, with the final reply.
 
     ``accepted`` is True when the reply is positive (the handler stored it); on an error
@@ -264,7 +276,7 @@ class MessageReceived(ConnectionEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
-class BdatChunkReceived(ConnectionEvent):
+class BdatChunkReceived(ConnectionEvent[ServerState]):
     """Server: a non-last BDAT chunk was read (RFC 3030 §2: one reply per chunk)."""
 
     command: Bdat
@@ -274,7 +286,7 @@ class BdatChunkReceived(ConnectionEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
-class AuthStep(ConnectionEvent):
+class AuthStep(ConnectionEvent[ServerState]):
     """Server: one line of a SASL exchange and the reply. ``line`` is always masked."""
 
     mechanism: str
@@ -283,7 +295,7 @@ class AuthStep(ConnectionEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ReplySent(ConnectionEvent):
+class ReplySent(ConnectionEvent[ServerState]):
     """Server: a reply not answering a command: ``server.send()`` (421 timeout or
     shutdown) or the 421 of an error limit."""
 
@@ -292,7 +304,7 @@ class ReplySent(ConnectionEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ReplyReceived(ConnectionEvent):
+class ReplyReceived(ConnectionEvent[ClientState]):
     """Client: a reply, matched first-in-first-out to the command it answers
     (``command`` is None for an unsolicited reply such as a 421 timeout)."""
 
@@ -301,7 +313,7 @@ class ReplyReceived(ConnectionEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
-class TLSStarted(ConnectionEvent):
+class TLSStarted(ConnectionEvent[StateT]):
     """The TLS handshake completed (RFC 3207; or implicit TLS, RFC 8314)."""
 
     version: str | None
@@ -310,14 +322,14 @@ class TLSStarted(ConnectionEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
-class TLSFailed(ConnectionEvent):
+class TLSFailed(ConnectionEvent[StateT]):
     """The TLS handshake failed: the connection is closed."""
 
     reason: str
 
 
 @dataclass(frozen=True, kw_only=True)
-class PlaintextDiscarded(ConnectionEvent):
+class PlaintextDiscarded(ConnectionEvent[StateT]):
     """Plaintext that arrived behind STARTTLS / its 220 before TLS, thrown away unread
     (CVE-2011-0411 on a server, CVE-2021-38371 on a client)."""
 
@@ -325,7 +337,20 @@ class PlaintextDiscarded(ConnectionEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ConnectionClosed(ConnectionEvent):
+class ConnectionClosed(ConnectionEvent[StateT]):
     """The connection is over (EOF, or a fatal protocol error on the client)."""
 
     reason: str
+
+
+#: Every event an SMTP server core gives (``ServerConnection.next_event()``): narrow with
+#: ``isinstance`` (or ``match``), no ``getattr``/``hasattr`` probes needed.
+ServerEvent: TypeAlias = (ConnectionOpened[ServerState] | CommandReceived | MessageReceived
+               | BdatChunkReceived | AuthStep | ReplySent | TLSStarted[ServerState]
+               | TLSFailed[ServerState] | PlaintextDiscarded[ServerState]
+               | ConnectionClosed[ServerState])
+
+#: Every event an SMTP client core gives (``ClientConnection.next_event()``).
+ClientEvent: TypeAlias = (ConnectionOpened[ClientState] | ReplyReceived | TLSStarted[ClientState]
+               | TLSFailed[ClientState] | PlaintextDiscarded[ClientState]
+               | ConnectionClosed[ClientState])

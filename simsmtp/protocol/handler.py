@@ -69,6 +69,11 @@ class Handler:
         """VRFY: None for ``252 2.0.0 <arg>`` (cannot verify, will try)."""
         return None
 
+    def handle_HELP(self, session: Session, arg: str) -> Reply | None:
+        """HELP: None for the persona's answer (Postfix: ``500 5.5.2``, it has no HELP);
+        e.g. ``214`` with help text (RFC 5321 §4.1.1.8)."""
+        return None
+
     def handle_ETRN(self, session: Session, arg: str) -> Reply | None:
         """ETRN: None for ``250 Queuing started``."""
         return None

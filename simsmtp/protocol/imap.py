@@ -12,8 +12,11 @@ Same shape as the SMTP and POP3 cores (after h11), on the shared base
         print(event)
 
 Every state change is in ONE table, :data:`TRANSITIONS`; "not allowed in state X" replies
-are derived from it. The mailbox lives behind :class:`IMAPAccount` (the network layer backs
-it with Maildir, :mod:`simsmtp.net.store`; :class:`MemoryAccount` here is for tests).
+are derived from it. The mailbox lives behind
+:class:`~simsmtp.protocol.imapaccount.IMAPAccount` (the network layer backs it with Maildir,
+:mod:`simsmtp.net.store`; :class:`~simsmtp.protocol.imapaccount.MemoryAccount` is for tests).
+The command grammar is :mod:`simsmtp.protocol.imapgrammar`; this module runs the commands
+and renders their responses.
 
 Commands: CAPABILITY, NOOP, LOGOUT, STARTTLS, LOGIN, AUTHENTICATE PLAIN (SASL-IR), ENABLE,
 ID, NAMESPACE, LIST, LSUB, SUBSCRIBE, UNSUBSCRIBE, STATUS, SELECT, EXAMINE, CREATE, DELETE,
@@ -52,16 +55,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import calendar
 import enum
 import re
 import ssl
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, Final, TypeAlias
 
-from .connection import Edge, EdgeTable, SansIOConnection
+from .connection import Edge, EdgeTable, TableConnection
 from .errors import LocalProtocolError
 from .events import (
     NEED_DATA,
@@ -70,6 +72,28 @@ from .events import (
     PlaintextDiscarded,
     TLSFailed,
     TLSStarted,
+)
+from .imapaccount import (
+    Authenticator,
+    FolderExists,
+    FolderInfo,
+    IMAPAccount,
+    NoSuchFolder,
+    folder_name,
+)
+from .imapgrammar import (
+    SYSTEM_FLAGS,
+    Args,
+    BadCommand,
+    FetchItem,
+    flags_text,
+    imap_date,
+    in_set,
+    normal_flags,
+    parse_date,
+    parse_datetime,
+    parse_fetch_items,
+    parse_set,
 )
 from .imapmessage import astring, body_structure, envelope, nstring, quoted, section_bytes
 from .mailbox import MailboxError, to_crlf
@@ -82,21 +106,15 @@ __all__ = [
     "MAX_BAD_COMMANDS",
     "MAX_LINE_LENGTH",
     "NEED_DATA",
-    "SYSTEM_FLAGS",
     "TRANSITIONS",
     "CommandReceived",
     "ConnectionClosed",
     "ConnectionOpened",
-    "FolderExists",
-    "FolderInfo",
-    "IMAPAccount",
     "IMAPConfig",
+    "IMAPEvent",
     "IMAPReply",
     "IMAPServerConnection",
     "IMAPState",
-    "MemoryAccount",
-    "MessageMeta",
-    "NoSuchFolder",
     "PlaintextDiscarded",
     "TLSFailed",
     "TLSStarted",
@@ -116,9 +134,6 @@ MAX_BAD_COMMANDS: Final = 20
 MAX_AUTH_FAILURES: Final = 3
 
 CRLF: Final = b"\r\n"
-#: The system flags (RFC 9051 §2.3.2); \\Recent is session-only (RFC 3501 §2.3.2).
-SYSTEM_FLAGS: Final = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
-_FLAG_BY_UPPER: Final = {f.upper(): f for f in SYSTEM_FLAGS}
 
 #: Dovecot 2.3's capability lists, cut to what this core implements, with IMAP4rev2.
 CAPABILITIES_PRE_LOGIN: Final = ("IMAP4rev1", "IMAP4rev2", "SASL-IR", "ID", "ENABLE", "IDLE",
@@ -132,8 +147,6 @@ LOGIN_IN_CLEAR_ALERT: Final = ("[ALERT] Plaintext authentication not allowed wit
                                "password was exposed.")
 PLAINTEXT_DISALLOWED: Final = ("[PRIVACYREQUIRED] Plaintext authentication disallowed on "
                                "non-secure (SSL/TLS) connections.")
-_MONTHS: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
-                  "Dec")
 
 
 class IMAPState(enum.Enum):
@@ -166,7 +179,7 @@ _L = IMAPState.LOGOUT
 Transition = Edge
 
 
-def _loops(states: Iterable[IMAPState], verbs: str, rfc: str) -> tuple[Transition, ...]:
+def _loops(states: Iterable[IMAPState], verbs: str, rfc: str) -> tuple[Transition[IMAPState], ...]:
     return tuple(Transition(s, v, s, "", rfc) for s in states for v in verbs.split())
 
 
@@ -175,7 +188,7 @@ _AUTHED = (_A, _S)
 
 #: THE transition table. A command without an edge from the current state is refused with
 #: ``BAD`` and changes nothing.
-TRANSITIONS: Final[tuple[Transition, ...]] = (
+TRANSITIONS: Final[tuple[Transition[IMAPState], ...]] = (
     *_loops(_ANY, "CAPABILITY NOOP ID", "RFC 9051 §6.1, RFC 2971"),
     *(Transition(s, "LOGOUT", _L, "", "RFC 9051 §6.1.3") for s in _ANY),
     Transition(_N, "STARTTLS", _H, "OK", "RFC 9051 §6.2.1"),
@@ -207,228 +220,11 @@ TRANSITIONS: Final[tuple[Transition, ...]] = (
     *(Transition(s, "disconnect", _L, "", "RFC 9051 §7.1.5 (BYE)") for s in (_N, _A, _S, _I, _H)),
 )
 
-_TABLE: Final = EdgeTable(TRANSITIONS)
+_TABLE: Final = EdgeTable[IMAPState](TRANSITIONS)
 _VERBS: Final[frozenset[str]] = _TABLE.verbs
 
 
-def transitions() -> tuple[Transition, ...]:
-    """The state machine as data (for a notebook's state diagram)."""
-    return TRANSITIONS
 
-
-def allowed_commands(state: IMAPState) -> list[str]:
-    """The commands a client may send in ``state``, in table order."""
-    return _TABLE.commands(state)
-
-
-def _next_state(state: IMAPState, trigger: str, outcome: str = "") -> IMAPState:
-    target: IMAPState | None = _TABLE.target(state, trigger, outcome)
-    return state if target is None else target  # no edge: nothing changes
-
-
-# --- the mailbox, as the core sees it ---------------------------------------------------------
-
-
-class NoSuchFolder(MailboxError):
-    """The folder does not exist (``NO [NONEXISTENT]``, RFC 5530 §3)."""
-
-
-class FolderExists(MailboxError):
-    """The folder already exists (``NO [ALREADYEXISTS]``, RFC 5530 §3)."""
-
-
-@dataclass(frozen=True)
-class MessageMeta:
-    """One message of a folder as IMAP lists it.
-
-    Attributes:
-        uid: its UID (RFC 9051 §2.3.1.1), never reused while UIDVALIDITY holds.
-        flags: its permanent flags (``\\Seen`` ...).
-        size: RFC822.SIZE: the octets with CRLF line endings.
-        internaldate: when it arrived (seconds since the epoch).
-        recent: first session to see it (\\Recent, RFC 3501 §2.3.2).
-    """
-
-    uid: int
-    flags: frozenset[str]
-    size: int
-    internaldate: float
-    recent: bool = False
-
-
-@dataclass(frozen=True)
-class FolderInfo:
-    """A folder's UIDVALIDITY, UIDNEXT and messages (in UID order)."""
-
-    uidvalidity: int
-    uidnext: int
-    messages: tuple[MessageMeta, ...]
-
-
-@runtime_checkable
-class IMAPAccount(Protocol):
-    """One user's folders, read and changed by the IMAP core.
-
-    Implementations: :class:`MemoryAccount` here, the Maildir account of
-    ``simsmtp.net.store``. Every method may raise
-    :class:`~simsmtp.protocol.mailbox.MailboxError`; the core answers ``NO``.
-    """
-
-    def folders(self) -> list[tuple[str, str | None]]:
-        """Every folder (INBOX first) with its special-use attribute (``\\Junk``) or None."""
-        ...
-
-    def folder(self, name: str, *, claim_recent: bool = False) -> FolderInfo:
-        """The folder now; ``claim_recent`` makes this session the one that sees new
-        messages as \\Recent (Maildir: ``new/`` to ``cur/``)."""
-        ...
-
-    def fetch(self, name: str, uid: int) -> bytes:
-        """The message with CRLF line endings."""
-        ...
-
-    def set_flags(self, name: str, uid: int, flags: frozenset[str]) -> None: ...
-
-    def append(self, name: str, message: bytes, flags: frozenset[str],
-               internaldate: float | None) -> tuple[int, int]:
-        """Store a message; returns (UIDVALIDITY, its UID)."""
-        ...
-
-    def copy(self, name: str, uids: Sequence[int], target: str) -> tuple[int, list[int]]:
-        """Copy messages; returns (target's UIDVALIDITY, the new UIDs in order)."""
-        ...
-
-    def expunge(self, name: str, uids: Sequence[int]) -> None: ...
-
-    def create(self, name: str) -> None: ...
-
-    def delete(self, name: str) -> None: ...
-
-    def rename(self, old: str, new: str) -> None: ...
-
-    def generation(self) -> int:
-        """A number that changes whenever any folder of the account may have changed."""
-        ...
-
-
-#: ``authenticator(user, password)`` returns the user's account, or None (wrong credentials).
-Authenticator = Callable[[str, str], IMAPAccount | None]
-
-
-def _folder_name(name: str) -> str:
-    return "INBOX" if name.upper() == "INBOX" else name
-
-
-class MemoryAccount:
-    """An in-memory :class:`IMAPAccount` for tests and notebooks (INBOX, Junk and Sent)."""
-
-    SPECIAL = {"Junk": "\\Junk", "Sent": "\\Sent"}
-
-    def __init__(self, messages: Iterable[bytes] = (), *, uidvalidity: int = 1,
-                 now: Callable[[], float] = time.time) -> None:
-        self._uidvalidity = uidvalidity
-        self._now = now
-        self._gen = 0
-        # name -> [uidvalidity, uidnext, {uid: [data, flags, date, recent]}]
-        self._boxes: dict[str, list[Any]] = {}
-        for name in ("INBOX", "Junk", "Sent"):
-            self.create(name)
-        for data in messages:
-            self.deliver(data)
-
-    def _box(self, name: str) -> list[Any]:
-        box = self._boxes.get(_folder_name(name))
-        if box is None:
-            raise NoSuchFolder(f"Mailbox doesn't exist: {name}")
-        return box
-
-    def deliver(self, message: bytes, name: str = "INBOX") -> int:
-        """A new message arrives (\\Recent for the next session that selects the folder)."""
-        box = self._box(name)
-        uid: int = box[1]
-        box[1] += 1
-        box[2][uid] = [to_crlf(message), frozenset(), self._now(), True]
-        self._gen += 1
-        return uid
-
-    def folders(self) -> list[tuple[str, str | None]]:
-        return [(n, self.SPECIAL.get(n)) for n in sorted(self._boxes, key=lambda n: (
-            n != "INBOX", n))]
-
-    def folder(self, name: str, *, claim_recent: bool = False) -> FolderInfo:
-        box = self._box(name)
-        metas = []
-        for uid, (data, flags, date, recent) in sorted(box[2].items()):
-            metas.append(MessageMeta(uid, flags, len(data), date, recent))
-            if claim_recent:
-                box[2][uid][3] = False
-        return FolderInfo(box[0], box[1], tuple(metas))
-
-    def fetch(self, name: str, uid: int) -> bytes:
-        try:
-            return bytes(self._box(name)[2][uid][0])
-        except KeyError:
-            raise MailboxError(f"message {uid} is gone") from None
-
-    def set_flags(self, name: str, uid: int, flags: frozenset[str]) -> None:
-        entry = self._box(name)[2].get(uid)
-        if entry is not None:
-            entry[1] = flags
-            self._gen += 1
-
-    def append(self, name: str, message: bytes, flags: frozenset[str],
-               internaldate: float | None) -> tuple[int, int]:
-        uid = self.deliver(message, name)
-        entry = self._box(name)[2][uid]
-        entry[1] = flags
-        if internaldate is not None:
-            entry[2] = internaldate
-        return self._box(name)[0], uid
-
-    def copy(self, name: str, uids: Sequence[int], target: str) -> tuple[int, list[int]]:
-        source, dest = self._box(name), self._box(target)
-        new = []
-        for uid in uids:
-            data, flags, date, _ = source[2][uid]
-            new_uid = dest[1]
-            dest[1] += 1
-            dest[2][new_uid] = [data, flags, date, True]
-            new.append(new_uid)
-        self._gen += 1
-        return dest[0], new
-
-    def expunge(self, name: str, uids: Sequence[int]) -> None:
-        box = self._box(name)
-        for uid in uids:
-            box[2].pop(uid, None)
-        self._gen += 1
-
-    def create(self, name: str) -> None:
-        name = _folder_name(name)
-        if name in self._boxes:
-            raise FolderExists("Mailbox already exists")
-        self._boxes[name] = [self._uidvalidity + len(self._boxes), 1, {}]
-        self._gen += 1
-
-    def delete(self, name: str) -> None:
-        if _folder_name(name) == "INBOX":
-            raise MailboxError("INBOX can't be deleted.")
-        self._box(name)
-        del self._boxes[_folder_name(name)]
-        self._gen += 1
-
-    def rename(self, old: str, new: str) -> None:
-        box = self._box(old)
-        if _folder_name(new) in self._boxes:
-            raise FolderExists("Mailbox already exists")
-        if _folder_name(old) == "INBOX":
-            raise MailboxError("Renaming INBOX isn't supported.")
-        del self._boxes[_folder_name(old)]
-        self._boxes[_folder_name(new)] = box
-        self._gen += 1
-
-    def generation(self) -> int:
-        return self._gen
 
 
 # --- events ------------------------------------------------------------------------------------
@@ -466,14 +262,14 @@ class IMAPReply:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ConnectionOpened(ConnectionEvent):
+class ConnectionOpened(ConnectionEvent[IMAPState]):
     """The greeting was sent (``* OK [CAPABILITY ...] Dovecot ready.``)."""
 
     reply: IMAPReply
 
 
 @dataclass(frozen=True, kw_only=True)
-class CommandReceived(ConnectionEvent):
+class CommandReceived(ConnectionEvent[IMAPState]):
     """One command and its tagged reply (or its continuation request).
 
     ``line`` is the command without CRLF, literals shown as ``{n}``, passwords and SASL
@@ -487,13 +283,19 @@ class CommandReceived(ConnectionEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
-class UpdateSent(ConnectionEvent):
+class UpdateSent(ConnectionEvent[IMAPState]):
     """Untagged lines the server sent unprompted: ``* 3 EXISTS`` while idling, or a
     ``* BYE`` (timeout, shutdown)."""
 
     reply: IMAPReply
     lines: tuple[str, ...] = ()
     reason: str = ""
+
+
+#: Every event the IMAP core gives (``next_event()``): narrow with ``isinstance``.
+IMAPEvent: TypeAlias = (ConnectionOpened | CommandReceived | UpdateSent | TLSStarted[IMAPState]
+                        | TLSFailed[IMAPState] | PlaintextDiscarded[IMAPState]
+                        | ConnectionClosed[IMAPState])
 
 
 @dataclass(frozen=True)
@@ -525,273 +327,6 @@ class IMAPConfig:
     now: Callable[[], float] = field(default=time.time, compare=False)
 
 
-# --- parsing ---------------------------------------------------------------------------------
-
-
-class _Bad(Exception):
-    """A syntax error: ``BAD <text>``."""
-
-
-class _Args:
-    """A cursor over one command's arguments; literals stand as NUL placeholders."""
-
-    def __init__(self, text: str, literals: list[bytes]) -> None:
-        self.text = text
-        self.pos = 0
-        self.literals = literals
-        self._next_literal = 0
-
-    def at_end(self) -> bool:
-        return self.pos >= len(self.text)
-
-    def space(self) -> None:
-        if self.text[self.pos:self.pos + 1] != " ":
-            raise _Bad("Missing argument")
-        self.pos += 1
-
-    def end(self) -> None:
-        if not self.at_end():
-            raise _Bad("Unexpected argument")
-
-    def peek(self) -> str:
-        return self.text[self.pos:self.pos + 1]
-
-    def literal(self) -> bytes:
-        if self.peek() != "\0":
-            raise _Bad("Expected a literal")
-        self.pos += 1
-        value = self.literals[self._next_literal]
-        self._next_literal += 1
-        return value
-
-    def atom(self) -> str:
-        match = re.compile(r'[^\s(){%*"\\\]\0]+').match(self.text, self.pos)
-        if not match:
-            raise _Bad("Missing argument")
-        self.pos = match.end()
-        return match.group(0)
-
-    def seqset(self) -> str:
-        """A sequence set (``1:3,5,7:*``, RFC 9051 §9)."""
-        match = re.compile(r"[0-9:*,$]+").match(self.text, self.pos)
-        if not match:
-            raise _Bad("Invalid messageset")
-        self.pos = match.end()
-        return match.group(0)
-
-    def astring(self) -> str:
-        """An atom, a quoted string or a literal (RFC 9051 §4.3)."""
-        c = self.peek()
-        if c == '"':
-            out = []
-            i = self.pos + 1
-            while i < len(self.text):
-                ch = self.text[i]
-                if ch == "\\" and i + 1 < len(self.text) and self.text[i + 1] in '"\\':
-                    out.append(self.text[i + 1])
-                    i += 2
-                    continue
-                if ch == '"':
-                    self.pos = i + 1
-                    return "".join(out)
-                out.append(ch)
-                i += 1
-            raise _Bad("Missing '\"'")
-        if c == "\0":
-            return self.literal().decode("utf-8", "surrogateescape")
-        match = re.compile(r'[^\s(){%*"\\\0]+').match(self.text, self.pos)  # ] allowed
-        if not match:
-            raise _Bad("Missing argument")
-        self.pos = match.end()
-        return match.group(0)
-
-    def list_mailbox(self) -> str:
-        """A LIST pattern: an astring that may hold % and * (RFC 9051 §6.3.9)."""
-        if self.peek() in ('"', "\0"):
-            return self.astring()
-        match = re.compile(r'[^\s(){"\\\0]+').match(self.text, self.pos)
-        if not match:
-            raise _Bad("Missing argument")
-        self.pos = match.end()
-        return match.group(0)
-
-    def paren_list(self) -> list[str]:
-        """``(a b c)`` of atoms/astrings (flags, STATUS items, ID fields)."""
-        if self.peek() != "(":
-            raise _Bad("Expected '('")
-        self.pos += 1
-        items: list[str] = []
-        while self.peek() != ")":
-            if self.at_end():
-                raise _Bad("Missing ')'")
-            if items:
-                self.space()
-            if self.peek() == "\\":
-                self.pos += 1
-                items.append("\\" + self.atom())
-            else:
-                items.append(self.astring() if self.peek() in ('"', "\0") else self.atom())
-        self.pos += 1
-        return items
-
-    def rest(self) -> str:
-        value = self.text[self.pos:]
-        self.pos = len(self.text)
-        return value
-
-
-_SEQ_RE = re.compile(r"(\d+|\*)(?::(\d+|\*))?")
-
-
-def _parse_set(text: str) -> list[tuple[int | None, int | None]]:
-    """A sequence set (RFC 9051 §9: ``1:3,5,7:*``); None stands for ``*``."""
-    ranges: list[tuple[int | None, int | None]] = []
-    if text == "$":
-        raise _Bad("Invalid messageset")  # SEARCHRES is not supported
-    for piece in text.split(","):
-        match = _SEQ_RE.fullmatch(piece)
-        if not match:
-            raise _Bad("Invalid messageset")
-        a = None if match.group(1) == "*" else int(match.group(1))
-        b_text = match.group(2)
-        b = a if b_text is None else (None if b_text == "*" else int(b_text))
-        if a == 0 or b == 0:
-            raise _Bad("Invalid messageset")
-        ranges.append((a, b))
-    return ranges
-
-
-def _in_set(n: int, ranges: list[tuple[int | None, int | None]], star: int) -> bool:
-    for a, b in ranges:
-        lo, hi = (star if a is None else a), (star if b is None else b)
-        if min(lo, hi) <= n <= max(lo, hi):
-            return True
-    return False
-
-
-def _imap_date(when: float) -> str:
-    """INTERNALDATE form: ``07-Dec-2026 13:37:57 +0000`` (RFC 9051 §9 date-time)."""
-    t = time.gmtime(when)
-    return f"{t.tm_mday:02d}-{_MONTHS[t.tm_mon - 1]}-{t.tm_year} " \
-           f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
-
-
-def _parse_date(text: str) -> tuple[int, int, int]:
-    """A SEARCH date ``1-Feb-2026`` (RFC 9051 §9 date)."""
-    match = re.fullmatch(r"(\d{1,2})-([A-Za-z]{3})-(\d{4})", text)
-    months = [m.lower() for m in _MONTHS]
-    if not match or match.group(2).lower() not in months:
-        raise _Bad("Invalid search date")
-    return int(match.group(3)), months.index(match.group(2).lower()) + 1, int(match.group(1))
-
-
-def _parse_datetime(text: str) -> float:
-    """An APPEND date-time ``07-Dec-2026 13:37:57 +0000`` (RFC 9051 §9)."""
-    match = re.fullmatch(r" ?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) "
-                         r"([+-])(\d\d)(\d\d)", text)
-    months = [m.lower() for m in _MONTHS]
-    if not match or match.group(2).lower() not in months:
-        raise _Bad("Invalid internal date")
-    day, _, year, hh, mm, ss = (int(match.group(i)) if i != 2 else 0 for i in range(1, 7))
-    stamp = calendar.timegm((year, months.index(match.group(2).lower()) + 1, day, hh, mm, ss))
-    offset = (int(match.group(8)) * 60 + int(match.group(9))) * 60
-    return float(stamp - offset if match.group(7) == "+" else stamp + offset)
-
-
-def _flags_text(flags: Iterable[str]) -> str:
-    order = {f: i for i, f in enumerate((*SYSTEM_FLAGS, "\\Recent"))}
-    return "(" + " ".join(sorted(flags, key=lambda f: order.get(f, 99))) + ")"
-
-
-def _normal_flags(names: Iterable[str]) -> tuple[frozenset[str], bool]:
-    """The permanent flags named (case-insensitive), and whether \\Recent or an unknown
-    system flag was asked for (keywords are dropped: they are not kept)."""
-    flags = set()
-    bad = False
-    for name in names:
-        known = _FLAG_BY_UPPER.get(name.upper())
-        if known is not None:
-            flags.add(known)
-        elif name.startswith("\\"):
-            bad = True
-    return frozenset(flags), bad
-
-
-# --- FETCH items -----------------------------------------------------------------------------
-
-_FETCH_MACROS: Final = {
-    "ALL": ["FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"],
-    "FAST": ["FLAGS", "INTERNALDATE", "RFC822.SIZE"],
-    "FULL": ["FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"],
-}
-_SECTION_RE = re.compile(
-    r"(BODY(?:\.PEEK)?|BINARY(?:\.PEEK)?)\[([^\]]*)\](?:<(\d+)(?:\.(\d+))?>)?", re.I)
-_SIMPLE_ITEMS: Final = frozenset({"FLAGS", "UID", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE",
-                                  "BODYSTRUCTURE", "BODY", "RFC822", "RFC822.HEADER",
-                                  "RFC822.TEXT"})
-
-
-def _split_items(text: str) -> list[str]:
-    """Split ``FLAGS BODY[HEADER.FIELDS (A B)]<0.5> UID`` at spaces outside [] and ()."""
-    items: list[str] = []
-    current: list[str] = []
-    depth = 0
-    for ch in text:
-        if ch in "[(":
-            depth += 1
-        elif ch in "])":
-            depth -= 1
-        if ch == " " and depth == 0:
-            if current:
-                items.append("".join(current))
-            current = []
-            continue
-        current.append(ch)
-    if current:
-        items.append("".join(current))
-    return items
-
-
-@dataclass(frozen=True)
-class _Item:
-    name: str  # as echoed in the response (e.g. "BODY[HEADER]<0>")
-    kind: str  # FLAGS, UID, ..., SECTION
-    section: str = ""
-    peek: bool = False
-    partial: tuple[int, int | None] | None = None
-
-
-def _parse_fetch_items(text: str) -> list[_Item]:
-    text = text.strip()
-    if text.upper() in _FETCH_MACROS:
-        return [_Item(n, n) for n in _FETCH_MACROS[text.upper()]]
-    if text.startswith("(") and text.endswith(")"):
-        text = text[1:-1]
-    elif text.startswith("("):
-        raise _Bad("Missing ')'")
-    items = []
-    for raw in _split_items(text):
-        upper = raw.upper()
-        if upper in _SIMPLE_ITEMS:
-            items.append(_Item(upper, upper))
-            continue
-        match = _SECTION_RE.fullmatch(raw)
-        if not match or match.group(1).upper().startswith("BINARY"):
-            raise _Bad(f"Unknown FETCH attribute: {raw}" if not match else
-                       "BINARY is not supported")
-        section = match.group(2).upper()
-        partial = None
-        if match.group(3) is not None:
-            length = int(match.group(4)) if match.group(4) is not None else None
-            partial = (int(match.group(3)), length)
-        name = f"BODY[{match.group(2)}]" + (f"<{partial[0]}>" if partial else "")
-        items.append(_Item(name, "SECTION", section, match.group(1).upper().endswith("PEEK"),
-                           partial))
-    if not items:
-        raise _Bad("Missing FETCH attributes")
-    return items
-
-
 # --- the connection --------------------------------------------------------------------------
 
 
@@ -804,7 +339,7 @@ class _Message:
     recent: bool
 
 
-class IMAPServerConnection(SansIOConnection):
+class IMAPServerConnection(TableConnection[IMAPState, IMAPEvent]):
     """The server side of one IMAP connection, without I/O.
 
     Args:
@@ -815,6 +350,8 @@ class IMAPServerConnection(SansIOConnection):
     """
 
     CLOSED_STATE = IMAPState.LOGOUT
+    TABLE = _TABLE
+    NO_EDGE_STAYS = True  # a step without an edge changes nothing
 
     def __init__(self, authenticator: Authenticator, config: IMAPConfig | None = None) -> None:
         super().__init__()
@@ -902,7 +439,7 @@ class IMAPServerConnection(SansIOConnection):
         before = self._state
         if before is not _H:
             self._write(f"* BYE {text}".encode() + CRLF)
-        self._state = _next_state(before, "disconnect")
+        self._state = self._next_state(before, "disconnect")
         self._logout()
         self._events.append(UpdateSent(reply=IMAPReply("*", "BYE", text), reason=reason,
                                        state_before=before, state_after=self._state))
@@ -924,14 +461,14 @@ class IMAPServerConnection(SansIOConnection):
     def _login_ok(self) -> bool:
         return self.config.allow_plaintext_auth or self.secure
 
-    def _greet(self) -> ConnectionEvent:
+    def _greet(self) -> IMAPEvent:
         self._greeted = True
         text = f"[CAPABILITY {' '.join(self._capabilities())}] {self.config.greeting}"
         self._write(f"* OK {text}".encode() + CRLF)  # RFC 9051 §7.1.1
         return ConnectionOpened(reply=IMAPReply("*", "OK", text), state_before=self._state,
                                 state_after=self._state)
 
-    def _feed_tls(self) -> ConnectionEvent | None:
+    def _feed_tls(self) -> IMAPEvent | None:
         assert self._tls is not None
         before = self._state
         failure = self._decrypt()
@@ -943,7 +480,7 @@ class IMAPServerConnection(SansIOConnection):
                 return TLSFailed(reason=str(failure), state_before=before, state_after=_L)
             return ConnectionClosed(reason=str(failure), state_before=before, state_after=_L)
         if before is _H and self._tls.handshake_complete:
-            self._state = _next_state(_H, "tls-established")
+            self._state = self._next_state(_H, "tls-established")
             summary = self._tls.summary()
             event = TLSStarted(version=summary["version"], cipher=summary["cipher"],
                                peer=summary["peer"], state_before=_H, state_after=self._state)
@@ -967,7 +504,7 @@ class IMAPServerConnection(SansIOConnection):
 
     # --- framing -----------------------------------------------------------------------------
 
-    def _step_open(self) -> ConnectionEvent | None:
+    def _step_open(self) -> IMAPEvent | None:
         if self._state is _H:
             if self._eof:
                 return self._close("peer-closed", "client closed during the TLS handshake")
@@ -1014,7 +551,7 @@ class IMAPServerConnection(SansIOConnection):
             del self._in[:end + 2]
             return line
 
-    def _read_command(self) -> ConnectionEvent | None:
+    def _read_command(self) -> IMAPEvent | None:
         """Assemble one command (its lines and literals) and run it."""
         while True:
             if self._literal_left:
@@ -1093,7 +630,7 @@ class IMAPServerConnection(SansIOConnection):
         """Whether a command with this verb may run in the current state (the table)."""
         if verb not in _VERBS:
             return False
-        return _TABLE.allows(self._state, verb) or (
+        return self.TABLE.allows(self._state, verb) or (
             self._state is _S and verb in ("FETCH", "STORE", "SEARCH", "COPY", "MOVE",
                                            "EXPUNGE"))
 
@@ -1112,7 +649,7 @@ class IMAPServerConnection(SansIOConnection):
                                state_before=before, state_after=self._state)
 
     def _finish_bad(self, tag: str, verb: str, line: bytes, text: str,
-                    untagged: int = 0, before: IMAPState | None = None) -> ConnectionEvent:
+                    untagged: int = 0, before: IMAPState | None = None) -> IMAPEvent:
         before = self._state if before is None else before
         self.bad_commands += 1
         self._write(f"{tag} BAD {text}".encode("utf-8", "replace") + CRLF)
@@ -1120,22 +657,22 @@ class IMAPServerConnection(SansIOConnection):
         if self.bad_commands >= self.config.max_bad_commands:
             self._write(b"* BYE Too many invalid IMAP commands." + CRLF)
             current = self._state
-            self._state = _next_state(current, "too-many-errors")
+            self._state = self._next_state(current, "too-many-errors")
             self._logout()
             self._events.append(UpdateSent(
                 reply=IMAPReply("*", "BYE", "Too many invalid IMAP commands."),
                 reason="too many errors", state_before=current, state_after=self._state))
         return event
 
-    def _finish_no(self, tag: str, text: str) -> ConnectionEvent:
+    def _finish_no(self, tag: str, text: str) -> IMAPEvent:
         before = self._state
         self._write(f"{tag} NO {text}".encode() + CRLF)
         return self._event(tag, "APPEND", b"<literal refused>", IMAPReply(tag, "NO", text),
                            before)
 
-    def _close(self, trigger: str, reason: str) -> ConnectionEvent:
+    def _close(self, trigger: str, reason: str) -> IMAPEvent:
         before = self._state
-        self._state = _next_state(before, trigger)
+        self._state = self._next_state(before, trigger)
         self._closed_reported = True
         self.account = None
         return ConnectionClosed(reason=reason, state_before=before, state_after=self._state)
@@ -1152,7 +689,7 @@ class IMAPServerConnection(SansIOConnection):
             shown = " ".join([*words[:3], "***"])
         return shown.encode("utf-8", "surrogateescape")
 
-    def _dispatch(self) -> ConnectionEvent:
+    def _dispatch(self) -> IMAPEvent:
         raw = bytes(self._text)
         literals = self._literals
         refused = self._refused
@@ -1178,7 +715,7 @@ class IMAPServerConnection(SansIOConnection):
         if verb not in _VERBS or verb in ("DONE",):
             return self._finish_bad(tag, verb, line, "Error in IMAP command received by server.")
         state = self._state
-        allowed = _TABLE.states_allowing(verb)
+        allowed = self.TABLE.states_allowing(verb)
         if state not in allowed:
             if allowed == [_S]:
                 text_ = "No mailbox selected"  # Dovecot's text
@@ -1189,13 +726,13 @@ class IMAPServerConnection(SansIOConnection):
                 text_ = f"{verb} is not allowed in the {state.name} state (only in " \
                         f"{' or '.join(s.name for s in allowed)})"
             return self._finish_bad(tag, verb, line, text_)
-        args = _Args(args_text if rest.find(" ") >= 0 else "", literals)
+        args = Args(args_text if rest.find(" ") >= 0 else "", literals)
         uid = False
         shown_verb = verb
         if verb == "UID":
             try:
                 sub = args.atom().upper()
-            except _Bad:
+            except BadCommand:
                 sub = ""
             if sub not in ("FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE"):
                 return self._finish_bad(tag, verb, line,
@@ -1210,7 +747,7 @@ class IMAPServerConnection(SansIOConnection):
             result = handler(tag, args, untagged, uid) if verb in (
                 "FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE") else \
                 handler(tag, args, untagged)
-        except _Bad as exc:
+        except BadCommand as exc:
             self._write(b"".join(untagged))
             return self._finish_bad(tag, shown_verb, line,
                                     f"Error in IMAP command {shown_verb}: {exc}")
@@ -1227,7 +764,7 @@ class IMAPServerConnection(SansIOConnection):
             untagged.insert(0, b"* BYE Logging out" + CRLF)
         outcome = status if status in ("OK", "NO") else ""
         trigger = verb
-        after = _next_state(before, trigger, outcome) if status != "BAD" else before
+        after = self._next_state(before, trigger, outcome) if status != "BAD" else before
         if verb in ("SELECT", "EXAMINE") and status == "NO" and before is _S:
             self._folder = None
         return self._reply_event(tag, shown_verb, line, untagged, status, reply_text,
@@ -1235,7 +772,7 @@ class IMAPServerConnection(SansIOConnection):
 
     def _reply_event(self, tag: str, verb: str, line: bytes, untagged: list[bytes],
                      status: str, text: str, *, after: IMAPState | None = None,
-                     before: IMAPState | None = None) -> ConnectionEvent:
+                     before: IMAPState | None = None) -> IMAPEvent:
         before = self._state if before is None else before
         self._write(b"".join(untagged))
         if status == "BAD":
@@ -1253,7 +790,7 @@ class IMAPServerConnection(SansIOConnection):
                 self.auth_failures >= self.config.max_auth_failures:
             # the 3rd failed login: Dovecot's farewell (RFC 9051 §7.1.5)
             self._write(b"* BYE Too many invalid commands." + CRLF)
-            after_bye = _next_state(self._state, "disconnect")
+            after_bye = self._next_state(self._state, "disconnect")
             self._events.append(UpdateSent(
                 reply=IMAPReply("*", "BYE", "Too many invalid commands."),
                 reason="too many failed logins", state_before=self._state,
@@ -1264,31 +801,31 @@ class IMAPServerConnection(SansIOConnection):
 
     # --- login ------------------------------------------------------------------------------
 
-    _pending_event: ConnectionEvent
+    _pending_event: IMAPEvent
 
-    def _cmd_capability(self, tag: str, args: _Args, out: list[bytes]) -> tuple[str, str]:
+    def _cmd_capability(self, tag: str, args: Args, out: list[bytes]) -> tuple[str, str]:
         args.end()
         out.append(f"* CAPABILITY {' '.join(self._capabilities())}".encode() + CRLF)
         if self._state is _N:
             return "OK", "Pre-login capabilities listed, post-login capabilities have more."
         return "OK", "Capability completed."
 
-    def _cmd_noop(self, tag: str, args: _Args, out: list[bytes]) -> tuple[str, str]:
+    def _cmd_noop(self, tag: str, args: Args, out: list[bytes]) -> tuple[str, str]:
         args.end()
         if self._folder is not None and self._state is _S:
             out += self._refresh()
         return "OK", "NOOP completed."
 
-    def _cmd_check(self, tag: str, args: _Args, out: list[bytes]) -> tuple[str, str]:
+    def _cmd_check(self, tag: str, args: Args, out: list[bytes]) -> tuple[str, str]:
         args.end()
         out += self._refresh()
         return "OK", "Check completed."
 
-    def _cmd_logout(self, tag: str, args: _Args, out: list[bytes]) -> tuple[str, str]:
+    def _cmd_logout(self, tag: str, args: Args, out: list[bytes]) -> tuple[str, str]:
         args.end()
         return "OK", "Logout completed."
 
-    def _cmd_id(self, tag: str, args: _Args, out: list[bytes]) -> tuple[str, str]:
+    def _cmd_id(self, tag: str, args: Args, out: list[bytes]) -> tuple[str, str]:
         # RFC 2971: the client's fields (or NIL) are read and ignored
         if args.text[args.pos:].upper() != "NIL":
             args.paren_list()
@@ -1298,14 +835,14 @@ class IMAPServerConnection(SansIOConnection):
         out.append(b'* ID ("name" "Dovecot")' + CRLF)
         return "OK", "ID completed."
 
-    def _cmd_starttls(self, tag: str, args: _Args, out: list[bytes]) -> tuple[str, str]:
+    def _cmd_starttls(self, tag: str, args: Args, out: list[bytes]) -> tuple[str, str]:
         args.end()
         if self.config.tls_context is None or self.secure:
             return "NO", "[CLIENTBUG] TLS is already active." if self.secure else \
                 "TLS support isn't enabled."
         return "OK", "Begin TLS negotiation now."
 
-    def _cmd_login(self, tag: str, args: _Args, out: list[bytes]) -> tuple[str, str]:
+    def _cmd_login(self, tag: str, args: Args, out: list[bytes]) -> tuple[str, str]:
         user = args.astring()
         args.space()
         password = args.astring()
@@ -1326,7 +863,7 @@ class IMAPServerConnection(SansIOConnection):
         self.user, self.account = user, account
         return "OK", f"[CAPABILITY {' '.join(CAPABILITIES_AUTHENTICATED)}] Logged in"
 
-    def _cmd_authenticate(self, tag: str, args: _Args, out: list[bytes]) -> Any:
+    def _cmd_authenticate(self, tag: str, args: Args, out: list[bytes]) -> tuple[str, str] | None:
         mechanism = args.atom().upper()
         initial = None
         if not args.at_end():
@@ -1364,24 +901,24 @@ class IMAPServerConnection(SansIOConnection):
             return "NO", "[AUTHORIZATIONFAILED] Authorization failed."
         return self._login(result.username, result.password)
 
-    def _sasl_line(self, line: bytes) -> ConnectionEvent:
+    def _sasl_line(self, line: bytes) -> IMAPEvent:
         tag, self._sasl_tag = self._sasl_tag or "*", None
         before = self._state
         try:
             status, text = self._sasl_result(line.decode("ascii"))
         except UnicodeDecodeError:
             status, text = "BAD", "Invalid base64 data in continued response"
-        after = _next_state(before, "AUTHENTICATE", status) if status != "BAD" else before
+        after = self._next_state(before, "AUTHENTICATE", status) if status != "BAD" else before
         return self._finish_auth(tag, b"***", status, text, before, after)
 
     def _finish_auth(self, tag: str, line: bytes, status: str, text: str, before: IMAPState,
-                     after: IMAPState) -> ConnectionEvent:
+                     after: IMAPState) -> IMAPEvent:
         return self._reply_event(tag, "AUTHENTICATE", line, [], status, text, after=after,
                                  before=before)
 
     # --- authenticated ----------------------------------------------------------------------
 
-    def _cmd_enable(self, tag: str, args: _Args, out: list[bytes]) -> tuple[str, str]:
+    def _cmd_enable(self, tag: str, args: Args, out: list[bytes]) -> tuple[str, str]:
         names = [args.atom()]
         while not args.at_end():
             args.space()
@@ -1392,7 +929,7 @@ class IMAPServerConnection(SansIOConnection):
             out.append(b"* ENABLED IMAP4rev2" + CRLF)
         return "OK", "Enabled."
 
-    def _cmd_namespace(self, tag: str, args: _Args, out: list[bytes]) -> tuple[str, str]:
+    def _cmd_namespace(self, tag: str, args: Args, out: list[bytes]) -> tuple[str, str]:
         args.end()
         out.append(b'* NAMESPACE (("" ".")) NIL NIL' + CRLF)  # RFC 2342, Maildir++ "."
         return "OK", "Namespace completed."
@@ -1401,7 +938,7 @@ class IMAPServerConnection(SansIOConnection):
         assert self.account is not None
         return self.account
 
-    def _cmd_create(self, tag: str, args: _Args, out: list[bytes]) -> tuple[str, str]:
+    def _cmd_create(self, tag: str, args: Args, out: list[bytes]) -> tuple[str, str]:
         name = args.astring().rstrip(".")
         args.end()
         if not name or name.upper() == "INBOX":
@@ -1416,8 +953,8 @@ class IMAPServerConnection(SansIOConnection):
                 or any(ord(c) < 0x20 for c in name) or "*" in name or "%" in name:
             raise MailboxError(f"Invalid mailbox name: {name}")
 
-    def _cmd_delete(self, tag: str, args: _Args, out: list[bytes]) -> tuple[str, str]:
-        name = _folder_name(args.astring())
+    def _cmd_delete(self, tag: str, args: Args, out: list[bytes]) -> tuple[str, str]:
+        name = folder_name(args.astring())
         args.end()
         if name == "INBOX":
             return "NO", "[CANNOT] INBOX can't be deleted."  # RFC 9051 §6.3.5
@@ -1426,8 +963,8 @@ class IMAPServerConnection(SansIOConnection):
         self._acct().delete(name)
         return "OK", "Delete completed."
 
-    def _cmd_rename(self, tag: str, args: _Args, out: list[bytes]) -> tuple[str, str]:
-        old = _folder_name(args.astring())
+    def _cmd_rename(self, tag: str, args: Args, out: list[bytes]) -> tuple[str, str]:
+        old = folder_name(args.astring())
         args.space()
         new = args.astring()
         args.end()
@@ -1437,17 +974,17 @@ class IMAPServerConnection(SansIOConnection):
         self._acct().rename(old, new)
         return "OK", "Rename completed."
 
-    def _cmd_subscribe(self, tag: str, args: _Args, out: list[bytes]) -> tuple[str, str]:
+    def _cmd_subscribe(self, tag: str, args: Args, out: list[bytes]) -> tuple[str, str]:
         args.astring()
         args.end()
         return "OK", "Subscribe completed."  # every folder is subscribed
 
-    def _cmd_unsubscribe(self, tag: str, args: _Args, out: list[bytes]) -> tuple[str, str]:
+    def _cmd_unsubscribe(self, tag: str, args: Args, out: list[bytes]) -> tuple[str, str]:
         args.astring()
         args.end()
         return "OK", "Unsubscribe completed."
 
-    def _cmd_list(self, tag: str, args: _Args, out: list[bytes],
+    def _cmd_list(self, tag: str, args: Args, out: list[bytes],
                   verb: str = "LIST") -> tuple[str, str]:
         if args.peek() == "(":
             args.paren_list()  # LIST-EXTENDED selection options: ignored (all listed)
@@ -1458,7 +995,7 @@ class IMAPServerConnection(SansIOConnection):
         if not args.at_end():
             args.space()
             if args.atom().upper() != "RETURN":
-                raise _Bad("Invalid arguments")
+                raise BadCommand("Invalid arguments")
             args.space()
             args.paren_list()
         args.end()
@@ -1482,17 +1019,17 @@ class IMAPServerConnection(SansIOConnection):
                        + CRLF)
         return "OK", f"{verb.capitalize()} completed."
 
-    def _cmd_lsub(self, tag: str, args: _Args, out: list[bytes]) -> tuple[str, str]:
+    def _cmd_lsub(self, tag: str, args: Args, out: list[bytes]) -> tuple[str, str]:
         return self._cmd_list(tag, args, out, "LSUB")
 
-    def _cmd_status(self, tag: str, args: _Args, out: list[bytes]) -> tuple[str, str]:
-        name = _folder_name(args.astring())
+    def _cmd_status(self, tag: str, args: Args, out: list[bytes]) -> tuple[str, str]:
+        name = folder_name(args.astring())
         args.space()
         items = [i.upper() for i in args.paren_list()]
         args.end()
         known = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE")
         if not items or any(i not in known for i in items):
-            raise _Bad("Invalid status item")
+            raise BadCommand("Invalid status item")
         info = self._acct().folder(name)
         values = {
             "MESSAGES": len(info.messages),
@@ -1507,9 +1044,9 @@ class IMAPServerConnection(SansIOConnection):
         out.append(f"* STATUS {astring(name)} ({shown})".encode() + CRLF)
         return "OK", "Status completed."
 
-    def _cmd_select(self, tag: str, args: _Args, out: list[bytes],
+    def _cmd_select(self, tag: str, args: Args, out: list[bytes],
                     readonly: bool = False) -> tuple[str, str]:
-        name = _folder_name(args.astring())
+        name = folder_name(args.astring())
         if not args.at_end():
             args.space()
             args.paren_list()  # select parameters (CONDSTORE ...): none supported, ignored
@@ -1537,7 +1074,7 @@ class IMAPServerConnection(SansIOConnection):
             return "OK", "[READ-ONLY] Examine completed."
         return "OK", "[READ-WRITE] Select completed."
 
-    def _cmd_examine(self, tag: str, args: _Args, out: list[bytes]) -> tuple[str, str]:
+    def _cmd_examine(self, tag: str, args: Args, out: list[bytes]) -> tuple[str, str]:
         return self._cmd_select(tag, args, out, readonly=True)
 
     def _load(self, info: FolderInfo) -> None:
@@ -1546,16 +1083,16 @@ class IMAPServerConnection(SansIOConnection):
                           for m in info.messages]
         self._seen_generation = self._acct().generation()
 
-    def _cmd_append(self, tag: str, args: _Args, out: list[bytes]) -> tuple[str, str]:
-        name = _folder_name(args.astring())
+    def _cmd_append(self, tag: str, args: Args, out: list[bytes]) -> tuple[str, str]:
+        name = folder_name(args.astring())
         args.space()
         flags: frozenset[str] = frozenset()
         date = None
         if args.peek() == "(":
-            flags, _ = _normal_flags(args.paren_list())
+            flags, _ = normal_flags(args.paren_list())
             args.space()
         if args.peek() == '"':
-            date = _parse_datetime(args.astring())
+            date = parse_datetime(args.astring())
             args.space()
         data = args.literal()
         args.end()
@@ -1568,7 +1105,7 @@ class IMAPServerConnection(SansIOConnection):
             out += self._refresh()
         return "OK", f"[APPENDUID {validity} {uid}] Append completed."  # RFC 4315
 
-    def _cmd_idle(self, tag: str, args: _Args, out: list[bytes]) -> None:
+    def _cmd_idle(self, tag: str, args: Args, out: list[bytes]) -> None:
         args.end()
         self._idle_tag = tag
         self._idle_from = self._state
@@ -1581,7 +1118,7 @@ class IMAPServerConnection(SansIOConnection):
             self._seen_generation = -1  # report anything that came since the last look
         return None
 
-    def _idle_update(self) -> ConnectionEvent | None:
+    def _idle_update(self) -> IMAPEvent | None:
         if self.account is None or self._folder is None or self._idle_from is not _S:
             return None
         if self.account.generation() == self._seen_generation:
@@ -1595,11 +1132,11 @@ class IMAPServerConnection(SansIOConnection):
                           lines=tuple(x.decode("utf-8", "replace").rstrip() for x in lines),
                           reason="mailbox changed", state_before=_I, state_after=_I)
 
-    def _idle_done(self, line: bytes) -> ConnectionEvent:
+    def _idle_done(self, line: bytes) -> IMAPEvent:
         tag, self._idle_tag = self._idle_tag or "*", None
         before = _I
         target = "selected" if self._idle_from is _S else "authenticated"
-        self._state = _next_state(_I, "DONE", target)
+        self._state = self._next_state(_I, "DONE", target)
         if line.upper() != b"DONE":
             return self._finish_bad(tag, "IDLE", line[:512], "Expected DONE.", before=_I)
         return self._reply_event(tag, "DONE", b"DONE", [], "OK", "Idle completed.",
@@ -1648,31 +1185,31 @@ class IMAPServerConnection(SansIOConnection):
         flags = set(message.flags)
         if message.recent and not self._rev2:
             flags.add("\\Recent")
-        return _flags_text(flags)
+        return flags_text(flags)
 
     def _numbers(self, text: str, uid: bool) -> list[int]:
         """The message numbers (1-based positions) a set names."""
-        ranges = _parse_set(text)
+        ranges = parse_set(text)
         if uid:
             star = self._messages[-1].uid if self._messages else 0
-            return [n for n, m in enumerate(self._messages, 1) if _in_set(m.uid, ranges, star)]
+            return [n for n, m in enumerate(self._messages, 1) if in_set(m.uid, ranges, star)]
         count = len(self._messages)
         for a, b in ranges:
             for value in (a, b):
                 if value is not None and value > count:
-                    raise _Bad("Invalid messageset")  # Dovecot's text
+                    raise BadCommand("Invalid messageset")  # Dovecot's text
                 if value is None and count == 0:
-                    raise _Bad("Invalid messageset")
-        return [n for n in range(1, count + 1) if _in_set(n, ranges, count)]
+                    raise BadCommand("Invalid messageset")
+        return [n for n in range(1, count + 1) if in_set(n, ranges, count)]
 
-    def _cmd_close(self, tag: str, args: _Args, out: list[bytes]) -> tuple[str, str]:
+    def _cmd_close(self, tag: str, args: Args, out: list[bytes]) -> tuple[str, str]:
         args.end()
         if not self._readonly:
             self._expunge_deleted(None, [])  # RFC 9051 §6.4.1: silently
         self._folder = None
         return "OK", "Close completed."
 
-    def _cmd_unselect(self, tag: str, args: _Args, out: list[bytes]) -> tuple[str, str]:
+    def _cmd_unselect(self, tag: str, args: Args, out: list[bytes]) -> tuple[str, str]:
         args.end()
         self._folder = None
         return "OK", "Unselect completed."
@@ -1696,7 +1233,7 @@ class IMAPServerConnection(SansIOConnection):
                 n += 1
         self._seen_generation = self._acct().generation()
 
-    def _cmd_expunge(self, tag: str, args: _Args, out: list[bytes],
+    def _cmd_expunge(self, tag: str, args: Args, out: list[bytes],
                      uid: bool = False) -> tuple[str, str]:
         only = None
         if uid:  # RFC 4315 §2.1: UID EXPUNGE set
@@ -1707,18 +1244,18 @@ class IMAPServerConnection(SansIOConnection):
         self._expunge_deleted(only, out)
         return "OK", "Expunge completed."
 
-    def _cmd_fetch(self, tag: str, args: _Args, out: list[bytes],
+    def _cmd_fetch(self, tag: str, args: Args, out: list[bytes],
                    uid: bool = False) -> tuple[str, str]:
         numbers = self._numbers(args.seqset(), uid)
         args.space()
-        items = _parse_fetch_items(args.rest())
+        items = parse_fetch_items(args.rest())
         if uid and not any(i.kind == "UID" for i in items):
-            items.insert(0, _Item("UID", "UID"))  # RFC 9051 §6.4.9
+            items.insert(0, FetchItem("UID", "UID"))  # RFC 9051 §6.4.9
         for n in numbers:
             out.append(self._fetch_one(n, items))
         return "OK", "Fetch completed."
 
-    def _fetch_one(self, n: int, items: list[_Item]) -> bytes:
+    def _fetch_one(self, n: int, items: list[FetchItem]) -> bytes:
         message = self._messages[n - 1]
         data: bytes | None = None
         parts: list[bytes] = []
@@ -1730,7 +1267,7 @@ class IMAPServerConnection(SansIOConnection):
             self._acct().set_flags(self._folder or "", message.uid, message.flags)
             self._seen_generation = self._acct().generation()
             if not any(i.kind == "FLAGS" for i in items):
-                items = [_Item("FLAGS", "FLAGS"), *items]
+                items = [FetchItem("FLAGS", "FLAGS"), *items]
         for item in items:
             kind = item.kind
             if kind == "FLAGS":
@@ -1738,7 +1275,7 @@ class IMAPServerConnection(SansIOConnection):
             elif kind == "UID":
                 parts.append(f"UID {message.uid}".encode())
             elif kind == "INTERNALDATE":
-                parts.append(f'INTERNALDATE "{_imap_date(message.internaldate)}"'.encode())
+                parts.append(f'INTERNALDATE "{imap_date(message.internaldate)}"'.encode())
             elif kind == "RFC822.SIZE":
                 parts.append(f"RFC822.SIZE {message.size}".encode())
             else:
@@ -1751,7 +1288,7 @@ class IMAPServerConnection(SansIOConnection):
     def _literal(name: str, value: bytes) -> bytes:
         return f"{name} {{{len(value)}}}".encode() + CRLF + value
 
-    def _fetch_data(self, item: _Item, data: bytes) -> bytes:
+    def _fetch_data(self, item: FetchItem, data: bytes) -> bytes:
         kind = item.kind
         if kind == "ENVELOPE":
             return f"ENVELOPE {envelope(data)}".encode("utf-8", "surrogateescape")
@@ -1774,7 +1311,7 @@ class IMAPServerConnection(SansIOConnection):
             value = value[start:] if length is None else value[start:start + length]
         return self._literal(item.name, value)
 
-    def _cmd_store(self, tag: str, args: _Args, out: list[bytes],
+    def _cmd_store(self, tag: str, args: Args, out: list[bytes],
                    uid: bool = False) -> tuple[str, str]:
         numbers = self._numbers(args.seqset(), uid)
         args.space()
@@ -1782,12 +1319,12 @@ class IMAPServerConnection(SansIOConnection):
         args.space()
         match = re.fullmatch(r"([+-]?)FLAGS(\.SILENT)?", action)
         if not match:
-            raise _Bad("Invalid arguments")
+            raise BadCommand("Invalid arguments")
         names = args.paren_list() if args.peek() == "(" else args.rest().split()
         args.end()
-        flags, bad = _normal_flags(names)
+        flags, bad = normal_flags(names)
         if bad:
-            raise _Bad("Invalid system flag")
+            raise BadCommand("Invalid system flag")
         if self._readonly:
             return "NO", "[READ-ONLY] Mailbox is read-only."
         for n in numbers:
@@ -1808,14 +1345,14 @@ class IMAPServerConnection(SansIOConnection):
         self._seen_generation = self._acct().generation()
         return "OK", "Store completed."
 
-    def _copy_targets(self, args: _Args, uid: bool) -> tuple[list[int], str]:
+    def _copy_targets(self, args: Args, uid: bool) -> tuple[list[int], str]:
         numbers = self._numbers(args.seqset(), uid)
         args.space()
-        target = _folder_name(args.astring())
+        target = folder_name(args.astring())
         args.end()
         return numbers, target
 
-    def _cmd_copy(self, tag: str, args: _Args, out: list[bytes],
+    def _cmd_copy(self, tag: str, args: Args, out: list[bytes],
                   uid: bool = False) -> tuple[str, str]:
         numbers, target = self._copy_targets(args, uid)
         if target not in [n for n, _ in self._acct().folders()]:
@@ -1827,7 +1364,7 @@ class IMAPServerConnection(SansIOConnection):
         self._seen_generation = self._acct().generation()
         return "OK", f"[COPYUID {validity} {_uid_set(uids)} {_uid_set(new)}] Copy completed."
 
-    def _cmd_move(self, tag: str, args: _Args, out: list[bytes],
+    def _cmd_move(self, tag: str, args: Args, out: list[bytes],
                   uid: bool = False) -> tuple[str, str]:
         numbers, target = self._copy_targets(args, uid)
         if target not in [n for n, _ in self._acct().folders()]:
@@ -1844,7 +1381,7 @@ class IMAPServerConnection(SansIOConnection):
         self._drop(uids, out)
         return "OK", "Move completed."
 
-    def _cmd_search(self, tag: str, args: _Args, out: list[bytes],
+    def _cmd_search(self, tag: str, args: Args, out: list[bytes],
                     uid: bool = False) -> tuple[str, str]:
         returns: list[str] | None = None
         if args.text[args.pos:].upper().startswith("RETURN "):
@@ -1852,7 +1389,7 @@ class IMAPServerConnection(SansIOConnection):
             args.space()
             returns = [r.upper() for r in args.paren_list()] or ["ALL"]  # RFC 4731 §3.1
             if any(r not in ("MIN", "MAX", "COUNT", "ALL") for r in returns):
-                raise _Bad("Unknown RETURN option")
+                raise BadCommand("Unknown RETURN option")
             args.space()
         if args.text[args.pos:].upper().startswith("CHARSET "):
             args.atom()
@@ -1863,7 +1400,7 @@ class IMAPServerConnection(SansIOConnection):
             args.space()
         keys = self._search_keys(args)
         if not keys:
-            raise _Bad("Missing search parameters")
+            raise BadCommand("Missing search parameters")
         args.end()
         found = []
         cache: dict[int, bytes] = {}
@@ -1888,28 +1425,28 @@ class IMAPServerConnection(SansIOConnection):
             out.append(("* SEARCH" + "".join(f" {x}" for x in found)).encode() + CRLF)
         return "OK", "Search completed."
 
-    def _search_keys(self, args: _Args, until_paren: bool = False) -> list[Any]:
+    def _search_keys(self, args: Args, until_paren: bool = False) -> list[Any]:
         keys: list[Any] = []
         while not args.at_end():
             if args.peek() == ")":
                 if until_paren:
                     return keys
-                raise _Bad("Unexpected ')'")
+                raise BadCommand("Unexpected ')'")
             if keys:
                 args.space()
             keys.append(self._search_key(args))
         if until_paren:
-            raise _Bad("Missing ')'")
+            raise BadCommand("Missing ')'")
         return keys
 
-    def _search_key(self, args: _Args) -> Any:
+    def _search_key(self, args: Args) -> Any:
         if args.peek() == "(":
             args.pos += 1
             inner = self._search_keys(args, until_paren=True)
             args.pos += 1
             return ("AND", inner)
         if args.peek().isdigit() or args.peek() in ("*", "$"):
-            return ("SET", _parse_set(args.seqset()))
+            return ("SET", parse_set(args.seqset()))
         word = args.atom().upper()
         simple = {"ALL", "ANSWERED", "DELETED", "DRAFT", "FLAGGED", "NEW", "OLD", "RECENT",
                   "SEEN", "UNANSWERED", "UNDELETED", "UNDRAFT", "UNFLAGGED", "UNSEEN"}
@@ -1928,14 +1465,14 @@ class IMAPServerConnection(SansIOConnection):
             args.space()
             value = args.atom()
             if not value.isdigit():
-                raise _Bad("Invalid size")
+                raise BadCommand("Invalid size")
             return (word, int(value))
         if word in ("BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE"):
             args.space()
-            return (word, _parse_date(args.astring()))
+            return (word, parse_date(args.astring()))
         if word == "UID":
             args.space()
-            return (word, _parse_set(args.seqset()))
+            return (word, parse_set(args.seqset()))
         if word == "NOT":
             args.space()
             return (word, self._search_key(args))
@@ -1944,7 +1481,7 @@ class IMAPServerConnection(SansIOConnection):
             first = self._search_key(args)
             args.space()
             return (word, first, self._search_key(args))
-        raise _Bad(f"Unknown argument {word}")
+        raise BadCommand(f"Unknown argument {word}")
 
     def _matches(self, key: Any, n: int, m: _Message, cache: dict[int, bytes]) -> bool:
         op = key[0]
@@ -1972,9 +1509,9 @@ class IMAPServerConnection(SansIOConnection):
             return bool(m.size < key[1])
         if op == "UID":
             star = self._messages[-1].uid if self._messages else 0
-            return _in_set(m.uid, key[1], star)
+            return in_set(m.uid, key[1], star)
         if op == "SET":
-            return _in_set(n, key[1], len(self._messages))
+            return in_set(n, key[1], len(self._messages))
         if op == "NOT":
             return not self._matches(key[1], n, m, cache)
         if op == "OR":
@@ -2050,3 +1587,9 @@ def decode_plain(response: str) -> tuple[str, str] | None:
 
 
 _ = (nstring, quoted)
+
+
+#: The state machine as data (for a notebook's state diagram).
+transitions = IMAPServerConnection.transitions
+#: The commands a client may send in a state, in table order.
+allowed_commands = IMAPServerConnection.allowed_commands

@@ -4,7 +4,7 @@ The default persona is Postfix's (the seed transcript learners compare with is a
 one). Each entry is ``key: (code, template)``; templates use ``{host}``, ``{software}`` and
 the fields the core passes (``{addr}``, ``{id}``, ...). A template with ``\\n`` is a
 multi-line reply. A world may override entries (``ServerConfig.replies``) to play another
-MTA: keep the codes, change the words.
+MTA: keep the codes, change the words (:func:`check_overrides` refuses a changed code).
 
 Answers measured from Postfix 3.7.11 (virtual mailboxes; ``tests/interop`` asks a real
 Postfix the same questions when one can run):
@@ -52,7 +52,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
 
 from .grammar import MAX_REPLY_LINE
 from .replies import Reply
@@ -65,7 +64,7 @@ POSTFIX: Mapping[str, tuple[int, str]] = MappingProxyType({
     "quit": (221, "2.0.0 Bye"),  # RFC 5321 §4.1.1.10
     "ok": (250, "2.0.0 Ok"),  # RSET, NOOP: RFC 5321 §4.1.1.5, §4.1.1.9
     # Postfix implements no HELP (RFC 5321 §4.1.1.8 lets a server answer 214 with help text;
-    # a persona override can): it is an unknown command to Postfix.
+    # a handler's handle_HELP can): it is an unknown command to Postfix.
     "help": (500, "5.5.2 Error: command not recognized"),
     "no_service": (503, "5.5.1 Error: no SMTP service here, send QUIT"),  # RFC 5321 §3.1
     "timeout": (421, "4.4.2 {host} Error: timeout exceeded"),  # RFC 5321 §4.5.3.2.7
@@ -156,6 +155,25 @@ POSTFIX: Mapping[str, tuple[int, str]] = MappingProxyType({
 MAX_REPLY_TEXT = MAX_REPLY_LINE - 6
 
 
+def check_overrides(overrides: Mapping[str, tuple[int, str]]) -> None:
+    """Refuse an override that is not a persona entry or that changes its code.
+
+    A reply's code moves the session's state (RFC 5321 §4.2: 2xx, 3xx, 4xx/5xx), so a
+    persona changes the words only; a refusal belongs to a handler or a fault rule.
+
+    Raises:
+        ValueError: naming the key, the persona's code and the code given.
+    """
+    for key, (code, _template) in overrides.items():
+        if key not in POSTFIX:
+            raise ValueError(f"replies: {key!r} is not a persona reply key")
+        own = POSTFIX[key][0]
+        if code != own:
+            raise ValueError(f"replies[{key!r}]: the persona's code is {own}, not {code}: an "
+                             "override changes the words, not the code (a refusal belongs "
+                             "to a handler or a fault rule)")
+
+
 def clip(text: str, limit: int = 200) -> str:
     """Shorten peer-supplied text echoed in a reply (keeps reply lines within limits)."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -175,7 +193,7 @@ class Persona:
     software: str = "Postfix"
     overrides: Mapping[str, tuple[int, str]] = field(default_factory=dict)
 
-    def reply(self, key: str, **fields: Any) -> Reply:
+    def reply(self, key: str, **fields: object) -> Reply:
         """The reply ``key`` with its template filled in; every line fits in 512 octets.
 
         Raises:

@@ -55,9 +55,9 @@ import ssl
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeAlias
 
-from .connection import Edge, EdgeTable, SansIOConnection
+from .connection import Edge, EdgeTable, TableConnection
 from .errors import LocalProtocolError
 from .events import (
     NEED_DATA,
@@ -149,13 +149,13 @@ _C = POP3State.CLOSED
 Transition = Edge
 
 
-def _loops(state: POP3State, verbs: str, rfc: str) -> tuple[Transition, ...]:
+def _loops(state: POP3State, verbs: str, rfc: str) -> tuple[Transition[POP3State], ...]:
     return tuple(Transition(state, v, state, "", rfc) for v in verbs.split())
 
 
 #: THE transition table (data, not if-chains). A command that has no edge from the current
 #: state is answered ``-ERR <CMD> is not allowed in the <STATE> state`` and changes nothing.
-TRANSITIONS: Final[tuple[Transition, ...]] = (
+TRANSITIONS: Final[tuple[Transition[POP3State], ...]] = (
     *_loops(_A, "CAPA", "RFC 2449 §5"),
     Transition(_A, "USER", _A, "", "RFC 1939 §7"),
     Transition(_A, "PASS", _T, "+OK", "RFC 1939 §7"),
@@ -178,25 +178,11 @@ TRANSITIONS: Final[tuple[Transition, ...]] = (
     *(Transition(s, "disconnect", _C, "", "RFC 1939 §3 (autologout)") for s in (_A, _T, _H)),
 )
 
-_TABLE: Final = EdgeTable(TRANSITIONS)
+_TABLE: Final = EdgeTable[POP3State](TRANSITIONS)
 _VERBS: Final[frozenset[str]] = _TABLE.verbs
 
 
-def transitions() -> tuple[Transition, ...]:
-    """The state machine as data, for a notebook's state diagram."""
-    return TRANSITIONS
 
-
-def allowed_commands(state: POP3State) -> list[str]:
-    """The commands a client may send in ``state``, in table order."""
-    return _TABLE.commands(state)
-
-
-def _next_state(state: POP3State, trigger: str, outcome: str = "") -> POP3State:
-    target: POP3State | None = _TABLE.target(state, trigger, outcome)
-    if target is None:
-        raise LocalProtocolError(f"no transition for {trigger!r} in state {state.name}")
-    return target
 
 
 #: Syntax of each command: (fewest arguments, most arguments, usage). USER and PASS take
@@ -228,9 +214,6 @@ _SECRET_VERBS: Final = frozenset({"PASS", "AUTH", "APOP"})
 # ConnectionEvent with state_before/state_after; a server's answer is its ``reply``; TLS and
 # the end of the connection are the very events the SMTP and IMAP cores give.
 
-#: The base of every POP3 event (the cores' shared ConnectionEvent).
-POP3Event = ConnectionEvent
-
 
 @dataclass(frozen=True)
 class POP3Reply:
@@ -253,14 +236,14 @@ class POP3Reply:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ConnectionOpened(ConnectionEvent):
+class ConnectionOpened(ConnectionEvent[POP3State]):
     """The greeting was queued (``+OK <text>``, RFC 1939 §4)."""
 
     reply: POP3Reply
 
 
 @dataclass(frozen=True, kw_only=True)
-class CommandReceived(ConnectionEvent):
+class CommandReceived(ConnectionEvent[POP3State]):
     """One command line was read and answered.
 
     Attributes:
@@ -285,6 +268,12 @@ class CommandReceived(ConnectionEvent):
     def ok(self) -> bool:
         """True for a ``+OK`` reply."""
         return self.reply.ok and not self.reply.continuation
+
+
+#: Every event the POP3 core gives (``next_event()``): narrow with ``isinstance``.
+POP3Event: TypeAlias = (ConnectionOpened | CommandReceived | TLSStarted[POP3State]
+                        | TLSFailed[POP3State] | PlaintextDiscarded[POP3State]
+                        | ConnectionClosed[POP3State])
 
 
 @dataclass(frozen=True)
@@ -397,7 +386,7 @@ def _parse_line(raw: bytes) -> tuple[str, str] | str:
 # --- The connection ----------------------------------------------------------------------
 
 
-class POP3ServerConnection(SansIOConnection):
+class POP3ServerConnection(TableConnection[POP3State, POP3Event]):
     """The server side of one POP3 connection, without I/O, on the cores' shared base
     (:class:`~simsmtp.protocol.connection.SansIOConnection`).
 
@@ -410,6 +399,7 @@ class POP3ServerConnection(SansIOConnection):
     """
 
     CLOSED_STATE = POP3State.CLOSED
+    TABLE = _TABLE
 
     def __init__(self, authenticator: Authenticator, config: POP3Config | None = None) -> None:
         super().__init__()
@@ -495,13 +485,13 @@ class POP3ServerConnection(SansIOConnection):
 
     # --- input: one step per next_event() -------------------------------------------------
 
-    def _step_open(self) -> ConnectionEvent | None:
+    def _step_open(self) -> POP3Event | None:
         """One command line per call (the base handles TLS records and the end)."""
         if self._pending_close is not None:
             reason, self._pending_close = self._pending_close, None
             before = self._state
             if before is POP3State.UPDATE:
-                self._state = _next_state(before, "update-done")
+                self._state = self._next_state(before, "update-done")
             self._finish(reason, before)
             return None
         if self._state is POP3State.TLS_HANDSHAKE:
@@ -519,20 +509,20 @@ class POP3ServerConnection(SansIOConnection):
             self._close_by("peer-closed", "client closed the connection")
         return None
 
-    def _feed_tls(self) -> ConnectionEvent | None:
+    def _feed_tls(self) -> POP3Event | None:
         """Decrypt what came in; the handshake's end is :class:`TLSStarted` (then, on
         POP3S, the greeting); a TLS failure closes."""
         assert self._tls is not None
         before = self._state
         failure = self._decrypt()
         if failure is not None:
-            self._state = _next_state(before, "tls-failed")
+            self._state = self._next_state(before, "tls-failed")
             self._events.append(TLSFailed(state_before=before, state_after=self._state,
                                           reason=str(failure)))
             self._finish(f"TLS failed: {failure}", self._state)
             return None
         if before is POP3State.TLS_HANDSHAKE and self._tls.handshake_complete:
-            self._state = _next_state(POP3State.TLS_HANDSHAKE, "tls-established")
+            self._state = self._next_state(POP3State.TLS_HANDSHAKE, "tls-established")
             self._events.append(TLSStarted(state_before=POP3State.TLS_HANDSHAKE,
                                            state_after=self._state,
                                            version=self._tls.version,
@@ -588,7 +578,7 @@ class POP3ServerConnection(SansIOConnection):
 
     def _close_by(self, trigger: str, reason: str) -> None:
         before = self._state
-        self._state = _next_state(before, trigger)
+        self._state = self._next_state(before, trigger)
         self._finish(reason, before)
 
     def _finish(self, reason: str, before: POP3State) -> None:
@@ -654,7 +644,7 @@ class POP3ServerConnection(SansIOConnection):
                     trigger = "too-many-errors"
         after = before
         if trigger is not None:
-            after = _next_state(before, trigger, "+OK" if reply.ok else "-ERR")
+            after = self._next_state(before, trigger, "+OK" if reply.ok else "-ERR")
         self._write(reply.first_line.encode("utf-8") + CRLF + (reply.body or b""))
         self._state = after
         if not shown:
@@ -677,7 +667,7 @@ class POP3ServerConnection(SansIOConnection):
         """Check the verb against the table and the syntax, then run it."""
         if verb not in _VERBS:
             return _err("Unknown command."), None
-        allowed = _TABLE.states_allowing(verb)
+        allowed = self.TABLE.states_allowing(verb)
         if state not in allowed:
             where = " or ".join(s.name for s in allowed)
             return _err(f"{verb} is not allowed in the {state.name} state (only in {where})"), None
@@ -940,3 +930,9 @@ class POP3ServerConnection(SansIOConnection):
 
     def _cmd_noop(self, state: POP3State, args: list[str]) -> _Reply:
         return _ok()  # RFC 1939 §5
+
+
+#: The state machine as data (for a notebook's state diagram).
+transitions = POP3ServerConnection.transitions
+#: The commands a client may send in a state, in table order.
+allowed_commands = POP3ServerConnection.allowed_commands

@@ -27,6 +27,12 @@ Line-ending policies (RFC 5321 §2.3.8, §4.1.1.4; catalogue tests 20-30):
 Memory stays bounded by the limits: an overlong command line is discarded as it arrives
 (one ``500`` when it finally ends); DATA and BDAT content stops being kept once past
 ``size_limit`` (a long line counts as it arrives), and the error is given at the end.
+
+This module is the command dispatcher and the one state variable; the content readers
+(DATA's dot-unstuffing up to ``<CRLF>.<CRLF>``, BDAT's counted octets) are in
+:mod:`simsmtp.protocol.smtpbody`. What is read next is derived from the state: message
+content in DATA, SASL lines in AUTH, nothing in TLS_HANDSHAKE and CLOSED, command lines
+otherwise; before that, what is owed (a BDAT chunk's octets, the handler's pending reply).
 """
 
 from __future__ import annotations
@@ -36,11 +42,11 @@ import re
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Any
+from functools import partial
+from typing import Protocol, TypeVar
 
 from .connection import SansIOConnection
-from .errors import LocalProtocolError
+from .errors import LocalProtocolError, RemoteProtocolError
 from .events import (
     Auth,
     AuthStep,
@@ -49,7 +55,6 @@ from .events import (
     Command,
     CommandReceived,
     ConnectionClosed,
-    ConnectionEvent,
     ConnectionOpened,
     Data,
     Ehlo,
@@ -64,6 +69,7 @@ from .events import (
     RcptTo,
     ReplySent,
     Rset,
+    ServerEvent,
     StartTLS,
     TLSFailed,
     TLSStarted,
@@ -74,7 +80,6 @@ from .grammar import (
     MAX_ENVID,
     MAX_ORCPT,
     MAX_SASL_LINE,
-    MAX_TEXT_LINE,
     MIN_RECIPIENTS,
     GrammarError,
     is_domain,
@@ -85,7 +90,7 @@ from .grammar import (
     xtext_decode,
 )
 from .handler import Handler, PendingReply
-from .persona import Persona, clip
+from .persona import Persona, check_overrides, clip
 from .replies import Reply
 from .sasl import (
     SUPPORTED_MECHANISMS,
@@ -106,9 +111,12 @@ from .session import (
     command_verbs,
     next_state,
 )
+from .smtpbody import ChunkReader, DataReader
 from .tls import TLSLayer
 
 S = ServerState
+#: A step of the server's transition table.
+_Tr = Transition[ServerState]
 
 
 def queue_id_generator(seed: int = 0) -> Callable[[], str]:
@@ -147,7 +155,9 @@ class ServerConfig:
             it out of the EHLO reply (Postfix ``disable_vrfy_command``, default no; RFC 5321
             §7.3: VRFY tells who exists, so sites may turn it off).
         queue_ids: gives the queue id of each transaction.
-        replies: persona overrides, ``key -> (code, template)`` (see persona.py).
+        replies: persona overrides, ``key -> (code, template)`` (see persona.py): the words
+            may change, the code may not (ValueError naming the key and both codes: a
+            reply's code moves the state; a refusal belongs to a handler or a fault rule).
     """
 
     hostname: str = "mail.anotherdomain.org"
@@ -184,18 +194,7 @@ class ServerConfig:
         unknown = set(self.auth_mechanisms) - set(SUPPORTED_MECHANISMS)
         if unknown:
             raise ValueError(f"unsupported SASL mechanisms: {sorted(unknown)}")
-
-
-class _Mode(Enum):
-    """What the next input bytes are."""
-
-    COMMAND = "command lines"
-    DATA = "message content (DATA)"
-    CHUNK = "BDAT chunk octets"
-    AUTH = "SASL response lines"
-    HANDSHAKE = "TLS handshake"
-    WAIT = "nothing yet: the handler answers the message later (a PendingReply)"
-    CLOSED = "nothing (closed)"
+        check_overrides(self.replies)
 
 
 @dataclass
@@ -204,7 +203,7 @@ class _Pending:
 
     reply: PendingReply
     envelope: Envelope
-    transition: Transition
+    transition: _Tr
     via: str
     state_before: ServerState
 
@@ -216,19 +215,20 @@ class _TooLong:
         self.head = head
 
 
-@dataclass
-class _Chunk:
-    """A BDAT chunk being read."""
+_E = TypeVar("_E", bound=ServerEvent)
+_E_co = TypeVar("_E_co", bound=ServerEvent, covariant=True)
 
-    remaining: int
-    size: int
-    last: bool
-    line: bytes
-    state_before: ServerState
-    store: bool
-    reply: Reply | None = None  # an error to give once the octets are consumed
-    transition: Transition | None = None
 
+class _EventFactory(Protocol[_E_co]):
+    """Makes a step's event once its reply has moved the state (a ``functools.partial`` of
+    the event class holding the other fields)."""
+
+    def __call__(self, *, state_before: ServerState, state_after: ServerState,
+                 delay: float) -> _E_co: ...
+
+
+#: A reply that closes whatever the state (a 421 of an error limit, RFC 5321 §3.8).
+_CLOSING = Transition(S.CLOSED, S.CLOSED)
 
 #: Verbs allowed before STARTTLS when TLS is required (RFC 3207 §4; aiosmtpd, + RSET).
 ALLOWED_BEFORE_TLS = frozenset({"NOOP", "EHLO", "STARTTLS", "QUIT", "RSET"})
@@ -244,7 +244,7 @@ _NOTIFY = frozenset({"SUCCESS", "FAILURE", "DELAY"})  # RFC 3461 §4.1
 _ORCPT = re.compile(r"[A-Za-z0-9-]+;.+")  # RFC 3461 §4.2: addr-type ";" xtext
 
 
-class ServerConnection(SansIOConnection):
+class ServerConnection(SansIOConnection[ServerEvent]):
     """One SMTP server connection, without I/O.
 
     Args:
@@ -271,29 +271,26 @@ class ServerConnection(SansIOConnection):
         self.envelope = Envelope()
         #: Exceptions raised by handler hooks (each was answered 451 4.3.0).
         self.handler_errors: list[BaseException] = []
+        #: The one state variable: what is read next is derived from it (:meth:`_process_input`).
         self._state = S.CONNECTED
-        self._mode = _Mode.COMMAND
         self._refused = False  # 554 greeting: only QUIT is served (RFC 5321 §3.1)
         self._greeted = False
         self._discarding = False  # inside an overlong line
         self._long_head = b""
-        # DATA reader
-        self._data_lines: list[bytes] = []
-        self._data_size = 0
-        self._data_error: str | None = None
-        self._partial: bytearray | None = None  # the start of a line over 1000 octets
-        # BDAT reader
-        self._chunk: _Chunk | None = None
+        # DATA reader (made by DATA's 354)
+        self._data: DataReader | None = None
+        # BDAT reader: the chunk whose octets are owed (a chunk is read in whatever state
+        # its BDAT came in; its reply, and so the state it leads to, comes after its octets)
+        self._chunk: ChunkReader | None = None
         self._bdat_parts: list[bytes] = []
         self._bdat_size = 0
         # AUTH exchange
         self._mech: ServerMechanism | None = None
-        # a message whose reply the handler gives later
+        # a message whose reply the handler gives later: nothing is read until it is done
         self._pending: _Pending | None = None
         if self.config.implicit_tls:
             assert self.config.tls_context is not None
             self._state = S.TLS_HANDSHAKE
-            self._mode = _Mode.HANDSHAKE
             self._tls = TLSLayer(self.config.tls_context, server_side=True)
         else:
             self._events.append(self._greet())
@@ -315,7 +312,7 @@ class ServerConnection(SansIOConnection):
         """True while the next input is message content (after 354, or a BDAT chunk's
         octets): the network layer times this by a minimum data rate (Postfix
         ``smtpd_min_data_rate``) rather than by the idle timeout."""
-        return self._mode in (_Mode.DATA, _Mode.CHUNK)
+        return self._chunk is not None or (self._state is S.DATA and self._pending is None)
 
     @property
     def pending_reply(self) -> PendingReply | None:
@@ -335,13 +332,9 @@ class ServerConnection(SansIOConnection):
         """
         if self._state is S.CLOSED:
             raise LocalProtocolError("cannot send a reply: the connection is closed")
-        before = self._state
-        if before is not S.TLS_HANDSHAKE:  # mid-handshake no SMTP reply can be understood
-            self._write(reply.to_bytes())
-        if reply.code in (221, 421):  # RFC 5321 §3.8
-            self._close()
-        self._events.append(ReplySent(reply=reply, reason="sent by the network layer",
-                                      state_before=before, state_after=self._state))
+        here = Transition(self._state, self._state)  # 221/421 close (RFC 5321 §3.8)
+        self._events.append(self._answer(reply, here, partial(
+            ReplySent, reply=reply, reason="sent by the network layer"), counted=False))
 
     def send_timeout(self) -> None:
         """Send ``421 4.4.2 <host> Error: timeout exceeded`` and close (RFC 5321 §4.5.3.2.7)."""
@@ -371,6 +364,35 @@ class ServerConnection(SansIOConnection):
 
     # --- output --------------------------------------------------------------------------
 
+    def _answer(self, reply: Reply, transition: _Tr | None,
+                event: _EventFactory[_E], *, before: ServerState | None = None,
+                counted: bool = True) -> _E:
+        """The one path of every reply: write it, move the state along ``transition`` by
+        its code (None: the state stays), close when that leads to CLOSED, make the event
+        with the states and the delay hint, and queue the 421 of an error limit it reached.
+
+        ``counted``: a reply to the peer counts against the error limits and carries the
+        delay hint (:meth:`_send_reply`); the greeting and a reply the network layer sends
+        do not, and are not written during a TLS handshake (the peer expects TLS records
+        there: no SMTP reply can be understood). ``before``: the state the step began in,
+        when the reply comes after input read in it (a BDAT chunk, a pending reply).
+        """
+        before = self._state if before is None else before
+        if counted:
+            delay = self._send_reply(reply)
+        else:
+            delay = 0.0
+            if self._state is not S.TLS_HANDSHAKE:
+                self._write(reply.to_bytes())
+        if transition is not None:
+            self._state = next_state(transition, reply.code)
+            if self._state is not S.AUTH:
+                self._mech = None  # the SASL exchange is over
+            if self._state is S.CLOSED:
+                self._close()
+        made = event(state_before=before, state_after=self._state, delay=delay)
+        return self._finish(made) if counted else made
+
     def _send_reply(self, reply: Reply) -> float:
         """Write a reply, count it if it is an error, and return the delay hint."""
         self._write(reply.to_bytes())
@@ -383,7 +405,7 @@ class ServerConnection(SansIOConnection):
 
     def _close(self) -> None:
         self._state = S.CLOSED
-        self._mode = _Mode.CLOSED
+        self._chunk = self._data = None
         self.envelope = Envelope()
         pending, self._pending = self._pending, None
         if pending is not None:  # the reply will never be sent: the handler may drop it
@@ -394,7 +416,7 @@ class ServerConnection(SansIOConnection):
             self._tls.close()  # close_notify after the last reply
             self._pull_tls()
 
-    def _finish(self, event: ConnectionEvent) -> ConnectionEvent:
+    def _finish(self, event: _E) -> _E:
         """Queue the 421 of an error limit reached by ``event``'s reply, if any."""
         if self._state is S.CLOSED:
             return event
@@ -404,15 +426,12 @@ class ServerConnection(SansIOConnection):
         elif self.session.error_count >= self.config.hard_error_limit:
             key, reason = "too_many_errors", "hard error limit"
         if key:
-            before = self._state
-            reply = self.persona.reply(key)
-            delay = self._send_reply(reply)
-            self._close()
-            self._events.append(ReplySent(reply=reply, reason=reason, state_before=before,
-                                          state_after=S.CLOSED, delay=delay))
+            reply = self.persona.reply(key)  # a 421: it closes (RFC 5321 §3.8)
+            self._events.append(self._answer(reply, _CLOSING, partial(
+                ReplySent, reply=reply, reason=reason)))
         return event
 
-    def _call(self, hook: Callable[..., Any], *args: Any) -> Reply | None:
+    def _call(self, hook: Callable[..., object], *args: object) -> Reply | None:
         """Call a handler hook; an exception or a non-Reply becomes 451 4.3.0."""
         try:
             result = hook(*args)
@@ -426,20 +445,21 @@ class ServerConnection(SansIOConnection):
 
     # --- the input pump ------------------------------------------------------------------
 
-    def _step_open(self) -> ConnectionEvent | None:
+    def _step_open(self) -> ServerEvent | None:
         event = self._process_input()
         if event is not None or self._events:
             return event
-        if self._eof and self._mode is not _Mode.WAIT:  # the pending reply comes first
+        if self._eof and self._pending is None:  # the pending reply comes first
             return self._on_eof()
         return None
 
-    def _feed_tls(self) -> ConnectionEvent | None:
+    def _feed_tls(self) -> ServerEvent | None:
         assert self._tls is not None
         before = self._state
         failure = self._decrypt()
-        if failure is not None:
-            self._state, self._mode = S.CLOSED, _Mode.CLOSED
+        if failure is not None:  # no reply can be sent: the connection is over
+            self._state = S.CLOSED
+            self._chunk = self._data = None
             self._in.clear()
             if before is S.TLS_HANDSHAKE:
                 return TLSFailed(reason=str(failure), state_before=before,
@@ -450,7 +470,7 @@ class ServerConnection(SansIOConnection):
             return self._tls_started()
         return None
 
-    def _tls_started(self) -> ConnectionEvent:
+    def _tls_started(self) -> ServerEvent:
         """RFC 3207 §4.2: forget everything not obtained from the TLS negotiation."""
         assert self._tls is not None
         self.session.helo_name = None
@@ -460,31 +480,30 @@ class ServerConnection(SansIOConnection):
         self.session.extensions = ()
         self.session.tls = self._tls.summary()
         self.envelope = Envelope()
-        self._state, self._mode = S.CONNECTED, _Mode.COMMAND
+        pseudo = "<handshake>" if self._greeted else "<implicit-handshake>"
+        self._state = SERVER_TRANSITIONS[(S.TLS_HANDSHAKE, pseudo)].ok
         summary = self.session.tls
         event = TLSStarted(version=summary["version"], cipher=summary["cipher"],
                            peer=summary["peer"], state_before=S.TLS_HANDSHAKE,
-                           state_after=S.CONNECTED)
+                           state_after=self._state)
         if not self._greeted:
             self._events.append(self._greet())  # implicit TLS: greet inside TLS
         return event
 
-    def _greet(self) -> ConnectionEvent:
+    def _greet(self) -> ServerEvent:
         self._greeted = True
-        before = self._state
         reply = self._call(self.handler.handle_CONNECT, self.session)
         reply = reply or self.persona.reply("greeting")
-        self._write(reply.to_bytes())
-        if reply.code in (421, 221):  # RFC 5321 §3.1: 421 and close
-            self._close()
-        elif reply.code != 220:
+        if reply.code not in (220, 221, 421):
             self._refused = True  # RFC 5321 §3.1: 554, then only QUIT
-        return ConnectionOpened(reply=reply, state_before=before, state_after=self._state)
+        here = Transition(self._state, self._state)  # RFC 5321 §3.1: 421 and close
+        return self._answer(reply, here, partial(ConnectionOpened, reply=reply),
+                            counted=False)
 
-    def _on_eof(self) -> ConnectionEvent:
+    def _on_eof(self) -> ServerEvent:
         before = self._state
         reason = "client closed the connection"
-        if before in (S.MAIL, S.RCPT, S.DATA, S.BDAT) or self._mode is _Mode.CHUNK:
+        if before in (S.MAIL, S.RCPT, S.DATA, S.BDAT) or self._chunk is not None:
             # RFC 5321 §4.1.1.10: cancel any pending transaction
             reason += "; the unfinished mail transaction was discarded"
         if self._in or self._discarding:
@@ -493,29 +512,32 @@ class ServerConnection(SansIOConnection):
         self._closed_reported = True
         return ConnectionClosed(reason=reason, state_before=before, state_after=S.CLOSED)
 
-    def _process_input(self) -> ConnectionEvent | None:
+    def _process_input(self) -> ServerEvent | None:
+        """Read what the state says comes next (the reader is derived, never kept apart):
+        first what is owed (the handler's pending reply, a BDAT chunk's octets), then by
+        state: message content in DATA, SASL lines in AUTH, nothing in TLS_HANDSHAKE (the
+        TLS layer reads) or CLOSED, command lines in every other state."""
         while True:
-            mode = self._mode
-            if mode is _Mode.COMMAND:
-                line = self._read_line(MAX_COMMAND_LINE)
-                if line is None:
-                    return None
-                event = self._command(line)
-            elif mode is _Mode.AUTH:
+            if self._pending is not None:
+                return self._resume()
+            if self._chunk is not None:
+                return self._read_chunk()
+            state = self._state
+            event: ServerEvent | None
+            if state is S.DATA:
+                return self._read_data()
+            if state is S.TLS_HANDSHAKE or state is S.CLOSED:
+                return None
+            if state is S.AUTH:
                 line = self._read_line(MAX_SASL_LINE)
                 if line is None:
                     return None
                 event = self._auth_line(line)
-            elif mode is _Mode.DATA:
-                return self._read_data()
-            elif mode is _Mode.CHUNK:
-                event = self._read_chunk()
-                if event is None:
-                    return None
-            elif mode is _Mode.WAIT:
-                return self._resume()
             else:
-                return None
+                line = self._read_line(MAX_COMMAND_LINE)
+                if line is None:
+                    return None
+                event = self._command(line)
             if event is not None:
                 return event
 
@@ -561,26 +583,17 @@ class ServerConnection(SansIOConnection):
         return None
 
     def _reject(self, line: bytes, key: str, command: Command | None = None,
-                **fields: Any) -> ConnectionEvent:
+                **fields: str) -> ServerEvent:
         """Answer with persona ``key`` and stay in the current state."""
         reply = self.persona.reply(key, **fields)
-        before = self._state
-        delay = self._send_reply(reply)
-        return self._finish(CommandReceived(command=command, line=line, reply=reply,
-                                            state_before=before, state_after=self._state,
-                                            delay=delay))
+        return self._answer(reply, None, partial(CommandReceived, command=command,
+                                                 line=line, reply=reply))
 
     def _done(self, line: bytes, command: Command | None, reply: Reply,
-              transition: Transition) -> ConnectionEvent:
+              transition: _Tr) -> ServerEvent:
         """Answer and move along ``transition`` by the reply code."""
-        before = self._state
-        delay = self._send_reply(reply)
-        self._state = next_state(transition, reply.code)
-        if self._state is S.CLOSED:
-            self._close()
-        return self._finish(CommandReceived(command=command, line=line, reply=reply,
-                                            state_before=before, state_after=self._state,
-                                            delay=delay))
+        return self._answer(reply, transition, partial(CommandReceived, command=command,
+                                                       line=line, reply=reply))
 
     def _sequence_key(self, verb: str) -> str:
         """The persona key of the 503 for ``verb`` not allowed in this state."""
@@ -601,7 +614,7 @@ class ServerConnection(SansIOConnection):
             return "in_transaction"
         return "bad_sequence"
 
-    def _gate(self, verb: str, key: str) -> tuple[str, dict[str, Any]] | None:
+    def _gate(self, verb: str, key: str) -> tuple[str, dict[str, str]] | None:
         """Checks every command passes before its own: TLS, AUTH, then the table."""
         if self.config.require_tls and not self.tls_active and verb not in ALLOWED_BEFORE_TLS:
             return "tls_required", {}  # RFC 3207 §4
@@ -614,13 +627,23 @@ class ServerConnection(SansIOConnection):
             return seq, {"verb": verb, "allowed": allowed}
         return None
 
-    def _command(self, raw: bytes | _TooLong) -> ConnectionEvent | None:
-        if isinstance(raw, _TooLong):
-            return self._reject(raw.head, "command_too_long")
+    def _command(self, raw: bytes | _TooLong) -> ServerEvent | None:
+        """One command line. Where the peer broke the grammar, the step raises
+        :class:`RemoteProtocolError` and here, the one place, it becomes its reply (500,
+        501, 553, 555 ...: the error's persona key) and the state stays."""
+        try:
+            return self._execute(raw)
+        except RemoteProtocolError as exc:
+            line = raw.head if isinstance(raw, _TooLong) else raw
+            return self._reject(line, exc.key or "unknown", None, **exc.fields)
+
+    def _execute(self, raw: bytes | _TooLong) -> ServerEvent | None:
+        if isinstance(raw, _TooLong):  # RFC 5321 §4.5.3.1.4
+            raise RemoteProtocolError("command line too long", "command_too_long")
         line = raw
         problem = self._line_problem(line)
         if problem:
-            return self._reject(line, problem)
+            raise RemoteProtocolError(f"bad command line ({problem})", problem)
         text = line.decode("utf-8")
         verb, _, arg = text.strip(" ").partition(" ")
         verb, arg = verb.upper(), arg.strip(" ")
@@ -628,8 +651,9 @@ class ServerConnection(SansIOConnection):
             mech_name, _, response = arg.partition(" ")
             line = b"AUTH " + mech_name.encode() + (b" ***" if response else b"")
         method = _COMMANDS.get(verb)
-        if method is None or (verb == "AUTH" and self.session.helo_name is not None
-                              and not self.session.esmtp):
+        if method is None:  # RFC 5321 §4.2.4
+            raise RemoteProtocolError(f"unknown command {clip(verb, 40)!r}", "unknown")
+        if verb == "AUTH" and self.session.helo_name is not None and not self.session.esmtp:
             return self._reject(line, "unknown")  # AUTH after HELO: an ESMTP-only verb
         if self._refused and verb != "QUIT":
             return self._reject(line, "no_service")
@@ -637,7 +661,7 @@ class ServerConnection(SansIOConnection):
         if verb == "BDAT":
             m = _BDAT_ARG.fullmatch(arg)
             if m is None:
-                return self._reject(line, "syntax", usage="BDAT count [LAST]")
+                raise RemoteProtocolError("BDAT syntax", "syntax", usage="BDAT count [LAST]")
             bdat = (int(m.group(1)), m.group(2) is not None)
             key = "BDAT LAST" if bdat[1] else "BDAT"
         gate = self._gate(verb, key)
@@ -645,7 +669,7 @@ class ServerConnection(SansIOConnection):
             if bdat is not None:  # RFC 3030 §2: read and discard the chunk, then reply
                 reply = self.persona.reply(gate[0], **gate[1])
                 return self._start_chunk(bdat[0], bdat[1], line, store=False, reply=reply)
-            return self._reject(line, gate[0], **gate[1])
+            return self._reject(line, gate[0], None, **gate[1])
         transition = SERVER_TRANSITIONS[(self._state, key)]
         return method(self, arg, line, transition)
 
@@ -654,16 +678,16 @@ class ServerConnection(SansIOConnection):
         if self.session.junk_commands > self.config.junk_command_limit:
             self.session.error_count += 1  # Postfix smtpd_junk_command_limit
 
-    def _cmd_ehlo(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+    def _cmd_ehlo(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
         return self._hello(arg, line, tr, esmtp=True)
 
-    def _cmd_helo(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+    def _cmd_helo(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
         return self._hello(arg, line, tr, esmtp=False)
 
-    def _hello(self, arg: str, line: bytes, tr: Transition, *, esmtp: bool) -> ConnectionEvent:
+    def _hello(self, arg: str, line: bytes, tr: _Tr, *, esmtp: bool) -> ServerEvent:
         verb = "EHLO" if esmtp else "HELO"
         if not arg:  # RFC 5321 §4.1.1.1: the argument is required
-            return self._reject(line, "helo_syntax", verb=verb)
+            raise RemoteProtocolError(f"{verb} without a name", "helo_syntax", verb=verb)
         command: Command = Ehlo(arg) if esmtp else Helo(arg)
         hook = self.handler.handle_EHLO if esmtp else self.handler.handle_HELO
         custom = self._call(hook, self.session, arg)
@@ -681,61 +705,64 @@ class ServerConnection(SansIOConnection):
             reply = custom or self.persona.reply("helo")
         return self._done(line, command, reply, tr)
 
-    def _path_error(self, line: bytes, exc: GrammarError, sender: bool) -> ConnectionEvent:
+    @staticmethod
+    def _path_error(exc: GrammarError, sender: bool) -> RemoteProtocolError:
         dsn = "5.1.7" if sender else "5.1.3"  # RFC 3463: bad sender / destination syntax
         key = {"local_part": "local_part_too_long", "domain": "domain_too_long",
                "path": "path_too_long", "utf8": "utf8_address"}.get(exc.kind)
         if key is None:
             key = "bad_sender" if sender else "bad_recipient"
-        return self._reject(line, key, dsn=dsn)
+        return RemoteProtocolError(str(exc), key, dsn=dsn)
 
-    def _mail_params(self, params: dict[str, str | None]) -> tuple[str, dict[str, Any]] | None:
-        """Check MAIL parameters; the persona key and fields of the error, or None."""
+    def _mail_params(self, params: dict[str, str | None]) -> None:
+        """Check MAIL parameters.
+
+        Raises:
+            RemoteProtocolError: with the persona key and fields of the error.
+        """
         cfg = self.config
         for name, value in params.items():
             if name == "SIZE":  # RFC 1870 §6: size-value = 1*20DIGIT
                 if value is None or not re.fullmatch(r"[0-9]{1,20}", value):
-                    return "bad_size", {}
+                    raise RemoteProtocolError("bad SIZE", "bad_size")
             elif name == "BODY":  # RFC 6152 §2, RFC 1652
                 if value is None or value.upper() not in ("7BIT", "8BITMIME"):
-                    return "bad_param_value", {"param": name}
+                    raise RemoteProtocolError(f"bad {name}", "bad_param_value", param=name)
             elif name == "RET":  # RFC 3461 §4.3
                 if value is None or value.upper() not in ("FULL", "HDRS"):
-                    return "bad_param_value", {"param": name}
+                    raise RemoteProtocolError(f"bad {name}", "bad_param_value", param=name)
             elif name == "ENVID":  # RFC 3461 §4.4
                 if value is None or len(value) > MAX_ENVID or not _xtext_ok(value):
-                    return "bad_param_value", {"param": name}
+                    raise RemoteProtocolError(f"bad {name}", "bad_param_value", param=name)
             elif name == "SMTPUTF8" and cfg.smtputf8:  # RFC 6531 §3.4
                 if value is not None:
-                    return "bad_param_value", {"param": name}
+                    raise RemoteProtocolError(f"bad {name}", "bad_param_value", param=name)
             elif name == "AUTH" and cfg.auth_enabled:  # RFC 4954 §5
                 if value is None or (value != "<>" and not _xtext_ok(value)):
-                    return "bad_param_value", {"param": name}
+                    raise RemoteProtocolError(f"bad {name}", "bad_param_value", param=name)
             else:  # RFC 5321 §4.1.1.11
                 option = name if value is None else f"{name}={value}"
-                return "unsupported_option", {"option": clip(option, 100)}
-        return None
+                raise RemoteProtocolError(f"unsupported {name}", "unsupported_option",
+                                          option=clip(option, 100))
 
-    def _cmd_mail(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+    def _cmd_mail(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
         m = _FROM.match(arg)
         if m is None:
-            return self._reject(line, "mail_syntax")
+            raise RemoteProtocolError("MAIL syntax", "mail_syntax")
         try:
             path, ptext = split_path(arg[m.end():])
-        except GrammarError:
-            return self._reject(line, "mail_syntax")
+        except GrammarError as exc:
+            raise RemoteProtocolError(str(exc), "mail_syntax") from exc
         try:
             params = parse_params(ptext, utf8=self.config.smtputf8)
-        except GrammarError:
-            return self._reject(line, "bad_params")
-        problem = self._mail_params(params)
-        if problem:
-            return self._reject(line, problem[0], **problem[1])
+        except GrammarError as exc:
+            raise RemoteProtocolError(str(exc), "bad_params") from exc
+        self._mail_params(params)
         utf8 = self.config.smtputf8 and "SMTPUTF8" in params
         try:
             mailbox = parse_path(path, allow_null=True, utf8=utf8)
         except GrammarError as exc:
-            return self._path_error(line, exc, sender=True)
+            raise self._path_error(exc, sender=True) from exc
         command = MailFrom(mailbox.address, params)
         size = int(params["SIZE"] or 0) if "SIZE" in params else None
         if size is not None and self.config.size_limit and size > self.config.size_limit:
@@ -752,42 +779,41 @@ class ServerConnection(SansIOConnection):
         self.envelope = envelope
         return self._done(line, command, custom or self.persona.reply("mail_ok"), tr)
 
-    def _rcpt_params(self, params: dict[str, str | None]) -> tuple[str, dict[str, Any]] | None:
+    def _rcpt_params(self, params: dict[str, str | None]) -> None:
+        """Check RCPT parameters (raises like :meth:`_mail_params`)."""
         for name, value in params.items():
             if name == "NOTIFY":  # RFC 3461 §4.1
                 items = (value or "").upper().split(",")
                 if not (items == ["NEVER"] or (items != [""] and set(items) <= _NOTIFY
                                                and len(set(items)) == len(items))):
-                    return "bad_param_value", {"param": name}
+                    raise RemoteProtocolError(f"bad {name}", "bad_param_value", param=name)
             elif name == "ORCPT":  # RFC 3461 §4.2
                 if (value is None or len(value) > MAX_ORCPT or not _ORCPT.fullmatch(value)
                         or not _xtext_ok(value.partition(";")[2])):
-                    return "bad_param_value", {"param": name}
+                    raise RemoteProtocolError(f"bad {name}", "bad_param_value", param=name)
             else:  # RFC 5321 §4.1.1.11
                 option = name if value is None else f"{name}={value}"
-                return "unsupported_option", {"option": clip(option, 100)}
-        return None
+                raise RemoteProtocolError(f"unsupported {name}", "unsupported_option",
+                                          option=clip(option, 100))
 
-    def _cmd_rcpt(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+    def _cmd_rcpt(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
         self.envelope.rcpt_attempts += 1
         m = _TO.match(arg)
         if m is None:
-            return self._reject(line, "rcpt_syntax")
+            raise RemoteProtocolError("RCPT syntax", "rcpt_syntax")
         try:
             path, ptext = split_path(arg[m.end():])
-        except GrammarError:
-            return self._reject(line, "rcpt_syntax")
+        except GrammarError as exc:
+            raise RemoteProtocolError(str(exc), "rcpt_syntax") from exc
         try:
             params = parse_params(ptext, utf8=self.config.smtputf8)
-        except GrammarError:
-            return self._reject(line, "bad_params")
-        problem = self._rcpt_params(params)
-        if problem:
-            return self._reject(line, problem[0], **problem[1])
+        except GrammarError as exc:
+            raise RemoteProtocolError(str(exc), "bad_params") from exc
+        self._rcpt_params(params)
         try:
             mailbox = parse_path(path, allow_postmaster=True, utf8=self.envelope.smtputf8)
         except GrammarError as exc:
-            return self._path_error(line, exc, sender=False)
+            raise self._path_error(exc, sender=False) from exc
         command = RcptTo(mailbox.address, params)
         if len(self.envelope.rcpt_tos) >= self.config.max_recipients:
             # RFC 5321 §4.5.3.1.10: 452, the recipients already accepted stay
@@ -803,17 +829,17 @@ class ServerConnection(SansIOConnection):
         self.envelope.rcpt_params.append(dict(params))
         return self._done(line, command, custom or self.persona.reply("rcpt_ok"), tr)
 
-    def _cmd_data(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+    def _cmd_data(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
         if arg:  # RFC 5321 §4.1.1.4: DATA takes no argument
-            return self._reject(line, "syntax", usage="DATA")
-        self._mode = _Mode.DATA
-        self._data_lines, self._data_size, self._data_error = [], 0, None
-        self._partial = None
-        return self._done(line, Data(), self.persona.reply("data_go"), tr)
+            raise RemoteProtocolError("DATA syntax", "syntax", usage="DATA")
+        event = self._done(line, Data(), self.persona.reply("data_go"), tr)
+        if self._state is S.DATA:  # the reader of the state DATA
+            self._data = DataReader(self.config.size_limit)
+        return event
 
-    def _cmd_rset(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+    def _cmd_rset(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
         if arg:  # RFC 5321 §4.1.1.5
-            return self._reject(line, "syntax", usage="RSET")
+            raise RemoteProtocolError("RSET syntax", "syntax", usage="RSET")
         self._junk()
         custom = self._call(self.handler.handle_RSET, self.session)
         if custom is not None and not custom.is_positive:
@@ -822,20 +848,20 @@ class ServerConnection(SansIOConnection):
         self._reset_bdat()
         return self._done(line, Rset(), custom or self.persona.reply("ok"), tr)
 
-    def _cmd_noop(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+    def _cmd_noop(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
         self._junk()  # RFC 5321 §4.1.1.9: an argument is allowed and ignored
         return self._done(line, Noop(arg), self.persona.reply("ok"), tr)
 
-    def _cmd_quit(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+    def _cmd_quit(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
         if arg:  # RFC 5321 §4.1.1.10
-            return self._reject(line, "syntax", usage="QUIT")
+            raise RemoteProtocolError("QUIT syntax", "syntax", usage="QUIT")
         custom = self._call(self.handler.handle_QUIT, self.session)
         reply = custom if custom is not None and custom.code == 221 else None
         return self._done(line, Quit(), reply or self.persona.reply("quit"), tr)
 
-    def _cmd_vrfy(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+    def _cmd_vrfy(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
         if not arg:  # RFC 5321 §4.1.1.6
-            return self._reject(line, "syntax", usage="VRFY address")
+            raise RemoteProtocolError("VRFY syntax", "syntax", usage="VRFY address")
         self._junk()
         if self.config.disable_vrfy_command:  # Postfix disable_vrfy_command = yes
             return self._done(line, Vrfy(arg), self.persona.reply("vrfy_disabled"), tr)
@@ -843,26 +869,28 @@ class ServerConnection(SansIOConnection):
         reply = custom or self.persona.reply("vrfy_default", arg=clip(arg))
         return self._done(line, Vrfy(arg), reply, tr)
 
-    def _cmd_etrn(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+    def _cmd_etrn(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
         node = arg[1:] if arg[:1] in ("@", "#") else arg  # RFC 1985 §4
         if not node or (arg[:1] != "#" and not is_domain(node)):
-            return self._reject(line, "syntax", usage="ETRN domain")
+            raise RemoteProtocolError("ETRN syntax", "syntax", usage="ETRN domain")
         self._junk()
         custom = self._call(self.handler.handle_ETRN, self.session, arg)
         return self._done(line, Etrn(arg), custom or self.persona.reply("etrn_ok"), tr)
 
-    def _cmd_help(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
-        return self._done(line, Help(arg), self.persona.reply("help"), tr)
+    def _cmd_help(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
+        custom = self._call(self.handler.handle_HELP, self.session, arg)
+        return self._done(line, Help(arg), custom or self.persona.reply("help"), tr)
 
-    def _cmd_starttls(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+    def _cmd_starttls(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
         if arg:  # RFC 3207 §4: no parameters
-            return self._reject(line, "syntax", usage="STARTTLS")
+            raise RemoteProtocolError("STARTTLS syntax", "syntax", usage="STARTTLS")
         if self.tls_active:  # RFC 3207 §4.2
             return self._reject(line, "tls_active")
         if self.config.tls_context is None:
             return self._reject(line, "tls_unavailable")
         event = self._done(line, StartTLS(), self.persona.reply("starttls_ready"), tr)
-        self._mode = _Mode.HANDSHAKE
+        if self._state is not S.TLS_HANDSHAKE:
+            return event  # the 220 led elsewhere (closed by an error limit)
         if self._in or self._discarding:
             # CVE-2011-0411: what came behind STARTTLS before TLS is never executed
             self._events.append(PlaintextDiscarded(data=bytes(self._in),
@@ -875,7 +903,7 @@ class ServerConnection(SansIOConnection):
 
     # --- AUTH (RFC 4954) -----------------------------------------------------------------
 
-    def _cmd_auth(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent:
+    def _cmd_auth(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent:
         parts = arg.split(" ") if arg else []
         mech_name = parts[0].upper() if parts else ""
         masked = b"AUTH " + mech_name.encode("ascii", "replace") + (
@@ -900,16 +928,15 @@ class ServerConnection(SansIOConnection):
         return self._auth_outcome(step, mech, masked, command, tr, first=True)
 
     def _auth_outcome(self, step: Challenge | Credentials, mech: ServerMechanism,
-                      line: bytes, command: Command | None, tr: Transition, *,
-                      first: bool) -> ConnectionEvent:
+                      line: bytes, command: Command | None, tr: _Tr, *,
+                      first: bool) -> ServerEvent:
+        name = ""
         if isinstance(step, Challenge):
-            self._mech = mech
-            self._mode = _Mode.AUTH
+            self._mech, name = mech, mech.name
             reply = self.persona.reply("auth_challenge", challenge=encode(step.data)
                                        if step.data else "")
         else:
             self._mech = None
-            self._mode = _Mode.COMMAND
             ok = False
             if not step.authzid or step.authzid == step.username:  # no proxy authorisation
                 try:
@@ -926,120 +953,45 @@ class ServerConnection(SansIOConnection):
                 reply = self.persona.reply("auth_failed")
         if first:
             return self._done(line, command, reply, tr)
-        return self._auth_event(line, reply, tr)
+        return self._auth_event(line, reply, tr, name)
 
-    def _auth_event(self, line: bytes, reply: Reply, tr: Transition) -> ConnectionEvent:
-        before = self._state
-        delay = self._send_reply(reply)
-        self._state = next_state(tr, reply.code)
-        if self._state is S.CLOSED:
-            self._close()
-        name = self._mech.name if self._mech else ""
-        return self._finish(AuthStep(mechanism=name, line=line, reply=reply,
-                                     state_before=before, state_after=self._state,
-                                     delay=delay))
+    def _auth_event(self, line: bytes, reply: Reply, tr: _Tr,
+                    name: str = "") -> ServerEvent:
+        return self._answer(reply, tr, partial(AuthStep, mechanism=name, line=line,
+                                               reply=reply))
 
-    def _auth_line(self, raw: bytes | _TooLong) -> ConnectionEvent:
+    def _auth_line(self, raw: bytes | _TooLong) -> ServerEvent:
         tr = SERVER_TRANSITIONS[(S.AUTH, "<auth-response>")]
         mech = self._mech
         assert mech is not None
         masked = b"***"
         if isinstance(raw, _TooLong):  # RFC 4954 §4: 500 5.5.6
-            self._mode, self._mech = _Mode.COMMAND, None
+            self._mech = None
             return self._auth_event(masked, self.persona.reply("auth_line_too_long"), tr)
         try:
             step = mech.step(decode_response(raw.decode("ascii")))
         except (SASLError, UnicodeDecodeError) as exc:
-            self._mode, self._mech = _Mode.COMMAND, None
+            self._mech = None
             key = exc.reason if isinstance(exc, SASLError) else "auth_bad_base64"
             return self._auth_event(masked, self.persona.reply(key), tr)
         return self._auth_outcome(step, mech, masked, None, tr, first=False)
 
     # --- DATA (RFC 5321 §4.1.1.4) --------------------------------------------------------
 
-    def _read_data(self) -> ConnectionEvent | None:
-        buf = self._in
-        limit = self.config.size_limit
-        if self._partial is None and self._data_error is None and buf[:3] != b".\r\n":
-            self._take_data_lines(buf, limit)
-        pos = 0
-        while True:
-            i = buf.find(b"\r\n", pos)
-            if i < 0:
-                break
-            line = bytes(buf[pos:i])
-            pos = i + 2
-            if self._partial is not None:  # the end of a long line begun in earlier reads
-                line, self._partial = bytes(self._partial) + line, None
-            elif line == b".":  # <CRLF>.<CRLF>: the only end of data
-                del buf[:pos]
-                return self._end_of_data()
-            elif line[:1] == b".":  # RFC 5321 §4.5.2: remove the transparency dot
-                line = line[1:]
-            if self._data_error is not None:
-                continue  # discard: the error is held until the end of data
-            self._data_size += len(line) + 2
-            if limit and self._data_size > limit:  # RFC 1870 §6, RFC 5321 §4.5.3.1.9
-                self._data_error, self._data_lines = "data_too_big", []
-                continue
-            self._data_lines.append(line)
-        del buf[:pos]
-        if len(buf) > MAX_TEXT_LINE:
-            # A line longer than RFC 5321 §4.5.3.1.6 allows: accepted, as Postfix does (it
-            # chops at line_length_limit and joins the pieces again on delivery). Its first
-            # part waits in _partial, counted against the size limit, so memory stays
-            # bounded by the size limit; a CR that may start the CRLF stays in the buffer.
-            take = len(buf) - (1 if buf.endswith(b"\r") else 0)
-            piece = bytes(buf[:take])
-            del buf[:take]
-            if self._partial is None:
-                self._partial = bytearray()
-                if piece[:1] == b".":  # RFC 5321 §4.5.2, at the start of the line
-                    piece = piece[1:]
-            if self._data_error is None:
-                self._partial += piece
-                if limit and self._data_size + len(self._partial) + 2 > limit:
-                    self._data_error, self._data_lines = "data_too_big", []
-                    self._partial = bytearray()
-        return None
-
-    def _take_data_lines(self, buf: bytearray, limit: int) -> None:
-        """Take every complete content line before the end of data in one go.
-
-        The same outcome as :meth:`_read_data`'s line loop (which then finds the end, or
-        keeps the unfinished last line), split in C instead of line by line in Python. Only
-        when the lines stay within the size limit: otherwise nothing is taken and the loop
-        decides, line by line, where the limit was broken.
-        """
-        end = buf.find(b"\r\n.\r\n")  # the first "." line after a line start
-        stop = end if end >= 0 else buf.rfind(b"\r\n")
-        if stop < 0:
-            return
-        block = bytes(buf[:stop])
-        lines = block.split(b"\r\n")
-        if block[:1] == b"." or b"\r\n." in block:  # RFC 5321 §4.5.2: transparency dots
-            lines = [line[1:] if line[:1] == b"." else line for line in lines]
-        size = self._data_size + sum(map(len, lines)) + 2 * len(lines)
-        if limit and size > limit:  # RFC 1870 §6, RFC 5321 §4.5.3.1.9
-            return
-        self._data_lines += lines
-        self._data_size = size
-        del buf[:stop + 2]
-
-    def _end_of_data(self) -> ConnectionEvent | None:
+    def _read_data(self) -> ServerEvent | None:
+        reader = self._data
+        assert reader is not None  # made with the 354 that led to DATA
+        if not reader.read(self._in):
+            return None
+        self._data = None
         tr = SERVER_TRANSITIONS[(S.DATA, "<end-of-data>")]
-        error = self._data_error
-        lines = self._data_lines
-        self._data_lines, self._data_size, self._data_error = [], 0, None
-        self._partial = None
-        self._mode = _Mode.COMMAND
-        content = b"\r\n".join(lines) + b"\r\n" if lines else b""
-        return self._deliver(content, error, tr, "DATA")
+        return self._deliver(reader.content(), reader.error, tr, "DATA")
 
-    def _deliver(self, content: bytes, error: str | None, tr: Transition,
-                 via: str) -> ConnectionEvent | None:
+    def _deliver(self, content: bytes, error: str | None, tr: _Tr,
+                 via: str) -> ServerEvent | None:
         """End of a message (DATA or BDAT LAST): the handler stores it or we refuse it; a
-        handler that answers later puts the connection in WAIT (None: no event yet)."""
+        handler that answers later leaves it pending: nothing is read until it is done
+        (None: no event yet)."""
         before = self._state
         envelope = self.envelope
         if error is not None:
@@ -1054,7 +1006,6 @@ class ServerConnection(SansIOConnection):
         if result is not None and not isinstance(result, Reply) \
                 and isinstance(result, PendingReply):
             self._pending = _Pending(result, envelope, tr, via, before)
-            self._mode = _Mode.WAIT
             return self._resume()
         return self._delivered(envelope, self._checked(result, "handle_DATA"), tr, via,
                                before)
@@ -1066,14 +1017,13 @@ class ServerConnection(SansIOConnection):
             return self.persona.reply("handler_error")
         return result
 
-    def _resume(self) -> ConnectionEvent | None:
+    def _resume(self) -> ServerEvent | None:
         """The pending reply, once the handler has it (None while it has not)."""
         pending = self._pending
         assert pending is not None
         if not pending.reply.done():
             return None
         self._pending = None
-        self._mode = _Mode.COMMAND
         try:
             result: object = pending.reply.result()
         except (KeyboardInterrupt, SystemExit):
@@ -1084,8 +1034,8 @@ class ServerConnection(SansIOConnection):
         return self._delivered(pending.envelope, self._checked(result, "handle_DATA"),
                                pending.transition, pending.via, pending.state_before)
 
-    def _delivered(self, envelope: Envelope, custom: Reply | None, tr: Transition,
-                   via: str, before: ServerState) -> ConnectionEvent:
+    def _delivered(self, envelope: Envelope, custom: Reply | None, tr: _Tr,
+                   via: str, before: ServerState) -> ServerEvent:
         """Send the message's final reply and reset the transaction."""
         reply = custom or self.persona.reply("queued", id=envelope.queue_id)
         if reply.is_positive:
@@ -1095,20 +1045,15 @@ class ServerConnection(SansIOConnection):
             envelope.content = b""
         self.envelope = Envelope()
         self._reset_bdat()
-        delay = self._send_reply(reply)
-        self._state = next_state(tr, reply.code)
-        if self._state is S.CLOSED:
-            self._close()
-        return self._finish(MessageReceived(envelope=envelope, reply=reply, via=via,
-                                            state_before=before, state_after=self._state,
-                                            delay=delay))
+        return self._answer(reply, tr, partial(MessageReceived, envelope=envelope,
+                                               reply=reply, via=via), before=before)
 
     # --- BDAT (RFC 3030) -----------------------------------------------------------------
 
     def _reset_bdat(self) -> None:
         self._bdat_parts, self._bdat_size = [], 0
 
-    def _cmd_bdat(self, arg: str, line: bytes, tr: Transition) -> ConnectionEvent | None:
+    def _cmd_bdat(self, arg: str, line: bytes, tr: _Tr) -> ServerEvent | None:
         m = _BDAT_ARG.fullmatch(arg)
         assert m is not None  # checked in _command
         size, last = int(m.group(1)), m.group(2) is not None
@@ -1121,24 +1066,17 @@ class ServerConnection(SansIOConnection):
 
     def _start_chunk(self, size: int, last: bool, line: bytes, *, store: bool,
                      reply: Reply | None = None,
-                     transition: Transition | None = None) -> ConnectionEvent | None:
-        self._chunk = _Chunk(size, size, last, line, self._state, store, reply, transition)
-        self._mode = _Mode.CHUNK
+                     transition: _Tr | None = None) -> ServerEvent | None:
+        self._chunk = ChunkReader(size, size, last, line, self._state, store, reply,
+                                  transition)
         return self._read_chunk()
 
-    def _read_chunk(self) -> ConnectionEvent | None:
+    def _read_chunk(self) -> ServerEvent | None:
         chunk = self._chunk
         assert chunk is not None
-        take = min(chunk.remaining, len(self._in))
-        if take:
-            if chunk.store:
-                self._bdat_parts.append(bytes(self._in[:take]))
-            del self._in[:take]
-            chunk.remaining -= take
-        if chunk.remaining:
+        if not chunk.read(self._in, self._bdat_parts):
             return None
         self._chunk = None
-        self._mode = _Mode.COMMAND
         command = Bdat(b"", chunk.last)
         if chunk.reply is not None:  # refused, octets consumed
             if chunk.transition is None:  # refused by the sequence/TLS/AUTH checks
@@ -1152,23 +1090,16 @@ class ServerConnection(SansIOConnection):
         if chunk.last:
             content = b"".join(self._bdat_parts)
             return self._deliver(content, None, chunk.transition, "BDAT")
-        before = self._state
         reply = self.persona.reply("bdat_ok", size=chunk.size)
-        delay = self._send_reply(reply)
-        self._state = next_state(chunk.transition, reply.code)
         data = self._bdat_parts[-1] if self._bdat_parts and chunk.size else b""
-        return self._finish(BdatChunkReceived(command=Bdat(data, False), line=chunk.line,
-                                              size=chunk.size, reply=reply,
-                                              state_before=before, state_after=self._state,
-                                              delay=delay))
+        return self._answer(reply, chunk.transition, partial(
+            BdatChunkReceived, command=Bdat(data, False), line=chunk.line, size=chunk.size,
+            reply=reply))
 
-    def _refuse_chunk(self, chunk: _Chunk, command: Command) -> ConnectionEvent:
+    def _refuse_chunk(self, chunk: ChunkReader, command: Command) -> ServerEvent:
         assert chunk.reply is not None
-        before = self._state
-        delay = self._send_reply(chunk.reply)
-        return self._finish(CommandReceived(command=command, line=chunk.line,
-                                            reply=chunk.reply, state_before=before,
-                                            state_after=self._state, delay=delay))
+        return self._answer(chunk.reply, None, partial(CommandReceived, command=command,
+                                                       line=chunk.line, reply=chunk.reply))
 
 
 def _upper(value: str | None) -> str | None:
@@ -1183,7 +1114,7 @@ def _xtext_ok(value: str) -> bool:
     return True
 
 
-_Method = Callable[[ServerConnection, str, bytes, Transition], "ConnectionEvent | None"]
+_Method = Callable[[ServerConnection, str, bytes, _Tr], "ServerEvent | None"]
 
 #: Verb -> the method that runs it once the sequence checks have passed.
 _COMMANDS: dict[str, _Method] = {

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 
 class ServerState(Enum):
@@ -78,10 +78,12 @@ class ClientState(Enum):
 
 
 State = ServerState | ClientState
+#: One role's state enum.
+RoleState = TypeVar("RoleState", ServerState, ClientState)
 
 
 @dataclass(frozen=True)
-class Transition:
+class Transition(Generic[RoleState]):
     """Where a verb leads.
 
     Attributes:
@@ -90,23 +92,23 @@ class Transition:
         more: the state after an intermediate 3xx reply, when it differs from ``ok``.
     """
 
-    ok: Any
-    fail: Any
-    more: Any = None
+    ok: RoleState
+    fail: RoleState
+    more: RoleState | None = None
 
 
-def next_state(transition: Transition, code: int) -> Any:
+def next_state(transition: Transition[RoleState], code: int) -> RoleState:
     """The state a reply ``code`` leads to along ``transition`` (rules in the module doc)."""
     if code in (221, 421):  # RFC 5321 §3.8, §4.1.1.10: the connection closes
-        return transition.ok.__class__.CLOSED
+        return type(transition.ok).CLOSED
     if 300 <= code < 400 and transition.more is not None:
         return transition.more
     return transition.ok if code < 400 else transition.fail
 
 
-def _rows(rows: list[tuple[Any, tuple[str, ...], Transition]],
-          ) -> Mapping[tuple[Any, str], Transition]:
-    table: dict[tuple[Any, str], Transition] = {}
+def _rows(rows: list[tuple[RoleState, tuple[str, ...], Transition[RoleState]]],
+          ) -> Mapping[tuple[RoleState, str], Transition[RoleState]]:
+    table: dict[tuple[RoleState, str], Transition[RoleState]] = {}
     for state, verbs, transition in rows:
         for verb in verbs:
             table[(state, verb)] = transition
@@ -118,7 +120,7 @@ _ANYTIME = ("NOOP", "RSET", "VRFY", "HELP")  # RFC 5321 §4.1.4: usable at any t
 _T = Transition
 
 #: The server's transition table: ``(state, verb) -> Transition``.
-SERVER_TRANSITIONS: Mapping[tuple[ServerState, str], Transition] = _rows([
+SERVER_TRANSITIONS: Mapping[tuple[ServerState, str], Transition[ServerState]] = _rows([
     (_S.CONNECTED, ("EHLO", "HELO"), _T(_S.GREETED, _S.CONNECTED)),
     (_S.CONNECTED, _ANYTIME, _T(_S.CONNECTED, _S.CONNECTED)),
     (_S.CONNECTED, ("STARTTLS",), _T(_S.TLS_HANDSHAKE, _S.CONNECTED)),
@@ -156,7 +158,7 @@ _C = ClientState
 #: The client's transition table: ``(state, verb) -> Transition``. The client moves along
 #: ``ok`` as soon as it sends (optimistically, so PIPELINING can go on) and falls back when
 #: a reply says otherwise; see :class:`simsmtp.protocol.client.ClientConnection`.
-CLIENT_TRANSITIONS: Mapping[tuple[ClientState, str], Transition] = _rows([
+CLIENT_TRANSITIONS: Mapping[tuple[ClientState, str], Transition[ClientState]] = _rows([
     (_C.CONNECTING, ("<greeting>",), _T(_C.CONNECTED, _C.CONNECTED)),
     (_C.CONNECTED, ("EHLO", "HELO"), _T(_C.GREETED, _C.CONNECTED)),
     (_C.CONNECTED, _ANYTIME, _T(_C.CONNECTED, _C.CONNECTED)),
@@ -192,7 +194,8 @@ CLIENT_TRANSITIONS: Mapping[tuple[ClientState, str], Transition] = _rows([
 Role = Literal["server", "client"]
 
 
-def _table(role: str) -> Mapping[tuple[Any, str], Transition]:
+def _table(role: str) -> (Mapping[tuple[ServerState, str], Transition[ServerState]]
+                          | Mapping[tuple[ClientState, str], Transition[ClientState]]):
     if role == "server":
         return SERVER_TRANSITIONS
     if role == "client":
@@ -200,14 +203,14 @@ def _table(role: str) -> Mapping[tuple[Any, str], Transition]:
     raise ValueError(f"role must be 'server' or 'client', not {role!r}")
 
 
-def transitions(role: Role | str) -> list[tuple[Any, str, Any, Any]]:
+def transitions(role: Role | str) -> list[tuple[State, str, State, State]]:
     """The transition table of ``role`` as rows ``(state, verb, next_state_ok,
     next_state_fail)``, in table order (for drawing a state diagram).
 
     Intermediate replies (334, 354) are drawn as an extra row whose "ok" is
     ``Transition.more`` and whose verb is suffixed with ``" (3xx)"``.
     """
-    rows: list[tuple[Any, str, Any, Any]] = []
+    rows: list[tuple[State, str, State, State]] = []
     for (state, verb), tr in _table(role).items():
         rows.append((state, verb, tr.ok, tr.fail))
         if tr.more is not None:
@@ -215,12 +218,12 @@ def transitions(role: Role | str) -> list[tuple[Any, str, Any, Any]]:
     return rows
 
 
-def allowed_verbs(role: Role | str, state: Any) -> list[str]:
+def allowed_verbs(role: Role | str, state: State) -> list[str]:
     """The verbs ``role`` may use in ``state``, in table order (pseudo-verbs included)."""
     return [verb for (s, verb) in _table(role) if s is state]
 
 
-def command_verbs(role: Role | str, state: Any) -> list[str]:
+def command_verbs(role: Role | str, state: State) -> list[str]:
     """Like :func:`allowed_verbs`, but only real command verbs (no ``<pseudo-verbs>``)."""
     return [v for v in allowed_verbs(role, state) if not v.startswith("<")]
 

@@ -22,8 +22,8 @@ from simsmtp.protocol.imap import (
     IMAPConfig,
     IMAPServerConnection,
     IMAPState,
-    MemoryAccount,
 )
+from simsmtp.protocol.imapaccount import MemoryAccount
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 MESSAGES = [b"Subject: one\r\nFrom: A <a@b.c>\r\n\r\nbody\r\n",

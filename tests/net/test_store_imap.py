@@ -20,11 +20,10 @@ from simsmtp.net.store import (
 )
 from simsmtp.protocol.imap import (
     NEED_DATA,
-    FolderExists,
     IMAPConfig,
     IMAPServerConnection,
-    NoSuchFolder,
 )
+from simsmtp.protocol.imapaccount import FolderExists, NoSuchFolder
 from simsmtp.protocol.mailbox import MailboxError
 
 BOB = "bob@anotherdomain.org"

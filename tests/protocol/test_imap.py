@@ -22,11 +22,11 @@ from simsmtp.protocol.imap import (
     IMAPConfig,
     IMAPServerConnection,
     IMAPState,
-    MemoryAccount,
     UpdateSent,
     allowed_commands,
     transitions,
 )
+from simsmtp.protocol.imapaccount import MemoryAccount
 from simsmtp.protocol.tls import TLSLayer
 
 S = IMAPState

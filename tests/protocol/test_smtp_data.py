@@ -11,6 +11,7 @@ from simsmtp.protocol.events import (
     MessageReceived,
 )
 from simsmtp.protocol.session import ServerState as S
+from simsmtp.protocol.smtpbody import DataReader
 
 from .conftest import Server, codes
 
@@ -170,7 +171,8 @@ def test_a_long_line_counts_against_the_size_limit_as_it_arrives() -> None:
     for _ in range(100):
         server.say(b"b" * 10_000)
         assert len(server.conn._in) <= 1
-        assert len(server.conn._partial or b"") <= 10_000
+        reader = server.conn._data
+        assert reader is not None and len(reader._partial or b"") <= 10_000
     assert server.say(b"\r\n.\r\n") == b"552 5.3.4 Error: too much mail data\r\n"
     assert server.box.messages == []
     assert server.say(b"NOOP\r\n") == b"250 2.0.0 Ok\r\n"
@@ -182,7 +184,8 @@ def test_actual_size_over_limit_despite_small_declared_size() -> None:
     server.say(b"MAIL FROM:<a@x.org> SIZE=10\r\nRCPT TO:<v@y.org>\r\nDATA\r\n")
     for _ in range(10):
         assert server.say(b"x" * 18 + b"\r\n") == b""
-        assert sum(len(p) for p in server.conn._data_lines) <= 100
+        assert server.conn._data is not None
+        assert sum(len(p) for p in server.conn._data._lines) <= 100
     events, out = server.feed(b".\r\n")
     assert out == b"552 5.3.4 Error: too much mail data\r\n"
     assert server.box.messages == [] and events[0].envelope.content == b""
@@ -208,7 +211,7 @@ def test_huge_data_keeps_memory_bounded_and_session_usable() -> None:
     line = b"z" * 78 + b"\r\n"
     for _ in range(200):
         assert server.say(line * 10) == b""
-    assert server.conn._data_lines == []
+    assert server.conn._data is not None and server.conn._data._lines == []
     assert codes(server.say(b".\r\nNOOP\r\n")) == [552, 250]
 
 
@@ -330,3 +333,19 @@ def test_eof_inside_a_chunk_stores_nothing() -> None:
     events, _ = server.feed(b"")
     assert "discarded" in events[-1].reason
     assert server.box.messages == []
+
+
+@pytest.mark.parametrize("cut", [1, 2, 3, 5, 7, 1000])
+def test_the_data_reader_alone_in_any_pieces(cut: int) -> None:
+    """The content reader, bytes in and message out, whatever the reads are cut into."""
+    wire = b"Subject: t\r\n\r\n..dot\r\nline\n.\n\r\n.\r\nQUIT\r\n"
+    reader, buf, done = DataReader(0), bytearray(), False
+    for i in range(0, len(wire), cut):
+        buf += wire[i:i + cut]
+        if reader.read(buf):
+            done = True
+            break
+    assert done and reader.error is None
+    assert reader.content() == b"Subject: t\r\n\r\n.dot\r\nline\n.\n\r\n"
+    rest = bytes(buf) + wire[i + cut:]
+    assert rest == b"QUIT\r\n"

@@ -48,10 +48,20 @@ def check_server(server: Server, output: bytes) -> None:
     assert server.conn.closed == (server.conn.state is ServerState.CLOSED)
 
 
+def check_reader(server: Server) -> None:
+    """One state variable: what is read next follows the state (issue 14)."""
+    conn = server.conn
+    if conn.state is ServerState.DATA and conn.pending_reply is None:
+        assert conn.receiving_content and conn._data is not None
+    if conn.receiving_content:
+        assert conn.state is ServerState.DATA or conn._chunk is not None
+
+
 def run(server: Server, pieces: list[bytes]) -> None:
     output = b""
     for piece in filter(None, pieces):  # b"" would be EOF
         output += server.say(piece)
+        check_reader(server)
     output += server.say(b"")
     check_server(server, output)
     assert server.conn.next_event() is NEED_DATA

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 
-from simsmtp.protocol.errors import LocalProtocolError
+from simsmtp.protocol.errors import LocalProtocolError, RemoteProtocolError
 from simsmtp.protocol.events import (
     NEED_DATA,
     CommandReceived,
@@ -20,10 +22,11 @@ from simsmtp.protocol.events import (
     Vrfy,
 )
 from simsmtp.protocol.handler import Handler
+from simsmtp.protocol.persona import Persona
 from simsmtp.protocol.replies import Reply
 from simsmtp.protocol.server import ServerConfig, ServerConnection, queue_id_generator
+from simsmtp.protocol.session import Envelope, Session
 from simsmtp.protocol.session import ServerState as S
-from simsmtp.protocol.session import Session
 
 from .conftest import Box, Server, codes
 
@@ -273,11 +276,6 @@ def test_help_is_not_recognized_as_by_postfix() -> None:
     assert out == b"500 5.5.2 Error: command not recognized\r\n"  # Postfix 3.7.11
     assert server.say(b"HELP MAIL\r\n") == b"500 5.5.2 Error: command not recognized\r\n"
     assert server.state is S.GREETED and not server.conn.closed
-
-
-def test_a_persona_may_answer_help_with_214() -> None:
-    server = Server(replies={"help": (214, "2.0.0 Commands: EHLO MAIL RCPT DATA QUIT")})
-    assert server.say(b"HELP\r\n") == b"214 2.0.0 Commands: EHLO MAIL RCPT DATA QUIT\r\n"
 
 
 def test_disable_vrfy_command() -> None:
@@ -776,3 +774,92 @@ def test_session_repr_has_no_secrets_and_separates_envelope() -> None:
     assert server.conn.session.helo_name == "client.example.com"
     assert server.conn.session.peer == ("127.0.0.9", 40000)
     assert not hasattr(server.conn.session, "envelope")
+
+
+# --- one state variable, one reply path (issue 14) ------------------------------------------
+
+def test_a_persona_override_that_changes_a_code_is_refused() -> None:
+    """A reply's code moves the state (RFC 5321 §4.2): a persona changes words, not codes.
+    ``data_go`` as 554 once left the state at RCPT and the reader reading message content,
+    so the next QUIT was swallowed as content."""
+    with pytest.raises(ValueError, match=r"data_go.*354.*554"):
+        ServerConfig(replies={"data_go": (554, "5.5.1 no data today")})
+    with pytest.raises(ValueError, match=r"help.*500.*214"):
+        ServerConfig(replies={"help": (214, "2.0.0 Commands")})
+    with pytest.raises(ValueError, match=r"no_such_key"):
+        ServerConfig(replies={"no_such_key": (250, "2.0.0 Ok")})
+    ServerConfig(replies={"data_go": (354, "Go ahead, end with <CRLF>.<CRLF>")})  # words: fine
+
+
+def test_the_reader_follows_the_state_whatever_the_reply() -> None:
+    """Whatever code DATA's reply has, what is read next is derived from the state the reply
+    led to: after a refused DATA, QUIT is a command (221), not message content."""
+
+    class Refusing(Persona):  # a reply no configuration check foresaw
+        def reply(self, key: str, **fields: object) -> Reply:
+            if key == "data_go":
+                return Reply(554, "5.5.1 no data today")
+            return super().reply(key, **fields)
+
+    server = Server()
+    server.ehlo()
+    assert codes(server.say(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<v@anotherdomain.org>\r\n")
+                 ) == [250, 250]
+    server.conn.persona = Refusing(server.conn.persona.hostname)
+    assert server.say(b"DATA\r\n") == b"554 5.5.1 no data today\r\n"
+    assert server.state is S.RCPT and not server.conn.receiving_content
+    assert server.say(b"QUIT\r\n") == b"221 2.0.0 Bye\r\n"
+    assert server.conn.closed
+
+
+def test_a_server_may_answer_help_with_214_through_its_handler() -> None:
+    class Helpful(Handler):
+        def handle_HELP(self, session: Session, arg: str) -> Reply | None:
+            return Reply(214, "2.0.0 Commands: EHLO MAIL RCPT DATA QUIT")
+
+    server = Server(Helpful())
+    assert server.say(b"HELP\r\n") == b"214 2.0.0 Commands: EHLO MAIL RCPT DATA QUIT\r\n"
+    assert server.state is S.CONNECTED
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    (b"MAIL FROM:a@example.com", b"501 5.5.4 Syntax: MAIL FROM:<address>\r\n"),
+    (b"MAIL FROM:<a@example.com> FOO=1", b"555 5.5.4 Unsupported option: FOO=1\r\n"),
+    (b"RSET now", b"501 5.5.4 Syntax: RSET\r\n"),
+    (b"FOO", b"500 5.5.2 Error: command not recognized\r\n"),
+], ids=repr)
+def test_a_peers_grammar_error_is_raised_inside_and_answered_in_one_place(
+        line: bytes, expected: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The core raises RemoteProtocolError where the peer breaks the grammar; _command turns
+    it into the reply (the state stays) and it never reaches the caller."""
+    raised: list[RemoteProtocolError] = []
+    real = ServerConnection._execute
+
+    def spy(self: ServerConnection, raw: bytes) -> object:
+        try:
+            return real(self, raw)
+        except RemoteProtocolError as exc:
+            raised.append(exc)
+            raise
+
+    monkeypatch.setattr(ServerConnection, "_execute", spy)
+    server = Server()
+    server.ehlo()
+    events, out = server.feed(line + b"\r\n")
+    assert out == expected
+    assert len(raised) == 1 and raised[0].key is not None
+    assert [type(e) for e in events] == [CommandReceived] and events[0].command is None
+    assert server.state is S.GREETED
+
+
+def test_a_handler_raising_remote_protocol_error_is_a_handler_bug() -> None:
+    """Only the core's own grammar checks speak for the peer: a hook that raises is 451."""
+    class Broken(Handler):
+        def handle_MAIL(self, session: Session, envelope: Envelope, address: str,
+                        params: Mapping[str, str | None]) -> Reply | None:
+            raise RemoteProtocolError("not the peer's fault", "mail_syntax")
+
+    server = Server(Broken())
+    server.ehlo()
+    assert server.say(b"MAIL FROM:<a@example.com>\r\n").startswith(b"451 4.3.0")
+    assert isinstance(server.conn.handler_errors[0], RemoteProtocolError)
