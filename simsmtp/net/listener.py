@@ -56,9 +56,10 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
 
 from ..trace import Trace
+from ..traffic import Address
 from .addresses import AddressBook
 from .loop import EventLoopThread
-from .tap import Address, Tap, next_conn_id
+from .tap import Tap, next_conn_id
 
 __all__ = [
     "Anvil",
