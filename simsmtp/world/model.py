@@ -11,14 +11,12 @@ import contextlib
 import functools
 import hmac
 import ipaddress
-import itertools
-import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from difflib import get_close_matches
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from simsmtp.protocol.server import ServerConfig as _SMTPD
 from simsmtp.trace import Trace
@@ -66,59 +64,194 @@ DEFAULT_DKIM_BITS = 1024
 
 # -- noticing edits cheaply ----------------------------------------------------------------
 # A running world asks "did the DNS data change?" before every DNS answer; with 1,000
-# domains, comparing their whole state each time costs more than the answer. So the
-# containers that hold DNS data (World.domains, World.records, Domain.mx) are lists and
-# dicts that note every change in a process-wide edit stamp, and so do attribute
-# assignments on a World or a Domain: World.dns_version() is then O(1). A plain list a
-# notebook assigns later (``domain.mx = [...]``) is kept as it is (the same object) and
-# compared by content instead, so in-place edits of it are seen too.
-
-T = TypeVar("T")
-_EDIT_IDS = itertools.count(1)
-#: The latest edit stamp (a fresh number per edit: a reader never sees an old one again).
-_edit_stamp = [0]
-#: Domains whose ``mx`` is not a watched list, by id (compared by content).
-_unwatched_mx: weakref.WeakValueDictionary[int, Domain] = weakref.WeakValueDictionary()
+# domains, comparing their whole state each time costs more than the answer. So each part
+# that holds DNS data (a World, its ``domains`` dict and ``records`` list, a Domain and its
+# ``mx`` list) has an EditCount that counts its edits and passes each one up to the counts
+# of the parts that hold it: a domain's MX edit reaches its world's count, and
+# World.dns_version() is O(1). Nothing is shared between worlds. A plain list a notebook
+# assigns later (``domain.mx = [...]``) is kept as it is (the same object) and compared by
+# content instead, so in-place edits of it are seen too.
 
 
-def _edited() -> None:
-    _edit_stamp[0] = next(_EDIT_IDS)
+class EditCount:
+    """How many edits one part of a world has seen, its own and those of the parts it holds.
+
+    ``count`` grows by one per edit. A part held by another (a domain in a world's
+    ``domains``) is linked up to the holder's count, which then counts the part's edits too;
+    ``loose`` lists the domains below whose ``mx`` is a plain list (compared by content).
+    Copies and pickles start with a fresh, unlinked count.
+    """
+
+    __slots__ = ("_ups", "count", "loose")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.loose: dict[EditCount, Domain] = {}
+        self._ups: list[EditCount] = []
+
+    def __reduce__(self) -> tuple[type[EditCount], tuple[()]]:
+        return (EditCount, ())
+
+    def edited(self) -> None:
+        """Count one edit here and in every part that holds this one."""
+        self.count += 1
+        for up in self._ups:
+            up.edited()
+
+    def link(self, up: EditCount) -> None:
+        """Pass this part's edits (and loose domains) to ``up`` from now on."""
+        if up is self or any(u is up for u in self._ups):
+            return
+        self._ups.append(up)
+        if self.loose:
+            up._loosen(dict(self.loose))
+
+    def unlink(self, up: EditCount) -> None:
+        """Stop passing edits to ``up`` (the part left its holder)."""
+        for i, u in enumerate(self._ups):
+            if u is up:
+                del self._ups[i]
+                if self.loose:
+                    up._tighten(list(self.loose))
+                return
+
+    def mark_loose(self, domain: Domain, loose: bool) -> None:
+        """Note whether ``domain`` (whose count this is) has a plain ``mx`` list."""
+        if loose and self not in self.loose:
+            self._loosen({self: domain})
+        elif not loose and self in self.loose:
+            self._tighten([self])
+
+    def _loosen(self, items: dict[EditCount, Domain]) -> None:
+        self.loose.update(items)
+        for up in self._ups:
+            up._loosen(items)
+
+    def _tighten(self, keys: list[EditCount]) -> None:
+        for key in keys:
+            self.loose.pop(key, None)
+        for up in self._ups:
+            up._tighten(keys)
 
 
-def _stamping(base: type, names: tuple[str, ...]) -> Callable[[type[T]], type[T]]:
-    """Make the methods ``names`` of ``base`` (every one that changes the container) stamp
-    an edit after they ran; the class is otherwise a plain ``base``."""
-
-    def decorate(cls: type[T]) -> type[T]:
-        for name in names:
-            method = getattr(base, name)
-
-            @functools.wraps(method)
-            def edit(self: Any, *args: Any, _method: Any = method, **kwargs: Any) -> Any:
-                result = _method(self, *args, **kwargs)
-                _edited()
-                return result
-
-            setattr(cls, name, edit)
-        return cls
-
-    return decorate
+def _counts(value: Any) -> EditCount | None:
+    """The edit count of a watched container or a Domain, else None."""
+    count = getattr(value, "_edits", None)
+    return count if isinstance(count, EditCount) else None
 
 
-@_stamping(list, ("__setitem__", "__delitem__", "__iadd__", "__imul__", "append", "extend",
-                  "insert", "remove", "pop", "clear", "sort", "reverse"))
 class _WatchedList(list[Any]):
-    """A list that stamps every change (see ``_edited``); otherwise a plain list."""
+    """A list that counts every change in its own :class:`EditCount`; otherwise a plain
+    list (copies and pickles are fresh watched lists)."""
 
-    __slots__ = ()
+    __slots__ = ("_edits",)
+
+    def __init__(self, *args: Any) -> None:
+        self._edits = EditCount()
+        super().__init__(*args)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_WatchedList, (list(self),))
 
 
-@_stamping(dict, ("__setitem__", "__delitem__", "__ior__", "pop", "popitem", "clear",
-                  "update", "setdefault"))
+def _count_edits(cls: type, base: type, names: tuple[str, ...]) -> None:
+    """Make the methods ``names`` of ``base`` (every one that changes the container) count
+    an edit in ``cls`` after they ran."""
+    for name in names:
+        method = getattr(base, name)
+
+        @functools.wraps(method)
+        def edit(self: Any, *args: Any, _method: Any = method, **kwargs: Any) -> Any:
+            result = _method(self, *args, **kwargs)
+            self._edits.edited()
+            return result
+
+        setattr(cls, name, edit)
+
+
+_count_edits(_WatchedList, list, ("__setitem__", "__delitem__", "__iadd__", "__imul__",
+                                  "append", "extend", "insert", "remove", "pop", "clear",
+                                  "sort", "reverse"))
+
+
 class _WatchedDict(dict[Any, Any]):
-    """A dict that stamps every change (see ``_edited``); otherwise a plain dict."""
+    """A dict that counts every change in its own :class:`EditCount` and links the counts
+    of the domains it holds to it; otherwise a plain dict (copies and pickles are fresh
+    watched dicts)."""
 
-    __slots__ = ()
+    __slots__ = ("_edits",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._edits = EditCount()
+        super().__init__(*args, **kwargs)
+        self._adopt(self.values())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_WatchedDict, (dict(self),))
+
+    def _adopt(self, values: Any) -> None:
+        for value in values:
+            if (count := _counts(value)) is not None:
+                count.link(self._edits)
+
+    def _release(self, values: Any) -> None:
+        kept: set[int] | None = None  # the values still held (one may be under two keys)
+        for value in values:
+            count = _counts(value)
+            if count is None:
+                continue
+            if kept is None:
+                kept = {id(v) for v in self.values()}
+            if id(value) not in kept:
+                count.unlink(self._edits)
+
+    def _changed(self, added: Any = (), removed: Any = ()) -> None:
+        self._release(removed)
+        self._adopt(added)
+        self._edits.edited()
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        old = self.get(key)
+        super().__setitem__(key, value)
+        self._changed((value,), () if old is None or old is value else (old,))
+
+    def __delitem__(self, key: Any) -> None:
+        old = self[key]
+        super().__delitem__(key)
+        self._changed(removed=(old,))
+
+    def __ior__(self, other: Any) -> Any:  # type: ignore[misc]
+        self.update(other)
+        return self
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        had = key in self
+        value = super().pop(key, *default)
+        if had:
+            self._changed(removed=(value,))
+        return value
+
+    def popitem(self) -> tuple[Any, Any]:
+        item = super().popitem()
+        self._changed(removed=(item[1],))
+        return item
+
+    def clear(self) -> None:
+        old = list(self.values())
+        super().clear()
+        self._changed(removed=old)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        old = list(self.values())
+        super().update(*args, **kwargs)
+        self._changed(self.values(), old)
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        had = key in self
+        value = super().setdefault(key, default)
+        if not had:
+            self._changed((value,))
+        return value
 
 
 def _watched_list(value: Any) -> Any:
@@ -349,26 +482,38 @@ class Domain:
     tls_rpt: str | None = None
 
     def __post_init__(self) -> None:
-        # The list given to the constructor becomes a watched copy (see _WatchedList).
+        # The domain's own edit count (see EditCount), and the list given to the
+        # constructor becomes a watched copy (see _WatchedList).
+        object.__setattr__(self, "_edits", EditCount())
         object.__setattr__(self, "mx", _watched_list(self.mx))
         self._watch_mx()
 
     def __setattr__(self, name: str, value: Any) -> None:
+        edits = self.__dict__.get("_edits")
+        if edits is None:  # the constructor's own assignments are no edit
+            object.__setattr__(self, name, value)
+            return
+        old = self.__dict__.get(name)
         object.__setattr__(self, name, value)
         if name == "mx":
+            if (count := _counts(old)) is not None and old is not value:
+                count.unlink(edits)
             self._watch_mx()
-        _edited()
+        edits.edited()
 
     def __setstate__(self, state: dict[str, Any]) -> None:  # copy.copy, deepcopy, pickle
         self.__dict__.update(state)
+        self.__dict__["_edits"] = EditCount()  # a copy counts its own edits
         self._watch_mx()
 
     def _watch_mx(self) -> None:
-        """Note whether edits of ``mx`` stamp themselves or must be compared by content."""
-        if isinstance(self.__dict__.get("mx"), _WatchedList):
-            _unwatched_mx.pop(id(self), None)
-        else:
-            _unwatched_mx[id(self)] = self
+        """Link a watched ``mx`` list's count to the domain's, or mark it loose (a plain
+        list, compared by content in :meth:`World.dns_version`)."""
+        edits: EditCount = self.__dict__["_edits"]
+        count = _counts(self.__dict__.get("mx"))
+        if count is not None:
+            count.link(edits)
+        edits.mark_loose(self, count is None)
 
     def mx_records(self) -> list[MXRecord]:
         """The MX records as published: ``MX 0 .`` for a null MX (RFC 7505 §3)."""
@@ -476,7 +621,7 @@ def _reverse_zone(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
     return "ip6.arpa"
 
 
-#: World fields that dns_records() reads: assigning one takes an edit stamp.
+#: World fields that dns_records() reads: assigning one counts as an edit of the world.
 _DNS_FIELDS = frozenset({"domains", "records", "nameserver", "epoch", "seed"})
 
 
@@ -502,9 +647,11 @@ class World:
     trace: Trace = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        # What the constructor was given becomes watched copies (see dns_version).
+        # What the constructor was given becomes watched copies, whose edit counts pass
+        # their edits to the world's own (see EditCount and dns_version).
         object.__setattr__(self, "domains", _watched_dict(self.domains))
         object.__setattr__(self, "records", _watched_list(self.records))
+        self._link_parts()
         self.clock = VirtualClock(self.epoch)
         self.ids = IdGenerator(self.seed, self.clock)
         self.trace = Trace(clock=lambda: self.clock.elapsed)
@@ -512,9 +659,36 @@ class World:
             self.faults.trace = self.trace
 
     def __setattr__(self, name: str, value: Any) -> None:
+        edits = self.__dict__.get("_edits")
+        if edits is None or name not in _DNS_FIELDS:  # the constructor's, or no DNS data
+            object.__setattr__(self, name, value)
+            return
+        old = self.__dict__.get(name)
         object.__setattr__(self, name, value)
-        if name in _DNS_FIELDS:
-            _edited()
+        if old is not value:
+            if (count := _counts(old)) is not None:
+                count.unlink(edits)
+            if (count := _counts(value)) is not None:
+                count.link(edits)
+        edits.edited()
+
+    def _link_parts(self) -> None:
+        """A fresh edit count for the world, linked to those of its domains and records."""
+        edits = EditCount()
+        self.__dict__["_edits"] = edits
+        for part in (self.__dict__.get("domains"), self.__dict__.get("records")):
+            if (count := _counts(part)) is not None:
+                count.link(edits)
+
+    @property
+    def version(self) -> int:
+        """How many edits of the world's DNS data this world has seen: assignments to its
+        ``domains``, ``records``, ``nameserver``, ``epoch`` or ``seed``, changes to those
+        containers, and every edit of a domain it holds (a field or its ``mx`` list). It
+        only grows; plain lists and dicts assigned after construction cannot count their
+        own edits (:meth:`dns_version` compares those by content)."""
+        edits: EditCount = self.__dict__["_edits"]
+        return edits.count
 
     # -- building ---------------------------------------------------------------------------
 
@@ -656,18 +830,20 @@ class World:
 
         Equal tokens from one world mean nothing :meth:`dns_records` depends on was
         edited in between: every change to ``domains``, ``records``, a domain's ``mx`` list
-        or fields, or the world's ``nameserver``/``epoch``/``seed`` takes a fresh edit
-        stamp. Lists and dicts assigned as plain ones after construction cannot stamp
-        their own edits; they are compared by content here (cheap: a notebook assigns a
-        few). A changed token does not prove a change: compare :meth:`dns_state` then.
+        or fields, or the world's ``nameserver``/``epoch``/``seed`` grows the world's own
+        :attr:`version`. Lists and dicts assigned as plain ones after construction cannot
+        count their own edits; they are compared by content here (cheap: a notebook assigns
+        a few). A changed token does not prove a change: compare :meth:`dns_state` then.
+        Tokens of two different worlds are not comparable.
         """
         domains, records = self.domains, self.records
         if not isinstance(domains, _WatchedDict):
             return ("unwatched", self.dns_state())
-        plain_mx = (tuple((id(d), tuple(d.mx)) for d in list(_unwatched_mx.values()))
-                    if _unwatched_mx else ())
+        edits: EditCount = self.__dict__["_edits"]
+        loose = edits.loose
+        plain_mx = tuple(tuple(d.mx) for d in list(loose.values())) if loose else ()
         plain_records = None if isinstance(records, _WatchedList) else tuple(records)
-        return (_edit_stamp[0], plain_mx, plain_records)
+        return (edits.count, plain_mx, plain_records)
 
     # -- transport security: MTA-STS, DANE, TLS-RPT --------------------------------------------
 
