@@ -161,7 +161,8 @@ def _silence_stdout() -> None:
 
 def _load_world(path: str | None, seed: int | None) -> World:
     """The world file at ``path`` (or the seed world), as one-line errors with exit 2."""
-    from simsmtp.world.loader import WorldFileError, load_world, seed_world
+    from simsmtp.world.loader import WorldFileError
+    from simsmtp.world.model import load_world, seed_world
 
     try:
         return seed_world(seed) if path is None else load_world(path, seed=seed)

@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..net.tap import Tap
+from ..traffic import Traffic
 from .tlsinspect import KeyLog, read_keylog
 from .transcript import ConnectionView, Turn, distinct_connections, pair_turns, view_connection
 
@@ -480,7 +480,7 @@ def _read_view(findings: Findings, view: ConnectionView) -> None:
                      server_first=implicit))
 
 
-def eavesdrop(tap: Tap, conn_id: int | None = None, *,
+def eavesdrop(tap: Traffic, conn_id: int | None = None, *,
               keylog: KeyLog | Path | str | None = None) -> Findings:
     """What a passive sniffer reads from a capture.
 

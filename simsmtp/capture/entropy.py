@@ -13,7 +13,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 
-from ..net.tap import Tap
+from ..traffic import Traffic
 from .tlsinspect import tls_start
 
 __all__ = ["EntropyRow", "entropy_table", "max_entropy", "shannon_entropy"]
@@ -54,7 +54,7 @@ class EntropyRow:
     ceiling: float
 
 
-def entropy_table(tap: Tap, conn_id: int) -> list[EntropyRow]:
+def entropy_table(tap: Traffic, conn_id: int) -> list[EntropyRow]:
     """The entropy of every segment of one connection, in wire order.
 
     A segment is ``tls`` when its first byte is at or after the offset where TLS started in

@@ -13,7 +13,7 @@ Unlike ``hexdump -C``, repeated lines are not squeezed into ``*``: every byte is
 
 from __future__ import annotations
 
-from ..net.tap import Connection, Segment, Tap
+from ..traffic import Connection, Segment, Traffic
 
 __all__ = ["connection_hexdump", "hexdump", "hexdump_lines"]
 
@@ -67,7 +67,7 @@ def _marker(conn: Connection | None, seg: Segment) -> str:
             f"{len(seg.data)} bytes at stream offset {seg.offset} ---")
 
 
-def connection_hexdump(tap: Tap, conn_id: int, *, width: int = 16,
+def connection_hexdump(tap: Traffic, conn_id: int, *, width: int = 16,
                        max_bytes: int | None = None) -> str:
     """A hexdump of one connection, segment by segment, each under a direction marker.
 

@@ -18,8 +18,9 @@ capabilities, the STARTTLS command and the ``220`` answer, then the ClientHello'
 offered cipher suites (RFC 8446 §4.1.2, RFC 6066 §3). Without it, everything: the envelope,
 the headers and the body.
 
-The view is pure: it reads the :class:`~simsmtp.net.tap.Tap` as it is now. Calling it again
-while the world runs gives the findings "live" (the tap only grows).
+The view is pure: it reads the capture (a :class:`~simsmtp.traffic.Traffic`: the running
+world's :class:`~simsmtp.net.tap.Tap`) as it is now. Calling it again while the world runs
+gives the findings "live" (the tap only grows).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..net.tap import Connection, Tap
+from ..traffic import Connection, Traffic
 from .eavesdropper import Findings, eavesdrop
 from .tlsinspect import KeyLog, read_keylog
 from .transcript import distinct_connections
@@ -49,7 +50,7 @@ def on_path(conn: Connection, a: Iterable[str], b: Iterable[str]) -> bool:
     return (ends[0] in a_set and ends[1] in b_set) or (ends[0] in b_set and ends[1] in a_set)
 
 
-def connections_between(tap: Tap, a: Iterable[str], b: Iterable[str], *,
+def connections_between(tap: Traffic, a: Iterable[str], b: Iterable[str], *,
                         services: Iterable[str] | None = None) -> list[Connection]:
     """The TCP connections of ``tap`` between ``a`` and ``b``, each once, oldest first.
 
@@ -166,7 +167,7 @@ class PathView:
         return "\n".join(out) + "\n"
 
 
-def view_path(tap: Tap, a: Iterable[str], b: Iterable[str], *,
+def view_path(tap: Traffic, a: Iterable[str], b: Iterable[str], *,
               names: tuple[str, str] | None = None,
               keylog: KeyLog | Path | str | None = None,
               services: Iterable[str] | None = None) -> PathView:

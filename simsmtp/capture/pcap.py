@@ -38,7 +38,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..net.tap import Address, Connection, Segment, Tap
+from ..traffic import Address, Connection, Segment, Traffic
 from .tlsinspect import KeyLog, inspect_tls, read_keylog, tls_start
 from .transcript import distinct_connections
 
@@ -176,7 +176,7 @@ def _tcp_frames(conn: Connection, segments: list[Segment], client: Address,
     return frames
 
 
-def plan_frames(tap: Tap, *, well_known_ports: bool = True, mss: int = MSS,
+def plan_frames(tap: Traffic, *, well_known_ports: bool = True, mss: int = MSS,
                 ) -> tuple[list[Frame], dict[int, tuple[Address, Address]]]:
     """Every frame of the capture, in time order, without building packets (pure).
 
@@ -211,7 +211,7 @@ def _mac(ip: str) -> str:
     return "02:00:" + ":".join(f"{p & 0xFF:02x}" for p in parts[:4])
 
 
-def _captured_secrets(tap: Tap, keylog: KeyLog) -> str:
+def _captured_secrets(tap: Traffic, keylog: KeyLog) -> str:
     """The key log lines of the sessions whose ClientHello is in the capture."""
     randoms: set[bytes] = set()
     for conn in distinct_connections(tap):
@@ -229,7 +229,7 @@ def _captured_secrets(tap: Tap, keylog: KeyLog) -> str:
     return "".join(lines)
 
 
-def export_pcap(tap: Tap, path: Path | str, *, keylog: Path | str | KeyLog | None = None,
+def export_pcap(tap: Traffic, path: Path | str, *, keylog: Path | str | KeyLog | None = None,
                 pcapng: bool = False, well_known_ports: bool = True) -> PcapExport:
     """Write the capture as a pcap (or pcapng) file that Wireshark and tshark dissect.
 

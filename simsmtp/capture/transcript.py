@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..net.tap import Connection, Segment, Tap
+from ..traffic import Connection, Segment, Traffic
 from .tlsinspect import (
     Decryption,
     KeyLog,
@@ -62,7 +62,7 @@ _POP3_MULTILINE = {b"RETR", b"TOP", b"CAPA"}
 _POP3_MULTILINE_NO_ARG = {b"LIST", b"UIDL"}
 
 
-def distinct_connections(tap: Tap) -> list[Connection]:
+def distinct_connections(tap: Traffic) -> list[Connection]:
     """The tap's connections, each TCP connection once.
 
     When both ends of a connection live in one world (an outbound client and a listener),
@@ -581,7 +581,7 @@ def _supplied(view: ConnectionView, decrypted: Mapping[str, bytes]) -> list[str]
     return lines
 
 
-def transcript(tap: Tap, conn_id: int, *, keylog: KeyLog | Path | str | None = None,
+def transcript(tap: Traffic, conn_id: int, *, keylog: KeyLog | Path | str | None = None,
                decrypted: Mapping[str, bytes] | None = None) -> str:
     """The swaks-style transcript of connection ``conn_id`` of ``tap``.
 

@@ -47,7 +47,8 @@ from simsmtp.capture.path import Leg, PathView, view_path
 from simsmtp.capture.tlsinspect import KeyLog
 from simsmtp.protocol.replies import Reply
 
-from .tap import Address, next_conn_id
+from ..traffic import Address
+from .tap import next_conn_id
 
 if TYPE_CHECKING:
     from .runtime import RunningWorld

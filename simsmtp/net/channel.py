@@ -20,8 +20,9 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from ..trace import Trace
+from ..traffic import Address
 from .addresses import AddressBook
-from .tap import Address, Tap, next_conn_id
+from .tap import Tap, next_conn_id
 from .transport import (
     DEFAULT_CLOSE_TIMEOUT,
     UNSET,

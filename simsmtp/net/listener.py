@@ -52,8 +52,9 @@ from collections.abc import Callable
 from typing import Any, Literal, Protocol, cast
 
 from ..trace import Trace
+from ..traffic import Address
 from .loop import EventLoopThread
-from .tap import Address, Tap, next_conn_id
+from .tap import Tap, next_conn_id
 from .transport import (
     DEFAULT_CLOSE_TIMEOUT,
     UNSET,

@@ -5,6 +5,9 @@ UDP) report each read and each write here, with the connection, the direction an
 Under TLS these are the ciphertext records, which is what an eavesdropper sees. Analysis
 (transcripts, hexdumps, TLS record annotation, pcap export) lives in :mod:`simsmtp.capture`
 and reads :meth:`Tap.connections` and :meth:`Tap.segments`; it never re-renders traffic.
+The records themselves (:class:`~simsmtp.traffic.Connection`, :class:`~simsmtp.traffic.Segment`)
+are pure data in :mod:`simsmtp.traffic`, below the capture, which reads them through the
+:class:`~simsmtp.traffic.Traffic` protocol that the tap fulfils.
 
 The tap is cheap: a segment keeps a reference to the bytes object it was given (no copy);
 ``Tap(enabled=False)`` makes every call a no-op for load tests. It is bounded: past its byte
@@ -19,68 +22,13 @@ import threading
 import time as _time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Any, Literal
+from dataclasses import replace
+from typing import Any
 
-Direction = Literal["c2s", "s2c"]
-Address = tuple[str, int]
+from ..traffic import Address, Connection, Direction, Segment
 
 #: Connection ids for channels that have no tap (ids stay unique within the process).
 _fallback_ids = itertools.count(1)
-
-
-@dataclass(frozen=True, slots=True)
-class Connection:
-    """One TCP connection (or one UDP flow: client address, server address, service).
-
-    Attributes:
-        id: the connection id (also in the trace's ``tcp.*`` events as ``conn``).
-        transport: ``"tcp"`` or ``"udp"``.
-        client: the client's (ip, port).
-        server: the server's (ip, port). For a world's sockets both are the hosts' own
-            addresses in the world (the real ports), even where every host's sockets share
-            127.0.0.1 (:class:`~simsmtp.net.addresses.AddressBook`).
-        service: what the server speaks (``"smtp"``, ``"submission"``, ``"dns"`` …).
-        host: the world host that recorded it (server name, or the client's for outbound).
-        opened_at: time of the connect (first datagram for UDP).
-        closed_at: time of the close, ``None`` while open (always for UDP).
-        closed_by: ``"client"`` or ``"server"``: who closed first.
-    """
-
-    id: int
-    transport: str
-    client: Address
-    server: Address
-    service: str
-    host: str
-    opened_at: float
-    closed_at: float | None = None
-    closed_by: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Segment:
-    """The bytes of one read or write, exactly as they crossed the socket.
-
-    Attributes:
-        index: position among all the segments the tap recorded (chronological), from 0;
-            the oldest may have left a bounded tap.
-        conn_id: the :class:`Connection` it belongs to.
-        direction: ``"c2s"`` (client to server) or ``"s2c"``.
-        data: the bytes.
-        time: when they were read or written.
-        offset: how many bytes went in this direction of this connection before them
-            (the relative TCP sequence number of the first byte, minus one).
-        transport: ``"tcp"`` or ``"udp"``.
-    """
-
-    index: int
-    conn_id: int
-    direction: Direction
-    data: bytes
-    time: float
-    offset: int
-    transport: str = "tcp"
 
 
 class Tap:

@@ -18,7 +18,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .tap import Address
+from ..traffic import Address
 
 __all__ = [
     "DEFAULT_CLOSE_TIMEOUT",

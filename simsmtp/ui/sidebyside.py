@@ -128,7 +128,7 @@ def capture_steps(tap: Any, conn: Any, *, keylog: Any = None, title: str = "") -
 
     Args:
         tap: the capture (``net.tap``).
-        conn: the :class:`~simsmtp.net.tap.Connection`.
+        conn: the :class:`~simsmtp.traffic.Connection`.
         keylog: a :class:`~simsmtp.capture.tlsinspect.KeyLog`: name the encrypted steps.
         title: how to call the connection.
     """

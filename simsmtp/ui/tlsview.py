@@ -41,7 +41,7 @@ from .wire import CaptureView, _keylog, _tap, connection_label, connections, fin
 if TYPE_CHECKING:
 
     from simsmtp.capture.transcript import ConnectionView
-    from simsmtp.net.tap import Connection
+    from simsmtp.traffic import Connection
 
 #: Inner content types of a decrypted TLS 1.3 record (RFC 8446 §5.2).
 _INNER = {21: "alert", 22: "handshake", 23: "application data"}

@@ -11,7 +11,7 @@ socket) through :mod:`simsmtp.capture`; nothing is re-rendered from the trace::
 A connection is named by what a learner knows: ``mail.example.com → mail.anotherdomain.org
 port 25 (smtp)``, with the world's well-known port (25, 587, 465, 110), never the
 ephemeral port of this machine. :func:`find_connection` accepts a connection id, a
-:class:`~simsmtp.net.tap.Connection`, a :class:`~simsmtp.net.stepper.SMTPStepper` (the
+:class:`~simsmtp.traffic.Connection`, a :class:`~simsmtp.net.stepper.SMTPStepper` (the
 connection it opened), or nothing (the latest SMTP connection).
 """
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from simsmtp.capture.eavesdropper import Findings
     from simsmtp.capture.tlsinspect import KeyLog
     from simsmtp.net.network import Network
-    from simsmtp.net.tap import Connection
+    from simsmtp.traffic import Connection
 
 #: Well-known ports of the services (RFC 5321 §4.5.4.2: 25; RFC 6409 §3.1: 587;
 #: RFC 8314 §7.3: 465 and 995; RFC 1939 §3: 110; RFC 1035 §4.2: 53).
@@ -97,7 +97,7 @@ def find_connection(net: Any, what: Any = None, *, service: str | None = None) -
 
     Args:
         net: the running world (or a tap).
-        what: a connection id, a :class:`~simsmtp.net.tap.Connection`, an
+        what: a connection id, a :class:`~simsmtp.traffic.Connection`, an
             :class:`~simsmtp.net.stepper.SMTPStepper` (the connection it opened: matched
             by its local address), or ``None`` for the latest TCP connection.
         service: with ``what=None``, the latest connection of this service.

@@ -10,13 +10,7 @@ from TOML, with a deterministic clock and ids and the pure parts of routing.
 from simsmtp.world.bounce import RecipientFailure, compose_bounce
 from simsmtp.world.clock import IdGenerator, VirtualClock
 from simsmtp.world.faults import COMMANDS, FaultBook, FaultRule, parse_reply
-from simsmtp.world.loader import (
-    WorldFileError,
-    load_world,
-    parse_world,
-    seed_world,
-    validate_world,
-)
+from simsmtp.world.loader import WorldFileError, validate_world
 from simsmtp.world.model import (
     NAMESERVER,
     ROLE_PORTS,
@@ -28,6 +22,9 @@ from simsmtp.world.model import (
     Record,
     User,
     World,
+    load_world,
+    parse_world,
+    seed_world,
 )
 from simsmtp.world.routing import RetrySchedule, Route, is_null_mx, order_mx, plan_route
 

@@ -29,7 +29,7 @@ host. Keys not listed here are errors (with a "did you mean" suggestion)::
     domain = "example.com"             # must be one of the domains above
     roles = ["submission", "outbound"] # client, mx, outbound, pop3, submission
     down = false                       # true: the host refuses connections
-    [hosts."mail.example.com".policy]  # every key optional, see simsmtp.world.model.Policy
+    [hosts."mail.example.com".policy]  # every key optional, see simsmtp.world.parts.Policy
     outbound_tls = "opportunistic"
     mailauth = "enforce"               # an mx's SPF/DKIM/DMARC: "enforce", "report", "off"
     unauth_destination = "defer"       # relay refused: "defer" 454 4.7.1 (Postfix's default)
@@ -66,10 +66,10 @@ from datetime import date, datetime, time
 from difflib import get_close_matches
 from importlib import resources
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol, TypeVar
 
 from simsmtp.world.faults import COMMANDS, FaultBook, FaultRule, parse_reply
-from simsmtp.world.model import (
+from simsmtp.world.parts import (
     DEFAULT_TTL,
     MAILAUTH_MODES,
     OUTBOUND_TLS,
@@ -81,10 +81,24 @@ from simsmtp.world.model import (
     Policy,
     Record,
     User,
-    World,
 )
 
 KeyPath = tuple[str | int, ...]
+
+
+class WorldData(Protocol):
+    """What reading and checking a world file touches of a world (a
+    :class:`~simsmtp.world.model.World` has it all; this module is below it, and the world
+    is built by the class its callers pass in as ``make``)."""
+
+    source: str
+    domains: dict[str, Domain]
+    hosts: dict[str, Host]
+    records: list[Record]
+    faults: FaultBook
+
+
+W = TypeVar("W", bound=WorldData)
 
 DEFAULT_SEED = 1
 DEFAULT_EPOCH = "2025-03-10T09:00:00Z"
@@ -700,12 +714,12 @@ def _unique(r: _Reader, table: dict[str, Any], path: KeyPath,
     return out
 
 
-def _build(doc: dict[str, Any], source: str, seed: int | None) -> World:
+def _build(doc: dict[str, Any], source: str, seed: int | None, make: Callable[..., W]) -> W:
     r = _Reader(source)
     top = r.table(doc, (), ("world", "domains", "hosts", "records", "faults"))
     meta = r.table(top.get("world", {}), ("world",), ("name", "seed", "epoch"))
     default_name = Path(source).stem if not source.startswith("<") else "world"
-    world = World(
+    world = make(
         name=r.string(meta.get("name", default_name), ("world", "name")),
         seed=(seed if seed is not None
               else r.integer(meta.get("seed", DEFAULT_SEED), ("world", "seed"))),
@@ -732,7 +746,7 @@ def _build(doc: dict[str, Any], source: str, seed: int | None) -> World:
     return world
 
 
-def validate_world(world: World) -> None:
+def validate_world(world: WorldData) -> None:
     """Check what only the whole world can tell (references between its parts).
 
     Raises:
@@ -818,7 +832,7 @@ def validate_world(world: World) -> None:
                    show(rule.host) + _suggest(rule.host, world.hosts))
 
 
-def _check_auth_record(r: _Reader, world: World, i: int, record: Record) -> None:
+def _check_auth_record(r: _Reader, world: WorldData, i: int, record: Record) -> None:
     """A [[records]] TXT must not publish a second SPF, DMARC or DKIM key record where a
     domain's friendly key already does (two SPF records are a permerror, RFC 7208 §4.5;
     two DMARC records mean no policy, RFC 7489 §6.6.3)."""
@@ -842,13 +856,15 @@ def _check_auth_record(r: _Reader, world: World, i: int, record: Record) -> None
                    "in [[records]])", show(record.name))
 
 
-def parse_world(text: str, source: str = "<string>", *, seed: int | None = None) -> World:
-    """Build a :class:`World` from TOML text.
+def parse_toml(text: str, source: str, *, seed: int | None, make: Callable[..., W]) -> W:
+    """Build a world from TOML text (what :meth:`World.from_toml
+    <simsmtp.world.model.World.from_toml>` and :func:`~simsmtp.world.model.parse_world` do).
 
     Args:
         text: the world file's content.
         source: its name, for error messages.
         seed: overrides ``world.seed`` when given.
+        make: the world's class, called with the ``[world]`` table's values as keywords.
 
     Raises:
         WorldFileError: a TOML syntax error (with line and column) or a wrong value.
@@ -864,7 +880,7 @@ def parse_world(text: str, source: str = "<string>", *, seed: int | None = None)
         column = int(m.group(2)) if m else None
         raise WorldFileError(source, "", "valid TOML", _TOML_POSITION.sub("", message),
                              line=line, column=column) from None
-    return _build(doc, source, seed)
+    return _build(doc, source, seed, make)
 
 
 #: How deep arrays and inline tables may nest in a world file (none needs more than 3).
@@ -910,23 +926,25 @@ def _too_deep(text: str, source: str) -> WorldFileError:
                                       f"{MAX_NESTING} deep", "deeper nesting")
 
 
-def load_world(path: str | Path, *, seed: int | None = None) -> World:
-    """Load a world file.
+def read_text(path: str | Path) -> str:
+    """The text of a world file.
 
     Raises:
-        WorldFileError: for a file that is not UTF-8, not TOML or not a valid world.
+        WorldFileError: for a file that is not UTF-8.
         OSError: when the file cannot be read.
     """
     data = Path(path).read_bytes()
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise WorldFileError(str(path), "", "UTF-8 text (TOML 1.0)",
                              f"a byte that is not UTF-8 at offset {exc.start}") from None
-    return parse_world(text, str(path), seed=seed)
 
 
-def seed_world(seed: int | None = None) -> World:
-    """The seed world shipped with simsmtp ("Alice writes to Bob")."""
-    text = resources.files("simsmtp.world").joinpath("seed.toml").read_text("utf-8")
-    return parse_world(text, "simsmtp/world/seed.toml", seed=seed)
+#: The name the seed world's file goes by in error messages.
+SEED_SOURCE = "simsmtp/world/seed.toml"
+
+
+def seed_text() -> str:
+    """The text of the seed world shipped with simsmtp ("Alice writes to Bob")."""
+    return resources.files("simsmtp.world").joinpath("seed.toml").read_text("utf-8")

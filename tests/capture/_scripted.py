@@ -17,8 +17,9 @@ import dns.message
 import dns.rrset
 
 from simsmtp.net.ca import CertificateAuthority
-from simsmtp.net.tap import Address, Tap
+from simsmtp.net.tap import Tap
 from simsmtp.protocol.tls import TLSLayer
+from simsmtp.traffic import Address
 
 START = 1_700_000_000.0
 

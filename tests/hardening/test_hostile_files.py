@@ -16,7 +16,8 @@ import pytest
 
 from simsmtp.cli import main
 from simsmtp.world import World
-from simsmtp.world.loader import MAX_SHOWN, WorldFileError, parse_world
+from simsmtp.world.loader import MAX_SHOWN, WorldFileError
+from simsmtp.world.model import parse_world
 
 SEED = resources.files("simsmtp.world").joinpath("seed.toml").read_text("utf-8")
 POLICY = '[hosts."mail.example.com".policy]\noutbound_tls = "opportunistic"'

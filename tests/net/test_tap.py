@@ -12,8 +12,9 @@ import trustme
 from simsmtp.net.channel import open_connection
 from simsmtp.net.listener import serve
 from simsmtp.net.loop import EventLoopThread
-from simsmtp.net.tap import Segment, Tap
+from simsmtp.net.tap import Tap
 from simsmtp.protocol.tls import TLSLayer
+from simsmtp.traffic import Segment
 from tests.net.test_listener import (
     NEED_DATA,
     Server,

@@ -102,3 +102,77 @@ def test_dns_records_follow_every_kind_of_edit() -> None:
 
     world.domains["a.test"].mx.append(MXRecord(20, "backup.a.test"))
     assert mx_values() == ["10 mx.a.test.", "20 backup.a.test."]
+
+
+# ------------------------------------------------------------ per world, no process-wide state
+
+
+def test_each_world_counts_its_own_edits() -> None:
+    one, two = _world(), _world()
+    before_one, before_two = one.version, two.version
+    token_two = two.dns_version()
+    one.domains["a.test"].mx.append(MXRecord(20, "mx2.a.test"))
+    one.domains["a.test"].dmarc = "v=DMARC1; p=none"
+    one.records.append(Record("www.a.test", "A", "127.0.0.9"))
+    assert one.version == before_one + 3
+    assert two.version == before_two and two.dns_version() == token_two
+
+
+def test_the_version_only_grows_and_reading_is_no_edit() -> None:
+    world = _world()
+    seen = [world.version]
+    world.dns_records({"mx.a.test": "127.0.0.2", world.nameserver: "127.0.0.3"})
+    world.dns_version()
+    assert world.version == seen[-1]
+    for edit in (lambda: world.domains["a.test"].mx.clear(),
+                 lambda: setattr(world, "seed", 2),
+                 lambda: world.domains.setdefault("b.test", Domain("b.test")),
+                 lambda: world.domains["b.test"].mx.append(MXRecord(1, "mx.b.test"))):
+        edit()
+        assert world.version > seen[-1]
+        seen.append(world.version)
+
+
+def test_a_domain_that_left_the_world_no_longer_counts() -> None:
+    world = _world()
+    gone = world.domains.pop("a.test")
+    assert not _changes(world, lambda: gone.mx.append(MXRecord(5, "x.a.test")))
+    assert not _changes(world, lambda: setattr(gone, "spf", "v=spf1 -all"))
+    gone.mx = [MXRecord(1, "plain.a.test")]  # loose (compared by content) but not held
+    assert not _changes(world, lambda: gone.mx.append(MXRecord(2, "y.a.test")))
+    world.domains["a.test"] = gone  # back: counted again, its plain list by content
+    assert _changes(world, lambda: gone.mx.append(MXRecord(3, "z.a.test")))
+
+
+def test_a_domain_held_twice_counts_until_both_are_gone() -> None:
+    world = _world()
+    domain = world.domains["a.test"]
+    world.domains["alias.test"] = domain
+    del world.domains["alias.test"]
+    assert _changes(world, lambda: domain.mx.append(MXRecord(20, "b.a.test")))
+    world.domains.clear()
+    assert not _changes(world, lambda: domain.mx.append(MXRecord(30, "c.a.test")))
+
+
+def test_every_way_of_adding_domains_links_them() -> None:
+    world = _world()
+    b, c, d, e = (Domain(f"{n}.test") for n in "bcde")
+    world.domains.update({"b.test": b})
+    world.domains |= {"c.test": c}
+    world.domains.setdefault("d.test", d)
+    world.domains.update([("e.test", e)])
+    for domain in (b, c, d, e):
+        assert _changes(world, lambda x=domain: x.mx.append(MXRecord(1, f"mx.{x.name}")))
+    world.domains.popitem()
+    assert not _changes(world, lambda: e.mx.append(MXRecord(2, "mx2.e.test")))
+
+
+def test_containers_moved_between_worlds_count_for_their_new_world() -> None:
+    one, two = _world(), _world()
+    two.domains = one.domains  # now held by both
+    two.records = one.records
+    assert _changes(two, lambda: one.domains["a.test"].mx.append(MXRecord(2, "b.a.test")))
+    assert _changes(two, lambda: one.records.append(Record("w.a.test", "A", "127.0.0.7")))
+    two.domains = {"z.test": Domain("z.test")}  # a plain dict: compared by content
+    assert _changes(two, lambda: two.domains["z.test"].mx.append(MXRecord(1, "mx.z.test")))
+    assert not _changes(two, lambda: one.domains["a.test"].mx.clear())  # no longer two's

@@ -94,6 +94,20 @@ def test_seed_override_changes_ids_only() -> None:
     assert a.ids.queue_id() == b.ids.queue_id() != c.ids.queue_id()
 
 
+def test_each_way_in_reads_into_the_class_it_is_called_on(tmp_path: Path) -> None:
+    class Classroom(World):
+        pass
+
+    path = tmp_path / "w.toml"
+    path.write_text(HOST, encoding="utf-8")
+    for world in (Classroom.seed_world(7), Classroom.from_toml(HOST, seed=7),
+                  Classroom.load(path, seed=7)):
+        assert type(world) is Classroom and world.seed == 7
+        world.check()
+    assert type(load_world(path)) is World and load_world(path, seed=3).seed == 3
+    assert parse_world(HOST).domains == World.from_toml(HOST).domains
+
+
 def test_lookups() -> None:
     world = World.seed_world()
     assert world.user("bob@AnotherDomain.ORG") is world.user("<bob@anotherdomain.org>")
