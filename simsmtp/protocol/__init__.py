@@ -1,4 +1,4 @@
-"""Sans-IO protocol cores: SMTP server and client, POP3; replies, grammar and limits; TLS
+"""Sans-IO protocol cores: SMTP server and client, POP3, IMAP; replies, grammar and limits; TLS
 over ``ssl.MemoryBIO``; SASL mechanisms. No sockets, threads or event loops here.
 
 The SMTP names most callers need are re-exported here (importing them creates no SSL
