@@ -14,8 +14,9 @@ here re-evaluates SPF, DKIM or DMARC: the verdicts are the MX's
     spoof_sends(net, "alerts@bank.example", "eve.attacker.example")
 
 In any world, names left out come from the world itself (:mod:`simsmtp.world.cast`: its
-first sender and recipient, its attacker's host). A notebook reaches them as ``ui.…``
-(:mod:`simsmtp.ui.mailauth` shows an outcome as HTML).
+first sender and recipient, its attacker's host). A notebook reaches them as
+``ui.alice_sends`` and so on; the widget layer above draws an outcome as HTML (this layer
+knows no screen).
 """
 
 from __future__ import annotations
@@ -83,8 +84,8 @@ def _mx_host(net: Network, domain: str) -> str:
 class AuthOutcome:
     """One message sent through the world, and what the receiving MX made of it.
 
-    Plain data with a plain-text form (``print(outcome)``); :mod:`simsmtp.ui.mailauth`
-    draws it as HTML in a notebook (and in the lab).
+    Plain data with a plain-text form (``print(outcome)``); the widget layer draws it as
+    HTML in a notebook (``ui.outcome_html``, and in the lab).
 
     Attributes:
         label: who sent what ("Alice's real mail", "Mallory's spoof" …).
@@ -102,7 +103,7 @@ class AuthOutcome:
             message; as computed when the message was refused).
         reason: the MX's reason, in a few words.
         steps: the MX's checks in plain words (from the trace's ``auth.*`` events).
-        since: the trace position before sending (for :func:`simsmtp.ui.mailauth.auth_story`).
+        since: the trace position before sending (for ``ui.auth_story``).
         smtp: the SMTP steps of the connection we drove (``print`` each one).
         message: the message as stored for the recipient (None when refused).
     """

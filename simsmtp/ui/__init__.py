@@ -116,6 +116,7 @@ _EXPORTS: dict[str, str] = {
     # which shows their outcomes as HTML
     "MailAuthLab": "mailauth",
     "AuthOutcome": "mailauth",
+    "outcome_html": "mailauth",
     "alice_sends": "mailauth",
     "mallory_sends": "mailauth",
     "user_sends": "mailauth",
