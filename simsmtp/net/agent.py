@@ -7,7 +7,8 @@ the way Postfix does, and says why at every step in the world's trace:
   preference order, equal preferences shuffled with the world's seeded rng; no MX but an
   address: the domain is its own MX (implicit MX); a null MX (``MX 0 .``) or NXDOMAIN:
   bounce at once; a temporary DNS failure: defer. MX hosts that do not resolve are skipped;
-  when none resolves the mail bounces (catalogue 74d: no fallback to the domain's A record).
+  when none resolves the mail bounces (no fallback to the domain's A record: catalogue 74d,
+  ``tests/hardening/CATALOGUE.md``).
 * **Trying servers in order (RFC 5321 §5.1; Postfix ``smtp_trouble.c``).** The next MX is
   tried after a refused connection, a timeout, a 4xx or 5xx greeting (Postfix
   ``smtp_skip_5xx_greeting = yes``) and after 4xx replies to MAIL, RCPT or DATA. Once the

@@ -208,7 +208,7 @@ class Listener:
             §4.5.3.2.7 asks for at least 300); ``None`` disables the timer.
         idle_reset: what restarts the timer: ``"event"`` (default: a read that completed at
             least one event, so bytes trickled one at a time never extend a session,
-            catalogue test 64, as aiosmtpd does) or ``"data"`` (any read).
+            ``tests/hardening/CATALOGUE.md`` test 64, as aiosmtpd does) or ``"data"`` (any read).
         on_timeout: ``on_timeout(conn)`` makes the core queue its timeout reply
             (``421 4.4.2 <host> Error: timeout exceeded``); then flush and close.
         min_data_rate: octets per second a client must keep up while the core says

@@ -20,7 +20,8 @@ Writing a message: write to ``tmp/<id>``, flush, ``fsync``, ``rename`` into ``ac
 ``fsync`` the directory, so the name and the bytes survive a power cut. Like Postfix's queue
 files (``mail_stream.c``: fsync before close; a file without its END record is never
 delivered), a file that does not end with the END marker is discarded by :meth:`Queue.load`:
-a crash halfway through writing is never delivered (catalogue test 76c).
+a crash halfway through writing is never delivered (test 76c of
+the adversarial catalogue, ``tests/hardening/CATALOGUE.md``).
 
 Recording outcomes: each outcome is one line appended to ``status/<id>`` and ``fsync``ed before
 :meth:`Queue.record_results` returns; a torn last line (a crash mid-append) has no newline and

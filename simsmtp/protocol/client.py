@@ -10,7 +10,8 @@ pipelined ``MAIL, RCPT, DATA`` can be sent in one go) and falls back when a repl
 otherwise. The ``state_before``/``state_after`` of a :class:`ReplyReceived` are the states
 confirmed by the replies so far.
 
-Hygiene (catalogue 42, 79): addresses and parameters are checked against the grammar
+Hygiene (``tests/hardening/CATALOGUE.md`` 42, 79): addresses and parameters are checked
+against the grammar
 (no CR, LF, NUL or ``>`` can slip into a command line); message content is sent with every
 line ending as CRLF, dot-stuffed, and terminated by ``<CRLF>.<CRLF>``; a message larger
 than the server's SIZE is refused before anything is sent; plaintext received after the

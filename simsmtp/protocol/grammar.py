@@ -156,7 +156,7 @@ class Mailbox:
     def has_routing(self) -> bool:
         """True when the local part hides another destination: ``%``, ``!`` or ``@``
         (the percent hack, bang paths and quoted ``"user@elsewhere"``): relay tricks a
-        relay policy must not forward (catalogue E57-E61)."""
+        relay policy must not forward (``tests/hardening/CATALOGUE.md`` E57-E61)."""
         inner = self.local_part.strip('"')
         return any(ch in inner for ch in "%!@")
 

@@ -6,7 +6,7 @@ comes out of :meth:`~ServerConnection.next_event` (or :data:`NEED_DATA`); the by
 the wire come out of :meth:`~ServerConnection.data_to_send`. Nothing the peer sends makes
 these raise: every peer error becomes a reply.
 
-Line-ending policies (RFC 5321 §2.3.8, §4.1.1.4; catalogue tests 20-30):
+Line-ending policies (RFC 5321 §2.3.8, §4.1.1.4; ``tests/hardening/CATALOGUE.md`` 20-30):
 
 * Only CRLF ends a command line. A command line holding a bare LF or bare CR is answered
   ``500 5.5.2 Error: bare <LF> received`` (or ``<CR>``) and never executed (Postfix

@@ -30,7 +30,8 @@ One module per widget family (add a new family as a new module and list its publ
 * :mod:`~simsmtp.ui.wire` one connection as transcript | hexdump | eavesdropper;
 * :mod:`~simsmtp.ui.tlsview` TLS records annotated, the certificate chain, the entropy chart;
 * :mod:`~simsmtp.ui.transportsec` MTA-STS, DANE and TLS-RPT decisions and reports;
-* :mod:`~simsmtp.ui.mailauth` SPF, DKIM and DMARC: records, signatures, verdicts, the lab;
+* :mod:`~simsmtp.ui.mailauth` SPF, DKIM and DMARC: records, signatures, verdicts, the lab
+  (the scenarios that send the messages are :mod:`simsmtp.net.mailauth_scenarios`);
 * :mod:`~simsmtp.ui.worldmap` the map of the world, a delivery played along it;
 * :mod:`~simsmtp.ui.inbox` a user's Maildir as a mail program shows it;
 * :mod:`~simsmtp.ui.sidebyside` one message in plaintext and with STARTTLS, side by side;
@@ -110,9 +111,12 @@ _EXPORTS: dict[str, str] = {
     # MTA-STS, DANE and TLS-RPT (notebook 05b)
     "security_text": "transportsec",
     "tls_report_text": "transportsec",
-    # email authentication: SPF, DKIM, DMARC records, verdicts, and the lab
+    # email authentication: SPF, DKIM, DMARC records, verdicts, and the lab; the scenarios
+    # (alice_sends …) live in simsmtp.net.mailauth_scenarios and come through ui.mailauth,
+    # which shows their outcomes as HTML
     "MailAuthLab": "mailauth",
     "AuthOutcome": "mailauth",
+    "outcome_html": "mailauth",
     "alice_sends": "mailauth",
     "mallory_sends": "mailauth",
     "user_sends": "mailauth",

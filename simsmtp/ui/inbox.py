@@ -89,8 +89,8 @@ class MessageRow:
 def _store(net: Any) -> Any:
     store = getattr(net, "store", None)
     if store is None:
-        raise ValueError("the world is not running: start it (net = world.start(); "
-                         "net.start()) to read its mailboxes")
+        raise ValueError("the world is not running: start it (net = world.start()) "
+                         "to read its mailboxes")
     return store
 
 
@@ -247,7 +247,7 @@ def explain_authentication_results(message: EmailMessage | bytes, *,
         trusted: the name of the user's own server: only its results can be trusted
             (anyone on the way can add such a header, RFC 8601 §5).
     """
-    from .mailauth import PROPERTY_MEANINGS, authentication_results
+    from simsmtp.world.mailauth.results import PROPERTY_MEANINGS, authentication_results
 
     out: list[tuple[str, str]] = []
     for ar in authentication_results(_parse(message)):
@@ -299,7 +299,7 @@ def refused(world: Any, address: str, *, since: int = 0) -> list[dict[str, str]]
 
 def _verdict(parsed: EmailMessage, folder: str) -> tuple[str, str]:
     """(callout kind, one line) saying why the message is where it is."""
-    from .mailauth import authentication_results
+    from simsmtp.world.mailauth import authentication_results
 
     found = authentication_results(parsed)
     if not found:

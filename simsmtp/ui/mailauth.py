@@ -1,9 +1,12 @@
 """SPF, DKIM and DMARC made visible (notebook 8), and a lab that edits the records live.
 
-Everything here reads the running world: its DNS server (over a real socket, like
-``dig``), the messages as stored, and the trace's ``auth.*`` events that the MX records
-when it checks a message (:mod:`simsmtp.net.authpolicy`). Nothing re-evaluates SPF, DKIM
-or DMARC on its own: the verdicts shown are the MX's::
+The tables read the running world (its DNS server over a real socket, like ``dig``; the
+messages as stored; the trace's ``auth.*`` events that the MX records when it checks a
+message, :mod:`simsmtp.net.authpolicy`) or a message you give them. Nothing re-evaluates
+SPF, DKIM or DMARC on its own: the verdicts shown are the MX's. The messages are sent by
+the scenarios of :mod:`simsmtp.net.mailauth_scenarios` (reached here as ``ui.alice_sends``
+and so on; this module shows their outcomes as HTML), and an Authentication-Results value
+is read by :func:`simsmtp.world.mailauth.parse_authentication_results`, beside its writer::
 
     ui.auth_records(net, "example.com")       # the three TXT records, read for you
     alice = ui.alice_sends(net)               # Alice's real mail, and Bob's MX's verdict
@@ -30,17 +33,37 @@ import base64
 import datetime
 import hashlib
 import re
+import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from typing import TYPE_CHECKING, Any
 
+from simsmtp.net.mailauth_scenarios import (
+    SPOOFER,
+    AuthOutcome,
+    alice_sends,
+    forward_message,
+    mallory_sends,
+    spoof_sends,
+    submission_host,
+    user_sends,
+)
+from simsmtp.protocol.mailbox import to_crlf
 from simsmtp.world import cast
-from simsmtp.world.mailauth import aligned, organizational_domain, parse_record, parse_signature
-from simsmtp.world.mailauth.spf import MEANINGS as SPF_MEANINGS
-from simsmtp.world.scenario import SEED_RECIPIENT, SEED_SENDER, SEED_SUBJECT, letter, seed_message
+from simsmtp.world.mailauth import (
+    aligned,
+    authentication_results,
+    organizational_domain,
+    parse_authentication_results,
+    parse_record,
+    parse_signature,
+    spf_terms,
+)
+from simsmtp.world.mailauth.results import PROPERTY_MEANINGS
+from simsmtp.world.scenario import SEED_RECIPIENT, SEED_SENDER
 
 from .base import View, html_widget
 from .exercises import AnswerError, Exercise, choice, register, text
@@ -63,68 +86,18 @@ if TYPE_CHECKING:
     from simsmtp.trace import TraceEvent
     from simsmtp.world.model import World
 
-#: The spoofer's machine in the seed world (it serves nothing; it only connects).
-SPOOFER = "mallory.evil.example"
-#: Mallory's own address.
-MALLORY = "mallory@evil.example"
-#: What Mallory writes, pretending to be Alice (``SPOOF_LETTER`` with the names left open).
-SPOOF_SUBJECT = "Urgent: please wire the money today"
-SPOOF_LETTER = ("Hi {recipient},\r\n\r\nPlease wire 9,800 EUR to the new supplier today, "
-                "account\r\nDE00 1234 5678 9000. I am in meetings all day, so no calls "
-                "please.\r\n\r\n{sender}\r\n")
-SPOOF_BODY = SPOOF_LETTER.format(recipient="Bob", sender="Alice")
-
-#: What each DKIM result means (RFC 6376 §6.1; RFC 8601 §2.7.1).
-DKIM_MEANINGS = {
-    "pass": "a signature verified with the key its domain publishes: the signed header "
-            "fields and the body are unchanged since d= signed them",
-    "fail": "a signature did not verify: the message was changed after signing (or the "
-            "signature is forged)",
-    "none": "the message is not signed",
-    "permerror": "a signature cannot be checked (no key, a revoked or bad key, a malformed "
-                 "signature)",
-    "temperror": "the key could not be fetched now; try again later",
-    "neutral": "a signature was there but could not be evaluated",
-    "policy": "the signature verified but the receiver's policy does not accept it",
-}
-#: What each DMARC result means (RFC 7489 §3.1, §6.6; RFC 8601 §2.7 / RFC 7489 §11.2).
-DMARC_MEANINGS = {
-    "pass": "SPF or DKIM passed for a domain aligned with the From: domain: the From: the "
-            "reader sees is vouched for",
-    "fail": "neither SPF nor DKIM passed for a domain aligned with the From: domain: the "
-            "From: cannot be trusted, and the domain's policy applies",
-    "none": "the From: domain publishes no DMARC policy: nothing to apply",
-    "temperror": "the DMARC record could not be fetched now",
-    "permerror": "DMARC cannot be applied (e.g. no single From: domain)",
-}
-#: What the properties of an Authentication-Results result say (RFC 8601 §2.7, §2.3).
-PROPERTY_MEANINGS = {
-    "smtp.mailfrom": "the domain SPF checked: the envelope sender's (MAIL FROM), not From:",
-    "smtp.helo": "the HELO name SPF checked (the envelope sender was empty)",
-    "header.d": "the signing domain (d= of the DKIM-Signature)",
-    "header.s": "the selector: the key was at <s>._domainkey.<d>",
-    "header.i": "the signer's identity (i=)",
-    "header.from": "the From: domain DMARC protects",
-    "reason": "why",
-}
 #: The colour of each result.
 RESULT_COLORS = {"pass": COLORS["ok"], "fail": COLORS["fail"], "permerror": COLORS["fail"],
                  "softfail": COLORS["warn"], "neutral": COLORS["warn"],
                  "temperror": COLORS["warn"], "none": COLORS["muted"],
                  "inbox": COLORS["ok"], "junk": COLORS["warn"], "reject": COLORS["fail"],
                  "skipped": COLORS["muted"], "signed": COLORS["ok"]}
-_QUALIFIERS = {"+": "pass", "-": "fail", "~": "softfail", "?": "neutral"}
-_WHERE = {"inbox": "the inbox", "junk": "the Junk folder"}
 
 
 # ------------------------------------------------------------------------ small helpers
 
 def _result(value: str) -> Raw:
     return span(value, RESULT_COLORS.get(value, COLORS["text"]), bold=True)
-
-
-def _crlf(data: bytes) -> bytes:
-    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
 def _as_message(message: EmailMessage | bytes | str) -> EmailMessage:
@@ -137,28 +110,8 @@ def _as_message(message: EmailMessage | bytes | str) -> EmailMessage:
 
 def _raw(message: EmailMessage | bytes | str) -> bytes:
     if isinstance(message, EmailMessage):
-        return _crlf(message.as_bytes())
-    return _crlf(message.encode("utf-8") if isinstance(message, str) else message)
-
-
-def _unfold(value: object) -> str:
-    return " ".join(str(value).split())
-
-
-def _address(header: str) -> str:
-    from email.utils import parseaddr
-
-    return parseaddr(header)[1]
-
-
-def _mx_host(net: Network, domain: str) -> str:
-    """The most preferred MX of ``domain``, asked from the world's DNS like a sender."""
-    from simsmtp.net.dns import lookup_mx
-
-    found = lookup_mx(net.resolver(), domain)
-    if found.status != "ok" or not found.records or found.records[0][1] == ".":
-        raise ValueError(f"{domain} has no usable MX record ({found.status})")
-    return found.records[0][1]
+        return to_crlf(message.as_bytes())
+    return to_crlf(message.encode("utf-8") if isinstance(message, str) else message)
 
 
 def _txt(net: Network, name: str) -> list[str] | None:
@@ -175,53 +128,6 @@ def _txt(net: Network, name: str) -> list[str] | None:
 
 
 # ------------------------------------------------------------------------- the records
-
-def spf_terms(record: str) -> list[tuple[str, str]]:
-    """Each term of an SPF record and what it says, in plain words (RFC 7208 §4.6, §5, §6).
-
-    A description for a reader, not an evaluator: the MX's verdict comes from pyspf.
-
-    >>> spf_terms("v=spf1 mx -all")[1]
-    ('mx', 'a client at an address of an MX host of the domain: pass')
-    """
-    out: list[tuple[str, str]] = []
-    for term in record.split():
-        low = term.lower()
-        if low == "v=spf1":
-            out.append((term, "this TXT record is an SPF policy (version 1)"))
-            continue
-        if "=" in term and not low.startswith(("+", "-", "~", "?")) and ":" not in \
-                term.split("=", 1)[0]:
-            name, value = term.split("=", 1)
-            if name.lower() == "redirect":  # RFC 7208 §6.1
-                out.append((term, f"if nothing above matched: use {value}'s SPF policy"))
-            elif name.lower() == "exp":     # RFC 7208 §6.2
-                out.append((term, f"the text for a rejection is published at {value}"))
-            else:
-                out.append((term, "an unknown modifier: ignored (RFC 7208 §6)"))
-            continue
-        qualifier = term[0] if term[0] in _QUALIFIERS else "+"
-        verdict = _QUALIFIERS[qualifier]
-        body = term[1:] if term[0] in _QUALIFIERS else term
-        name, _, arg = body.partition(":")
-        name = name.split("/")[0].lower()
-        what = {
-            "all": "any other client",
-            "mx": f"a client at an address of an MX host of {arg or 'the domain'}",
-            "a": f"a client at an address of {arg or 'the domain itself'}",
-            "ip4": f"a client in {arg}",
-            "ip6": f"a client in {arg}",
-            "include": f"a client that {arg}'s own SPF policy passes",
-            "exists": f"any client, if the name {arg} exists",
-            "ptr": "a client whose reverse DNS name is in the domain (do not use: slow)",
-        }.get(name)
-        if what is None:
-            out.append((term, "not a known mechanism: the whole record is a permerror "
-                              "(RFC 7208 §5)"))
-        else:
-            out.append((term, f"{what}: {verdict}"))
-    return out
-
 
 def _key_bits(record: str) -> int | None:
     match = re.search(r"(?:^|;)\s*p=([A-Za-z0-9+/=\s]+)", record)
@@ -292,7 +198,7 @@ def record_rows(net: Network, domain: str | None = None) -> list[RecordRow]:
     if not spf:
         rows.insert(0, RecordRow("SPF", domain, None, "no SPF record: SPF gives none"))
     for value in spf:
-        words = "; ".join(f"{t} = {w}" for t, w in spf_terms(value)[1:])
+        words = "; ".join(f"{t.text} = {t.meaning}" for t in spf_terms(value)[1:])
         if len(spf) > 1:
             words = "more than one SPF record: permerror (RFC 7208 §4.5)"
         rows.insert(0, RecordRow("SPF", domain, value, words))
@@ -430,94 +336,6 @@ def received_message(world: World, host: str | None = None, index: int = -1) -> 
 
 
 # ------------------------------------------------------------- Authentication-Results
-
-def _split_outside(text_: str, sep: str) -> list[str]:
-    """Split at ``sep`` outside quoted strings and (comments) (RFC 8601 §2.2)."""
-    parts, buf, depth, quoted, escaped = [], [], 0, False, False
-    for ch in text_:
-        if escaped:
-            buf.append(ch)
-            escaped = False
-            continue
-        if ch == "\\":
-            buf.append(ch)
-            escaped = True
-            continue
-        if ch == '"' and depth == 0:
-            quoted = not quoted
-        elif not quoted and ch == "(":
-            depth += 1
-        elif not quoted and ch == ")" and depth:
-            depth -= 1
-        elif ch == sep and not quoted and depth == 0:
-            parts.append("".join(buf).strip())
-            buf = []
-            continue
-        buf.append(ch)
-    parts.append("".join(buf).strip())
-    return [p for p in parts if p]
-
-
-@dataclass(frozen=True)
-class ResultEntry:
-    """One result of an Authentication-Results header field (RFC 8601 §2.2 resinfo)."""
-
-    method: str
-    result: str
-    comment: str = ""
-    properties: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def meaning(self) -> str:
-        """What the result means, in plain words."""
-        table = {"spf": SPF_MEANINGS, "dkim": DKIM_MEANINGS, "dmarc": DMARC_MEANINGS}
-        return table.get(self.method, {}).get(self.result, "")
-
-
-@dataclass(frozen=True)
-class AuthenticationResults:
-    """One parsed Authentication-Results header field."""
-
-    authserv_id: str
-    results: tuple[ResultEntry, ...]
-    raw: str
-
-    def get(self, method: str) -> ResultEntry | None:
-        """The first result of ``method`` (``"spf"``, ``"dkim"``, ``"dmarc"``)."""
-        return next((r for r in self.results if r.method == method), None)
-
-
-def parse_authentication_results(value: str) -> AuthenticationResults:
-    """Read an Authentication-Results value (RFC 8601 §2.2): who checked, and each result
-    with its comment and properties.
-
-    >>> ar = parse_authentication_results("mx.example; spf=pass smtp.mailfrom=example.com")
-    >>> ar.authserv_id, ar.get("spf").properties
-    ('mx.example', {'smtp.mailfrom': 'example.com'})
-    """
-    flat = _unfold(value)
-    parts = _split_outside(flat, ";")
-    head = re.sub(r"\([^)]*\)", " ", parts[0]).split() if parts else []
-    authserv = head[0] if head else ""
-    entries = []
-    for part in parts[1:]:
-        comments = re.findall(r"\(([^)]*)\)", part)
-        bare = re.sub(r"\([^)]*\)", " ", part)
-        pairs = re.findall(r'([A-Za-z0-9_.-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s;]+)', bare)
-        if not pairs:
-            continue
-        method, result = pairs[0]
-        props = {k.lower(): v.strip('"') for k, v in pairs[1:]}
-        entries.append(ResultEntry(method.lower(), result.lower(), "; ".join(comments),
-                                   props))
-    return AuthenticationResults(authserv, tuple(entries), flat)
-
-
-def authentication_results(message: EmailMessage | bytes | str) -> list[AuthenticationResults]:
-    """Every Authentication-Results header field of ``message``, top (newest) first."""
-    found = _as_message(message).get_all("Authentication-Results") or []
-    return [parse_authentication_results(str(v)) for v in found]
-
 
 def results_table(message: EmailMessage | bytes | str, authserv_id: str | None = None
                   ) -> HTMLText:
@@ -665,337 +483,51 @@ def auth_story(world: World, since: int = 0, *, host: str | None = None,
 
 # ------------------------------------------------------------------ sending and judging
 
-@dataclass(frozen=True)
-class AuthOutcome:
-    """One message sent through the world, and what the receiving MX made of it.
+# --------------------------------------------------------------- an outcome, drawn
 
-    Attributes:
-        label: who sent what ("Alice's real mail", "Mallory's spoof" …).
-        sender_host: the host that connected to the MX (its HELO name).
-        client_ip: the address the MX saw.
-        mail_from: the envelope sender (MAIL FROM).
-        from_header: the From: header the reader sees.
-        recipient: the envelope recipient.
-        receiver: the MX that checked it.
-        action: ``inbox``, ``junk``, ``reject`` (refused with 550), ``skipped`` (not
-            checked) or ``unknown`` (no verdict seen).
-        reply: the MX's reply to the message.
-        results: ``{"spf": ..., "dkim": ..., "dmarc": ...}`` as the MX found them.
-        authentication_results: the MX's Authentication-Results value (as stored in the
-            message; as computed when the message was refused).
-        reason: the MX's reason, in a few words.
-        steps: the MX's checks in plain words (from the trace's ``auth.*`` events).
-        since: the trace position before sending (for :func:`auth_story`).
-        smtp: the SMTP steps of the connection we drove (``print`` each one).
-        message: the message as stored for the recipient (None when refused).
-    """
-
-    label: str
-    sender_host: str
-    client_ip: str
-    mail_from: str
-    from_header: str
-    recipient: str
-    receiver: str
-    action: str
-    reply: str
-    results: dict[str, str]
-    authentication_results: str
-    reason: str
-    steps: tuple[str, ...]
-    since: int
-    smtp: tuple[Any, ...] = ()
-    message: EmailMessage | None = None
-
-    @property
-    def summary(self) -> str:
-        """``spf=… dkim=… dmarc=…``."""
-        return " ".join(f"{m}={self.results.get(m, '?')}" for m in ("spf", "dkim", "dmarc"))
-
-    @property
-    def where(self) -> str:
-        """Where the message ended up, in words."""
-        who = self.recipient
-        if self.action in _WHERE:
-            return f"delivered to {who}'s {_WHERE[self.action][4:]}"
-        if self.action == "reject":
-            return "refused: not delivered"
-        if self.action == "skipped":
-            return f"delivered to {who}, not checked"
-        return "no verdict seen"
-
-    def text(self) -> str:
-        """The outcome as plain text."""
-        lines = [f"{self.label}: {self.where}",
-                 f"  sent by {self.sender_host} ({self.client_ip}), MAIL FROM:<{self.mail_from}>"
-                 f", From: {self.from_header}",
-                 f"  {self.receiver} answered: {self.reply}",
-                 f"  {self.summary}"]
-        if self.authentication_results:
-            lines.append(f"  Authentication-Results: {self.authentication_results}"
-                         + ("" if self.message is not None else "   (computed; not stored)"))
-        lines += [f"  - {s}" for s in self.steps]
-        return "\n".join(lines)
-
-    def html(self) -> str:
-        """The outcome as HTML (what the lab shows)."""
-        kind = {"inbox": "ok", "junk": "warn", "reject": "fail"}.get(self.action, "note")
-        head = callout(kind, escape(f"{self.receiver} answered: {self.reply}"),
-                       self.where[0].upper() + self.where[1:] + ".")
-        results = " ".join(f"{m}={_result(self.results.get(m, '?'))}"
-                           for m in ("spf", "dkim", "dmarc"))
-        who = (f"<div style='font-size:12px;'>sent by <b>{escape(self.sender_host)}</b> "
-               f"({escape(self.client_ip)}), MAIL FROM:&lt;{escape(self.mail_from)}&gt;, "
-               f"From: {escape(self.from_header)}</div>")
-        ar = ""
-        if self.authentication_results:
-            note = "" if self.message is not None else " (computed, not stored: refused)"
-            ar = (f"<div style='font-size:12px;margin-top:4px;'><b>Authentication-Results"
-                  f"</b>{escape(note)}:</div>"
-                  + pre(self.authentication_results.replace("; ", ";\n    ")))
-        steps = "".join(f"<li>{escape(s)}</li>" for s in self.steps)
-        why = (f"<div style='font-size:12px;'><b>Why</b> (the trace's auth.* events):"
-               f"<ol style='margin:2px 0 0 18px;padding:0;'>{steps}</ol></div>"
-               if steps else "")
-        return (f"<div style='line-height:1.4;'>{who}{head}<div style='font-size:14px;"
-                f"margin:4px 0;'>{results}</div>{ar}{why}</div>")
-
-    def _repr_html_(self) -> str:
-        return str(panel(self.html(), self.label))
-
-    def __repr__(self) -> str:
-        return self.text()
+def outcome_html(outcome: AuthOutcome) -> str:
+    """An :class:`~simsmtp.net.mailauth_scenarios.AuthOutcome` as HTML (what the lab
+    shows): where the message went, the MX's reply, the three results, the
+    Authentication-Results value and the MX's checks in plain words."""
+    o = outcome
+    kind = {"inbox": "ok", "junk": "warn", "reject": "fail"}.get(o.action, "note")
+    head = callout(kind, escape(f"{o.receiver} answered: {o.reply}"),
+                   o.where[0].upper() + o.where[1:] + ".")
+    results = " ".join(f"{m}={_result(o.results.get(m, '?'))}" for m in ("spf", "dkim", "dmarc"))
+    who = (f"<div style='font-size:12px;'>sent by <b>{escape(o.sender_host)}</b> "
+           f"({escape(o.client_ip)}), MAIL FROM:&lt;{escape(o.mail_from)}&gt;, "
+           f"From: {escape(o.from_header)}</div>")
+    ar = ""
+    if o.authentication_results:
+        note = "" if o.message is not None else " (computed, not stored: refused)"
+        ar = (f"<div style='font-size:12px;margin-top:4px;'><b>Authentication-Results"
+              f"</b>{escape(note)}:</div>"
+              + pre(o.authentication_results.replace("; ", ";\n    ")))
+    steps = "".join(f"<li>{escape(s)}</li>" for s in o.steps)
+    why = (f"<div style='font-size:12px;'><b>Why</b> (the trace's auth.* events):"
+           f"<ol style='margin:2px 0 0 18px;padding:0;'>{steps}</ol></div>"
+           if steps else "")
+    return (f"<div style='line-height:1.4;'>{who}{head}<div style='font-size:14px;"
+            f"margin:4px 0;'>{results}</div>{ar}{why}</div>")
 
 
-def _message_id(message: bytes) -> str:
-    match = re.search(rb"^Message-ID:\s*(<[^>\r\n]+>)", message, re.I | re.M)
-    return match.group(1).decode("ascii", "replace") if match else ""
+def outcome_panel(outcome: AuthOutcome) -> str:
+    """:func:`outcome_html` in a panel titled with the outcome's label (a notebook's view
+    of an outcome)."""
+    return str(panel(outcome_html(outcome), outcome.label))
 
 
-def _find_verdict(world: World, since: int, recipient: str, helo: str) -> TraceEvent | None:
-    for e in world.trace.since(since):
-        if e.kind == "auth.verdict" and recipient in (e.get("recipients") or []) \
-                and str(e.get("helo") or "").lower() == helo.lower() and e.host != helo:
-            return e
-    return None
+def _show_outcomes_as_html() -> None:
+    """Let IPython show an outcome left at the end of a cell as its panel: the outcome
+    lives in ``net/``, which knows no screen, so its HTML is registered here, with
+    IPython's formatter for a type (a kernel only; elsewhere ``print(outcome)``)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is not None:
+        shell.display_formatter.formatters["text/html"].for_type(AuthOutcome, outcome_panel)
 
 
-def _stored(net: Network, recipient: str, folder: str | None,
-            message_id: str) -> EmailMessage | None:
-    for m in net.mailbox(recipient, folder):
-        if str(m.get("Message-ID", "")).strip() == message_id:
-            return m  # type: ignore[no-any-return]
-    return None
-
-
-def _judge(net: Network, *, label: str, since: int, sender_host: str, mail_from: str,
-           from_header: str, recipient: str, message_id: str, reply: str,
-           smtp: Sequence[Any] = ()) -> AuthOutcome:
-    world = net.world
-    verdict = _find_verdict(world, since, recipient, sender_host)
-    info = net.hosts.get(sender_host)
-    client_ip = info.ip if info is not None else "?"
-    if verdict is None:
-        return AuthOutcome(label, sender_host, client_ip, mail_from, from_header, recipient,
-                           "?", "unknown", reply or "(no reply)", {}, "",
-                           "no verdict in the trace", (), since, tuple(smtp))
-    checks = [e for e in world.trace.since(since) if e.seq < verdict.seq
-              and e.host == verdict.host and e.kind in ("auth.spf", "auth.dkim", "auth.dmarc")]
-    last_spf = max((i for i, e in enumerate(checks) if e.kind == "auth.spf"), default=0)
-    checks = checks[last_spf:]
-    results: dict[str, str] = {}
-    for e in checks:
-        method = e.kind.split(".", 1)[1]
-        if method not in results or e.get("result") == "pass":
-            results[method] = str(e.get("result"))
-    action = str(verdict.get("action"))
-    folder = "Junk" if action == "junk" else None
-    stored = None
-    if action in ("inbox", "junk", "skipped") and message_id:
-        stored = _stored(net, recipient, folder, message_id)
-    ar = str(verdict.get("authentication_results") or "")
-    if stored is not None:
-        ours = [v for v in authentication_results(stored)
-                if v.authserv_id.lower() == verdict.host.lower()]
-        ar = ours[0].raw if ours else ar
-    if action == "reject" and verdict.get("reply"):
-        reply = str(verdict.get("reply"))
-    return AuthOutcome(label, sender_host, str(verdict.get("client_ip", client_ip)),
-                       mail_from, from_header, recipient, verdict.host, action,
-                       reply or "(no reply)", results, ar, str(verdict.get("reason", "")),
-                       tuple(str(e.get("explanation")) for e in checks), since, tuple(smtp),
-                       stored)
-
-
-def _submission_host(world: World, sender: str) -> str:
-    domain = sender.rpartition("@")[2].lower()
-    hosts = world.hosts_with_role("submission")
-    if not hosts:
-        raise ValueError("this world has no submission host")
-    return next((h.name for h in hosts if h.domain == domain), hosts[0].name)
-
-
-def user_sends(net: Network, sender: str | None = None, recipient: str | None = None, *,
-               subject: str = SEED_SUBJECT, body: str | None = None,
-               timeout: float = 10.0) -> AuthOutcome:
-    """A user's real mail: submitted to the server of their domain (587, STARTTLS, AUTH),
-    which signs it (when the domain has a DKIM key) and delivers it to the recipient's MX;
-    returns that MX's verdict.
-
-    Args:
-        net: the running world.
-        sender: the author, a user of the world with a password (default: the world's
-            first sender, :func:`simsmtp.world.cast.sender`; Alice in the seed).
-        recipient: the addressee (default: the world's first recipient for that sender;
-            Bob in the seed).
-        subject: the Subject.
-        body: the text (default: the seed's letter, with the two users' names).
-        timeout: seconds to wait for the delivery.
-    """
-    world = net.world
-    sender = sender or cast.sender(world)
-    recipient = recipient or cast.recipient(world, sender)
-    user = world.user(sender)
-    if user is None or user.password is None:
-        raise ValueError(f"{sender} is not a user of world {world.name!r} with a password: "
-                         "pass sender=... (one of "
-                         + ", ".join(u.address for u in world.users() if u.password) + ")")
-    message = seed_message(world, sender=sender, recipient=recipient, subject=subject,
-                           body=body)
-    since = len(world.trace)
-    steps = net.submit(message, sender=sender, recipients=[recipient], user=sender,
-                       password=user.password)
-    host = _submission_host(world, sender)
-    net.wait(lambda: _find_verdict(world, since, recipient, host) is not None
-             and net.idle(), timeout)
-    reply = ""
-    for e in world.trace.since(since):
-        if e.kind == "queue.result" and e.host == host and e.get("recipient") == recipient:
-            reply = str(e.get("reply") or "")
-    from_header = next((line[6:] for line in message.decode().split("\r\n")
-                        if line.startswith("From: ")), sender)
-    label = f"{cast.possessive(cast.display_name(world, sender))} real mail"
-    return _judge(net, label=label, since=since, sender_host=host, mail_from=sender,
-                  from_header=from_header, recipient=recipient,
-                  message_id=_message_id(message), reply=reply, smtp=steps)
-
-
-def alice_sends(net: Network, *, recipient: str | None = None, subject: str = SEED_SUBJECT,
-                sender: str | None = None, timeout: float = 10.0) -> AuthOutcome:
-    """Alice's real mail (the seed's story; any world: its first sender): see
-    :func:`user_sends`."""
-    return user_sends(net, sender, recipient, subject=subject, timeout=timeout)
-
-
-def _drive(net: Network, receiver: str, local_name: str, mail_from: str, recipient: str,
-           content: bytes) -> tuple[list[Any], str]:
-    """Connect from ``local_name``'s own address to ``receiver``:25 and send; the steps and
-    the reply to the message (or to the command that stopped it)."""
-    with net.session(receiver, 25, local_name=local_name) as session:
-        steps = [session.connect()]
-        steps.append(session.ehlo())
-        steps += session.transaction(mail_from, [recipient], content)
-        last = steps[-1]
-        if not session.closed:
-            steps.append(session.quit())
-    reply = str(last.reply) if last.reply is not None else "(no reply)"
-    return steps, reply
-
-
-def spoof_sends(net: Network, impersonate: str | None = None, host: str | None = None, *,
-                mail_from: str | None = None, from_header: str | None = None,
-                recipient: str | None = None, subject: str = SPOOF_SUBJECT,
-                body: str | None = None) -> AuthOutcome:
-    """A spoof: a message claiming to come from ``impersonate``, sent from ``host``'s own
-    address straight to the recipient's MX on port 25, unsigned.
-
-    Args:
-        net: the running world.
-        impersonate: the address the spoof pretends to come from (default: the world's
-            first sender, :func:`simsmtp.world.cast.sender`; Alice in the seed).
-        host: the world host it is sent from (default: the world's first host with only
-            the ``client`` role, its attacker; ``mallory.evil.example`` in the seed). A
-            name that is not a host of the world is refused: the spoof must come from an
-            address the world knows.
-        mail_from: the envelope sender (default: ``impersonate``; or e.g. the attacker's
-            own address, whose domain's SPF she controls).
-        from_header: the From: the reader sees (default: ``impersonate`` with its name).
-        recipient: the victim (default: the world's first recipient for ``impersonate``).
-        subject: the Subject.
-        body: the text (default: an urgent money request, with the users' names).
-    """
-    world = net.world
-    host = world.host(host).name if host else cast.client_host(world, arg="host")
-    if host not in net.hosts:
-        raise ValueError(f"{host} has no address in this running world: pass host=... "
-                         "(a host of the world, e.g. one with the 'client' role)")
-    impersonate = impersonate or _address(from_header or "") or cast.sender(
-        world, arg="impersonate")
-    mail_from = impersonate if mail_from is None else mail_from
-    from_header = from_header or cast.mailbox(world, impersonate)
-    recipient = recipient or cast.recipient(world, impersonate)
-    if body is None:
-        body = letter(world, impersonate, recipient, SPOOF_LETTER)
-    message = seed_message(world, sender=impersonate, recipient=recipient, subject=subject,
-                           body=body, from_header=from_header)
-    receiver = _mx_host(net, recipient.rpartition("@")[2])
-    since = len(world.trace)
-    steps, reply = _drive(net, receiver, host, mail_from, recipient, message)
-    own = cast.spoofer_address(world, host)
-    label = (f"{cast.possessive(cast.display_name(world, own))} spoof" if own
-             else f"The spoof from {host}")
-    return _judge(net, label=label, since=since, sender_host=host,
-                  mail_from=mail_from, from_header=from_header, recipient=recipient,
-                  message_id=_message_id(message), reply=reply, smtp=steps)
-
-
-def mallory_sends(net: Network, *, mail_from: str | None = None,
-                  from_header: str | None = None, recipient: str | None = None,
-                  subject: str = SPOOF_SUBJECT, body: str | None = None,
-                  host: str | None = None) -> AuthOutcome:
-    """Mallory's spoof (the seed's story): a message with ``From: Alice``, sent from
-    Mallory's own machine (its own 127.0.0.x) straight to the recipient's MX on port 25,
-    unsigned. In any world: its first sender spoofed from its attacker's host; see
-    :func:`spoof_sends` for the arguments."""
-    return spoof_sends(net, None, host, mail_from=mail_from, from_header=from_header,
-                       recipient=recipient, subject=subject, body=body)
-
-
-def forward_message(net: Network, mailbox: str, to: str, *, via: str | None = None,
-                    footer: str | None = None, index: int = -1) -> AuthOutcome:
-    """Forward a stored message as a plain ``.forward`` does: the bytes unchanged (or
-    with a mailing-list ``footer`` added to the body), the envelope sender kept (no SRS),
-    sent by the forwarding host from its own address to ``to``'s MX.
-
-    Args:
-        net: the running world.
-        mailbox: the address whose message to forward (e.g. ``bob@forward.example``).
-        to: where to forward it.
-        via: the forwarding host (default: the MX of ``mailbox``'s domain).
-        footer: text appended to the body, as a mailing list does (it breaks DKIM).
-        index: which message of the mailbox (default the newest).
-    """
-    world = net.world
-    keys = net.store.keys(mailbox)
-    if not keys:
-        raise LookupError(f"{mailbox} has no message to forward")
-    data = _crlf(net.store.get_bytes(mailbox, keys[index]))
-    if footer:
-        data += _crlf(footer.encode("utf-8"))
-        if not data.endswith(b"\r\n"):
-            data += b"\r\n"
-    stored = [e for e in world.trace.events("delivery.stored") if e.get("recipient") ==
-              mailbox]
-    mail_from = str(stored[-1].get("sender") or "") if stored else ""
-    via = world.host(via).name if via else _mx_host(net, mailbox.rpartition("@")[2])
-    receiver = _mx_host(net, to.rpartition("@")[2])
-    parsed = _as_message(data)
-    since = len(world.trace)
-    steps, reply = _drive(net, receiver, via, mail_from, to, data)
-    label = f"Forwarded by {via}" + (" (with a footer)" if footer else "")
-    return _judge(net, label=label, since=since, sender_host=via, mail_from=mail_from,
-                  from_header=str(parsed.get("From", "")), recipient=to,
-                  message_id=_message_id(data), reply=reply, smtp=steps)
+_show_outcomes_as_html()
 
 
 # -------------------------------------------------------------------------------- lab
@@ -1089,7 +621,7 @@ class MailAuthLab(View):
 
         wide = w.Layout(width="230px")
         label = {"description_width": "75px"}
-        self.signer = _submission_host(self.world, sender)
+        self.signer = submission_host(self.world, sender)
         self.spf = w.Combobox(options=spf_choices(self.signer), ensure_option=False,
                               description="SPF",
                               placeholder="empty: no SPF record", layout=w.Layout(width="460px"),
@@ -1214,10 +746,10 @@ class MailAuthLab(View):
 
     def _show(self, alice: AuthOutcome | None, mallory: AuthOutcome | None) -> None:
         empty = callout("note", "Not sent yet.")
-        self.alice_view.value = panel(alice.html() if alice else empty,
+        self.alice_view.value = panel(outcome_html(alice) if alice else empty,
                                       f"{cast.possessive(self.sender_name)} real mail "
                                       f"(from {self.sender}'s server)")
-        self.mallory_view.value = panel(mallory.html() if mallory else empty,
+        self.mallory_view.value = panel(outcome_html(mallory) if mallory else empty,
                                         f"{cast.possessive(self.spoofer_name)} spoof "
                                         f"(from {self.spoofer})")
 
@@ -1317,7 +849,7 @@ def _spf_only(answer: Any) -> tuple[bool, str]:
         raise AnswerError("this check looks at the world: give it the running network, "
                           "check(net)")
     world = net.world
-    sender_host = _submission_host(world, SEED_SENDER)
+    sender_host = submission_host(world, SEED_SENDER)
     verdicts = [e for e in world.trace.events("auth.verdict")
                 if SEED_RECIPIENT in (e.get("recipients") or [])]
     alice = [e for e in verdicts if str(e.get("helo", "")).lower() == sender_host]
@@ -1360,35 +892,32 @@ register(Exercise(
     answer_help="Run the check cell below after clicking Check in the lab."))
 
 
+#: The scenarios of :mod:`simsmtp.net.mailauth_scenarios` are listed too: notebooks reach
+#: them as ``ui.alice_sends`` …, and importing this module is what shows their outcomes as
+#: HTML in a notebook.
 __all__ = [
-    "DKIM_MEANINGS",
-    "DMARC_MEANINGS",
-    "MALLORY",
+    "RESULT_COLORS",
     "SPF_CHOICES",
-    "SPOOFER",
     "AuthOutcome",
-    "AuthenticationResults",
     "MailAuthLab",
     "RecordRow",
-    "ResultEntry",
     "alice_sends",
     "alignment_table",
     "auth_events",
     "auth_records",
     "auth_story",
-    "authentication_results",
     "body_hash",
     "dmarc_record",
     "forward_message",
     "mallory_sends",
-    "parse_authentication_results",
+    "outcome_html",
+    "outcome_panel",
     "received_message",
     "record_rows",
     "results_table",
     "signature_table",
     "signature_tags",
     "spf_choices",
-    "spf_terms",
     "spoof_sends",
     "user_sends",
 ]

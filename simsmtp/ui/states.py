@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -141,6 +142,8 @@ def state_diagram(role: str = "server", *, current: Any = None, previous: Any = 
     scale = min(max_width / width, 1.0)
     fig, ax = new_figure(width * scale, height * scale)
     with plot_style():
+        # the final margins first: the labels are placed by where they land on the figure
+        fig.subplots_adjust(left=0.01, right=0.99, top=0.92, bottom=0.02)
         draw_state_diagram(ax, g, pos, current=_name(current), previous=_name(previous),
                            verb=verb)
         caption = title or f"SMTP {role} states (from the {role} core's transition table)"
@@ -149,14 +152,19 @@ def state_diagram(role: str = "server", *, current: Any = None, previous: Any = 
             if previous is not None and verb:
                 caption += f" (after {verb} in {_name(previous)})"
         ax.set_title(caption, loc="left", fontsize=10)
-        fig.subplots_adjust(left=0.01, right=0.99, top=0.92, bottom=0.02)
     return Diagram(fig)
 
 
 def draw_state_diagram(ax: Axes, g: StateGraph, pos: dict[str, tuple[float, float]], *,
                        current: str = "", previous: str = "", verb: str | None = None
                        ) -> None:
-    """Draw ``g`` on ``ax`` with the nodes at ``pos``."""
+    """Draw ``g`` on ``ax`` with the nodes at ``pos``.
+
+    The nodes and arrows go where the layout says; then each label takes the first of its
+    places that overlaps nothing drawn before it (an edge's label: beside its arc, from the
+    middle outwards; a node's ↻ list: below, above, then beside the node), so the words
+    stay readable whatever states the table holds.
+    """
     from matplotlib.patches import FancyArrowPatch
 
     xs = [p[0] for p in pos.values()]
@@ -165,6 +173,11 @@ def draw_state_diagram(ax: Axes, g: StateGraph, pos: dict[str, tuple[float, floa
     ax.set_ylim(min(ys) - 1.1, max(ys) + 0.9)
     ax.set_aspect("equal")
     ax.axis("off")
+    #: labels still to place: (text, its style, its places in order of preference, the
+    #: arc it names or -1)
+    labels: list[tuple[str, dict[str, Any], list[tuple[float, float, str, str]], int]] = []
+    #: points along each arc drawn, so that a label avoids the arcs it does not name
+    arcs: list[list[tuple[float, float]]] = []
 
     def edge(src: str, dst: str, verbs: list[str], *, failed: bool) -> None:
         (x0, y0), (x1, y1) = pos[src], pos[dst]
@@ -179,42 +192,123 @@ def draw_state_diagram(ax: Axes, g: StateGraph, pos: dict[str, tuple[float, floa
             (x0, y0), (x1, y1), connectionstyle=f"arc3,rad={rad}", arrowstyle="-|>",
             mutation_scale=11, lw=2.4 if taken else 1.0, color=color,
             linestyle=(0, (4, 2)) if failed else "-", shrinkA=24, shrinkB=24, zorder=1))
-        # the middle of the arc (a quadratic Bezier): the chord's middle, moved sideways;
-        # the label goes just outside it
+        # the arc is a quadratic Bezier whose control point is the chord's middle moved
+        # sideways by rad * length; a label sits just outside a point of it, the middle
+        # first, then further along either way
         px, py = (y1 - y0) / dist, -(x1 - x0) / dist  # unit normal, the side rad bends to
         sign = 1 if rad > 0 else -1
-        off = 0.5 * abs(rad) * dist + 0.12
-        mx = (x0 + x1) / 2 + sign * px * off
-        my = (y0 + y1) / 2 + sign * py * off
-        nx = sign * px
+        nx, ny = sign * px, sign * py
+        cx = (x0 + x1) / 2 + nx * abs(rad) * dist
+        cy = (y0 + y1) / 2 + ny * abs(rad) * dist
         ha = "left" if nx > 0.6 else "right" if nx < -0.6 else "center"
+        n = max(12, int(dist / 0.1))  # a point every tenth of a unit along the arc
+        arcs.append([((1 - t) ** 2 * x0 + 2 * t * (1 - t) * cx + t ** 2 * x1,
+                      (1 - t) ** 2 * y0 + 2 * t * (1 - t) * cy + t ** 2 * y1)
+                     for t in (i / n for i in range(2, n - 1))])
+        places = []
+        for away in (0.12, 0.4):
+            for t in (0.5, 0.38, 0.62, 0.28, 0.72):
+                bx = (1 - t) ** 2 * x0 + 2 * t * (1 - t) * cx + t ** 2 * x1
+                by = (1 - t) ** 2 * y0 + 2 * t * (1 - t) * cy + t ** 2 * y1
+                places.append((bx + nx * away, by + ny * away, ha, "center"))
         text = _wrap([v + (" ✗" if failed else "") for v in verbs])
-        ax.text(mx, my, text, ha=ha, va="center", fontsize=8.5, color=color,
-                zorder=3, bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none",
-                                    alpha=0.9))
+        labels.append((text, dict(fontsize=8.5, color=color, zorder=3,
+                                  bbox=dict(boxstyle="round,pad=0.15", fc="white",
+                                            ec="none", alpha=0.9)), places,
+                       len(arcs) - 1))
 
     for (src, dst), verbs in g.edges.items():
         edge(src, dst, verbs, failed=False)
     for (src, dst), verbs in g.fail_edges.items():
         edge(src, dst, verbs, failed=True)
+    drawn = []
     for state, (x, y) in pos.items():
         now = state == current
-        ax.text(x, y, state.replace("_", "_\n") if len(state) > 9 else state,
-                ha="center", va="center", fontsize=8.5, fontweight="bold", zorder=4,
-                color=COLORS["text"],
-                bbox=dict(boxstyle="round,pad=0.45",
-                          fc=COLORS["highlight"] if now else "white",
-                          ec=COLORS["warn"] if now else COLORS["server"],
-                          lw=2.5 if now else 1.0))
+        drawn.append(ax.text(x, y, state.replace("_", "_\n") if len(state) > 9 else state,
+                             ha="center", va="center", fontsize=8.5, fontweight="bold",
+                             zorder=4, color=COLORS["text"],
+                             bbox=dict(boxstyle="round,pad=0.45",
+                                       fc=COLORS["highlight"] if now else "white",
+                                       ec=COLORS["warn"] if now else COLORS["server"],
+                                       lw=2.5 if now else 1.0)))
         loops = g.loops.get(state, [])
         if loops:
-            ax.text(x, y - 0.8, "↻ " + _wrap(loops, 20), ha="center", va="top",
-                    fontsize=8, color=COLORS["muted"], zorder=3,
-                    bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.9))
+            labels.append(("↻ " + _wrap(loops, 20),
+                           dict(fontsize=8, color=COLORS["muted"], zorder=3,
+                                bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none",
+                                          alpha=0.9)),
+                           [(x, y - 0.8, "center", "top"), (x, y + 0.55, "center", "bottom"),
+                            (x - 0.75, y - 0.45, "right", "top"),
+                            (x + 0.75, y - 0.45, "left", "top"),
+                            (x - 0.75, y + 0.45, "right", "bottom"),
+                            (x + 0.75, y + 0.45, "left", "bottom"),
+                            (x, y - 1.2, "center", "top"), (x, y + 0.95, "center", "bottom")],
+                           -1))
         if state == "CLOSED" and (g.quits or g.closing):
             why = ["QUIT from every state", "any 221/421 reply", *dict.fromkeys(g.closing)]
-            ax.text(x, y + 0.45, "reached by: " + ", ".join(why), ha="center",
-                    va="bottom", fontsize=8.5, color=COLORS["muted"])
+            drawn.append(ax.text(x, y + 0.45, "reached by: " + ", ".join(why), ha="center",
+                                 va="bottom", fontsize=8.5, color=COLORS["muted"]))
+    _place_labels(ax, labels, drawn, arcs)
+
+
+def _place_labels(ax: Axes,
+                  labels: list[tuple[str, dict[str, Any],
+                                     list[tuple[float, float, str, str]], int]],
+                  drawn: list[Any], arcs: list[list[tuple[float, float]]]) -> None:
+    """Put each label at the first of its places that overlaps nothing drawn so far (the
+    nodes, the labels placed before it, the arcs it does not name); where every place
+    overlaps, at the one that overlaps least. Two orders are tried (the edges' labels
+    first, or the nodes' ↻ lists first) and the one that overlaps less is drawn."""
+    from matplotlib.backends.backend_agg import RendererAgg
+
+    ax.apply_aspect()  # the axes' final box (an equal aspect shrinks it at drawing time)
+    fig = ax.figure
+    make_renderer: Callable[..., Any] = RendererAgg  # a renderer to measure text with
+    renderer = make_renderer(int(fig.bbox.width), int(fig.bbox.height), fig.dpi)
+    # what is in the way, and how much overlapping it costs: a node most, then a label
+    nodes = [(t.get_window_extent(renderer).padded(2), 10.0) for t in drawn]
+    points = [ax.transData.transform(arc) for arc in arcs]
+    texts = [ax.text(p[0][0], p[0][1], text, ha=p[0][2], va=p[0][3], **style)
+             for text, style, p, _ in labels]
+
+    def overlap(box: Any, own: int, taken: list[tuple[Any, float]]) -> float:
+        # an arc through a label costs as much as a small overlap (its box has a white
+        # background, so the arc is hidden there, and the label may seem to name it)
+        total = sum(40.0 for i, arc in enumerate(points) if i != own
+                    for x, y in arc if box.x0 <= x <= box.x1 and box.y0 <= y <= box.y1)
+        for other, weight in taken:
+            w = min(box.x1, other.x1) - max(box.x0, other.x0)
+            h = min(box.y1, other.y1) - max(box.y0, other.y0)
+            if w > 0 and h > 0:
+                total += weight * w * h
+        return total
+
+    def arrange(order: list[int]) -> tuple[float, dict[int, tuple[float, float, str, str]]]:
+        taken, chosen, cost = list(nodes), {}, 0.0
+        for n in order:
+            label, (_, _, places, own) = texts[n], labels[n]
+            best: tuple[float, Any, Any] | None = None
+            for place in places:
+                label.set_position(place[:2])
+                label.update({"ha": place[2], "va": place[3]})
+                box = label.get_window_extent(renderer).padded(2)
+                score = overlap(box, own, taken)
+                if best is None or score < best[0]:
+                    best = (score, place, box)
+                if score == 0:
+                    break
+            assert best is not None
+            cost += best[0]
+            chosen[n] = best[1]
+            taken.append((best[2], 3.0))
+        return cost, chosen
+
+    edges_first = list(range(len(labels)))
+    loops_first = sorted(edges_first, key=lambda n: labels[n][3] >= 0)
+    _, chosen = min((arrange(edges_first), arrange(loops_first)), key=lambda a: a[0])
+    for n, (x, y, ha, va) in chosen.items():
+        texts[n].set_position((x, y))
+        texts[n].update({"ha": ha, "va": va})
 
 
 class StateMachineView(View):

@@ -456,7 +456,28 @@ def _layout(pic: WorldPicture) -> dict[str, tuple[int, int, int, int]]:
 
 
 def _height(node: Node) -> int:
-    return 26 + _LINE * len(node.lines)
+    return 26 + _LINE * len(_display_lines(node))
+
+
+#: Characters of a line that fit in a node's box.
+_LINE_CHARS = 29
+
+
+def _display_lines(node: Node) -> list[str]:
+    """The node's lines as drawn: a list too long for the box (ports, roles, zones) goes
+    on over more lines, cut after a comma, rather than losing its end to "…"."""
+    out: list[str] = []
+    for line in node.lines:
+        pieces = line.split(", ")
+        current = pieces[0]
+        for piece in pieces[1:]:
+            if len(current) + 1 + len(piece) <= _LINE_CHARS:
+                current += ", " + piece
+            else:
+                out.append(current + ",")
+                current = "  " + piece
+        out.append(current)
+    return out
 
 
 def _anchor(box: tuple[int, int, int, int], toward: tuple[int, int, int, int]
@@ -544,10 +565,10 @@ def draw_svg(pic: WorldPicture, current: Step | None = None) -> str:
                    f'{dash}/>')
         out.append(f'<text x="{x + 8}" y="{y + 18}" font-size="12.5" font-weight="bold" '
                    f'fill="{_TEXT}">{escape(_clip(node.label, 26))}</text>')
-        for index, line in enumerate(node.lines):
+        for index, line in enumerate(_display_lines(node)):
             weight = ' font-weight="bold"' if line.startswith(("DOWN", "fault")) else ""
             out.append(f'<text x="{x + 8}" y="{y + 34 + index * _LINE}" font-size="11"'
-                       f'{weight} fill="{_TEXT}">{escape(_clip(line, 29))}</text>')
+                       f'{weight} fill="{_TEXT}">{escape(_clip(line, _LINE_CHARS))}</text>')
         out.append("</g>")
     out.append("</svg>")
     return "".join(out)

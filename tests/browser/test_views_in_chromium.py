@@ -41,7 +41,6 @@ from simsmtp.world.scenario import seed_message
 
 world = World.seed_world()
 net = world.start()
-net.start()
 
 
 def alice_sends():

@@ -1,4 +1,4 @@
-"""Raw-socket helpers for the hardening tests (catalogue §3 harness notes).
+"""Raw-socket helpers for the hardening tests (CATALOGUE.md §3 harness notes).
 
 The hardening tests talk to a running world (``world.start()``) over real loopback
 sockets with exact bytes: :class:`Wire` wraps one socket and keeps what was read but not

@@ -1,4 +1,4 @@
-"""Catalogue D45-D54 end to end: AUTH on the seed world's submission port 587 (and 465).
+"""CATALOGUE.md D45-D54 end to end: AUTH on the seed world's submission port 587 (and 465).
 
 AUTH is neither offered nor accepted before TLS unless the world allows plaintext AUTH
 (RFC 4954 §4); the error replies of RFC 4954; a brute-force limit (``421`` after a few

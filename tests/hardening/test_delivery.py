@@ -1,4 +1,4 @@
-"""Catalogue G72-G79 over real sockets in a running world: the outbound agent's wire
+"""CATALOGUE.md G72-G79 over real sockets in a running world: the outbound agent's wire
 hygiene, MX fallback, per-recipient outcomes, a lost 250, disk errors, and a 250 that
 survives SIGKILL of the process running the world.
 

@@ -1,4 +1,4 @@
-"""Catalogue F63-F71 (and C41) end to end: timeouts, error limits, connection caps,
+"""CATALOGUE.md F63-F71 (and C41) end to end: timeouts, error limits, connection caps,
 bounded memory, vanishing clients and a graceful shutdown, on the seed MX.
 
 The "tight" world gives the MX small limits through its policy: ``idle_timeout`` (a

@@ -1,4 +1,4 @@
-"""Catalogue A1-A19 end to end: parsing, limits and command sequence on the seed MX.
+"""CATALOGUE.md A1-A19 end to end: parsing, limits and command sequence on the seed MX.
 
 Every case goes over a real socket to the running world's port 25 with exact bytes, and
 checks the replies and what ended up in the Maildirs (the protocol-core tests check the

@@ -1,4 +1,4 @@
-"""Catalogue E55-E62 end to end: the 16 probes of nmap's smtp-open-relay script.
+"""CATALOGUE.md E55-E62 end to end: the 16 probes of nmap's smtp-open-relay script.
 
 The MX of this world can relay (it has an outbound queue) but only for clients in its
 ``relay_networks`` (127.0.0.200/32 here) and authenticated ones (Postfix

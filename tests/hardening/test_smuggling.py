@@ -1,4 +1,4 @@
-"""Catalogue B20-B30 end to end: SMTP smuggling and line-ending integrity on the seed MX.
+"""CATALOGUE.md B20-B30 end to end: SMTP smuggling and line-ending integrity on the seed MX.
 
 Each fake end-of-data is sent in ONE write after the 354, followed by a complete smuggled
 transaction (The-Login's payload shape, lower-case commands). Pass criteria (catalogue B):

@@ -1,4 +1,4 @@
-"""Catalogue C31-C44 end to end: STARTTLS on the seed MX (25), submission (587), POP3
+"""CATALOGUE.md C31-C44 end to end: STARTTLS on the seed MX (25), submission (587), POP3
 (110), and the outbound agent's own client against fake MX servers that misbehave.
 
 Server side: plaintext pipelined behind STARTTLS/STLS is discarded (CVE-2011-0411,

@@ -378,6 +378,7 @@ def test_soft_failure_on_the_last_mx_defers(tmp_path: Path) -> None:
 
 
 def test_hard_and_soft_errors_per_recipient(tmp_path: Path) -> None:
+    # catalogue ids here are tests/hardening/CATALOGUE.md's
     # catalogue 73: good delivered, bad bounced at once and never tried at mx2, busy deferred
     net = FakeNet(tmp_path)
     mx1, mx2 = _two_mx(net)

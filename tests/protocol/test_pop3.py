@@ -534,7 +534,8 @@ def test_megabyte_without_crlf_keeps_memory_bounded() -> None:
 
 
 def test_bare_lf_does_not_end_a_line_and_the_line_is_rejected() -> None:
-    """Catalogue 29, strict policy as in the SMTP core: only CRLF ends a line."""
+    """Catalogue 29 (tests/hardening/CATALOGUE.md), strict as the SMTP core: only CRLF
+    ends a line."""
     conn, _ = make()
     assert talk(conn, b"QUIT\n") == (b"", [])  # not a complete line: no reply
     out, events = talk(conn, b"\r\n")

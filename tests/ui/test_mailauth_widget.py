@@ -6,31 +6,36 @@ trace's auth.* events)."""
 from __future__ import annotations
 
 import re
+import sys
+import types
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from simsmtp.net.mailauth_scenarios import (
+    MALLORY,
+    SPOOFER,
+    AuthOutcome,
+    alice_sends,
+    forward_message,
+    mallory_sends,
+)
 from simsmtp.net.network import Network
 from simsmtp.ui.exercises import exercise, exercises_for
 from simsmtp.ui.mailauth import (
-    MALLORY,
-    SPOOFER,
     MailAuthLab,
-    alice_sends,
     alignment_table,
     auth_records,
     auth_story,
     body_hash,
     dmarc_record,
-    forward_message,
-    mallory_sends,
-    parse_authentication_results,
+    outcome_html,
+    outcome_panel,
     received_message,
     results_table,
     signature_table,
     signature_tags,
-    spf_terms,
 )
 from simsmtp.world import Domain, Host, MXRecord, User, World
 from simsmtp.world.mailauth import dns_functions, parse_signature, verify
@@ -263,27 +268,9 @@ def test_forwarding_breaks_spf_dkim_survives_and_a_footer_breaks_dkim(net: Netwo
 
 
 def test_pure_helpers() -> None:
-    assert spf_terms("v=spf1 mx ~all redirect=_spf.example.net foo=bar bogus")[1:] == [
-        ("mx", "a client at an address of an MX host of the domain: pass"),
-        ("~all", "any other client: softfail"),
-        ("redirect=_spf.example.net",
-         "if nothing above matched: use _spf.example.net's SPF policy"),
-        ("foo=bar", "an unknown modifier: ignored (RFC 7208 §6)"),
-        ("bogus", "not a known mechanism: the whole record is a permerror (RFC 7208 §5)")]
     assert dmarc_record("quarantine", "r", "s", SEED_DMARC) == \
         "v=DMARC1; p=quarantine; aspf=s; rua=mailto:dmarc@example.com"
     assert dmarc_record("", "s", "s", SEED_DMARC) is None
-    ar = parse_authentication_results(
-        'mx.example.org (checked);\r\n\tspf=softfail (sender IP: 1.2.3.4) '
-        'smtp.mailfrom=a.example; dkim=fail reason="body hash; changed" header.d=a.example; '
-        "dmarc=fail (p=reject dis=reject) header.from=a.example")
-    assert ar.authserv_id == "mx.example.org"
-    assert [(r.method, r.result) for r in ar.results] == [("spf", "softfail"),
-                                                          ("dkim", "fail"), ("dmarc", "fail")]
-    dkim = ar.get("dkim")
-    assert dkim is not None
-    assert dkim.properties == {"reason": "body hash; changed", "header.d": "a.example"}
-    assert ar.get("dmarc") is not None and ar.get("dmarc").comment == "p=reject dis=reject"
     table = alignment_table("example.com", ["mail.example.com", "evil.example"])
     assert [line.split()[2:] for line in table.plain.splitlines()[2:]] == [["yes", "no"],
                                                                          ["no", "no"]]
@@ -300,3 +287,38 @@ def test_notebook_eight_has_four_exercises() -> None:
     assert not feedback.answered
     bad = exercise("08.spf-only").check("v=spf1 mx -all")
     assert not bad.correct and "give it the running network, check(net)" in bad.message
+
+
+class _Formatter:
+    def __init__(self) -> None:
+        self.types: dict[type, Any] = {}
+
+    def for_type(self, kind: type, function: Any) -> None:
+        self.types[kind] = function
+
+
+def test_an_outcome_is_plain_data_that_ui_draws_and_registers_with_ipython(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    outcome = AuthOutcome("Mallory's spoof", SPOOFER, "127.0.0.5", "alice@example.com",
+                          "Alice <alice@example.com>", BOB, MX, "reject",
+                          "550 5.7.1 DMARC", {"spf": "fail", "dkim": "none",
+                                              "dmarc": "fail"},
+                          f"{MX}; spf=fail smtp.mailfrom=example.com", "p=reject",
+                          ("SPF: the client does not match mx",), 0)
+    assert not hasattr(outcome, "_repr_html_")          # net/ knows no screen
+    assert "refused: not delivered" in repr(outcome)
+    html = outcome_html(outcome)
+    assert "550 5.7.1 DMARC" in html and "(computed, not stored: refused)" in html
+    assert "<li>SPF: the client does not match mx</li>" in html
+    drawn = outcome_panel(outcome)
+    assert html in drawn and "s spoof" in drawn
+    formatter = _Formatter()
+    shell = types.SimpleNamespace(display_formatter=types.SimpleNamespace(
+        formatters={"text/html": formatter}))
+    monkeypatch.setitem(sys.modules, "IPython",
+                        types.SimpleNamespace(get_ipython=lambda: shell))
+    import simsmtp.ui.mailauth as module
+
+    module._show_outcomes_as_html()
+    assert formatter.types == {AuthOutcome: outcome_panel}
+

@@ -8,7 +8,7 @@ import pytest
 
 from simsmtp.protocol.session import ClientState, ServerState, transitions
 from simsmtp.ui.states import StateMachineView, state_diagram, state_graph
-from simsmtp.ui.style import COLORS
+from simsmtp.ui.style import COLORS, MAX_WIDTH
 
 
 @pytest.mark.parametrize("role", ["server", "client"])
@@ -75,3 +75,31 @@ def test_the_widget_follows_a_connection() -> None:
     bundle = view._repr_mimebundle_()
     assert bundle["text/plain"] == repr(view)
     assert "application/vnd.jupyter.widget-view+json" in bundle
+
+
+def _overlapping_words(role: str, **kw: float) -> list[tuple[str, str]]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    figure = state_diagram(role, current="GREETED", **kw).figure
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    texts = [(t.get_text(), t.get_window_extent(renderer)) for t in figure.axes[0].texts]
+    return [(a, b) for i, (a, box) in enumerate(texts) for b, other in texts[:i]
+            if box.overlaps(other)]
+
+
+@pytest.mark.parametrize("max_width", [MAX_WIDTH, 8.6])  # a notebook's size, the stepper's
+def test_the_server_diagram_s_words_do_not_overlap(max_width: float) -> None:
+    # each label takes the first free place beside its arc or its node (notebook 2 had
+    # ↻ lists over the STARTTLS and AUTH arrows near CONNECTED and GREETED)
+    assert _overlapping_words("server", max_width=max_width) == []
+
+
+def test_a_state_the_layout_does_not_know_gets_readable_words(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import simsmtp.ui.states as states
+
+    layout = {k: v for k, v in states.LAYOUT["server"].items() if k != "AUTH"}
+    monkeypatch.setitem(states.LAYOUT, "server", layout)  # AUTH goes to the bottom row
+    assert len(_overlapping_words("server")) <= 1

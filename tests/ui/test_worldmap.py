@@ -169,3 +169,29 @@ def test_a_world_that_is_not_running_has_a_map_too() -> None:
     assert "(not running)" in text and "mail.example.com → mail.anotherdomain.org" in text
     with pytest.raises(TypeError, match="needs a World"):
         picture("the world")
+
+
+def test_a_host_with_seven_ports_shows_every_one() -> None:
+    import re
+
+    # the seed's MX with submission too: 25, 587, 465, 110, 995, 143, 993
+    world = World.seed_world()
+    world.host("mail.anotherdomain.org").roles.append("submission")
+    with world.start(storage="memory") as running:
+        pic = picture(running)
+        mx = pic.node("mail.anotherdomain.org")
+        assert mx is not None
+        ports = world.host("mail.anotherdomain.org").ports()
+        assert len(ports) == 7
+        svg = draw_svg(pic)
+        block = svg[svg.index('data-key="mail.anotherdomain.org"'):]
+        block = block[:block.index("</g>")]
+        drawn = [re.sub(r"<[^>]+>", "", t) for t in re.findall(r"<text[^>]*>[^<]*</text>",
+                                                                 block)]
+        assert not any("…" in line for line in drawn)
+        for port in ports:  # each with its real port, on a line of its own box
+            _, real = running.address("mail.anotherdomain.org", port)
+            assert any(f"{port}→{real}" in line for line in drawn), (port, drawn)
+        assert all(len(line) <= 29 for line in drawn[1:])
+        rect = re.search(r'<rect x="\d+" y="\d+" width="\d+" height="(\d+)"', block)
+        assert rect is not None and int(rect.group(1)) == 26 + 14 * (len(drawn) - 1)

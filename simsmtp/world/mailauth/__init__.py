@@ -1,6 +1,9 @@
 """Email authentication: SPF (RFC 7208), DKIM (RFC 6376), DMARC (RFC 7489) and the
 Authentication-Results header (RFC 8601), evaluated against a world's DNS.
 
+:func:`parse_authentication_results` reads an Authentication-Results value back, and
+:func:`spf_terms` says what each term of an SPF record means, for a reader.
+
 Every check asks DNS only through functions (``dns_txt``, ``dns_a``, ``dns_mx``,
 ``dns_aaaa``; see :mod:`.lookup`), so it is pure and a test backs it with a dict; the
 running world passes its resolver through :func:`dns_functions`::
@@ -43,12 +46,16 @@ from simsmtp.world.mailauth.lookup import (
     txt_presentation,
 )
 from simsmtp.world.mailauth.results import (
+    AuthenticationResults,
     AuthVerdict,
+    ResultEntry,
+    authentication_results,
     evaluate,
+    parse_authentication_results,
     strip_authentication_results,
     temperror_verdict,
 )
-from simsmtp.world.mailauth.spf import SPF_RESULTS, SPFResult, check_spf
+from simsmtp.world.mailauth.spf import SPF_RESULTS, SPFResult, SPFTerm, check_spf, spf_terms
 
 __all__ = [
     "DEFAULT_HEADERS",
@@ -56,14 +63,18 @@ __all__ = [
     "MAX_SIGNATURES_TO_VERIFY",
     "SPF_RESULTS",
     "AuthVerdict",
+    "AuthenticationResults",
     "DKIMKey",
     "DKIMResult",
     "DMARCRecord",
     "DMARCResult",
     "DNSFunctions",
     "DNSTempError",
+    "ResultEntry",
     "SPFResult",
+    "SPFTerm",
     "aligned",
+    "authentication_results",
     "author_domains",
     "check_dmarc",
     "check_spf",
@@ -72,9 +83,11 @@ __all__ = [
     "generate_key",
     "no_addresses",
     "organizational_domain",
+    "parse_authentication_results",
     "parse_record",
     "parse_signature",
     "sign",
+    "spf_terms",
     "strip_authentication_results",
     "temperror_verdict",
     "txt_presentation",

@@ -26,6 +26,7 @@ from simsmtp.world.mailauth.lookup import DNSTempError, TxtLookup
 __all__ = [
     "DEFAULT_HEADERS",
     "MAX_SIGNATURES_TO_VERIFY",
+    "MEANINGS",
     "DKIMKey",
     "DKIMResult",
     "generate_key",
@@ -42,6 +43,20 @@ DEFAULT_HEADERS = ("From", "To", "Subject", "Date", "Message-ID")
 #: Results a signature can get (RFC 8601 §2.7.1; RFC 6376 §6.1 SUCCESS/PERMFAIL/TEMPFAIL);
 #: ``policy`` is the one entry for the signatures past :data:`MAX_SIGNATURES_TO_VERIFY`.
 DKIM_RESULTS = ("pass", "fail", "none", "permerror", "temperror", "policy")
+
+#: What each DKIM result means (RFC 6376 §6.1; RFC 8601 §2.7.1).
+MEANINGS = {
+    "pass": "a signature verified with the key its domain publishes: the signed header "
+            "fields and the body are unchanged since d= signed them",
+    "fail": "a signature did not verify: the message was changed after signing (or the "
+            "signature is forged)",
+    "none": "the message is not signed",
+    "permerror": "a signature cannot be checked (no key, a revoked or bad key, a malformed "
+                 "signature)",
+    "temperror": "the key could not be fetched now; try again later",
+    "neutral": "a signature was there but could not be evaluated",
+    "policy": "the signature verified but the receiver's policy does not accept it",
+}
 
 #: How many DKIM-Signature fields a verifier checks, top first (OpenDKIM
 #: ``MaximumSignaturesToVerify``; RFC 6376 §6.1: "to limit potential denial-of-service

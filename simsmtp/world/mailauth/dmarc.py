@@ -28,6 +28,7 @@ from simsmtp.world.mailauth.spf import SPFResult
 
 __all__ = [
     "DISPOSITIONS",
+    "MEANINGS",
     "DMARCRecord",
     "DMARCResult",
     "aligned",
@@ -39,6 +40,17 @@ __all__ = [
 
 #: What a receiver may do with a failing message, mildest first (RFC 7489 §6.3 p=).
 DISPOSITIONS = ("none", "quarantine", "reject")
+
+#: What each DMARC result means (RFC 7489 §3.1, §6.6; RFC 8601 §2.7 / RFC 7489 §11.2).
+MEANINGS = {
+    "pass": "SPF or DKIM passed for a domain aligned with the From: domain: the From: the "
+            "reader sees is vouched for",
+    "fail": "neither SPF nor DKIM passed for a domain aligned with the From: domain: the "
+            "From: cannot be trusted, and the domain's policy applies",
+    "none": "the From: domain publishes no DMARC policy: nothing to apply",
+    "temperror": "the DMARC record could not be fetched now",
+    "permerror": "DMARC cannot be applied (e.g. no single From: domain)",
+}
 
 _POLICIES = frozenset(DISPOSITIONS)
 _TAG = re.compile(r"^([A-Za-z][A-Za-z0-9_]*)\s*=\s*(.*)$", re.DOTALL)

@@ -1,18 +1,26 @@
-"""All three checks on one message, and the Authentication-Results header (RFC 8601).
+"""All three checks on one message, and the Authentication-Results header (RFC 8601):
+written and read.
 
 :func:`evaluate` is what a receiving MX calls after DATA: SPF for the envelope, DKIM for
 each signature, DMARC for the From: domain. The :class:`AuthVerdict` it returns renders the
 ``Authentication-Results:`` value, says what to do (``disposition``) and tells the story
-step by step (``steps``) for a notebook.
+step by step (``steps``) for a notebook. :func:`parse_authentication_results` reads such a
+value back (:class:`AuthenticationResults`, one :class:`ResultEntry` per result), and
+:func:`authentication_results` reads every one a message carries.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
 
 from simsmtp.trace import Trace
+from simsmtp.world.mailauth.dkim import MEANINGS as DKIM_MEANINGS
 from simsmtp.world.mailauth.dkim import DKIMResult, verify_all
+from simsmtp.world.mailauth.dmarc import MEANINGS as DMARC_MEANINGS
 from simsmtp.world.mailauth.dmarc import DMARCResult, author_domains, check_dmarc
 from simsmtp.world.mailauth.lookup import (
     AddressLookup,
@@ -20,9 +28,20 @@ from simsmtp.world.mailauth.lookup import (
     TxtLookup,
     no_addresses,
 )
+from simsmtp.world.mailauth.spf import MEANINGS as SPF_MEANINGS
 from simsmtp.world.mailauth.spf import SPFResult, check_spf
 
-__all__ = ["AuthVerdict", "evaluate", "strip_authentication_results", "temperror_verdict"]
+__all__ = [
+    "PROPERTY_MEANINGS",
+    "AuthVerdict",
+    "AuthenticationResults",
+    "ResultEntry",
+    "authentication_results",
+    "evaluate",
+    "parse_authentication_results",
+    "strip_authentication_results",
+    "temperror_verdict",
+]
 
 #: RFC 2045 §5.1 tspecials plus space and controls: a value holding one must be quoted
 #: (RFC 8601 §2.2 ``value``).
@@ -224,3 +243,108 @@ def temperror_verdict(message: bytes, *, client_ip: str, helo: str, mail_from: s
                                     "receiver should try again later (RFC 7489 §6.6.3)")
     return AuthVerdict(spf, (dkim,), dmarc,
                        [spf.explanation, dkim.explanation, dmarc.explanation])
+
+
+# ------------------------------------------------------------- reading it back
+
+#: What the properties of an Authentication-Results result say (RFC 8601 §2.7, §2.3).
+PROPERTY_MEANINGS = {
+    "smtp.mailfrom": "the domain SPF checked: the envelope sender's (MAIL FROM), not From:",
+    "smtp.helo": "the HELO name SPF checked (the envelope sender was empty)",
+    "header.d": "the signing domain (d= of the DKIM-Signature)",
+    "header.s": "the selector: the key was at <s>._domainkey.<d>",
+    "header.i": "the signer's identity (i=)",
+    "header.from": "the From: domain DMARC protects",
+    "reason": "why",
+}
+
+
+def _split_outside(text_: str, sep: str) -> list[str]:
+    """Split at ``sep`` outside quoted strings and (comments) (RFC 8601 §2.2)."""
+    parts, buf, depth, quoted, escaped = [], [], 0, False, False
+    for ch in text_:
+        if escaped:
+            buf.append(ch)
+            escaped = False
+            continue
+        if ch == "\\":
+            buf.append(ch)
+            escaped = True
+            continue
+        if ch == '"' and depth == 0:
+            quoted = not quoted
+        elif not quoted and ch == "(":
+            depth += 1
+        elif not quoted and ch == ")" and depth:
+            depth -= 1
+        elif ch == sep and not quoted and depth == 0:
+            parts.append("".join(buf).strip())
+            buf = []
+            continue
+        buf.append(ch)
+    parts.append("".join(buf).strip())
+    return [p for p in parts if p]
+
+
+@dataclass(frozen=True)
+class ResultEntry:
+    """One result of an Authentication-Results header field (RFC 8601 §2.2 resinfo)."""
+
+    method: str
+    result: str
+    comment: str = ""
+    properties: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def meaning(self) -> str:
+        """What the result means, in plain words."""
+        table = {"spf": SPF_MEANINGS, "dkim": DKIM_MEANINGS, "dmarc": DMARC_MEANINGS}
+        return table.get(self.method, {}).get(self.result, "")
+
+
+@dataclass(frozen=True)
+class AuthenticationResults:
+    """One parsed Authentication-Results header field."""
+
+    authserv_id: str
+    results: tuple[ResultEntry, ...]
+    raw: str
+
+    def get(self, method: str) -> ResultEntry | None:
+        """The first result of ``method`` (``"spf"``, ``"dkim"``, ``"dmarc"``)."""
+        return next((r for r in self.results if r.method == method), None)
+
+
+def parse_authentication_results(value: str) -> AuthenticationResults:
+    """Read an Authentication-Results value (RFC 8601 §2.2): who checked, and each result
+    with its comment and properties.
+
+    >>> ar = parse_authentication_results("mx.example; spf=pass smtp.mailfrom=example.com")
+    >>> ar.authserv_id, ar.get("spf").properties
+    ('mx.example', {'smtp.mailfrom': 'example.com'})
+    """
+    flat = " ".join(value.split())
+    parts = _split_outside(flat, ";")
+    head = re.sub(r"\([^)]*\)", " ", parts[0]).split() if parts else []
+    authserv = head[0] if head else ""
+    entries = []
+    for part in parts[1:]:
+        comments = re.findall(r"\(([^)]*)\)", part)
+        bare = re.sub(r"\([^)]*\)", " ", part)
+        pairs = re.findall(r'([A-Za-z0-9_.-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s;]+)', bare)
+        if not pairs:
+            continue
+        method, result = pairs[0]
+        props = {k.lower(): v.strip('"') for k, v in pairs[1:]}
+        entries.append(ResultEntry(method.lower(), result.lower(), "; ".join(comments),
+                                   props))
+    return AuthenticationResults(authserv, tuple(entries), flat)
+
+
+def authentication_results(message: EmailMessage | bytes | str) -> list[AuthenticationResults]:
+    """Every Authentication-Results header field of ``message``, top (newest) first."""
+    if not isinstance(message, EmailMessage):
+        raw = message.encode("utf-8") if isinstance(message, str) else message
+        message = BytesParser(policy=policy.default).parsebytes(raw, headersonly=True)
+    found = message.get_all("Authentication-Results") or []
+    return [parse_authentication_results(str(v)) for v in found]

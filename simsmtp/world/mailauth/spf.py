@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -24,7 +25,7 @@ from simsmtp.world.mailauth.lookup import (
     no_addresses,
 )
 
-__all__ = ["SPF_RESULTS", "SPFResult", "check_spf"]
+__all__ = ["MEANINGS", "SPF_RESULTS", "SPFResult", "SPFTerm", "check_spf", "spf_terms"]
 
 #: The results check_host() can give (RFC 7208 §2.6).
 SPF_RESULTS = ("pass", "fail", "softfail", "neutral", "none", "permerror", "temperror")
@@ -203,20 +204,87 @@ def check_spf(client_ip: str, mail_from: str, helo: str, *, dns_txt: TxtLookup,
 
 # ------------------------------------------------------------------------- explanation
 
-def _terms(record: str) -> tuple[list[str], str | None]:
-    """The mechanisms of a record in order, and its redirect= target (RFC 7208 §4.6.1)."""
-    mechanisms: list[str] = []
-    redirect = None
-    for term in record.split(" ")[1:]:
-        if not term:
+#: What each mechanism matches, in plain words (RFC 7208 §5); ``{arg}`` is its argument.
+_MECHANISM_WORDS = {
+    "all": "any other client",
+    "mx": "a client at an address of an MX host of {arg_or_domain}",
+    "a": "a client at an address of {arg_or_itself}",
+    "ip4": "a client in {arg}",
+    "ip6": "a client in {arg}",
+    "include": "a client that {arg}'s own SPF policy passes",
+    "exists": "any client, if the name {arg} exists",
+    "ptr": "a client whose reverse DNS name is in the domain (do not use: slow)",
+}
+#: RFC 7208 §12 ``modifier = redirect / explanation / unknown-modifier``: ``name "="``.
+_MODIFIER = re.compile(r"([A-Za-z][A-Za-z0-9._-]*)=(.*)", re.S)
+
+
+@dataclass(frozen=True)
+class SPFTerm:
+    """One term of an SPF record (RFC 7208 §4.6.1), read, and what it says.
+
+    Attributes:
+        text: the term as written (``"-all"``, ``"redirect=_spf.example.net"``).
+        kind: ``"version"`` (``v=spf1``), ``"modifier"`` (RFC 7208 §6) or
+            ``"mechanism"`` (RFC 7208 §5).
+        name: the mechanism or modifier name, lower case (``"all"``, ``"redirect"``).
+        value: what follows ``:`` or ``=`` ("" when nothing does).
+        qualifier: a mechanism's ``+ - ~ ?`` (``+`` when left out, RFC 7208 §4.6.2);
+            "" for the others.
+        meaning: the term in plain words, for a reader (the evaluation is pyspf's).
+    """
+
+    text: str
+    kind: str
+    name: str
+    value: str = ""
+    qualifier: str = ""
+    meaning: str = ""
+
+    @property
+    def result(self) -> str:
+        """What a matching mechanism gives (``pass``, ``fail``…); "" for the others."""
+        return _QUALIFIER_RESULT.get(self.qualifier, "")
+
+
+def spf_terms(record: str) -> list[SPFTerm]:
+    """Each term of an SPF record, in order, and what it says (RFC 7208 §4.6, §5, §6).
+
+    A description for a reader and for :func:`check_spf`'s explanation, not an evaluator:
+    the verdict comes from pyspf.
+
+    >>> [(t.text, t.meaning) for t in spf_terms("v=spf1 mx -all")][1]
+    ('mx', 'a client at an address of an MX host of the domain: pass')
+    """
+    out: list[SPFTerm] = []
+    for term in record.split():
+        if term.lower() == "v=spf1":
+            out.append(SPFTerm(term, "version", "v", "spf1",
+                               meaning="this TXT record is an SPF policy (version 1)"))
             continue
-        name, eq, value = term.partition("=")
-        if eq and ":" not in name and "/" not in name:  # a modifier (RFC 7208 §6)
-            if name.lower() == "redirect":
-                redirect = value
+        modifier = _MODIFIER.fullmatch(term)
+        if modifier:  # a modifier (RFC 7208 §6)
+            name, value = modifier.group(1).lower(), modifier.group(2)
+            if name == "redirect":  # RFC 7208 §6.1
+                words = f"if nothing above matched: use {value}'s SPF policy"
+            elif name == "exp":  # RFC 7208 §6.2
+                words = f"the text for a rejection is published at {value}"
+            else:
+                words = "an unknown modifier: ignored (RFC 7208 §6)"
+            out.append(SPFTerm(term, "modifier", name, value, meaning=words))
             continue
-        mechanisms.append(term)
-    return mechanisms, redirect
+        qualifier, bare = _mechanism_result(term)
+        name, _, arg = bare.partition(":")
+        name = name.split("/")[0].lower()
+        what = _MECHANISM_WORDS.get(name)
+        if what is None:
+            words = "not a known mechanism: the whole record is a permerror (RFC 7208 §5)"
+        else:
+            words = what.format(arg=arg, arg_or_domain=arg or "the domain",
+                                arg_or_itself=arg or "the domain itself")
+            words += f": {_QUALIFIER_RESULT[qualifier]}"
+        out.append(SPFTerm(term, "mechanism", name, arg, qualifier, words))
+    return out
 
 
 def _mechanism_result(term: str) -> tuple[str, str]:
@@ -271,7 +339,10 @@ def _explain(r: SPFResult, checks: list[list[Any]], log: QueryLog) -> str:
         parts.append(f"{domain} publishes {record!r}")
         if r.result == "permerror":
             continue
-        mechanisms, redirect = _terms(record)
+        terms = spf_terms(record)
+        mechanisms = [t.text for t in terms if t.kind == "mechanism"]
+        redirect = next((t.value for t in terms if t.kind == "modifier"
+                         and t.name == "redirect"), None)
         last = n == len(chain) - 1
         upto = len(mechanisms)
         if last and r.mechanism in mechanisms:
