@@ -372,36 +372,31 @@ class ServerConnection(SansIOConnection[ServerEvent]):
         with the states and the delay hint, and queue the 421 of an error limit it reached.
 
         ``counted``: a reply to the peer counts against the error limits and carries the
-        delay hint (:meth:`_send_reply`); the greeting and a reply the network layer sends
+        delay hint; the greeting and a reply the network layer sends
         do not, and are not written during a TLS handshake (the peer expects TLS records
         there: no SMTP reply can be understood). ``before``: the state the step began in,
         when the reply comes after input read in it (a BDAT chunk, a pending reply).
         """
         before = self._state if before is None else before
-        if counted:
-            delay = self._send_reply(reply)
-        else:
-            delay = 0.0
-            if self._state is not S.TLS_HANDSHAKE:
-                self._write(reply.to_bytes())
+        session = self.session
+        delay = 0.0
+        if counted:  # a reply to the peer: count an error, give the delay hint
+            self._write(reply.to_bytes())
+            if reply.code >= 400 and reply.code != 421:
+                session.error_count += 1
+            if session.error_count >= self.config.soft_error_limit:
+                delay = self.config.error_sleep_time
+            session.delay = delay
+        elif self._state is not S.TLS_HANDSHAKE:
+            self._write(reply.to_bytes())
         if transition is not None:
-            self._state = next_state(transition, reply.code)
-            if self._state is not S.AUTH:
+            state = self._state = next_state(transition, reply.code)
+            if state is not S.AUTH:
                 self._mech = None  # the SASL exchange is over
-            if self._state is S.CLOSED:
+            if state is S.CLOSED:
                 self._close()
         made = event(state_before=before, state_after=self._state, delay=delay)
         return self._finish(made) if counted else made
-
-    def _send_reply(self, reply: Reply) -> float:
-        """Write a reply, count it if it is an error, and return the delay hint."""
-        self._write(reply.to_bytes())
-        if reply.code >= 400 and reply.code != 421:
-            self.session.error_count += 1
-        delay = (self.config.error_sleep_time
-                 if self.session.error_count >= self.config.soft_error_limit else 0.0)
-        self.session.delay = delay
-        return delay
 
     def _close(self) -> None:
         self._state = S.CLOSED
