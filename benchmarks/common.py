@@ -12,6 +12,7 @@ import math
 import os
 import resource
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -130,16 +131,7 @@ class ServerProcess:
                 proc.stdin.close()
         except OSError:
             pass
-        if proc.poll() is None:
-            proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        end_process(proc, signal.SIGTERM, 10)
 
     @property
     def pid(self) -> int:
@@ -154,6 +146,22 @@ class ServerProcess:
     def rss(self) -> float:
         """The server's resident set size in MiB."""
         return rss_mb(self.pid)
+
+
+def end_process(proc: subprocess.Popen[str], sig: int, timeout: float) -> int:
+    """Send ``sig`` to a process still running, wait ``timeout`` seconds (then kill it),
+    close its pipes, and return its exit status."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+    return proc.returncode
 
 
 def _readline(proc: subprocess.Popen[str], timeout: float) -> str:

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .common import ROOT, Report, Table, _readline, fmt, python_argv, rss_mb
+from .common import ROOT, Report, Table, _readline, end_process, fmt, python_argv, rss_mb
 
 SUBMISSION_HOST = "mail.example.com"
 MX_HOST = "mail.anotherdomain.org"
@@ -206,18 +206,8 @@ class Server:
         proc = self.proc
         if proc is None:
             return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(START_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
         self.proc = None
-        return proc.returncode
+        return end_process(proc, signal.SIGTERM, START_TIMEOUT)
 
 
 def maildir(directory: Path) -> Path:
